@@ -1,0 +1,3 @@
+from emberflow.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Model toolchain: analyze, check, quantize, pack, validate, profile (issue 4)."""

@@ -1,0 +1,173 @@
+"""Will this model run on that device? Every violation in plain words, with what to do."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from emberflow.targets import Target
+from emberflow.toolchain.fmt import fmt_bytes
+from emberflow.toolchain.graph import Graph, device_dtypes
+from emberflow.toolchain.memplan import MemoryPlan
+
+# Known ways around ops that small targets lack; the generic advice applies to the rest.
+OP_HINTS = {
+    "BatchNormalization": "fold it into the preceding Conv (onnxruntime's graph optimizer or onnxsim do this)",
+    "Shape": "export with static shapes so shape arithmetic is constant-folded away",
+    "Cast": "export with static shapes and consistent dtypes so casts fold away",
+    "Constant": "constant-fold the graph before export",
+    "HardSigmoid": "rewrite as Clip(x/6 + 0.5, 0, 1) or as a lookup table in int8",
+    "Erf": "use the tanh approximation of GELU",
+}
+GENERIC_OP_HINT = "replace it with supported ops before export, or run this part of the graph on a host CPU"
+
+
+@dataclass
+class Violation:
+    kind: str  # unsupported-op | dtype | flash | ram | op-limit
+    message: str
+    nodes: list[str] = field(default_factory=list)
+    hint: str = ""
+
+
+@dataclass
+class CheckResult:
+    target: str
+    weights_bytes: int
+    weights_capacity: int
+    weights_region: str
+    arena_bytes: int
+    ram_capacity: int
+    ram_region: str
+    violations: list[Violation]
+
+    @property
+    def fits(self) -> bool:
+        return not self.violations
+
+    def summary(self) -> str:
+        def pct(a: int, b: int) -> str:
+            return f"{100 * a / b:.0f}%" if b else "n/a"
+
+        verdict = "fits" if self.fits else "does not fit"
+        return (
+            f"{verdict} {self.target}: flash {fmt_bytes(self.weights_bytes)} / {fmt_bytes(self.weights_capacity)} "
+            f"({pct(self.weights_bytes, self.weights_capacity)}, {self.weights_region}), "
+            f"RAM {fmt_bytes(self.arena_bytes)} / {fmt_bytes(self.ram_capacity)} "
+            f"({pct(self.arena_bytes, self.ram_capacity)}, {self.ram_region})"
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["fits"] = self.fits
+        return d
+
+
+def check_model(graph: Graph, plan: MemoryPlan, target: Target) -> CheckResult:
+    violations: list[Violation] = []
+
+    by_op: dict[str, list[str]] = {}
+    for node in graph.nodes:
+        if not target.supports_op(node.op_type):
+            by_op.setdefault(node.op_type, []).append(node.name)
+    for op, nodes in sorted(by_op.items(), key=lambda kv: -len(kv[1])):
+        shown = ", ".join(nodes[:5]) + (f" and {len(nodes) - 5} more" if len(nodes) > 5 else "")
+        violations.append(
+            Violation(
+                "unsupported-op",
+                f"op {op} is not supported on {target.name} ({len(nodes)} node{'s' * (len(nodes) > 1)}: {shown})",
+                nodes,
+                OP_HINTS.get(op, GENERIC_OP_HINT),
+            )
+        )
+
+    dtypes = device_dtypes(graph)
+    bad: dict[str, list[str]] = {}
+    used = {x for n in graph.nodes for x in n.inputs + n.outputs if x}
+    for name in used | set(graph.inputs) | set(graph.outputs):
+        dt = dtypes.get(name)
+        t = graph.tensors.get(name)
+        if dt is None or t is None or t.nbytes == 0 or dt in target.dtypes or dt in ("unknown", "resource"):
+            continue
+        bad.setdefault(dt, []).append(name)
+    for dt, names in sorted(bad.items()):
+        hint = "quantize to int8 with `emberflow quantize`" if dt.startswith("float") else "cast or re-export with a supported type"
+        violations.append(
+            Violation(
+                "dtype",
+                f"dtype {dt} is not supported on {target.name} ({len(names)} tensors, e.g. {names[0]}); "
+                f"supported: {', '.join(target.dtypes)}",
+                names,
+                hint,
+            )
+        )
+
+    w_regions = target.regions_for("weights")
+    w_region = max(w_regions, key=lambda m: m.bytes) if w_regions else None
+    weights = graph.weight_bytes
+    if w_region is None or weights > w_region.bytes:
+        cap = w_region.bytes if w_region else 0
+        violations.append(
+            Violation(
+                "flash",
+                f"weights need {fmt_bytes(weights)} but the largest weight memory on {target.name} "
+                f"({w_region.name if w_region else 'none'}) holds {fmt_bytes(cap)}"
+                + (f" ({weights / cap:.1f}x too big)" if cap else ""),
+                hint="quantize to int8 (4x smaller than float32), prune, or choose a smaller model or a bigger target",
+            )
+        )
+
+    a_regions = target.regions_for("activations")
+    a_region = max(a_regions, key=lambda m: m.bytes) if a_regions else None
+    if a_region is None or plan.arena_bytes > a_region.bytes:
+        cap = a_region.bytes if a_region else 0
+        violations.append(
+            Violation(
+                "ram",
+                f"activation arena needs {fmt_bytes(plan.arena_bytes)} (lower bound {fmt_bytes(plan.lower_bound_bytes)}) "
+                f"but the largest RAM on {target.name} ({a_region.name if a_region else 'none'}) holds {fmt_bytes(cap)}",
+                hint="reduce the input resolution or sequence length, quantize activations to int8, or split the model",
+            )
+        )
+
+    for limit in target.limits:
+        for node in graph.nodes:
+            if node.op_type not in limit.ops:
+                continue
+            tensors = [graph.tensors[x] for x in node.inputs if x in graph.tensors]
+            act_in = next((t for t in tensors if not t.is_const), None)
+            weight = max((t for t in tensors if t.is_const and t.shape and len(t.shape) > 1), key=lambda t: t.nbytes, default=None)
+            out = graph.tensors.get(node.outputs[0]) if node.outputs else None
+            problems = []
+            for label, t, cap in (
+                ("input", act_in, limit.max_input_bytes),
+                ("weight", weight, limit.max_weight_bytes),
+                ("output", out, limit.max_output_bytes),
+            ):
+                if cap is not None and t is not None and _device_bytes(t, dtypes) > cap:
+                    problems.append(f"{label} {fmt_bytes(_device_bytes(t, dtypes))} > {fmt_bytes(cap)}")
+            if problems:
+                violations.append(
+                    Violation("op-limit", f"{node.op_type} {node.name}: " + ", ".join(problems) + f" per call on {target.name}", [node.name], limit.hint)
+                )
+
+    return CheckResult(
+        target=target.name,
+        weights_bytes=weights,
+        weights_capacity=w_region.bytes if w_region else 0,
+        weights_region=w_region.name if w_region else "none",
+        arena_bytes=plan.arena_bytes,
+        ram_capacity=a_region.bytes if a_region else 0,
+        ram_region=a_region.name if a_region else "none",
+        violations=violations,
+    )
+
+
+def _device_bytes(t, dtypes: dict[str, str]) -> int:
+    """Bytes of a tensor in its on-device dtype (an int8 QDQ tensor is 1 byte per element)."""
+    import numpy as np
+
+    dt = dtypes.get(t.name, t.dtype)
+    try:
+        return (t.size or 0) * np.dtype(dt).itemsize
+    except TypeError:
+        return t.nbytes

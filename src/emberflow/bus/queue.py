@@ -1,0 +1,114 @@
+"""Bounded task input queues with an explicit policy per link. Nothing is dropped silently.
+
+- `lossless`: at most `maxsize` items wait; a full queue blocks the producer (backpressure).
+- `latest`: at most one item per link waits; a newer one replaces it and the drop is counted
+  (conflation, for camera frames and detections where only the newest matters).
+System items (wake, interrupt, cancel) go to a separate lane that `get` serves first, so they
+overtake queued data, as pipecat's system frames do. `flush` discards queued data on purpose
+(barge-in) and counts it separately from drops.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from enum import Enum
+from typing import Any
+
+
+class Policy(str, Enum):
+    LOSSLESS = "lossless"
+    LATEST = "latest"
+
+
+class LinkQueue:
+    def __init__(self, maxsize: int = 64):
+        if maxsize < 1:
+            raise ValueError("maxsize must be >= 1")
+        self.maxsize = maxsize
+        self._data: deque[tuple[str | None, Any]] = deque()  # (latest-key or None, item)
+        self._system: deque[Any] = deque()
+        self._lossless = 0  # lossless items waiting (latest items are bounded by the link count)
+        self._cond = threading.Condition()
+        self._closed = False
+        self.dropped: dict[str, int] = {}  # per link: superseded by a newer item
+        self.flushed = 0
+        self.high_water = 0
+
+    def put(self, item: Any, *, system: bool = False, latest_key: str | None = None,
+            timeout: float | None = None) -> bool:
+        """Queue an item. Returns False only if a lossless put timed out or the queue is closed."""
+        with self._cond:
+            if self._closed:
+                return False
+            if system:
+                self._system.append(item)
+            elif latest_key is not None:
+                for i, (key, _) in enumerate(self._data):
+                    if key == latest_key:
+                        del self._data[i]
+                        self.dropped[latest_key] = self.dropped.get(latest_key, 0) + 1
+                        break
+                self._data.append((latest_key, item))
+            else:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while self._lossless >= self.maxsize and not self._closed:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+                if self._closed:
+                    return False
+                self._data.append((None, item))
+                self._lossless += 1
+            self.high_water = max(self.high_water, len(self._data))
+            self._cond.notify_all()
+            return True
+
+    def full(self) -> bool:
+        with self._cond:
+            return self._lossless >= self.maxsize
+
+    def get(self, timeout: float | None = None) -> Any | None:
+        """Next item (system lane first), or None on timeout or when closed and drained."""
+        with self._cond:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not self._system and not self._data:
+                if self._closed:
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            if self._system:
+                item = self._system.popleft()
+            else:
+                key, item = self._data.popleft()
+                if key is None:
+                    self._lossless -= 1
+            self._cond.notify_all()
+            return item
+
+    def flush(self) -> int:
+        """Discard queued data items (not system ones). Returns how many."""
+        with self._cond:
+            n = len(self._data)
+            self._data.clear()
+            self._lossless = 0
+            self.flushed += n
+            self._cond.notify_all()
+            return n
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        return len(self._data) + len(self._system)
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            return {"depth": len(self._data), "high_water": self.high_water, "maxsize": self.maxsize,
+                    "dropped": dict(self.dropped), "flushed": self.flushed}

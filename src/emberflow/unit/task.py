@@ -1,0 +1,271 @@
+"""A task: one unit instance with its input queue, worker thread and output channel.
+
+The worker thread owns the task's XPUB data socket (ZMQ sockets are single-threaded), so a
+slow subscriber backpressures exactly the task that produces (XPUB_NODROP), nobody else.
+Outputs for clients go to the host's main loop through a per-thread PUSH to `inproc://outbox`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+import zmq
+
+from emberflow.bus.frame import BusFrame
+from emberflow.bus.queue import LinkQueue, Policy
+from emberflow.protocol.envelope import NONE, reply
+from emberflow.protocol.errors import Code, StackFlowError
+from emberflow.unit.base import IO, TaskContext, Unit, UnitParams, collect
+
+log = logging.getLogger("emberflow.task")
+
+OUTBOX = "inproc://outbox"
+
+
+class Task:
+    def __init__(self, unit: Unit, params: UnitParams, work_id: str, *, data_addr: str,
+                 setup_request_id: str, ctx: zmq.Context, model: dict[str, Any] | None,
+                 queue_size: int = 64):
+        self.unit = unit
+        self.params = params
+        self.work_id = work_id
+        self.kind = work_id.split(".", 1)[0]
+        self.data_addr = data_addr
+        self.model = model or {}
+        self.inputs: list[str] = list(params.input)
+        self.link_policy: dict[str, Policy] = {}
+        self.last_request_id = setup_request_id  # outputs carry the last inference's, else setup's
+        self.queue = LinkQueue(queue_size)
+        self._ctx = ctx
+        self._epoch = 0  # bumped by pause/wake: queued and running work of older epochs is cancelled
+        self._chunks: list[Any] = []  # input stream being assembled
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"task-{work_id}", daemon=True)
+        self.stats = {"inferences": 0, "errors": 0, "outputs": 0, "aborted": 0, "last_ms": None}
+        unit.context = TaskContext(work_id, emit=self._emit_extra)
+
+    # --- called from the host's main thread ----------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(5)
+
+    def submit_inference(self, object: str, data: Any, payload: bytes | None, request_id: str,
+                         hops: list) -> None:
+        """Decode one client inference message and queue the work once the input is complete."""
+        value = self._assemble(object, data, payload)
+        if value is _INCOMPLETE:
+            return
+        self.queue.put(("infer", value, request_id, hops, self._epoch))
+
+    def submit_frame(self, frame: BusFrame) -> None:
+        if frame.system or frame.source.startswith("kws"):
+            self.wake()
+            return
+        policy = self.link_policy.get(frame.source, Policy.LOSSLESS)
+        key = frame.source if policy is Policy.LATEST else None
+        self.queue.put(("frame", frame, self._epoch), latest_key=key)
+
+    def interrupt(self) -> None:
+        """Cancel running work and drop queued input (pause, barge-in)."""
+        self._epoch += 1
+        self.unit.context.cancelled.set()
+        self.queue.flush()
+        self._chunks.clear()
+
+    def wake(self) -> None:
+        self.interrupt()
+        self.queue.put(("wake",), system=True)
+
+    def stop(self) -> None:
+        self.interrupt()
+        self.queue.close()
+        self._thread.join(timeout=10)
+        try:
+            self.unit.teardown()
+        except Exception:  # teardown must not take the process down
+            log.exception("teardown of %s failed", self.work_id)
+
+    def info(self) -> dict[str, Any]:
+        p = self.params
+        out = {"model": p.model, "response_format": p.response_format, "enoutput": p.enoutput,
+               "inputs": list(self.inputs)}
+        # emberflow extensions; StackFlow clients read only the keys above
+        if self.model:
+            out["resolved_model"] = self.model.get("mode")
+        out["queue"] = self.queue.stats()
+        out["stats"] = dict(self.stats)
+        return out
+
+    # --- input decoding -------------------------------------------------------------------
+    def _assemble(self, object: str, data: Any, payload: bytes | None) -> Any:
+        if "stream" in object and isinstance(data, dict) and "delta" in data:
+            index = data.get("index")
+            if isinstance(index, bool) or not isinstance(index, int) or index != len(self._chunks):
+                self._chunks.clear()
+                raise StackFlowError(Code.STREAM_INDEX, detail=f"expected index {len(self._chunks)}, got {index!r}")
+            self._chunks.append(data.get("delta", ""))
+            if not _truthy(data.get("finish")):
+                return _INCOMPLETE
+            parts, self._chunks = self._chunks, []
+            data = "".join(p for p in parts if isinstance(p, str)) if all(isinstance(p, str) for p in parts) \
+                else parts
+        if payload is not None:
+            data = payload  # RAW frame: already binary, never base64 on the bus
+        elif "base64" in object:
+            if not isinstance(data, str):
+                raise StackFlowError(Code.BASE64, detail="base64 data must be a string")
+            try:
+                data = base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError) as e:
+                raise StackFlowError(Code.BASE64, detail=str(e)) from None
+        expected = next(iter(self.unit.inputs.values()), None)
+        if expected in (IO.TEXT, IO.TEXT_STREAM):
+            if isinstance(data, bytes):
+                try:
+                    data = data.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise StackFlowError(Code.JSON_FORMAT, "json format error.", detail="text is not UTF-8") from None
+            if not isinstance(data, str):
+                raise StackFlowError(Code.JSON_FORMAT, "json format error.",
+                                     detail=f"{self.kind} expects text, got {type(data).__name__}")
+        return data
+
+    # --- worker thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        self._pub = self._ctx.socket(zmq.XPUB)
+        self._pub.setsockopt(zmq.XPUB_NODROP, 1)  # lossless: block instead of dropping silently
+        self._pub.setsockopt(zmq.SNDHWM, 256)
+        self._pub.setsockopt(zmq.LINGER, 0)
+        self._pub.bind(self.data_addr)
+        self._out = self._ctx.socket(zmq.PUSH)
+        self._out.setsockopt(zmq.LINGER, 0)
+        self._out.connect(OUTBOX)
+        self._ready.set()
+        try:
+            while (item := self.queue.get()) is not None:
+                self._handle(item)
+        finally:
+            self._pub.close()
+            self._out.close()
+
+    def _handle(self, item: tuple) -> None:
+        if item[0] == "wake":
+            self._call(self.unit.on_wake)
+            return
+        epoch = item[-1]
+        if epoch != self._epoch:
+            return  # queued before a pause/wake
+        self.unit.context.cancelled.clear()
+        started = time.monotonic()
+        if item[0] == "infer":
+            _, value, request_id, hops, _ = item
+            self.last_request_id = request_id
+            hops = [*hops, (f"{self.work_id}.start", started)]
+            produce = lambda: self.unit.infer(value)  # noqa: E731
+        else:
+            frame: BusFrame = item[1]
+            hops = [*frame.hops, (f"{self.work_id}.start", started)]
+            produce = lambda: self.unit.on_frame(frame)  # noqa: E731
+        self.stats["inferences"] += 1
+        try:
+            self._emit_result(produce, hops, epoch)
+        except StackFlowError as e:
+            self._send_error(e)
+        except Exception as e:
+            log.error("%s inference failed:\n%s", self.work_id, traceback.format_exc())
+            self._send_error(StackFlowError(Code.MODEL_RUN, detail=f"{type(e).__name__}: {e}"))
+        self.stats["last_ms"] = round((time.monotonic() - started) * 1000, 2)
+
+    def _emit_result(self, produce: Callable[[], Any], hops: list, epoch: int) -> None:
+        pieces = collect(produce())
+        stream = self.params.streams_output
+        index, collected, aborted = 0, [], False
+        it = iter(pieces)
+        try:
+            for piece in it:
+                if epoch != self._epoch:
+                    aborted = True
+                    break
+                if stream:
+                    if piece == "" or piece == b"":
+                        continue
+                    self._output({"delta": piece, "index": index, "finish": False}, hops)
+                    index += 1
+                else:
+                    collected.append(piece)
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()  # stops a generator at once (e.g. llama.cpp decoding)
+        if aborted:
+            self.stats["aborted"] += 1
+        if stream:
+            # Every answer ends with a finish chunk, also when aborted, so readers never hang.
+            self._output({"delta": "", "index": index, "finish": True}, hops)
+        elif collected:
+            if all(isinstance(p, str) for p in collected):
+                self._output("".join(collected), hops)
+            else:
+                self._output(collected[0] if len(collected) == 1 else collected, hops)
+
+    def _output(self, data: Any, hops: list) -> None:
+        fmt = self.params.response_format or f"{self.kind}.utf-8"
+        payload = b""
+        if isinstance(data, (bytes, bytearray)):
+            payload, data = bytes(data), None
+        frame = BusFrame(self.work_id, fmt, data, payload, hops=list(hops)).stamp(self.work_id)
+        self._publish(frame)
+        self.stats["outputs"] += 1
+        if self.params.enoutput:
+            client_data = data if not payload else base64.b64encode(payload).decode()
+            msg = reply(self.last_request_id, self.work_id, data=client_data, object=fmt)
+            self._out.send_json({"op": "output", "work_id": self.work_id, "msg": msg, "hops": frame.hops})
+
+    def _send_error(self, err: StackFlowError) -> None:
+        # The host answers it to the last control connection, as StackFlow does (§3.4).
+        self.stats["errors"] += 1
+        self._out.send_json({"op": "task_error", "work_id": self.work_id, "code": int(err.code),
+                             "message": err.message, "detail": err.detail})
+
+    def _publish(self, frame: BusFrame) -> None:
+        parts = frame.to_parts()
+        while True:
+            try:
+                self._pub.send_multipart(parts, flags=zmq.NOBLOCK)
+                return
+            except zmq.Again:  # a lossless subscriber is full: wait (backpressure), never drop
+                if self.queue._closed:
+                    return
+                time.sleep(0.001)
+
+    def _emit_extra(self, object: str, data: Any, payload: bytes) -> None:
+        frame = BusFrame(self.work_id, object, data, payload).stamp(self.work_id)
+        self._publish(frame)
+        if self.params.enoutput:
+            client_data = data if not payload else base64.b64encode(payload).decode()
+            msg = reply(self.last_request_id, self.work_id, data=NONE if client_data is None else client_data,
+                        object=object)
+            self._out.send_json({"op": "output", "work_id": self.work_id, "msg": msg})
+
+    def _call(self, fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("%s: %s failed", self.work_id, getattr(fn, "__name__", fn))
+
+
+class _Incomplete:
+    pass
+
+
+_INCOMPLETE = _Incomplete()
+
+
+def _truthy(v: Any) -> bool:
+    return v is True or (isinstance(v, str) and v.lower() == "true") or v == 1

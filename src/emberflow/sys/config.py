@@ -1,0 +1,63 @@
+"""Daemon configuration: defaults, then a YAML file, then command-line options.
+
+Secure by default: TCP binds 127.0.0.1; binding another address is an explicit choice.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 10001  # StackFlow's port; 0 picks a free one (tests)
+    uart: str | None = None  # e.g. /dev/ttyS1
+    baud: int = 115200
+    token: str | None = None  # when set, clients must send sys.auth first
+    max_frame: int = 16 * 1024 * 1024
+    max_connections: int = 64
+    preload: list[str] = field(default_factory=list)  # unit kinds started at boot
+    units: dict[str, str] = field(default_factory=dict)  # extra kinds: name -> "module:Class"
+    rundir: str = ""  # ipc sockets live here; default: a fresh private temp dir
+    sandbox: str = ""  # sys.push/pull files live here only
+    unit_ready_timeout: float = 60.0
+    restart_backoff: tuple[float, float] = (0.5, 10.0)  # first and max delay between restarts
+    flow: str | None = None
+    log_level: str = "INFO"
+
+    def resolved_rundir(self) -> Path:
+        if not self.rundir:
+            self.rundir = tempfile.mkdtemp(prefix="emberflow-")
+        Path(self.rundir).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.rundir, 0o700)  # ipc sockets: this user only
+        return Path(self.rundir)
+
+    def resolved_sandbox(self) -> Path:
+        p = Path(self.sandbox or Path.home() / ".local" / "share" / "emberflow" / "files")
+        p.mkdir(parents=True, exist_ok=True)
+        return p.resolve()
+
+
+def load_config(path: Path | str | None = None, **overrides: Any) -> Config:
+    cfg = Config()
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+        known = {f.name for f in fields(Config)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        for k, v in data.items():
+            setattr(cfg, k, v)
+    for k, v in overrides.items():
+        if v is not None:
+            setattr(cfg, k, v)
+    return cfg

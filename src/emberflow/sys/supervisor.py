@@ -1,0 +1,133 @@
+"""Supervisor: one OS process per unit kind, started on demand, restarted with backoff.
+
+Readiness-gated: a request for a kind waits until its process has said `ready` (imports done),
+or fails with -9 after `unit_ready_timeout`. A process that dies for any reason (SIGKILL
+included) is noticed by `proc.wait()` in the event loop, so sys never blocks on a dead unit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from emberflow.protocol.errors import Code, StackFlowError
+from emberflow.sys.config import Config
+
+log = logging.getLogger("emberflow.supervisor")
+
+
+@dataclass
+class UnitProcess:
+    kind: str
+    path: str
+    proc: asyncio.subprocess.Process | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: bool = False
+    crashes: list[float] = field(default_factory=list)  # monotonic times of recent crashes
+    schema: dict[str, Any] = field(default_factory=dict)
+    started_at: float = 0.0
+    ready_after: float | None = None  # seconds from spawn to ready
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+
+class Supervisor:
+    def __init__(self, cfg: Config, control_addr: str, units: dict[str, str],
+                 on_exit: Callable[[str, int], Awaitable[None]]):
+        self.cfg = cfg
+        self.control_addr = control_addr
+        self.units = units  # kind -> "module:Class"
+        self.on_exit = on_exit
+        self.procs: dict[str, UnitProcess] = {}
+        self._watchers: set[asyncio.Task] = set()
+
+    def knows(self, kind: str) -> bool:
+        return kind in self.units
+
+    def running(self, kind: str) -> UnitProcess | None:
+        up = self.procs.get(kind)
+        return up if up is not None and up.proc is not None and up.proc.returncode is None else None
+
+    async def ensure(self, kind: str) -> UnitProcess:
+        """The ready process for `kind`, starting it if needed."""
+        if not self.knows(kind):
+            raise StackFlowError(Code.UNIT_CALL, detail=f"no unit of kind {kind!r} is installed")
+        up = self.procs.get(kind)
+        if up is None or up.proc is None or (up.proc.returncode is not None and not up.ready.is_set()):
+            up = await self._spawn(kind)
+        try:
+            await asyncio.wait_for(up.ready.wait(), self.cfg.unit_ready_timeout)
+        except asyncio.TimeoutError:
+            raise StackFlowError(Code.UNIT_CALL, detail=f"unit {kind!r} did not become ready in "
+                                                        f"{self.cfg.unit_ready_timeout:.0f} s") from None
+        if up.proc is None or up.proc.returncode is not None:
+            raise StackFlowError(Code.UNIT_CALL, detail=f"unit {kind!r} exited while starting")
+        return up
+
+    def mark_ready(self, kind: str, schema: dict[str, Any]) -> None:
+        up = self.procs.get(kind)
+        if up is not None:
+            up.schema = schema
+            up.ready_after = time.monotonic() - up.started_at
+            up.ready.set()
+            log.info("unit %s ready (pid %s, %.2f s)", kind, up.pid, up.ready_after)
+
+    async def _spawn(self, kind: str) -> UnitProcess:
+        old = self.procs.get(kind)
+        up = UnitProcess(kind, self.units[kind], crashes=old.crashes if old else [])
+        self.procs[kind] = up
+        cmd = [sys.executable, "-m", "emberflow.unit.host", "--kind", kind, "--control", self.control_addr,
+               "--rundir", str(self.cfg.resolved_rundir()), "--unit-path", up.path]
+        up.started_at = time.monotonic()
+        up.proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL)
+        log.info("started unit %s (pid %s)", kind, up.proc.pid)
+        watcher = asyncio.create_task(self._watch(up))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        return up
+
+    async def _watch(self, up: UnitProcess) -> None:
+        assert up.proc is not None
+        rc = await up.proc.wait()
+        up.ready.clear()
+        if up.stopping or self.procs.get(up.kind) is not up:
+            return
+        why = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
+        log.warning("unit %s (pid %s) died: %s", up.kind, up.pid, why)
+        await self.on_exit(up.kind, rc)
+        now = time.monotonic()
+        up.crashes = [t for t in up.crashes if now - t < 60] + [now]
+        first, cap = self.cfg.restart_backoff
+        delay = min(cap, first * 2 ** (len(up.crashes) - 1))
+        log.info("restarting unit %s in %.1f s (%d crash(es) in the last minute)", up.kind, delay, len(up.crashes))
+        await asyncio.sleep(delay)
+        if self.procs.get(up.kind) is up and not up.stopping:
+            await self._spawn(up.kind)
+
+    async def stop(self, kind: str, timeout: float = 3.0) -> None:
+        up = self.procs.pop(kind, None)
+        if up is None or up.proc is None:
+            return
+        up.stopping = True
+        if up.proc.returncode is None:
+            up.proc.terminate()
+            try:
+                await asyncio.wait_for(up.proc.wait(), timeout)
+            except asyncio.TimeoutError:
+                up.proc.kill()
+                await up.proc.wait()
+
+    async def stop_all(self) -> None:
+        await asyncio.gather(*(self.stop(k) for k in list(self.procs)))
+
+    def status(self) -> list[dict[str, Any]]:
+        return [{"kind": k, "pid": up.pid, "ready": up.ready.is_set(), "crashes_last_minute": len(up.crashes),
+                 "ready_after_s": None if up.ready_after is None else round(up.ready_after, 3)}
+                for k, up in self.procs.items()]

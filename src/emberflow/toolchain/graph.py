@@ -318,7 +318,7 @@ def _probe_shapes(path: Path, graph: Graph, input_shapes: dict, missing: list[st
 
 # ----------------------------------------------------------------------------- TFLite
 
-_TFL_DTYPES = {  # schema TensorType -> numpy names
+TFL_DTYPES = {  # schema TensorType -> numpy names
     0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool", 7: "int16",
     9: "int8", 10: "float64", 12: "uint64", 13: "resource", 14: "variant", 15: "uint32", 16: "uint16",
 }
@@ -369,7 +369,7 @@ def _load_tflite(path: Path) -> Graph:
         q = t.quantization
         if q is not None and q.scale is not None and len(q.scale):
             quant = {"scale": [float(s) for s in q.scale], "zero_point": [int(z) for z in q.zeroPoint]}
-        tensors[name] = TensorInfo(name, shape, _TFL_DTYPES.get(t.type, "unknown"), is_const, quant)
+        tensors[name] = TensorInfo(name, shape, TFL_DTYPES.get(t.type, "unknown"), is_const, quant)
     nodes = []
     for i, op in enumerate(sg.operators or []):
         code = model.operatorCodes[op.opcodeIndex]

@@ -1,0 +1,185 @@
+"""Engine: run an .onnx, .tflite or .ember model with one small API.
+
+    engine = Engine("model.ember")             # backend chosen by model format
+    outputs = engine([x])                      # or engine({"x": x}) -> list of numpy arrays
+    engine.graphs["rec"].stages[1].inputs      # multi-net / multi-stage bundles
+    engine.run({"x": x}, graph="rec", stage=1) # stage=None picks the stage whose shapes match
+
+Inputs are checked against the model (names, dtypes, shapes) before the backend sees them, so
+errors say which input is wrong and how to fix it. Arrays are passed on without copying when
+they are already C-contiguous and of the right dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from emberflow.runtime.backends import Backend, TensorSpec, backend_for
+
+MODEL_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
+
+
+class EngineError(ValueError):
+    """Bad model file or bad inputs; the message says what to change."""
+
+
+@dataclass
+class StageInfo:
+    index: int
+    format: str
+    backend: Backend = field(repr=False)
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self.backend.inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self.backend.outputs
+
+
+@dataclass
+class GraphInfo:
+    name: str
+    stages: list[StageInfo]
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self.stages[0].inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self.stages[0].outputs
+
+
+class Engine:
+    def __init__(self, path: str | Path, backend: str | None = None, device: str | None = None, **options) -> None:
+        path = Path(path)
+        if not path.is_file():
+            raise EngineError(f"model file not found: {path}")
+        self.path = str(path)
+        self.manifest: dict | None = None
+        suffix = path.suffix.lower()
+        if suffix in MODEL_SUFFIXES:
+            fmt = MODEL_SUFFIXES[suffix]
+            stage = StageInfo(0, fmt, self._make_backend(path.read_bytes(), fmt, backend, device, options))
+            self.graphs: dict[str, GraphInfo] = {path.stem: GraphInfo(path.stem, [stage])}
+        elif suffix == ".ember":
+            from emberflow.runtime.bundle import BundleError, read_bundle
+
+            try:
+                bundle = read_bundle(path)
+            except BundleError as exc:
+                raise EngineError(str(exc)) from exc
+            self.manifest = bundle.manifest
+            self.graphs = {}
+            for g in bundle.manifest["graphs"]:
+                stages = [
+                    StageInfo(s["index"], s["format"],
+                              self._make_backend(bundle.section(s["section"]), s["format"], backend, device, options))
+                    for s in g["stages"]
+                ]
+                self.graphs[g["name"]] = GraphInfo(g["name"], stages)
+        else:
+            raise EngineError(
+                f"{path.name}: unknown model file type {suffix!r}; the Engine runs .onnx, .tflite and .ember files"
+            )
+        self.default_graph = next(iter(self.graphs))
+
+    @staticmethod
+    def _make_backend(model: bytes, fmt: str, name: str | None, device: str | None, options: dict) -> Backend:
+        try:
+            cls = backend_for(fmt, name)
+        except ValueError as exc:
+            raise EngineError(str(exc)) from exc
+        try:
+            return cls(model, device, **options)
+        except EngineError:
+            raise
+        except Exception as exc:  # the runtime's own message, with which backend said it
+            raise EngineError(f"{cls.name} could not load the {fmt} model: {str(exc).strip()[:400]}") from exc
+
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        return self.graphs[self.default_graph].inputs
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        return self.graphs[self.default_graph].outputs
+
+    def __call__(self, inputs, graph: str | None = None, stage: int | None = None) -> list[np.ndarray]:
+        return self.run(inputs, graph=graph, stage=stage)
+
+    def run(self, inputs, graph: str | None = None, stage: int | None = None) -> list[np.ndarray]:
+        info = self._graph(graph)
+        if stage is None:
+            if len(info.stages) == 1:
+                chosen = info.stages[0]
+            else:
+                chosen = self._match_stage(info, inputs)
+        else:
+            if not 0 <= stage < len(info.stages):
+                raise EngineError(f"graph {info.name!r} has stages 0..{len(info.stages) - 1}, not {stage}")
+            chosen = info.stages[stage]
+        return chosen.backend.run(self._feeds(chosen.inputs, inputs))
+
+    def _graph(self, name: str | None) -> GraphInfo:
+        if name is None:
+            return self.graphs[self.default_graph]
+        try:
+            return self.graphs[name]
+        except KeyError:
+            raise EngineError(f"no graph {name!r} in {self.path}; graphs: {', '.join(self.graphs)}") from None
+
+    def _match_stage(self, info: GraphInfo, inputs) -> StageInfo:
+        for s in info.stages:
+            try:
+                self._feeds(s.inputs, inputs)
+                return s
+            except EngineError:
+                continue
+        shapes = "; ".join(f"stage {s.index}: " + ", ".join(t.describe() for t in s.inputs) for s in info.stages)
+        raise EngineError(f"the inputs match no stage of graph {info.name!r} ({shapes})")
+
+    @staticmethod
+    def _feeds(specs: list[TensorSpec], inputs) -> list[np.ndarray]:
+        if isinstance(inputs, np.ndarray):
+            inputs = [inputs]
+        if isinstance(inputs, Mapping):
+            missing = [s.name for s in specs if s.name not in inputs]
+            if missing:
+                raise EngineError(
+                    f"missing input(s) {', '.join(missing)}; the model needs " + ", ".join(s.describe() for s in specs)
+                )
+            if len(inputs) != len(specs):
+                extra = sorted(set(inputs) - {s.name for s in specs})
+                raise EngineError(f"unknown input(s) {', '.join(extra)}; the model's inputs are {', '.join(s.name for s in specs)}")
+            arrays = [inputs[s.name] for s in specs]
+        elif isinstance(inputs, Sequence):
+            if len(inputs) != len(specs):
+                raise EngineError(
+                    f"got {len(inputs)} input array(s), the model needs {len(specs)}: " + ", ".join(s.describe() for s in specs)
+                )
+            arrays = list(inputs)
+        else:
+            raise EngineError(f"inputs must be an array, a list of arrays or a dict name -> array, not {type(inputs).__name__}")
+        out = []
+        for spec, a in zip(specs, arrays):
+            if not isinstance(a, np.ndarray):
+                a = np.asarray(a, dtype=spec.dtype)
+            if a.dtype != spec.dtype:
+                raise EngineError(
+                    f"input {spec.name}: dtype {a.dtype}, the model expects {spec.dtype}; convert with .astype(np.{spec.dtype.name})"
+                )
+            if a.ndim != len(spec.shape) or any(d is not None and d != n for d, n in zip(spec.shape, a.shape)):
+                raise EngineError(f"input {spec.name}: shape {a.shape}, the model expects {spec.describe()}")
+            out.append(a if a.flags.c_contiguous else np.ascontiguousarray(a))
+        return out
+
+    def __repr__(self) -> str:
+        parts = [f"{g.name}[{len(g.stages)} stage(s), {g.stages[0].backend.name}]" for g in self.graphs.values()]
+        return f"Engine({self.path!r}: {', '.join(parts)})"

@@ -73,6 +73,7 @@ class LLMUnit(Unit):
             eos_token=vocab.token_get_text(self.llm.token_eos()),
             bos_token=vocab.token_get_text(self.llm.token_bos()),
         )
+        self.vocab = vocab.vocab
         self.history: list[dict[str, str]] = []
 
     def teardown(self) -> None:
@@ -86,6 +87,8 @@ class LLMUnit(Unit):
             self.history.clear()
             yield CONTEXT_RESET_REPLY
             return
+        from llama_cpp import llama_vocab_is_eog
+
         turn = {"role": "user", "content": text}
         tokens, stop = self._prompt_tokens(turn)
         answer: list[str] = []
@@ -93,7 +96,7 @@ class LLMUnit(Unit):
         generated = 0
         for token in self.llm.generate(tokens, top_k=p.top_k, top_p=p.top_p, temp=p.temperature,
                                        repeat_penalty=p.repetition_penalty, reset=True):
-            if self.llm._model.token_is_eog(token) or generated >= p.max_token_len:
+            if llama_vocab_is_eog(self.vocab, token) or generated >= p.max_token_len:
                 break
             generated += 1
             piece = decoder.decode(self.llm.detokenize([token], special=False))

@@ -1,0 +1,79 @@
+"""`emberflow up`: the sys daemon with its gateways, in one asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import sys
+
+from emberflow.sys.config import Config
+
+log = logging.getLogger("emberflow.sys")
+
+
+def run_daemon(cfg: Config) -> None:
+    logging.basicConfig(level=cfg.log_level, format="%(asctime)s sys %(levelname)s %(message)s")
+    reboot = asyncio.run(serve(cfg))
+    if reboot:
+        from emberflow.sys.actions import reexec
+
+        log.info("rebooting emberflow")
+        reexec()
+
+
+async def serve(cfg: Config, started: asyncio.Event | None = None) -> bool:
+    """Run until a signal or sys.reboot. Returns True when a reboot was requested."""
+    import psutil
+
+    from emberflow.gateways.tcp import start_tcp
+    from emberflow.sys.actions import ACTIONS
+    from emberflow.sys.router import Router
+    from emberflow.unit.registry import known_units
+
+    psutil.cpu_percent(interval=None)  # prime, so hwinfo answers at once with a real figure
+    router = Router(cfg, known_units(cfg.units))
+    router.sys_actions = ACTIONS
+    unit_server = asyncio.create_task(router.serve_units())
+    for kind in cfg.preload:
+        asyncio.create_task(router._preload(kind))
+    if not _is_loopback(cfg.host):
+        log.warning("TCP bound to %s: reachable beyond this machine%s", cfg.host,
+                    "" if cfg.token else " and no token is set (--token)")
+    server = await start_tcp(router, cfg.host, cfg.port)
+    port = server.sockets[0].getsockname()[1]
+    uart = None
+    if cfg.uart:
+        from emberflow.gateways.uart import UartGateway
+
+        uart = UartGateway(router, cfg.uart, cfg.baud)
+        uart.announce_boot()
+    if cfg.flow:
+        log.error("flow files are not supported yet: %s", cfg.flow)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, router.stop_event.set)
+    # Tests and scripts wait for this exact line to know the port.
+    print(f"emberflow: listening on {cfg.host}:{port}", flush=True)
+    sys.stdout.flush()
+    if started is not None:
+        started.set()
+    await router.stop_event.wait()
+    server.close()
+    if uart is not None:
+        uart.close()
+    for conn in list(router.conns.values()):
+        conn.close()
+    unit_server.cancel()
+    await router.close()
+    return router.reboot_requested
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,261 @@
+"""The router: takes parsed requests from any gateway connection and routes them.
+
+It owns the global work-id counter, the table of live tasks (who owns each, where its data
+socket is) and the set of connections. It does not know what any unit computes: unit actions
+go to the unit's process unchanged, and the unit's replies come back through `on_unit_message`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import zmq
+import zmq.asyncio
+
+from emberflow.protocol.envelope import NONE, Request, error_reply, reply
+from emberflow.protocol.errors import Code, StackFlowError
+from emberflow.sys.config import Config
+from emberflow.sys.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from emberflow.gateways.connection import Connection
+
+log = logging.getLogger("emberflow.router")
+
+FIRST_WORK_ID = 1000  # StackFlow's config_work_id
+# Actions after which a task's output goes to the connection that sent them (StackFlow §2.5).
+TOUCHING = {"setup", "link", "unlink", "work", "pause", "exit", "taskinfo", "inference"}
+
+
+@dataclass
+class TaskRecord:
+    work_id: str
+    kind: str
+    owner: int  # connection id that receives the task's asynchronous output
+    data_addr: str
+    model: str | None
+    last_request_id: str
+    created: float = field(default_factory=time.time)
+
+
+@dataclass
+class Pending:
+    conn: int
+    request: Request
+    work_id: str | None  # allocated work_id of a setup
+
+
+class Router:
+    def __init__(self, cfg: Config, units: dict[str, str]):
+        self.cfg = cfg
+        self.units = units
+        self.ctx = zmq.asyncio.Context(io_threads=1)
+        self.control = self.ctx.socket(zmq.ROUTER)
+        self.control.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unroutable = error, not a silent drop
+        self.control.setsockopt(zmq.LINGER, 0)
+        self.control_addr = f"ipc://{cfg.resolved_rundir()}/control"
+        self.control.bind(self.control_addr)
+        self.supervisor = Supervisor(cfg, self.control_addr, units, self._on_unit_exit)
+        self.conns: dict[int, Connection] = {}
+        self.tasks: dict[str, TaskRecord] = {}
+        self.pending: dict[str, list[Pending]] = {}  # kind -> unanswered control requests
+        self.counter = FIRST_WORK_ID
+        self.sys_actions: dict[str, Callable] = {}  # filled by emberflow.sys.actions
+        self.started = time.time()
+        self._next_tcp_id = 8000  # StackFlow numbers TCP connections from 8000
+        self.stats = {"requests": 0, "errors": 0, "outputs": 0, "undeliverable": 0}
+        self.stop_event = asyncio.Event()  # set by signals and sys.reboot
+        self.reboot_requested = False
+        self.uart = None  # the UART gateway, when configured (sys.uartsetup reconfigures it)
+
+    # --- connections ----------------------------------------------------------------------
+    def new_conn_id(self) -> int:
+        cid = self._next_tcp_id
+        self._next_tcp_id = 8000 if self._next_tcp_id >= 65535 else self._next_tcp_id + 1
+        return cid
+
+    def attach(self, conn: Connection) -> None:
+        self.conns[conn.conn_id] = conn
+
+    def detach(self, conn: Connection) -> None:
+        self.conns.pop(conn.conn_id, None)
+
+    def deliver(self, conn_id: int, msg: dict[str, Any]) -> None:
+        conn = self.conns.get(conn_id)
+        if conn is None:
+            self.stats["undeliverable"] += 1  # client went away; counted, not silent
+            return
+        conn.send(msg)
+
+    # --- requests -------------------------------------------------------------------------
+    async def handle(self, conn: Connection, req: Request, received: float) -> None:
+        self.stats["requests"] += 1
+        try:
+            if self.cfg.token and not conn.authed and not (req.unit == "sys" and req.action in ("auth", "ping")):
+                raise StackFlowError(Code.UNAUTHORIZED)
+            if req.action == "inference":
+                await self._inference(conn, req, received)
+            elif req.unit == "sys":
+                handler = self.sys_actions.get(req.action)
+                if handler is None:
+                    raise StackFlowError(Code.ACTION_MATCH)
+                await handler(self, conn, req)
+            else:
+                await self._unit_action(conn, req)
+        except StackFlowError as e:
+            self.stats["errors"] += 1
+            conn.send(error_reply(req.request_id, req.work_id, e))
+
+    async def _inference(self, conn: Connection, req: Request, received: float) -> None:
+        rec = self.tasks.get(req.work_id)
+        if rec is None:
+            raise StackFlowError(Code.INFERENCE_PUSH)
+        rec.owner, rec.last_request_id = conn.conn_id, req.request_id
+        await self._send_unit(rec.kind, {"op": "inference", "req": _wire(req), "conn": conn.conn_id,
+                                         "hops": [[f"{conn.kind}.recv", received]]}, req.payload)
+
+    async def _unit_action(self, conn: Connection, req: Request) -> None:
+        kind = req.unit
+        if not self.supervisor.knows(kind):
+            raise StackFlowError(Code.UNIT_CALL, detail=f"no unit {kind!r}; installed: {', '.join(sorted(self.units))}")
+        msg: dict[str, Any] = {"op": "control", "req": _wire(req), "conn": conn.conn_id}
+        work_id = None
+        if req.action == "setup":
+            work_id = f"{kind}.{self.counter}"
+            self.counter += 1  # consumed even if the setup fails, as StackFlow does
+            msg.update(op="setup", work_id=work_id, **self._resolve_inputs(req.data))
+        elif req.is_task_id:
+            rec = self.tasks.get(req.work_id)
+            if rec is None:
+                raise StackFlowError(Code.UNIT_NOT_EXIST)
+            if req.action in ("link", "unlink"):
+                target = self.tasks.get(req.data) if isinstance(req.data, str) else None
+                if target is None and req.action == "link":
+                    raise StackFlowError(Code.LINK, detail=f"no live task {req.data!r} to link")
+                if target is not None:
+                    msg["addr"] = target.data_addr
+                    msg["policy"] = (req.extra.get("policy") or "lossless")
+            if req.action in TOUCHING:
+                rec.owner = conn.conn_id
+        elif req.action != "taskinfo":
+            raise StackFlowError(Code.UNIT_NOT_EXIST)
+        elif self.supervisor.running(kind) is None:
+            conn.send(reply(req.request_id, req.work_id, data=[], object=f"{kind}.tasklist"))
+            return
+        self.pending.setdefault(kind, []).append(Pending(conn.conn_id, req, work_id))
+        try:
+            await self._send_unit(kind, msg, req.payload)
+        except StackFlowError:
+            self._take_pending(kind, conn.conn_id, req.request_id)
+            raise StackFlowError(Code.UNIT_CALL if req.action != "setup" else Code.MODEL_LOADING,
+                                 detail=f"unit {kind!r} is not available") from None
+
+    def _resolve_inputs(self, data: Any) -> dict[str, Any]:
+        """Data addresses for the live tasks named in a setup's `input` (StackFlow §8.2)."""
+        if not isinstance(data, dict):
+            return {"links": {}}
+        inputs = data.get("input", [])
+        inputs = [inputs] if isinstance(inputs, str) else inputs if isinstance(inputs, list) else []
+        links, policies = {}, {}
+        wanted = data.get("input_policy") if isinstance(data.get("input_policy"), dict) else {}
+        for entry in inputs:
+            rec = self.tasks.get(entry) if isinstance(entry, str) else None
+            if rec is not None:
+                links[entry] = rec.data_addr
+                policies[entry] = wanted.get(entry, "lossless")
+        return {"links": links, "policies": policies}
+
+    async def _send_unit(self, kind: str, msg: dict[str, Any], payload: bytes | None = None) -> None:
+        await self.supervisor.ensure(kind)
+        parts = [json.dumps(msg).encode()]
+        if payload is not None:
+            parts.append(payload)
+        try:
+            await self.control.send_multipart([kind.encode(), *parts])
+        except zmq.ZMQError as e:  # EHOSTUNREACH: the process died between ensure and send
+            raise StackFlowError(Code.UNIT_CALL, detail=str(e)) from None
+
+    def _take_pending(self, kind: str, conn: int, request_id: str) -> Pending | None:
+        for i, p in enumerate(self.pending.get(kind, [])):
+            if p.conn == conn and p.request.request_id == request_id:
+                return self.pending[kind].pop(i)
+        return None
+
+    # --- unit side ------------------------------------------------------------------------
+    async def serve_units(self) -> None:
+        while True:
+            ident, *parts = await self.control.recv_multipart()
+            try:
+                self.on_unit_message(ident.decode(), json.loads(parts[0]))
+            except Exception:
+                log.exception("bad message from unit %s", ident)
+
+    def on_unit_message(self, kind: str, msg: dict[str, Any]) -> None:
+        op = msg.get("op")
+        if op == "ready":
+            self.supervisor.mark_ready(kind, msg.get("schema", {}))
+        elif op == "send":
+            out = msg["msg"]
+            self._take_pending(kind, msg["conn"], out.get("request_id", ""))
+            if msg.get("created"):
+                wid = msg["created"]
+                self.tasks[wid] = TaskRecord(wid, kind, msg["conn"], msg.get("data_addr", ""), msg.get("model"),
+                                             out.get("request_id", ""))
+            if msg.get("released"):
+                self.tasks.pop(msg["released"], None)
+            self.deliver(msg["conn"], out)
+        elif op == "output":
+            rec = self.tasks.get(msg["work_id"])
+            if rec is not None:
+                self.stats["outputs"] += 1
+                self.deliver(rec.owner, msg["msg"])
+
+    async def _on_unit_exit(self, kind: str, returncode: int) -> None:
+        """Tell every client whose task or request died with the process, instead of letting it hang."""
+        why = f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
+        for wid, rec in list(self.tasks.items()):
+            if rec.kind != kind:
+                continue
+            del self.tasks[wid]
+            detail = f"unit process {kind!r} {why}; task {wid} is gone, set it up again"
+            self.deliver(rec.owner, reply(rec.last_request_id, wid, data={"detail": detail},
+                                          code=Code.MODEL_RUN, message="Model run failed."))
+        for p in self.pending.pop(kind, []):
+            code = Code.MODEL_LOADING if p.request.action == "setup" else Code.UNIT_CALL
+            wid = p.request.unit if p.request.action == "setup" else p.request.work_id
+            self.deliver(p.conn, error_reply(p.request.request_id, wid,
+                                             StackFlowError(code, detail=f"unit process {kind!r} {why}")))
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def reset(self) -> None:
+        await self.supervisor.stop_all()
+        self.tasks.clear()
+        self.pending.clear()
+        self.counter = FIRST_WORK_ID
+        for kind in self.cfg.preload:
+            asyncio.create_task(self._preload(kind))
+
+    async def _preload(self, kind: str) -> None:
+        try:
+            await self.supervisor.ensure(kind)
+        except StackFlowError as e:
+            log.error("preloading %s failed: %s", kind, e)
+
+    async def close(self) -> None:
+        await self.supervisor.stop_all()
+        self.control.close(0)
+        self.ctx.term()
+
+
+def _wire(req: Request) -> dict[str, Any]:
+    """The request as the unit host rebuilds it (payload travels as a separate binary part)."""
+    return {"request_id": req.request_id, "work_id": req.work_id, "action": req.action, "object": req.object,
+            "data": req.data, "extra": req.extra}
+
+
+__all__ = ["Router", "TaskRecord", "NONE"]

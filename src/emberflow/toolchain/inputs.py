@@ -87,3 +87,11 @@ def load_samples(source: str, specs: list[InputSpec], *, count: int = 8, seed: i
         return samples
     raise InputsError(f"inputs {source!r}: expected 'random', 'random:N', a .npz file or a directory of .npz/.npy files")
 
+
+
+def concrete_specs(specs, shapes: dict[str, tuple[int, ...]] | None = None) -> list[InputSpec]:
+    """Engine TensorSpecs -> InputSpecs, dynamic axes fixed by `shapes` or the usual defaults."""
+    from emberflow.toolchain.graph import default_input_shape
+
+    shapes = shapes or {}
+    return [(s.name, default_input_shape(list(s.shape), shapes.get(s.name)), s.dtype.name) for s in specs]

@@ -83,15 +83,17 @@ class UnitError(StackFlowError):
 class TaskContext:
     """What the host gives each unit instance: identity, cancellation and a way to emit."""
 
-    def __init__(self, work_id: str, emit: Callable[[str, Any, bytes], None] | None = None):
+    def __init__(self, work_id: str, emit: Callable[..., None] | None = None):
         self.work_id = work_id
         self.cancelled = threading.Event()  # set by pause/interrupt; long loops should check it
         self._emit = emit
 
-    def emit(self, object: str, data: Any = None, payload: bytes = b"") -> None:
-        """Publish an extra output (e.g. a wake event found while feeding audio)."""
+    def emit(self, object: str, data: Any = None, payload: bytes = b"", *, system: bool = False) -> None:
+        """Publish an extra output from inside infer/on_frame (e.g. a wake event found while
+        feeding audio). `system=True` makes it a system frame: downstream tasks are interrupted
+        and their queued input flushed, as on a wake word."""
         if self._emit is not None:
-            self._emit(object, data, payload)
+            self._emit(object, data, payload, system)
 
 
 class Unit:

@@ -244,8 +244,8 @@ class Task:
                     return
                 time.sleep(0.001)
 
-    def _emit_extra(self, object: str, data: Any, payload: bytes) -> None:
-        frame = BusFrame(self.work_id, object, data, payload).stamp(self.work_id)
+    def _emit_extra(self, object: str, data: Any, payload: bytes, system: bool = False) -> None:
+        frame = BusFrame(self.work_id, object, data, payload, system=system).stamp(self.work_id)
         self._publish(frame)
         if self.params.enoutput:
             client_data = data if not payload else base64.b64encode(payload).decode()

@@ -80,6 +80,10 @@ class Bundle:
     sections: dict[str, tuple[int, int, int, int]]  # name -> (kind, offset, size, crc)
     _data: bytes
 
+    @property
+    def size(self) -> int:
+        return len(self._data)
+
     def section(self, name: str) -> bytes:
         if name not in self.sections:
             raise BundleError(f"{self.path}: no section {name!r} (has {', '.join(self.sections)})")

@@ -93,7 +93,10 @@ def layer_stats(graph: Graph) -> list[LayerStats]:
     rows = []
     seen_consts: set[str] = set()  # a weight shared by several nodes is stored once
     for i, node in enumerate(graph.nodes):
-        consts = [graph.tensors[x] for x in node.inputs if x in graph.tensors and graph.tensors[x].is_const]
+        consts = [
+            graph.tensors[x] for x in node.inputs
+            if x in graph.tensors and graph.tensors[x].is_const and not graph.tensors[x].view_of_const
+        ]
         fresh = [c for c in consts if c.name not in seen_consts]
         seen_consts.update(c.name for c in consts)
         outs = [graph.tensors[o] for o in node.outputs if o in graph.tensors]

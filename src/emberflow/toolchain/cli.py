@@ -122,3 +122,132 @@ def register(app: typer.Typer) -> None:
 
             print_check(result)
         raise typer.Exit(0 if result.fits else 1)
+
+    @app.command()
+    def quantize(
+        model: Path = typer.Argument(..., help="fp32 ONNX model."),
+        output: Path = typer.Option(..., "--output", "-o", help="Where to write the int8 QDQ model."),
+        calib: str = typer.Option("random", help="Calibration data: a directory of .npz/.npy, a .npz file, or random[:N]."),
+        method: str = typer.Option("minmax", help="Calibration: minmax, entropy, percentile or distribution."),
+        per_channel: bool = typer.Option(True, help="Per-output-channel weight scales."),
+        reduce_range: bool = typer.Option(
+            False, help="7-bit weights: avoids int8 overflow in onnxruntime's x86 kernels (not needed on MCUs)."
+        ),
+        symmetric_activations: bool = typer.Option(False, help="Symmetric int8 activations (zero point 0)."),
+        shape: list[str] = typer.Option([], "--shape", help=SHAPE_HELP + " Used for random calibration data."),
+        exclude: list[str] = typer.Option([], "--exclude", help="Node name to keep in float (repeatable)."),
+        as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    ) -> None:
+        """Static int8 post-training quantization (QDQ, onnxruntime), with a size summary."""
+        from rich.progress import Progress
+
+        from emberflow.runtime import Engine, EngineError
+        from emberflow.toolchain.graph import ModelError, parse_shape_overrides
+        from emberflow.toolchain.inputs import InputsError, concrete_specs, load_samples
+        from emberflow.toolchain.quantize import QuantizeError, quantize_model
+
+        try:
+            specs = concrete_specs(Engine(model).inputs, parse_shape_overrides(shape))
+            samples = load_samples(calib, specs, count=32)
+        except (EngineError, ModelError, InputsError) as exc:
+            _fail(str(exc))
+        with Progress(transient=True, disable=as_json) as progress:
+            task = progress.add_task("calibrating", total=len(samples))
+            try:
+                summary = quantize_model(
+                    model, output, samples, method=method, per_channel=per_channel, reduce_range=reduce_range,
+                    symmetric_activations=symmetric_activations, exclude_nodes=exclude,
+                    on_sample=lambda: progress.advance(task),
+                )
+            except QuantizeError as exc:
+                _fail(str(exc))
+        if as_json:
+            _print_json(summary.to_dict())
+        else:
+            from emberflow.toolchain.tables import print_quantize
+
+            print_quantize(summary)
+
+    @app.command()
+    def validate(
+        reference: Path = typer.Argument(..., help="Reference model (e.g. the fp32 ONNX)."),
+        candidate: Path = typer.Argument(..., help="Model to check (int8 ONNX, .tflite or .ember)."),
+        inputs: str = typer.Option("random", help="Inputs: random[:N], a .npz file or a directory of .npz/.npy."),
+        shape: list[str] = typer.Option([], "--shape", help=SHAPE_HELP),
+        per_layer: bool = typer.Option(False, "--per-layer", help="Compare every intermediate tensor (ONNX pairs)."),
+        tolerance: float = typer.Option(0.99, help="Per-layer: cosine below this counts as diverged."),
+        as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+        report: Optional[Path] = typer.Option(None, "--report", help=REPORT_HELP),
+    ) -> None:
+        """Compare a candidate to a reference: acc, rmse, mae, l2r, mean/std, nse, cos, max error, LSB histogram."""
+        from emberflow.runtime import Engine, EngineError
+        from emberflow.toolchain.graph import ModelError, parse_shape_overrides
+        from emberflow.toolchain.inputs import InputsError, concrete_specs, load_samples
+        from emberflow.toolchain.validate import validate as run_validation
+
+        try:
+            specs = concrete_specs(Engine(reference).inputs, parse_shape_overrides(shape))
+            samples = load_samples(inputs, specs, count=8)
+            result = run_validation(reference, candidate, samples, per_layer_check=per_layer, tolerance=tolerance)
+        except (EngineError, ModelError, InputsError, ValueError) as exc:
+            _fail(str(exc))
+        if report:
+            from emberflow.toolchain.report import write_validate_report
+
+            write_validate_report(report, result.to_dict())
+        if as_json:
+            _print_json(result.to_dict())
+        else:
+            from emberflow.toolchain.tables import print_validation
+
+            print_validation(result)
+        if result.first_divergence is not None:
+            raise typer.Exit(1)
+
+    @app.command()
+    def pack(
+        models: list[str] = typer.Argument(..., help="Models as PATH or NAME=PATH; a repeated NAME adds a stage."),
+        output: Path = typer.Option(..., "--output", "-o", help="Bundle to write (.ember)."),
+        target: Optional[str] = typer.Option(None, "--target", "-t", help="Record (and check against) a device profile."),
+        norm: list[str] = typer.Option([], "--norm", help="Input normalisation INPUT=MEAN,../STD,.. (repeatable)."),
+        shape: list[str] = typer.Option([], "--shape", help=SHAPE_HELP + " Used for the memory plan."),
+        as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    ) -> None:
+        """Pack one or more graphs (multi-net, multi-stage) into one self-describing .ember bundle."""
+        from emberflow.targets import TargetError, load_target
+        from emberflow.toolchain.graph import ModelError, parse_shape_overrides
+        from emberflow.toolchain.pack import PackError, pack_models
+
+        try:
+            if target:
+                load_target(target)
+            result = pack_models(models, output, target=target, norms=norm, shapes=parse_shape_overrides(shape))
+        except (PackError, ModelError, TargetError) as exc:
+            _fail(str(exc))
+        if as_json:
+            _print_json(result)
+        else:
+            from emberflow.toolchain.fmt import fmt_bytes
+
+            graphs = ", ".join(f"{n} ({k} stage{'s' * (k > 1)})" for n, k in result["graphs"].items())
+            typer.echo(f"wrote {result['output']}: {fmt_bytes(result['bytes'])}, graphs: {graphs}")
+
+    @app.command()
+    def inspect(
+        bundle: Path = typer.Argument(..., help="An .ember bundle."),
+        as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    ) -> None:
+        """Show a bundle's header, sections (with CRC check), graphs, stages and provenance."""
+        from emberflow.runtime.bundle import BundleError
+        from emberflow.toolchain.pack import inspect_bundle
+
+        try:
+            info = inspect_bundle(bundle)
+        except BundleError as exc:
+            _fail(str(exc))
+        if as_json:
+            _print_json(info)
+        else:
+            from emberflow.toolchain.tables import print_bundle
+
+            print_bundle(info)

@@ -24,6 +24,9 @@ class TensorInfo:
     dtype: str  # numpy dtype name, e.g. "float32", "int8"
     is_const: bool = False
     quant: dict | None = None  # {"scale": [...], "zero_point": [...]} when known
+    # A float view of an int8 weight (DequantizeLinear of a constant): constant, but it takes no
+    # flash of its own, since the device computes on the int8 weight it views.
+    view_of_const: bool = False
 
     @property
     def size(self) -> int | None:
@@ -63,7 +66,7 @@ class Graph:
 
     @property
     def weight_bytes(self) -> int:
-        return sum(t.nbytes for t in self.const_tensors())
+        return sum(t.nbytes for t in self.const_tensors() if not t.view_of_const)
 
     def op_types(self) -> set[str]:
         return {n.op_type for n in self.nodes}
@@ -234,6 +237,10 @@ def _load_onnx(path: Path, shapes: dict, probe: bool, feeds: dict | None = None)
         for o in n.outputs:
             tensors.setdefault(o, TensorInfo(o, None, "unknown"))
     _attach_qdq_params(graph, g)
+    for n in nodes:
+        if n.op_type == "DequantizeLinear" and n.inputs[0] in tensors and tensors[n.inputs[0]].is_const:
+            out = tensors[n.outputs[0]]
+            out.is_const, out.view_of_const = True, True
     missing = [o for n in nodes for o in n.outputs if o and tensors[o].shape is None]
     if missing and probe:
         _probe_shapes(path, graph, input_shapes, missing, feeds)

@@ -31,6 +31,7 @@ class QuantizeSummary:
     calibration_samples: int
     method: str
     per_channel: bool
+    reduce_range: bool
     quantized_nodes: int
     nodes_after: int
 
@@ -82,6 +83,7 @@ def quantize_model(
     *,
     method: str = "minmax",
     per_channel: bool = True,
+    reduce_range: bool = False,
     symmetric_activations: bool = False,
     exclude_nodes: list[str] | None = None,
     on_sample: Callable[[], None] | None = None,
@@ -112,6 +114,7 @@ def quantize_model(
                 _Reader(samples, on_sample),
                 quant_format=QuantFormat.QDQ,
                 per_channel=per_channel,
+                reduce_range=reduce_range,
                 activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=calib,
@@ -127,5 +130,5 @@ def quantize_model(
     return QuantizeSummary(
         source=str(model), output=str(output), bytes_before=model.stat().st_size, bytes_after=output.stat().st_size,
         calibration_samples=len(samples), method=method, per_channel=per_channel,
-        quantized_nodes=n_q, nodes_after=len(q.graph.node),
+        reduce_range=reduce_range, quantized_nodes=n_q, nodes_after=len(q.graph.node),
     )

@@ -71,3 +71,71 @@ def print_targets(targets) -> None:
         t.add_row(tg.name, tg.kind, tg.cpu, f"{w.name} {fmt_bytes(w.bytes)}" if w else "-",
                   f"{a.name} {fmt_bytes(a.bytes)}" if a else "-", ",".join(tg.dtypes), tg.path)
     console.print(t)
+
+
+def print_quantize(summary) -> None:
+    t = Table(title=f"Quantized {summary.source}", show_header=False)
+    t.add_column(justify="left")
+    t.add_column(justify="right")
+    t.add_row("output", summary.output)
+    t.add_row("size before", fmt_bytes(summary.bytes_before))
+    t.add_row("size after", f"{fmt_bytes(summary.bytes_after)} ({summary.ratio:.2f}x)")
+    t.add_row("calibration", f"{summary.method}, {summary.calibration_samples} samples")
+    t.add_row("weights", ("per-channel" if summary.per_channel else "per-tensor") + " int8" + (" (reduced range)" if summary.reduce_range else ""))
+    t.add_row("QuantizeLinear nodes", str(summary.quantized_nodes))
+    console.print(t)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def print_validation(result) -> None:
+    t = Table(title=f"{result.candidate} vs {result.reference} ({result.samples} samples)")
+    cols = ("output", "acc", "rmse", "mae", "l2r", "mean", "std", "nse", "cos", "max abs")
+    for c in cols:
+        t.add_column(c, justify="left" if c == "output" else "right")
+    for m in result.outputs:
+        t.add_row(m.name, _fmt(m.acc), _fmt(m.rmse), _fmt(m.mae), _fmt(m.l2r), _fmt(m.mean), _fmt(m.std), _fmt(m.nse),
+                  _fmt(m.cos), _fmt(m.max_abs))
+    console.print(t)
+    for m in result.outputs:
+        if m.lsb_histogram:
+            hist = ", ".join(f"{k:+d}: {v}" for k, v in sorted(m.lsb_histogram.items()))
+            console.print(f"LSB differences of {m.name}: {hist}")
+    if result.layers:
+        p = Table(title="Per-layer comparison (topological order)")
+        for c in ("tensor", "compared with", "shape", "cos", "max abs", "ok"):
+            p.add_column(c)
+        for r in result.layers:
+            p.add_row(r["tensor"][:40], r["compared_with"][:40], "x".join(map(str, r["shape"])), _fmt(r["cos"]),
+                      _fmt(r["max_abs"]), "[green]yes[/]" if r["ok"] else "[red]no[/]")
+        console.print(p)
+        if result.first_divergence:
+            d = result.first_divergence
+            console.print(f"[red]first divergence: {d['tensor']} (cos {d['cos']:.4f}, max abs {d['max_abs']:.4g})[/]")
+        else:
+            console.print(f"[green]all {len(result.layers)} compared tensors within tolerance[/]")
+
+
+def print_bundle(info: dict) -> None:
+    m = info["manifest"]
+    console.print(f"[bold]{info['path']}[/]: format {info['version']}, {fmt_bytes(info['bytes'])}, "
+                  f"target {m.get('target') or '-'}, made by {m['provenance']['tool']} at {m['provenance']['created']}")
+    s = Table(title="Sections (CRC verified)")
+    for c in ("name", "kind", "offset", "size", "crc32"):
+        s.add_column(c, justify="left" if c in ("name", "kind") else "right")
+    for sec in info["sections"]:
+        s.add_row(sec["name"], sec["kind"], str(sec["offset"]), fmt_bytes(sec["size"]), sec["crc32"])
+    console.print(s)
+    g = Table(title="Graphs")
+    for c in ("graph", "stage", "format", "inputs", "outputs", "weights", "arena", "source sha256"):
+        g.add_column(c)
+    for graph in m["graphs"]:
+        for st in graph["stages"]:
+            io = lambda rows: "\n".join(f"{r['name']}: {r['dtype']}{r['shape']}" for r in rows)  # noqa: E731
+            g.add_row(graph["name"], str(st["index"]), st["format"], io(st["inputs"]), io(st["outputs"]),
+                      fmt_bytes(st["weights_bytes"]), fmt_bytes(st["memory_plan"]["arena_bytes"]), st["source"]["sha256"][:16])
+    console.print(g)

@@ -1,0 +1,185 @@
+"""Does the candidate compute what the reference did? ST-style metrics and a per-layer search.
+
+Metrics per output (error e = candidate - reference, over all samples):
+  acc   top-1 agreement along the last axis (classifier-like outputs only)
+  rmse  sqrt(mean(e^2))         mae   mean(|e|)          max   max(|e|)
+  l2r   ||e|| / ||reference||   mean/std of e
+  nse   1 - sum(e^2) / sum((ref - mean(ref))^2)   (1 is perfect)
+  cos   cosine similarity of the flattened tensors
+  lsb   histogram of integer differences, when both sides are integer tensors
+
+Models of different formats can be compared (fp32 ONNX vs int8 .tflite): inputs are quantized
+with the candidate's input scale/zero point, and integer outputs with known scale are
+dequantized before the float metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from emberflow.runtime import Engine, TensorSpec
+
+
+@dataclass
+class OutputMetrics:
+    name: str
+    samples: int
+    acc: float | None
+    rmse: float
+    mae: float
+    l2r: float
+    mean: float
+    std: float
+    nse: float
+    cos: float
+    max_abs: float
+    lsb_histogram: dict[int, int] | None = None
+
+
+def compare(ref: np.ndarray, cand: np.ndarray, name: str = "", samples: int = 1) -> OutputMetrics:
+    lsb = None
+    if ref.dtype.kind in "iu" and cand.dtype.kind in "iu":
+        diff = cand.astype(np.int64) - ref.astype(np.int64)
+        values, counts = np.unique(diff, return_counts=True)
+        lsb = {int(v): int(c) for v, c in zip(values, counts)}
+    r = ref.astype(np.float64).ravel()
+    c = cand.astype(np.float64).ravel()
+    if r.shape != c.shape:
+        raise ValueError(f"output {name}: reference has {ref.shape}, candidate {cand.shape}")
+    e = c - r
+    ss_ref = float(np.sum((r - r.mean()) ** 2))
+    nr, nc = float(np.linalg.norm(r)), float(np.linalg.norm(c))
+    acc = None
+    if ref.ndim >= 1 and ref.shape[-1] > 1 and ref.size // ref.shape[-1] >= 1:
+        acc = float(np.mean(ref.reshape(-1, ref.shape[-1]).argmax(-1) == cand.reshape(-1, cand.shape[-1]).argmax(-1)))
+    return OutputMetrics(
+        name=name, samples=samples, acc=acc,
+        rmse=float(np.sqrt(np.mean(e**2))), mae=float(np.mean(np.abs(e))),
+        l2r=float(np.linalg.norm(e) / nr) if nr else float(np.linalg.norm(e)),
+        mean=float(e.mean()), std=float(e.std()),
+        nse=1.0 - float(np.sum(e**2)) / ss_ref if ss_ref else float(np.sum(e**2) == 0),
+        cos=float(r @ c / (nr * nc)) if nr and nc else float(nr == nc),
+        max_abs=float(np.max(np.abs(e))) if e.size else 0.0,
+        lsb_histogram=lsb,
+    )
+
+
+def quantize_input(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    if x.dtype == spec.dtype:
+        return x
+    if spec.dtype.kind in "iu" and x.dtype.kind == "f" and spec.quant:
+        info = np.iinfo(spec.dtype)
+        q = np.round(x / spec.quant["scale"][0]) + spec.quant["zero_point"][0]
+        return np.clip(q, info.min, info.max).astype(spec.dtype)
+    return x.astype(spec.dtype)
+
+
+def dequantize_output(y: np.ndarray, spec: TensorSpec, want_float: bool) -> np.ndarray:
+    if want_float and y.dtype.kind in "iu" and spec.quant:
+        return (y.astype(np.float32) - spec.quant["zero_point"][0]) * spec.quant["scale"][0]
+    return y
+
+
+@dataclass
+class ValidationResult:
+    reference: str
+    candidate: str
+    samples: int
+    outputs: list[OutputMetrics]
+    layers: list[dict] = field(default_factory=list)
+    first_divergence: dict | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_pair(reference: Engine, candidate: Engine, samples: list[dict[str, np.ndarray]]) -> list[OutputMetrics]:
+    if len(reference.outputs) != len(candidate.outputs):
+        raise ValueError(
+            f"reference has {len(reference.outputs)} outputs, candidate {len(candidate.outputs)}: these are not the same model"
+        )
+    refs: list[list[np.ndarray]] = [[] for _ in reference.outputs]
+    cands: list[list[np.ndarray]] = [[] for _ in candidate.outputs]
+    for sample in samples:
+        ref_out = reference([sample[s.name] for s in reference.inputs])
+        feeds = [quantize_input(sample[rs.name], cs) for rs, cs in zip(reference.inputs, candidate.inputs)]
+        cand_out = candidate(feeds)
+        for i, (r, c) in enumerate(zip(ref_out, cand_out)):
+            refs[i].append(np.asarray(r))
+            cands[i].append(dequantize_output(np.asarray(c), candidate.outputs[i], r.dtype.kind == "f"))
+    return [compare(_gather(refs[i]), _gather(cands[i]), reference.outputs[i].name, len(samples)) for i in range(len(refs))]
+
+
+def _gather(arrays: list[np.ndarray]) -> np.ndarray:
+    """Stack per-sample outputs along the batch axis (flatten when their shapes differ)."""
+    if all(a.ndim >= 1 and a.shape[1:] == arrays[0].shape[1:] for a in arrays):
+        return np.concatenate(arrays, axis=0)
+    return np.concatenate([a.ravel() for a in arrays])
+
+
+def _expose_all(path: str) -> tuple[bytes, list[str]]:
+    """The ONNX model with every node output added as a graph output; names in topological order."""
+    import onnx
+
+    model = onnx.load(path)
+    existing = {o.name for o in model.graph.output}
+    order = []
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            continue
+        for out in node.output:
+            if out and out not in existing:
+                model.graph.output.append(onnx.ValueInfoProto(name=out))
+                existing.add(out)
+            if out:
+                order.append(out)
+    return model.SerializeToString(), order
+
+
+def per_layer(reference: str, candidate: str, sample: dict[str, np.ndarray], tolerance: float = 0.99) -> tuple[list[dict], dict | None]:
+    """Compare every intermediate tensor the two ONNX graphs share; name the first that diverges.
+
+    In a QDQ graph the float tensor that keeps an original name can be the value *before* the
+    folded activation (a Conv+Relu becomes Conv -> QuantizeLinear whose range does the clip),
+    so a same-name compare reports bogus errors. The quantized value of tensor T is
+    `T_DequantizeLinear_Output`; that is what gets compared whenever it exists.
+    """
+    import onnxruntime as ort
+
+    if not (reference.endswith(".onnx") and candidate.endswith(".onnx")):
+        raise ValueError("--per-layer compares two ONNX graphs")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    ref_bytes, ref_order = _expose_all(reference)
+    cand_bytes, _ = _expose_all(candidate)
+    rs = ort.InferenceSession(ref_bytes, opts, providers=["CPUExecutionProvider"])
+    cs = ort.InferenceSession(cand_bytes, opts, providers=["CPUExecutionProvider"])
+    ref_vals = dict(zip([o.name for o in rs.get_outputs()], rs.run(None, sample)))
+    cand_vals = dict(zip([o.name for o in cs.get_outputs()], cs.run(None, {i.name: sample[i.name] for i in cs.get_inputs()})))
+    rows, first = [], None
+    for name in ref_order:
+        cand_name = f"{name}_DequantizeLinear_Output" if f"{name}_DequantizeLinear_Output" in cand_vals else name
+        if cand_name not in cand_vals:
+            continue
+        r, c = np.asarray(ref_vals[name]), np.asarray(cand_vals[cand_name])
+        if r.shape != c.shape or r.dtype.kind not in "fiu" or c.dtype.kind not in "fiu" or r.size == 0:
+            continue
+        m = compare(r, c, name)
+        row = {"tensor": name, "compared_with": cand_name, "shape": list(r.shape), "cos": m.cos, "max_abs": m.max_abs,
+               "rmse": m.rmse, "ok": bool(m.cos >= tolerance)}
+        rows.append(row)
+        if first is None and not row["ok"]:
+            first = row
+    return rows, first
+
+
+def validate(reference: str | Path, candidate: str | Path, samples: list[dict[str, np.ndarray]], *,
+             per_layer_check: bool = False, tolerance: float = 0.99) -> ValidationResult:
+    ref, cand = Engine(reference), Engine(candidate)
+    result = ValidationResult(str(reference), str(candidate), len(samples), run_pair(ref, cand, samples))
+    if per_layer_check:
+        result.layers, result.first_divergence = per_layer(str(reference), str(candidate), samples[0], tolerance)
+    return result

@@ -134,9 +134,9 @@ class Router:
             if rec is None:
                 raise StackFlowError(Code.UNIT_NOT_EXIST)
             if req.action in ("link", "unlink"):
+                # An unknown target is still forwarded: the unit answers -20, and (as in StackFlow)
+                # that request becomes the unit's last control request for later error replies.
                 target = self.tasks.get(req.data) if isinstance(req.data, str) else None
-                if target is None and req.action == "link":
-                    raise StackFlowError(Code.LINK, detail=f"no live task {req.data!r} to link")
                 if target is not None:
                     msg["addr"] = target.data_addr
                     msg["policy"] = (req.extra.get("policy") or "lossless")

@@ -246,7 +246,7 @@ class UnitHost:
         elif action == "link":
             target, addr = req.data, msg.get("addr")
             if not isinstance(target, str) or not addr:
-                raise StackFlowError(Code.LINK)
+                raise StackFlowError(Code.LINK, detail=f"no live task {target!r} to link to")
             sub = self.subs[req.work_id]
             sub.connect(addr)
             sub.setsockopt(zmq.SUBSCRIBE, topic_of(target))

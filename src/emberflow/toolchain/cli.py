@@ -251,3 +251,47 @@ def register(app: typer.Typer) -> None:
             from emberflow.toolchain.tables import print_bundle
 
             print_bundle(info)
+
+    @app.command()
+    def profile(
+        model: Path = typer.Argument(..., help="Model file (.onnx or .tflite)."),
+        target: Optional[str] = typer.Option(None, "--target", "-t", help="Also estimate per-op time on this device."),
+        runs: int = typer.Option(20, help="Timed runs after 2 warm-up runs."),
+        inputs: str = typer.Option("random", help="Input: random, or a .npz / directory (the first sample is used)."),
+        shape: list[str] = typer.Option([], "--shape", help=SHAPE_HELP),
+        top: int = typer.Option(15, help="Rows of the per-op table (slowest first)."),
+        optimized: bool = typer.Option(False, help="Time the fully fused graph (op names then differ from the file)."),
+        trace: Optional[Path] = typer.Option(None, help="Write a Chrome trace (chrome://tracing, Perfetto)."),
+        speedscope_file: Optional[Path] = typer.Option(None, "--speedscope", help="Write a speedscope profile."),
+        as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+        report: Optional[Path] = typer.Option(None, "--report", help=REPORT_HELP),
+    ) -> None:
+        """Measured per-op latency here (onnxruntime profiler), throughput, peak RSS, and a target estimate."""
+        from emberflow.runtime import Engine, EngineError
+        from emberflow.targets import TargetError, load_target
+        from emberflow.toolchain.graph import ModelError, load_graph, parse_shape_overrides
+        from emberflow.toolchain.inputs import InputsError, concrete_specs, load_samples
+        from emberflow.toolchain.profile import chrome_trace, profile_model, speedscope
+
+        try:
+            tgt = load_target(target) if target else None
+            shapes = parse_shape_overrides(shape)
+            feeds = load_samples(inputs, concrete_specs(Engine(model).inputs, shapes), count=1)[0]
+            graph = load_graph(model, {k: tuple(v.shape) for k, v in feeds.items()}, feeds=feeds)
+            result = profile_model(model, graph, feeds, runs=runs, target=tgt, optimized=optimized)
+        except (EngineError, ModelError, InputsError, TargetError) as exc:
+            _fail(str(exc))
+        if trace:
+            trace.write_text(json.dumps(chrome_trace(result)))
+        if speedscope_file:
+            speedscope_file.write_text(json.dumps(speedscope(result)))
+        if report:
+            from emberflow.toolchain.report import write_profile_report
+
+            write_profile_report(report, result.to_dict())
+        if as_json:
+            _print_json(result.to_dict())
+        else:
+            from emberflow.toolchain.tables import print_profile
+
+            print_profile(result, top)

@@ -139,3 +139,19 @@ def print_bundle(info: dict) -> None:
             g.add_row(graph["name"], str(st["index"]), st["format"], io(st["inputs"]), io(st["outputs"]),
                       fmt_bytes(st["weights_bytes"]), fmt_bytes(st["memory_plan"]["arena_bytes"]), st["source"]["sha256"][:16])
     console.print(g)
+
+
+def print_profile(result, top: int) -> None:
+    head = (f"{result.model}: {result.mean_ms:.3f} ms mean (p50 {result.p50_ms:.3f}, p90 {result.p90_ms:.3f}) over "
+            f"{result.runs} runs, {result.throughput_per_s:.1f}/s, peak RSS {result.peak_rss_mb:.0f} MB")
+    if result.target:
+        head += f"; estimated on {result.target}: {result.estimated_ms:.3f} ms"
+    console.print(head)
+    key = (lambda o: o.measured_us or 0) if any(o.measured_us for o in result.ops) else (lambda o: o.estimated_us or 0)
+    t = Table(title=f"Slowest {top} ops")
+    for c in ("op", "name", "measured µs", f"estimate µs ({result.target or '-'})", "bound", "MACC"):
+        t.add_column(c, justify="left" if c in ("op", "name", "bound") else "right")
+    for o in sorted(result.ops, key=key, reverse=True)[:top]:
+        t.add_row(o.op, o.name[:40], _fmt(o.measured_us and round(o.measured_us, 1)),
+                  _fmt(o.estimated_us and round(o.estimated_us, 2)), o.bound, fmt_count(o.macc))
+    console.print(t)

@@ -43,3 +43,19 @@ def test_profile_cli_tflite_and_exports(tmp_path):
     data = json.loads(res.stdout)
     assert data["estimated_ms"] > 0 and data["mean_ms"] > 0
     assert json.loads(trace.read_text())["traceEvents"] and json.loads(ss.read_text())["profiles"]
+
+
+def test_html_reports_of_every_command(tmp_path, digits_fp32, digits_int8):
+    runner = CliRunner()
+    cmds = {
+        "analyze": ["analyze", str(digits_int8)],
+        "check": ["check", str(real_model("ocr_cls")), "-t", "stm32f412", "--shape", "x=1x3x48x192"],
+        "validate": ["validate", str(digits_fp32), str(digits_int8), "--per-layer", "--inputs", "random:2"],
+        "profile": ["profile", str(digits_fp32), "-t", "csk6", "--runs", "3"],
+    }
+    for name, args in cmds.items():
+        out = tmp_path / f"{name}.html"
+        res = runner.invoke(app, args + ["--report", str(out)])
+        assert res.exit_code in (0, 1), res.output
+        text = out.read_text()
+        assert text.startswith("<!doctype html>") and "<svg" in text, name

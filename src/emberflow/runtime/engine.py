@@ -115,12 +115,10 @@ class Engine:
         return self.run(inputs, graph=graph, stage=stage)
 
     def run(self, inputs, graph: str | None = None, stage: int | None = None) -> list[np.ndarray]:
-        info = self._graph(graph)
+        info = self.graphs[self.default_graph] if graph is None else self._graph(graph)
         if stage is None:
-            if len(info.stages) == 1:
-                chosen = info.stages[0]
-            else:
-                chosen = self._match_stage(info, inputs)
+            stages = info.stages
+            chosen = stages[0] if len(stages) == 1 else self._match_stage(info, inputs)
         else:
             if not 0 <= stage < len(info.stages):
                 raise EngineError(f"graph {info.name!r} has stages 0..{len(info.stages) - 1}, not {stage}")
@@ -147,38 +145,51 @@ class Engine:
 
     @staticmethod
     def _feeds(specs: list[TensorSpec], inputs) -> list[np.ndarray]:
-        if isinstance(inputs, np.ndarray):
-            inputs = [inputs]
-        if isinstance(inputs, Mapping):
-            missing = [s.name for s in specs if s.name not in inputs]
-            if missing:
-                raise EngineError(
-                    f"missing input(s) {', '.join(missing)}; the model needs " + ", ".join(s.describe() for s in specs)
-                )
+        # Hot path: runs on every call, so plain loops and exact type checks (the overhead
+        # budget is a few µs; ABC isinstance checks and generators cost more than that).
+        kind = type(inputs)
+        if kind is np.ndarray:
+            arrays = [inputs]
+        elif kind is dict or (kind is not list and kind is not tuple and isinstance(inputs, Mapping)):
             if len(inputs) != len(specs):
-                extra = sorted(set(inputs) - {s.name for s in specs})
-                raise EngineError(f"unknown input(s) {', '.join(extra)}; the model's inputs are {', '.join(s.name for s in specs)}")
-            arrays = [inputs[s.name] for s in specs]
-        elif isinstance(inputs, Sequence):
-            if len(inputs) != len(specs):
-                raise EngineError(
-                    f"got {len(inputs)} input array(s), the model needs {len(specs)}: " + ", ".join(s.describe() for s in specs)
-                )
+                Engine._name_error(specs, inputs)
+            try:
+                arrays = [inputs[s.name] for s in specs]
+            except KeyError:
+                Engine._name_error(specs, inputs)
+        elif kind is list or kind is tuple or isinstance(inputs, Sequence):
             arrays = list(inputs)
         else:
-            raise EngineError(f"inputs must be an array, a list of arrays or a dict name -> array, not {type(inputs).__name__}")
-        out = []
-        for spec, a in zip(specs, arrays):
-            if not isinstance(a, np.ndarray):
-                a = np.asarray(a, dtype=spec.dtype)
-            if a.dtype != spec.dtype:
+            raise EngineError(f"inputs must be an array, a list of arrays or a dict name -> array, not {kind.__name__}")
+        if len(arrays) != len(specs):
+            raise EngineError(
+                f"got {len(arrays)} input array(s), the model needs {len(specs)}: " + ", ".join(s.describe() for s in specs)
+            )
+        for i, spec in enumerate(specs):
+            a = arrays[i]
+            if type(a) is not np.ndarray:
+                a = arrays[i] = np.asarray(a, dtype=spec.dtype)
+            if a.dtype is not spec.dtype and a.dtype != spec.dtype:
                 raise EngineError(
                     f"input {spec.name}: dtype {a.dtype}, the model expects {spec.dtype}; convert with .astype(np.{spec.dtype.name})"
                 )
-            if a.ndim != len(spec.shape) or any(d is not None and d != n for d, n in zip(spec.shape, a.shape)):
-                raise EngineError(f"input {spec.name}: shape {a.shape}, the model expects {spec.describe()}")
-            out.append(a if a.flags.c_contiguous else np.ascontiguousarray(a))
-        return out
+            shape = a.shape
+            if len(shape) != len(spec.shape):
+                raise EngineError(f"input {spec.name}: shape {shape}, the model expects {spec.describe()}")
+            for want, got in zip(spec.shape, shape):
+                if want is not None and want != got:
+                    raise EngineError(f"input {spec.name}: shape {shape}, the model expects {spec.describe()}")
+            if not a.flags.c_contiguous:
+                arrays[i] = np.ascontiguousarray(a)
+        return arrays
+
+    @staticmethod
+    def _name_error(specs: list[TensorSpec], inputs) -> None:
+        missing = [s.name for s in specs if s.name not in inputs]
+        if missing:
+            raise EngineError(f"missing input(s) {', '.join(missing)}; the model needs " + ", ".join(s.describe() for s in specs))
+        extra = sorted(set(inputs) - {s.name for s in specs})
+        raise EngineError(f"unknown input(s) {', '.join(extra)}; the model's inputs are {', '.join(s.name for s in specs)}")
 
     def __repr__(self) -> str:
         parts = [f"{g.name}[{len(g.stages)} stage(s), {g.stages[0].backend.name}]" for g in self.graphs.values()]

@@ -136,6 +136,9 @@ def register(app: typer.Typer) -> None:
         symmetric_activations: bool = typer.Option(False, help="Symmetric int8 activations (zero point 0)."),
         shape: list[str] = typer.Option([], "--shape", help=SHAPE_HELP + " Used for random calibration data."),
         exclude: list[str] = typer.Option([], "--exclude", help="Node name to keep in float (repeatable)."),
+        op_types: Optional[str] = typer.Option(
+            None, help="Only quantize these op types, e.g. Conv,MatMul (default: every op onnxruntime can)."
+        ),
         as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     ) -> None:
         """Static int8 post-training quantization (QDQ, onnxruntime), with a size summary."""
@@ -157,6 +160,7 @@ def register(app: typer.Typer) -> None:
                 summary = quantize_model(
                     model, output, samples, method=method, per_channel=per_channel, reduce_range=reduce_range,
                     symmetric_activations=symmetric_activations, exclude_nodes=exclude,
+                    op_types=op_types.split(",") if op_types else None,
                     on_sample=lambda: progress.advance(task),
                 )
             except QuantizeError as exc:

@@ -86,6 +86,7 @@ def quantize_model(
     reduce_range: bool = False,
     symmetric_activations: bool = False,
     exclude_nodes: list[str] | None = None,
+    op_types: list[str] | None = None,
     on_sample: Callable[[], None] | None = None,
 ) -> QuantizeSummary:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -119,6 +120,7 @@ def quantize_model(
                 weight_type=QuantType.QInt8,
                 calibrate_method=calib,
                 nodes_to_exclude=exclude_nodes or None,
+                op_types_to_quantize=op_types or None,
                 extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True},
             )
         except Exception as exc:

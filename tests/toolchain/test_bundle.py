@@ -33,6 +33,7 @@ def test_manifest_describes_everything(bundle, digits_int8):
                                   "normalization": {"mean": [0.0], "std": [16.0]}}
     assert stage["quantization"]["tensors"] > 0 and stage["memory_plan"]["arena_bytes"] > 0
     assert len(stage["source"]["sha256"]) == 64
+    assert stage["check"]["fits"] is True and stage["check"]["summary"].startswith("fits stm32f412")
     assert b.section(stage["section"]) == digits_int8.read_bytes()
     for name, (_, offset, _, _) in b.sections.items():
         assert offset % ALIGN == 0, name
@@ -102,10 +103,15 @@ def test_pack_errors(tmp_path, digits_fp32):
 def test_pack_real_models_and_run_them(tmp_path):
     from toolchain_models import MODEL_FEEDS
 
-    out = tmp_path / "ocr.ember"
+    out = tmp_path / "all.ember"
     pack_models([f"det={real_model('ocr_det')}", f"rec={real_model('ocr_rec')}", f"cls={real_model('ocr_cls')}",
-                 f"emb={real_model('minilm_int8')}"], out)
+                 f"emb={real_model('minilm_int8')}", f"vad={real_model('silero_vad')}", f"tts={real_model('piper_joe')}",
+                 f"wake={real_model('wake_okay_nabu')}"], out, target="stm32f412")
     e = Engine(out)
+    stages = {g["name"]: g["stages"][0] for g in read_bundle(out).manifest["graphs"]}
+    assert not stages["tts"]["check"]["fits"] and any("weights need" in v for v in stages["tts"]["check"]["violations"])
+    assert e.run(MODEL_FEEDS["silero_vad"], graph="vad")[1].shape == (2, 1, 128)
+    assert e.run(MODEL_FEEDS["piper_joe"], graph="tts")[0].ndim == 4
     direct = Engine(real_model("ocr_rec"))(MODEL_FEEDS["ocr_rec"])[0]
     np.testing.assert_array_equal(e.run(MODEL_FEEDS["ocr_rec"], graph="rec")[0], direct)
     assert e.run(MODEL_FEEDS["minilm_int8"], graph="emb")[0].shape == (1, 4, 384)

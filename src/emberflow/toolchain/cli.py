@@ -212,19 +212,17 @@ def register(app: typer.Typer) -> None:
     def pack(
         models: list[str] = typer.Argument(..., help="Models as PATH or NAME=PATH; a repeated NAME adds a stage."),
         output: Path = typer.Option(..., "--output", "-o", help="Bundle to write (.ember)."),
-        target: Optional[str] = typer.Option(None, "--target", "-t", help="Record (and check against) a device profile."),
+        target: Optional[str] = typer.Option(None, "--target", "-t", help="Record the device profile and store a fit check per stage."),
         norm: list[str] = typer.Option([], "--norm", help="Input normalisation INPUT=MEAN,../STD,.. (repeatable)."),
         shape: list[str] = typer.Option([], "--shape", help=SHAPE_HELP + " Used for the memory plan."),
         as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     ) -> None:
         """Pack one or more graphs (multi-net, multi-stage) into one self-describing .ember bundle."""
-        from emberflow.targets import TargetError, load_target
+        from emberflow.targets import TargetError
         from emberflow.toolchain.graph import ModelError, parse_shape_overrides
         from emberflow.toolchain.pack import PackError, pack_models
 
         try:
-            if target:
-                load_target(target)
             result = pack_models(models, output, target=target, norms=norm, shapes=parse_shape_overrides(shape))
         except (PackError, ModelError, TargetError) as exc:
             _fail(str(exc))
@@ -235,6 +233,8 @@ def register(app: typer.Typer) -> None:
 
             graphs = ", ".join(f"{n} ({k} stage{'s' * (k > 1)})" for n, k in result["graphs"].items())
             typer.echo(f"wrote {result['output']}: {fmt_bytes(result['bytes'])}, graphs: {graphs}")
+            for line in result["checks"]:
+                typer.echo(f"  {line} (details: emberflow check)")
 
     @app.command()
     def inspect(

@@ -66,6 +66,11 @@ def pack_models(models: list[str], output: str | Path, *, target: str | None = N
                 shapes: dict[str, tuple[int, ...]] | None = None) -> dict:
     from emberflow import __version__
 
+    tgt = None
+    if target:
+        from emberflow.targets import load_target
+
+        tgt = load_target(target)
     parsed = parse_model_args(models)
     norm_map = parse_norms(norms or [])
     graphs: dict[str, list[dict]] = {}
@@ -76,6 +81,12 @@ def pack_models(models: list[str], output: str | Path, *, target: str | None = N
         graph = load_graph(path, {k: v for k, v in (shapes or {}).items()})
         fmt = graph.format
         plan = plan_memory(graph, dtypes=device_dtypes(graph))
+        fit = None
+        if tgt is not None:
+            from emberflow.toolchain.check import check_model
+
+            result = check_model(graph, plan, tgt)
+            fit = {"fits": result.fits, "summary": result.summary(), "violations": [v.message for v in result.violations]}
         quant = {t.name: t.quant for t in graph.tensors.values() if t.quant}
         model_section = f"graph/{name}/{stage_index}"
         plan_section = f"plan/{name}/{stage_index}"
@@ -97,6 +108,7 @@ def pack_models(models: list[str], output: str | Path, *, target: str | None = N
                             "lower_bound_bytes": plan.lower_bound_bytes, "alignment": plan.alignment},
             "quantization": {"section": quant_section, "tensors": len(quant)} if quant else None,
             "source": {"path": str(path), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()},
+            "check": fit,
         })
     manifest = {
         "format": "emberflow-bundle",
@@ -109,7 +121,9 @@ def pack_models(models: list[str], output: str | Path, *, target: str | None = N
         },
     }
     size = write_bundle(output, manifest, sections)
-    return {"output": str(output), "bytes": size, "graphs": {n: len(s) for n, s in graphs.items()}}
+    checks = [st["check"] for stages in graphs.values() for st in stages if st["check"]]
+    return {"output": str(output), "bytes": size, "graphs": {n: len(s) for n, s in graphs.items()},
+            "checks": [c["summary"] for c in checks]}
 
 
 def inspect_bundle(path: str | Path) -> dict:

@@ -127,14 +127,22 @@ class Unit:
         raise UnitError(Code.NO_UNIT_ACTION, detail=f"unit {self.kind!r} does not implement infer()")
 
     def on_frame(self, frame: "BusFrame") -> Any | Iterator[Any] | None:
-        """A frame arrived from a linked upstream task. Default: final text of a text stream
-        (ASR's last cumulative hypothesis, or a whole text message) is treated as `infer` input.
-        Return what `infer` would return, or None to produce nothing."""
+        """A frame arrived from a linked upstream task. Return what `infer` would return, or None.
+
+        Default: a complete upstream text becomes `infer` input. Text streams come in two styles
+        and both work: ASR sends cumulative hypotheses whose final chunk holds the whole text;
+        LLMs send increments and an empty final chunk, so the increments are joined.
+        """
         data = frame.data
         if isinstance(data, dict) and "delta" in data:
+            pieces = self.__dict__.setdefault("_upstream_text", {}).setdefault(frame.source, [])
+            delta = data.get("delta", "")
             if not data.get("finish"):
+                if isinstance(delta, str):
+                    pieces.append(delta)
                 return None
-            data = data.get("delta", "")
+            data = delta if delta else "".join(pieces)
+            pieces.clear()
         if isinstance(data, str) and data:
             return self.infer(data)
         if frame.payload:

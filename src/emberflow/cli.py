@@ -87,11 +87,15 @@ def models_install(
     raise typer.Exit(install_models(names or [], defaults=defaults))
 
 
-def _register_optional_commands() -> None:
-    # Each subsystem adds its own commands; the imports here are light by contract.
-    from emberflow.toolchain.cli import register as register_toolchain
+# Each subsystem adds its own commands from its own module (light imports only, by contract).
+COMMAND_MODULES = ("emberflow.toolchain.cli", "emberflow.serving.cli", "emberflow.flows.cli")
 
-    register_toolchain(app)
+
+def _register_optional_commands() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(app)
 
 
 _register_optional_commands()

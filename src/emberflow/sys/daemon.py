@@ -49,8 +49,9 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> bool:
 
         uart = UartGateway(router, cfg.uart, cfg.baud)
         uart.announce_boot()
-    if cfg.flow:
-        log.error("flow files are not supported yet: %s", cfg.flow)
+    from emberflow.sys.services import start_services
+
+    closers = await start_services(router, cfg)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, router.stop_event.set)
@@ -60,6 +61,8 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> bool:
     if started is not None:
         started.set()
     await router.stop_event.wait()
+    for close in closers:
+        await close()
     server.close()
     if uart is not None:
         uart.close()

@@ -1,0 +1,13 @@
+"""Started by the sys daemon when a flow file is given (see emberflow.sys.services)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+if TYPE_CHECKING:
+    from emberflow.sys.config import Config
+    from emberflow.sys.router import Router
+
+
+async def start(router: "Router", cfg: "Config") -> Callable[[], Awaitable[None]] | None:
+    return None

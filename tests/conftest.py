@@ -23,7 +23,7 @@ class Server:
     """`emberflow up` in its own process group, on a free loopback port."""
 
     def __init__(self, tmp: Path, *, config: dict | None = None, args: list[str] | None = None):
-        cfg = {"rundir": str(tmp / "run"), "sandbox": str(tmp / "files"), "port": 0,
+        cfg = {"rundir": str(tmp / "run"), "sandbox": str(tmp / "files"), "port": 0, "http_port": 0, "grpc_port": 0,
                "units": {"echo": "units_for_tests:EchoUnit", "ticker": "units_for_tests:TickerUnit"}}
         cfg.update(config or {})
         self.config_path = tmp / "emberflow.yaml"

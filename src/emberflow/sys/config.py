@@ -30,6 +30,12 @@ class Config:
     unit_ready_timeout: float = 60.0
     restart_backoff: tuple[float, float] = (0.5, 10.0)  # first and max delay between restarts
     flow: str | None = None
+    # HTTP gateway (OpenAI, KServe v2 REST, unit-native REST, /metrics); port 0 = pick a free one,
+    # None = disabled. gRPC (KServe v2) likewise.
+    http_host: str = "127.0.0.1"
+    http_port: int | None = 8080
+    grpc_port: int | None = 8001
+    model_repository: str | None = None  # KServe model repository directory
     log_level: str = "INFO"
 
     def resolved_rundir(self) -> Path:

@@ -99,12 +99,15 @@ def load_graph(
     *,
     probe: bool = True,
     feeds: dict[str, np.ndarray] | None = None,
+    strict: bool = True,
 ) -> Graph:
     """Load an `.onnx` or `.tflite` file into the IR.
 
     `shapes` fixes dynamic input dimensions (default: 1 for the first axis, 32 for others).
     With `probe`, tensors whose shape static inference cannot resolve are measured by running
     the model once in onnxruntime on `feeds` (default: all-ones inputs of those shapes).
+    With `strict`, a shape for a name that is not a model input is an error; without, it is
+    ignored (pack applies one --shape list to several models).
     """
     path = Path(path)
     if not path.is_file():
@@ -113,7 +116,7 @@ def load_graph(
     if suffix == ".onnx":
         if feeds:
             shapes = {**{k: tuple(np.shape(v)) for k, v in feeds.items()}, **(shapes or {})}
-        return _load_onnx(path, shapes or {}, probe, feeds)
+        return _load_onnx(path, shapes or {}, probe, feeds, strict)
     if suffix == ".tflite":
         return _load_tflite(path)
     raise ModelError(f"{path.name}: unknown model format {suffix!r}; emberflow reads .onnx and .tflite files")
@@ -159,7 +162,7 @@ def onnx_input_dims(value_info) -> list:
     return [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
 
 
-def _load_onnx(path: Path, shapes: dict, probe: bool, feeds: dict | None = None) -> Graph:
+def _load_onnx(path: Path, shapes: dict, probe: bool, feeds: dict | None = None, strict: bool = True) -> Graph:
     import onnx
     from onnx import numpy_helper, shape_inference
 
@@ -171,7 +174,7 @@ def _load_onnx(path: Path, shapes: dict, probe: bool, feeds: dict | None = None)
     init_names = {i.name for i in g.initializer}
     real_inputs = [i for i in g.input if i.name not in init_names]
     unknown = set(shapes) - {i.name for i in real_inputs}
-    if unknown:
+    if unknown and strict:
         raise ModelError(
             f"--shape names {sorted(unknown)} are not inputs of {path.name}; inputs are {[i.name for i in real_inputs]}"
         )

@@ -78,7 +78,7 @@ def pack_models(models: list[str], output: str | Path, *, target: str | None = N
     for name, path in parsed:
         stage_index = len(graphs.setdefault(name, []))
         data = path.read_bytes()
-        graph = load_graph(path, {k: v for k, v in (shapes or {}).items()})
+        graph = load_graph(path, shapes, strict=False)
         fmt = graph.format
         plan = plan_memory(graph, dtypes=device_dtypes(graph))
         fit = None

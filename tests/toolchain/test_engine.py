@@ -122,3 +122,12 @@ def test_plugging_in_a_backend(digits_fp32, tmp_path):
     assert "ort-copy" in backend_names()
     e = Engine(digits_fp32, backend="ort-copy")
     assert e([np.zeros((1, 1, 8, 8), np.float32)])[0].shape == (1, 10)
+
+
+def test_unchecked_engine_gives_the_same_outputs(digits_fp32, digits):
+    x = digits["test_x"][:3]
+    checked, unchecked = Engine(digits_fp32), Engine(digits_fp32, check_inputs=False)
+    np.testing.assert_array_equal(checked([x])[0], unchecked([x])[0])
+    np.testing.assert_array_equal(checked({"image": x})[0], unchecked({"image": x})[0])
+    with pytest.raises(Exception):  # no friendly check, but the backend still refuses bad input
+        unchecked([x.astype(np.float64)])

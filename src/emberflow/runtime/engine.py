@@ -57,7 +57,14 @@ class GraphInfo:
 
 
 class Engine:
-    def __init__(self, path: str | Path, backend: str | None = None, device: str | None = None, **options) -> None:
+    def __init__(self, path: str | Path, backend: str | None = None, device: str | None = None, *,
+                 check_inputs: bool = True, **options) -> None:
+        """`options` go to the backend (e.g. threads=2 for onnxruntime, arena_size= for TFLM).
+
+        `check_inputs=False` skips the name/dtype/shape checks on the single-graph call path
+        (a few µs per call, which matters only for sub-millisecond models in tight loops);
+        wrong inputs then fail inside the backend with its own message.
+        """
         path = Path(path)
         if not path.is_file():
             raise EngineError(f"model file not found: {path}")
@@ -89,6 +96,10 @@ class Engine:
                 f"{path.name}: unknown model file type {suffix!r}; the Engine runs .onnx, .tflite and .ember files"
             )
         self.default_graph = next(iter(self.graphs))
+        first = self.graphs[self.default_graph]
+        # The common case (one graph, one stage) skips graph/stage lookup on every call.
+        self._only = first.stages[0] if len(self.graphs) == 1 and len(first.stages) == 1 else None
+        self._check = check_inputs
 
     @staticmethod
     def _make_backend(model: bytes, fmt: str, name: str | None, device: str | None, options: dict) -> Backend:
@@ -112,6 +123,12 @@ class Engine:
         return self.graphs[self.default_graph].outputs
 
     def __call__(self, inputs, graph: str | None = None, stage: int | None = None) -> list[np.ndarray]:
+        only = self._only
+        if only is not None and graph is None and stage is None:
+            backend = only.backend
+            if not self._check:
+                return backend.run([inputs[s.name] for s in backend.inputs] if type(inputs) is dict else inputs)
+            return backend.run(self._feeds(backend.inputs, inputs))
         return self.run(inputs, graph=graph, stage=stage)
 
     def run(self, inputs, graph: str | None = None, stage: int | None = None) -> list[np.ndarray]:
@@ -165,20 +182,23 @@ class Engine:
             raise EngineError(
                 f"got {len(arrays)} input array(s), the model needs {len(specs)}: " + ", ".join(s.describe() for s in specs)
             )
+        ndarray = np.ndarray
         for i, spec in enumerate(specs):
             a = arrays[i]
-            if type(a) is not np.ndarray:
+            if type(a) is not ndarray:
                 a = arrays[i] = np.asarray(a, dtype=spec.dtype)
             if a.dtype is not spec.dtype and a.dtype != spec.dtype:
                 raise EngineError(
                     f"input {spec.name}: dtype {a.dtype}, the model expects {spec.dtype}; convert with .astype(np.{spec.dtype.name})"
                 )
             shape = a.shape
-            if len(shape) != len(spec.shape):
-                raise EngineError(f"input {spec.name}: shape {shape}, the model expects {spec.describe()}")
-            for want, got in zip(spec.shape, shape):
-                if want is not None and want != got:
+            want = spec.shape
+            if shape != want:  # equal tuples is the common case; otherwise check dim by dim (None = any)
+                if len(shape) != len(want):
                     raise EngineError(f"input {spec.name}: shape {shape}, the model expects {spec.describe()}")
+                for w, g in zip(want, shape):
+                    if w is not None and w != g:
+                        raise EngineError(f"input {spec.name}: shape {shape}, the model expects {spec.describe()}")
             if not a.flags.c_contiguous:
                 arrays[i] = np.ascontiguousarray(a)
         return arrays

@@ -106,3 +106,19 @@ def test_validate_cli_random_inputs(digits_fp32, digits_int8):
     res = runner.invoke(app, ["validate", str(digits_fp32), str(digits_int8), "--inputs", "random:4", "--json"])
     assert res.exit_code == 0, res.output
     assert '"rmse"' in res.stdout and '"nse"' in res.stdout
+
+
+def test_validate_tflite_against_its_bundle_shows_zero_lsb_difference(tmp_path):
+    from toolchain_models import real_model
+
+    from emberflow.toolchain.inputs import concrete_specs, load_samples
+    from emberflow.toolchain.pack import pack_models
+
+    wake = real_model("wake_alexa")
+    bundle = tmp_path / "wake.ember"
+    pack_models([str(wake)], bundle)
+    samples = load_samples("random:12", concrete_specs(Engine(wake).inputs))
+    assert samples[0][Engine(wake).inputs[0].name].dtype == np.int8
+    r = validate(wake, bundle, samples)
+    out = r.outputs[0]
+    assert out.lsb_histogram == {0: 12} and out.rmse == 0 and out.max_abs == 0

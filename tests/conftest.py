@@ -34,6 +34,8 @@ class Server:
             [sys.executable, "-m", "emberflow", "up", "--config", str(self.config_path), *(args or [])],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True, text=True)
         self.log: list[str] = []
+        self.http_port: int | None = None  # set from "emberflow: http on H:P" (serving gateway)
+        self.grpc_port: int | None = None
         self.port = self._wait_listening()
         self.host = "127.0.0.1"
 
@@ -44,6 +46,10 @@ class Server:
         def pump() -> None:  # keep draining stdout so the server never blocks on a full pipe
             for line in self.proc.stdout:
                 self.log.append(line)
+                if line.startswith("emberflow: http on "):
+                    self.http_port = int(line.rsplit(":", 1)[1])
+                elif line.startswith("emberflow: grpc on "):
+                    self.grpc_port = int(line.rsplit(":", 1)[1])
                 if line.startswith("emberflow: listening on "):
                     port.append(int(line.rsplit(":", 1)[1]))
                     ready.set()

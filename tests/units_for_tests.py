@@ -39,7 +39,7 @@ class EchoUnit(Unit):
                 time.sleep(self.p.delay)
             yield text
 
-    def on_wake(self) -> None:
+    def on_wake(self, frame=None) -> None:
         self.woken += 1
 
 

@@ -126,10 +126,23 @@ class Engine:
         only = self._only
         if only is not None and graph is None and stage is None:
             backend = only.backend
-            if not self._check:
-                return backend.run([inputs[s.name] for s in backend.inputs] if type(inputs) is dict else inputs)
-            return backend.run(self._feeds(backend.inputs, inputs))
+            if self._check:
+                feeds = self._feeds(backend.inputs, inputs)
+            else:
+                feeds = [inputs[s.name] for s in backend.inputs] if type(inputs) is dict else inputs
+            try:
+                return backend.run(feeds)
+            except Exception as exc:  # no cost unless raised; say which runtime failed and on what
+                raise self._run_error(backend, exc) from exc
         return self.run(inputs, graph=graph, stage=stage)
+
+    @staticmethod
+    def _run_error(backend: Backend, exc: Exception) -> EngineError:
+        first = str(exc).strip().splitlines()[0][:400] if str(exc).strip() else type(exc).__name__
+        return EngineError(
+            f"{backend.name} failed while running the model: {first}. The inputs have the right names, dtypes and "
+            "ranks; check their values and dynamic sizes (e.g. token ids within the vocabulary, a valid sample rate)"
+        )
 
     def run(self, inputs, graph: str | None = None, stage: int | None = None) -> list[np.ndarray]:
         info = self.graphs[self.default_graph] if graph is None else self._graph(graph)
@@ -140,7 +153,11 @@ class Engine:
             if not 0 <= stage < len(info.stages):
                 raise EngineError(f"graph {info.name!r} has stages 0..{len(info.stages) - 1}, not {stage}")
             chosen = info.stages[stage]
-        return chosen.backend.run(self._feeds(chosen.inputs, inputs))
+        feeds = self._feeds(chosen.inputs, inputs)
+        try:
+            return chosen.backend.run(feeds)
+        except Exception as exc:
+            raise self._run_error(chosen.backend, exc) from exc
 
     def _graph(self, name: str | None) -> GraphInfo:
         if name is None:

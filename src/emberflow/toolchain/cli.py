@@ -19,16 +19,21 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _load_graph(model: Path, shape: list[str], inputs: Optional[str] = None):
+    """The model's graph; with `inputs`, the first sample drives shapes and the shape probe."""
     from emberflow.toolchain.graph import ModelError, load_graph, parse_shape_overrides
 
     try:
+        shapes = parse_shape_overrides(shape)
         feeds = None
-        if inputs and inputs.endswith(".npz"):
-            import numpy as np
+        if inputs:
+            from emberflow.runtime import Engine, EngineError
+            from emberflow.toolchain.inputs import InputsError, concrete_specs, load_samples
 
-            with np.load(inputs) as data:
-                feeds = {k: data[k] for k in data.files}
-        return load_graph(model, parse_shape_overrides(shape), feeds=feeds)
+            try:
+                feeds = load_samples(inputs, concrete_specs(Engine(model).inputs, shapes), count=1)[0]
+            except (EngineError, InputsError) as exc:
+                _fail(str(exc))
+        return load_graph(model, shapes, feeds=feeds)
     except ModelError as exc:
         _fail(str(exc))
 
@@ -59,7 +64,9 @@ def register(app: typer.Typer) -> None:
     def analyze(
         model: Path = typer.Argument(..., help="Model file (.onnx or .tflite)."),
         shape: list[str] = typer.Option([], "--shape", help=SHAPE_HELP),
-        inputs: Optional[str] = typer.Option(None, help="A .npz of real inputs, used when shapes must be measured."),
+        inputs: Optional[str] = typer.Option(
+            None, help="Real inputs (.npz or directory; first sample used) when static shapes are not enough."
+        ),
         strategy: str = typer.Option("best", help="Memory planner: size, breadth, order, or best (try all)."),
         inplace: bool = typer.Option(True, help="Let reshape-like ops share their input's buffer."),
         layers: bool = typer.Option(True, help="Print the per-layer table."),
@@ -283,7 +290,7 @@ def register(app: typer.Typer) -> None:
             feeds = load_samples(inputs, concrete_specs(Engine(model).inputs, shapes), count=1)[0]
             graph = load_graph(model, {k: tuple(v.shape) for k, v in feeds.items()}, feeds=feeds)
             result = profile_model(model, graph, feeds, runs=runs, target=tgt, optimized=optimized)
-        except (EngineError, ModelError, InputsError, TargetError) as exc:
+        except (EngineError, ModelError, InputsError, TargetError, ValueError) as exc:
             _fail(str(exc))
         if trace:
             trace.write_text(json.dumps(chrome_trace(result)))

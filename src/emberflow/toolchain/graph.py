@@ -306,15 +306,15 @@ def _probe_shapes(path: Path, graph: Graph, input_shapes: dict, missing: list[st
             model.graph.output.append(onnx.ValueInfoProto(name=name))
     feeds = feeds or probe_feeds({n: (input_shapes[n], graph.tensors[n].dtype) for n in graph.inputs})
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3  # the probe expects shape-mismatch warnings; keep them off the console
+    opts.log_severity_level = 4  # a failed probe comes back as an exception; keep ORT's log off the console
     try:
         sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         names = [o.name for o in sess.get_outputs()]
         values = sess.run(None, feeds)
     except Exception as exc:
         graph.warnings.append(
-            f"probe run on all-ones inputs failed ({str(exc).splitlines()[0][:160]}); "
-            "pass --shape NAME=DIMS with shapes the model accepts"
+            f"probe run failed ({str(exc).splitlines()[0][:160]}); "
+            "pass --inputs file.npz with real inputs (or --shape NAME=DIMS with shapes the model accepts)"
         )
         return
     for name, val in zip(names, values):

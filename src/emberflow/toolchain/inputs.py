@@ -28,8 +28,9 @@ def random_sample(specs: list[InputSpec], rng: np.random.Generator) -> dict[str,
         if dt.kind == "f":
             out[name] = rng.standard_normal(shape).astype(dt)
         elif dt.kind in "iu":
-            # Small non-negative ints: valid token ids, lengths and indices for most models.
-            out[name] = rng.integers(0, 8, size=shape).astype(dt)
+            # Integer inputs are usually categorical (token ids, token types, lengths, sample
+            # rates): random values break them, ones are valid for nearly all.
+            out[name] = np.ones(shape, dt)
         elif dt.kind == "b":
             out[name] = rng.integers(0, 2, size=shape).astype(bool)
         else:
@@ -54,7 +55,7 @@ def _split_npz(arrays: dict[str, np.ndarray], specs: list[InputSpec], source: st
             samples = [arr] if arr.shape[:1] == shape[:1] else [a[None] for a in arr]
         else:
             raise InputsError(f"{source}: array for {name!r} has shape {arr.shape}, the input expects rank {len(shape)} {shape}")
-        by_name[name] = [s.astype(dtype, copy=False) for s in samples]
+        by_name[name] = [np.asarray(s).astype(dtype, copy=False) for s in samples]  # 0-d slices are numpy scalars
     counts = {len(v) for v in by_name.values()}
     if len(counts) != 1:
         raise InputsError(f"{source}: inputs have different sample counts {counts}")

@@ -89,12 +89,17 @@ def measure_onnx(path: str, feeds: dict[str, np.ndarray], runs: int, optimized: 
     if not optimized:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     opts.enable_profiling = True
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # failures come back as exceptions with the same text
     with tempfile.TemporaryDirectory(prefix="emberflow-prof-") as tmp:
         opts.profile_file_prefix = os.path.join(tmp, "ort")
         sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-        for _ in range(2):  # warm-up: first runs allocate and are not representative
-            sess.run(None, feeds)
+        try:
+            for _ in range(2):  # warm-up: first runs allocate and are not representative
+                sess.run(None, feeds)
+        except Exception as exc:
+            raise ValueError(
+                f"the model failed on these inputs ({str(exc).splitlines()[0][:200]}); pass --inputs file.npz with real inputs"
+            ) from exc
         times = []
         for _ in range(runs):
             t0 = time.perf_counter()

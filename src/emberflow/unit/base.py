@@ -48,6 +48,20 @@ class IO(str, Enum):
     JSON = "json"
 
 
+class Final:
+    """Yield `Final(value)` to end a stream with content: `{"delta": value, "finish": true}`.
+    Units whose streams span several calls (ASR partials, then the final text) use it with
+    `stream_per_call = False`; without it every infer/on_frame result is one whole answer."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Final({self.value!r})"
+
+
 class UnitParams(BaseModel):
     """Setup parameters common to every model unit (StackFlow §6.1). Unknown keys are ignored,
     as the real server ignores them; keys of the model's `mode_param` arrive merged in."""
@@ -83,10 +97,28 @@ class UnitError(StackFlowError):
 class TaskContext:
     """What the host gives each unit instance: identity, cancellation and a way to emit."""
 
-    def __init__(self, work_id: str, emit: Callable[..., None] | None = None):
+    def __init__(self, work_id: str, emit: Callable[..., None] | None = None,
+                 post: Callable[[Callable[[], Any]], None] | None = None):
         self.work_id = work_id
         self.cancelled = threading.Event()  # set by pause/interrupt; long loops should check it
         self._emit = emit
+        self._post = post
+        self.hops: list[tuple[str, float]] = []  # stamps of the item being processed
+
+    def mark(self, name: str, t: float | None = None) -> None:
+        """Add a named timestamp to the current item's hop trail (e.g. 'speech_end'), so
+        latency breakdowns downstream can see it."""
+        import time
+
+        self.hops.append((f"{self.work_id}.{name}", time.monotonic() if t is None else t))
+
+    def post(self, fn: Callable[[], Any]) -> None:
+        """Run `fn` on the task's thread, from any thread (microphone, file reader, timer).
+        Its return value is output like infer's; it may call `emit`."""
+        if self._post is None:
+            fn()
+        else:
+            self._post(fn)
 
     def emit(self, object: str, data: Any = None, payload: bytes = b"", *, system: bool = False) -> None:
         """Publish an extra output from inside infer/on_frame (e.g. a wake event found while
@@ -107,6 +139,18 @@ class Unit:
     model_type: ClassVar[str | None] = None
     # Unit kinds that need no model (audio, user utilities) set this False.
     needs_model: ClassVar[bool] = True
+    # On a wake word (or any system frame) the host cancels running work and drops queued
+    # input before calling on_wake. Units that consume a live stream (ASR, VAD) set this False:
+    # their queued audio is still wanted, and they decide themselves what the wake means.
+    interrupt_on_wake: ClassVar[bool] = True
+    # True: each infer/on_frame result is a whole answer and the host ends it with a finish
+    # chunk. False: the unit ends streams itself by yielding Final(...).
+    stream_per_call: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        # Custom actions are methods named on_action_<name> (e.g. kws `trigger`).
+        cls.custom_actions = tuple(n[len("on_action_"):] for n in dir(cls) if n.startswith("on_action_"))
 
     context: TaskContext
 
@@ -149,9 +193,9 @@ class Unit:
             return self.infer(frame.payload)
         return None
 
-    def on_wake(self) -> None:
-        """A wake word fired upstream. The host has already cancelled running work and flushed
-        queued input (barge-in); override to do more."""
+    def on_wake(self, frame: "BusFrame | None" = None) -> Any | Iterator[Any] | None:
+        """A wake word (or another system frame) arrived. With `interrupt_on_wake` the host has
+        already cancelled running work and flushed queued input (barge-in). May return output."""
 
     # --- control -------------------------------------------------------------------------
     def pause(self) -> None:
@@ -166,7 +210,8 @@ class Unit:
     def supports(cls, action: str) -> bool:
         if action == "work":
             return cls.resume is not Unit.resume
-        return action in ("setup", "exit", "pause", "link", "unlink", "taskinfo", "inference")
+        return action in ("setup", "exit", "pause", "link", "unlink", "taskinfo", "inference") or \
+            action in getattr(cls, "custom_actions", ())
 
     @classmethod
     def schema(cls) -> dict[str, Any]:
@@ -178,8 +223,8 @@ class Unit:
             "params": cls.Params.model_json_schema(),
             "inputs": {k: v.value for k, v in cls.inputs.items()},
             "outputs": {k: v.value for k, v in cls.outputs.items()},
-            "actions": [a for a in ("setup", "exit", "pause", "work", "link", "unlink", "taskinfo", "inference")
-                        if cls.supports(a)],
+            "actions": [a for a in ("setup", "exit", "pause", "work", "link", "unlink", "taskinfo", "inference",
+                                    *getattr(cls, "custom_actions", ())) if cls.supports(a)],
         }
 
 

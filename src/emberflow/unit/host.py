@@ -268,6 +268,10 @@ class UnitHost:
             task.inputs.remove(target)
             task.link_policy.pop(target, None)
             self.send(conn, ack)
+        elif action in self.unit_cls.custom_actions:
+            handler = getattr(task.unit, f"on_action_{action}")
+            task.post_action(lambda: handler(req.data))
+            self.send(conn, ack)
         else:
             raise StackFlowError(Code.NO_UNIT_ACTION)
 

@@ -21,7 +21,7 @@ from emberflow.bus.frame import BusFrame
 from emberflow.bus.queue import LinkQueue, Policy
 from emberflow.protocol.envelope import NONE, reply
 from emberflow.protocol.errors import Code, StackFlowError
-from emberflow.unit.base import IO, TaskContext, Unit, UnitParams, collect
+from emberflow.unit.base import IO, Final, TaskContext, Unit, UnitParams, collect
 
 log = logging.getLogger("emberflow.task")
 
@@ -45,10 +45,11 @@ class Task:
         self._ctx = ctx
         self._epoch = 0  # bumped by pause/wake: queued and running work of older epochs is cancelled
         self._chunks: list[Any] = []  # input stream being assembled
+        self._out_index = 0  # output stream index; back to 0 after each finish chunk
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"task-{work_id}", daemon=True)
         self.stats = {"inferences": 0, "errors": 0, "outputs": 0, "aborted": 0, "last_ms": None}
-        unit.context = TaskContext(work_id, emit=self._emit_extra)
+        unit.context = TaskContext(work_id, emit=self._emit_extra, post=self._post)
 
     # --- called from the host's main thread ----------------------------------------------
     def start(self) -> None:
@@ -65,7 +66,7 @@ class Task:
 
     def submit_frame(self, frame: BusFrame) -> None:
         if frame.system or frame.source.startswith("kws"):
-            self.wake()
+            self.wake(frame)
             return
         policy = self.link_policy.get(frame.source, Policy.LOSSLESS)
         key = frame.source if policy is Policy.LATEST else None
@@ -78,9 +79,17 @@ class Task:
         self.queue.flush()
         self._chunks.clear()
 
-    def wake(self) -> None:
-        self.interrupt()
-        self.queue.put(("wake",), system=True)
+    def wake(self, frame: BusFrame | None = None) -> None:
+        if self.unit.interrupt_on_wake:
+            self.interrupt()
+        self.queue.put(("wake", frame, self._epoch), system=True)
+
+    def _post(self, fn: Callable[[], Any]) -> None:
+        self.queue.put(("call", fn, self._epoch))
+
+    def post_action(self, fn: Callable[[], Any]) -> None:
+        """A custom action runs on the task thread, ahead of queued data."""
+        self.queue.put(("call", fn, self._epoch), system=True)
 
     def stop(self) -> None:
         self.interrupt()
@@ -155,15 +164,16 @@ class Task:
             self._out.close()
 
     def _handle(self, item: tuple) -> None:
-        if item[0] == "wake":
-            self._call(self.unit.on_wake)
-            return
         epoch = item[-1]
         if epoch != self._epoch:
             return  # queued before a pause/wake
         self.unit.context.cancelled.clear()
         started = time.monotonic()
-        if item[0] == "infer":
+        if item[0] in ("wake", "call"):
+            frame = item[1] if item[0] == "wake" else None
+            hops = [*(frame.hops if frame else ()), (f"{self.work_id}.start", started)]
+            produce = (lambda: self.unit.on_wake(frame)) if item[0] == "wake" else item[1]
+        elif item[0] == "infer":
             _, value, request_id, hops, _ = item
             self.last_request_id = request_id
             hops = [*hops, (f"{self.work_id}.start", started)]
@@ -172,7 +182,9 @@ class Task:
             frame: BusFrame = item[1]
             hops = [*frame.hops, (f"{self.work_id}.start", started)]
             produce = lambda: self.unit.on_frame(frame)  # noqa: E731
-        self.stats["inferences"] += 1
+        if item[0] in ("infer", "frame"):
+            self.stats["inferences"] += 1
+        self.unit.context.hops = hops  # units add named stamps with context.mark()
         try:
             self._emit_result(produce, hops, epoch)
         except StackFlowError as e:
@@ -186,48 +198,70 @@ class Task:
         result = produce()
         if result is None:
             return  # e.g. on_frame waiting for the rest of an upstream stream
-        pieces = collect(result)
-        stream = self.params.streams_output
-        index, collected, aborted = 0, [], False
-        it = iter(pieces)
+        stream, per_call = self.params.streams_output, self.unit.stream_per_call
+        collected, aborted, finished = [], False, False
+        it = iter(collect(result))
         try:
             for piece in it:
                 if epoch != self._epoch:
                     aborted = True
                     break
-                if stream:
+                if isinstance(piece, Final):
+                    finished = True
+                    if stream:
+                        self._chunk(piece.value, True, hops)
+                    else:
+                        self._output(piece.value, hops)
+                elif stream:
                     if piece == "" or piece == b"":
                         continue
-                    self._output({"delta": piece, "index": index, "finish": False}, hops)
-                    index += 1
-                else:
+                    self._chunk(piece, False, hops)
+                elif per_call:
                     collected.append(piece)
+                # else: a partial result in a non-stream format is not sent (only Final is)
         finally:
             close = getattr(it, "close", None)
             if close is not None:
                 close()  # stops a generator at once (e.g. llama.cpp decoding)
         if aborted:
             self.stats["aborted"] += 1
+        if not per_call or finished:
+            return
         if stream:
             # Every answer ends with a finish chunk, also when aborted, so readers never hang.
-            self._output({"delta": "", "index": index, "finish": True}, hops)
+            self._chunk("", True, hops)
         elif collected:
             if all(isinstance(p, str) for p in collected):
                 self._output("".join(collected), hops)
+            elif all(isinstance(p, (bytes, bytearray)) for p in collected):
+                self._output(b"".join(collected), hops)
             else:
                 self._output(collected[0] if len(collected) == 1 else collected, hops)
 
+    def _chunk(self, delta: Any, finish: bool, hops: list) -> None:
+        self._output({"delta": delta, "index": self._out_index, "finish": finish}, hops)
+        self._out_index = 0 if finish else self._out_index + 1
+
     def _output(self, data: Any, hops: list) -> None:
         fmt = self.params.response_format or f"{self.kind}.utf-8"
-        payload = b""
-        if isinstance(data, (bytes, bytearray)):
-            payload, data = bytes(data), None
-        frame = BusFrame(self.work_id, fmt, data, payload, hops=list(hops)).stamp(self.work_id)
-        self._publish(frame)
+        self._publish_and_send(fmt, data, hops)
         self.stats["outputs"] += 1
+
+    def _publish_and_send(self, object: str, data: Any, hops: list, system: bool = False) -> None:
+        """Raw bytes travel as the frame payload on the bus; base64 only at the JSON edge."""
+        payload, bus_data, client_data = b"", data, data
+        if isinstance(data, (bytes, bytearray)):
+            payload, bus_data = bytes(data), None
+            client_data = base64.b64encode(payload).decode()
+        elif isinstance(data, dict) and isinstance(data.get("delta"), (bytes, bytearray)):
+            payload = bytes(data["delta"])
+            bus_data = {**data, "delta": ""}
+            client_data = {**data, "delta": base64.b64encode(payload).decode()}
+        frame = BusFrame(self.work_id, object, bus_data, payload, system=system, hops=list(hops)).stamp(self.work_id)
+        self._publish(frame)
         if self.params.enoutput:
-            client_data = data if not payload else base64.b64encode(payload).decode()
-            msg = reply(self.last_request_id, self.work_id, data=client_data, object=fmt)
+            msg = reply(self.last_request_id, self.work_id, data=NONE if client_data is None else client_data,
+                        object=object)
             self._out.send_json({"op": "output", "work_id": self.work_id, "msg": msg, "hops": frame.hops})
 
     def _send_error(self, err: StackFlowError) -> None:
@@ -248,20 +282,7 @@ class Task:
                 time.sleep(0.001)
 
     def _emit_extra(self, object: str, data: Any, payload: bytes, system: bool = False) -> None:
-        frame = BusFrame(self.work_id, object, data, payload, system=system).stamp(self.work_id)
-        self._publish(frame)
-        if self.params.enoutput:
-            client_data = data if not payload else base64.b64encode(payload).decode()
-            msg = reply(self.last_request_id, self.work_id, data=NONE if client_data is None else client_data,
-                        object=object)
-            self._out.send_json({"op": "output", "work_id": self.work_id, "msg": msg})
-
-    def _call(self, fn: Callable[[], Any]) -> None:
-        try:
-            fn()
-        except Exception:
-            log.exception("%s: %s failed", self.work_id, getattr(fn, "__name__", fn))
-
+        self._publish_and_send(object, payload if payload else data, self.unit.context.hops, system)
 
 class _Incomplete:
     pass

@@ -47,7 +47,9 @@ class LLMUnit(Unit):
     kind = "llm"
     max_tasks = 2
     Params = LLMParams
-    inputs = {"text": IO.TEXT}
+    # JSON first: the host then passes dicts through, so a chat request (object
+    # `llm.chat_completion`, data {"messages": [...], ...}) reaches infer; plain text still works.
+    inputs = {"chat": IO.JSON, "text": IO.TEXT}
     outputs = {"text": IO.TEXT_STREAM}
 
     model_path: Any = None
@@ -83,27 +85,85 @@ class LLMUnit(Unit):
         if llm is not None:
             llm.close()
 
-    def infer(self, text: str) -> Iterator[str]:
+    def infer(self, data: str | bytes | dict) -> Iterator[str]:
+        if isinstance(data, dict):
+            return self._chat_completion(ChatRequest.from_data(data))
+        if isinstance(data, (bytes, bytearray)):
+            try:
+                data = bytes(data).decode("utf-8")
+            except UnicodeDecodeError:
+                raise UnitError(Code.JSON_FORMAT, "json format error.", detail="text is not UTF-8") from None
+        if not isinstance(data, str):
+            raise UnitError(Code.JSON_FORMAT, "json format error.",
+                            detail=f"llm expects text or a chat request object, got {type(data).__name__}")
+        return self._text_turn(data)
+
+    def _text_turn(self, text: str) -> Iterator[str]:
         p = self.params
         if p.keeps_context and text.strip().lower() == "reset":
             self.history.clear()
             yield CONTEXT_RESET_REPLY
             return
-        from llama_cpp import llama_vocab_is_eog
-
         turn = {"role": "user", "content": text}
         tokens, stop = self._prompt_tokens(turn)
         answer: list[str] = []
+        yield from self._decode(tokens, stop, answer, max_tokens=p.max_token_len, temperature=p.temperature,
+                                top_p=p.top_p)
+        if p.keeps_context:
+            self.history += [turn, {"role": "assistant", "content": "".join(answer)}]
+
+    def _chat_completion(self, req: "ChatRequest") -> Iterator[str]:
+        """One OpenAI-style chat completion: the whole conversation comes with the request (no
+        task history is used or kept). Ends by emitting `llm.usage` with token counts and the
+        finish reason, so HTTP gateways can fill `usage` and `finish_reason`."""
+        p = self.params
+        messages = req.messages
+        if not any(m["role"] == "system" for m in messages):
+            messages = [{"role": "system", "content": (p.prompt or DEFAULT_SYSTEM_PROMPT) + p.prompt_suffix},
+                        *messages]
+        formatted = self.formatter(messages=messages)
+        tokens = self.llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=False, special=True)
+        max_tokens = req.max_tokens or p.max_token_len
+        if len(tokens) + 1 > p.n_ctx:
+            raise UnitError(Code.MODEL_RUN, detail=f"prompt is {len(tokens)} tokens; n_ctx is {p.n_ctx}")
+        max_tokens = min(max_tokens, p.n_ctx - len(tokens))
+        stop = formatted.stop if isinstance(formatted.stop, list) else ([formatted.stop] if formatted.stop else [])
+        stop = [s for s in [*stop, *req.stop] if s]
+        if req.seed is not None:
+            self.llm.set_seed(req.seed)
+        answer: list[str] = []
+        counts = {"generated": 0, "length": False}
+        yield from self._decode(tokens, stop, answer, max_tokens=max_tokens,
+                                temperature=p.temperature if req.temperature is None else req.temperature,
+                                top_p=p.top_p if req.top_p is None else req.top_p, counts=counts)
+        self.context.emit("llm.usage", {
+            "prompt_tokens": len(tokens), "completion_tokens": counts["generated"],
+            "finish_reason": "length" if counts["length"] else "stop",
+            "finish": False,  # not the end of the answer: the host's final chunk follows
+        })
+
+    def _decode(self, tokens: list[int], stop: list[str], answer: list[str], *, max_tokens: int,
+                temperature: float, top_p: float, counts: dict | None = None) -> Iterator[str]:
+        from llama_cpp import llama_vocab_is_eog
+
+        p = self.params
+        counts = counts if counts is not None else {}
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         generated = 0
-        for token in self.llm.generate(tokens, top_k=p.top_k, top_p=p.top_p, temp=p.temperature,
+        for token in self.llm.generate(tokens, top_k=p.top_k, top_p=top_p, temp=temperature,
                                        repeat_penalty=p.repetition_penalty, reset=True):
-            if llama_vocab_is_eog(self.vocab, token) or generated >= p.max_token_len:
+            if llama_vocab_is_eog(self.vocab, token):
+                break
+            if generated >= max_tokens:
+                counts["length"] = True
                 break
             generated += 1
+            counts["generated"] = generated
             piece = decoder.decode(self.llm.detokenize([token], special=False))
             if not piece:
                 continue  # an incomplete UTF-8 sequence: wait for the next token
+            if not answer:
+                self.context.mark("first_token")  # for per-turn latency breakdowns
             answer.append(piece)
             if stop and any(s in "".join(answer[-4:]) for s in stop):
                 break
@@ -111,8 +171,6 @@ class LLMUnit(Unit):
         tail = decoder.decode(b"", final=True)
         if tail:
             yield tail
-        if p.keeps_context:
-            self.history += [turn, {"role": "assistant", "content": "".join(answer)}]
 
     def _prompt_tokens(self, turn: dict[str, str]) -> tuple[list[int], list[str]]:
         p = self.params
@@ -128,3 +186,44 @@ class LLMUnit(Unit):
             raise UnitError(Code.MODEL_RUN, detail=f"prompt is {len(tokens)} tokens; n_ctx is {p.n_ctx}")
         stop = formatted.stop if isinstance(formatted.stop, list) else ([formatted.stop] if formatted.stop else [])
         return tokens, [s for s in stop if s]
+
+
+class ChatRequest:
+    """The `llm.chat_completion` inference data: OpenAI-style messages and per-request sampling."""
+
+    ROLES = ("system", "user", "assistant")
+
+    def __init__(self, messages: list[dict[str, str]], max_tokens: int | None, temperature: float | None,
+                 top_p: float | None, seed: int | None, stop: list[str]):
+        self.messages, self.max_tokens, self.temperature = messages, max_tokens, temperature
+        self.top_p, self.seed, self.stop = top_p, seed, stop
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> "ChatRequest":
+        def bad(why: str) -> UnitError:
+            return UnitError(Code.PARAMETER, detail=f"llm.chat_completion: {why}")
+
+        messages = data.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise bad('data needs "messages": a non-empty list of {"role", "content"}')
+        clean = []
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or m.get("role") not in cls.ROLES or not isinstance(m.get("content"), str):
+                raise bad(f"messages[{i}] must be {{\"role\": one of {list(cls.ROLES)}, \"content\": str}}")
+            clean.append({"role": m["role"], "content": m["content"]})
+
+        def number(key: str, kind: type, lo: float, hi: float) -> Any:
+            v = data.get(key)
+            if v is None:
+                return None
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi \
+                    or (kind is int and int(v) != v):
+                raise bad(f"{key} must be a {kind.__name__} in [{lo}, {hi}], got {v!r}")
+            return kind(v)
+
+        stop = data.get("stop") or []
+        stop = [stop] if isinstance(stop, str) else stop
+        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+            raise bad("stop must be a string or a list of strings")
+        return cls(clean, number("max_tokens", int, 1, 32768), number("temperature", float, 0.0, 2.0),
+                   number("top_p", float, 0.0, 1.0), number("seed", int, 0, 2**32 - 1), stop)

@@ -1,0 +1,142 @@
+"""The HTTP gateway application: one FastAPI app assembling every protocol's routes.
+
+Gateways translate protocols and units compute; the app reaches units only through the router
+(`UnitTasks`), and tensor models through the model repository (`serving.repository`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from emberflow.models.catalogue import Catalogue
+from emberflow.serving.errors import error_body, error_response
+from emberflow.serving.guard import Guard
+from emberflow.serving.metrics import CONTENT_TYPE_LATEST, Metrics
+from emberflow.serving.tasks import GatewayError, UnitTasks
+
+if TYPE_CHECKING:
+    from emberflow.sys.config import Config
+    from emberflow.sys.router import Router
+
+
+class Gateway:
+    """What every route shares: the router client, the catalogue, metrics, the model repository."""
+
+    def __init__(self, router: "Router", cfg: "Config"):
+        self.router = router
+        self.cfg = cfg
+        self.started = time.time()
+        self.catalogue = Catalogue()
+        self.metrics = Metrics()
+        self.tasks = UnitTasks(router)
+        self.metrics.add_depth_source(self.tasks.queue_depth)
+        self.repository: Any = None  # KServe model repository, when configured
+
+    def require_model(self, name: str, types: tuple[str, ...]) -> dict[str, Any]:
+        try:
+            desc = self.catalogue.resolve(name).descriptor
+        except KeyError:
+            desc = None
+        if desc is None or desc.get("type") not in types:
+            known = [d["mode"] for d in self.catalogue.models.values() if d.get("type") in types]
+            raise GatewayError(404, f"The model `{name}` does not exist or cannot serve this endpoint; "
+                                    f"available: {', '.join(known) or 'none'} (GET /v1/models)",
+                               type="invalid_request_error", code="model_not_found", param="model")
+        if not self.catalogue.is_installed(desc):
+            raise GatewayError(404, f"The model `{name}` is not installed: run `emberflow models install "
+                                    f"{desc['mode']}`", type="invalid_request_error", code="model_not_found",
+                               param="model")
+        return desc
+
+    def llm_params(self, model: str) -> dict[str, Any]:
+        return {"model": model, "response_format": "llm.utf-8.stream", "enoutput": True}
+
+    def embed_params(self, model: str) -> dict[str, Any]:
+        return {"model": model, "response_format": "embed.json", "enoutput": True}
+
+    def loading(self) -> list[str]:
+        """What is still starting: preloaded unit processes, task setups, repository models."""
+        waiting = [f"unit {k}" for k in self.cfg.preload
+                   if (up := self.router.supervisor.procs.get(k)) is None or not up.ready.is_set()]
+        waiting += [f"task {k.split('|', 1)[0]}" for k in self.tasks.loading]
+        if self.repository is not None:
+            waiting += [f"model {m}" for m in self.repository.loading()]
+        return waiting
+
+    async def close(self) -> None:
+        if self.repository is not None:
+            await self.repository.close()
+        await self.tasks.close()
+
+
+def create_app(gateway: Gateway) -> Any:
+    """The ASGI app: FastAPI routes wrapped in the Guard (API key, body limit, metrics)."""
+    from emberflow.serving import openai_api
+
+    app = FastAPI(title="emberflow", version=_version(),
+                  description="OpenAI-compatible, KServe v2 and unit-native APIs over emberflow units.")
+    app.state.gateway = gateway
+
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        return error_response(request.url.path, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where or 'body'}: {first.get('msg', 'invalid request')}"
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more problem(s))"
+        return JSONResponse(error_body(request.url.path, 400, message, "invalid_request_error", param=where or None),
+                            status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(error_body(request.url.path, exc.status_code, str(exc.detail)),
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.get("/health", tags=["health"])
+    async def health() -> JSONResponse:
+        waiting = gateway.loading()
+        if waiting:
+            return JSONResponse({"error": {"code": 503, "message": "Loading: " + ", ".join(waiting),
+                                           "type": "unavailable_error"}}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics", tags=["health"])
+    async def metrics() -> Response:
+        return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(openai_api.router)
+    for extra in _optional_routers():
+        app.include_router(extra)
+    return Guard(app, token=gateway.cfg.token, max_body=gateway.cfg.max_frame, metrics=gateway.metrics), app
+
+
+def _optional_routers() -> list[Any]:
+    """Route modules added by later protocol layers (KServe, unit-native REST)."""
+    import importlib
+
+    routers = []
+    for name in ("emberflow.serving.kserve_rest", "emberflow.serving.unit_rest"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        routers.append(module.router)
+    return routers
+
+
+def _version() -> str:
+    from emberflow import __version__
+
+    return __version__

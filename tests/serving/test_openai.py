@@ -1,0 +1,130 @@
+"""The OpenAI-compatible routes, driven by the official `openai` SDK against a real server and
+the real SmolLM2 model."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import openai
+import pytest
+
+from serving.conftest import API_KEY
+
+MODEL = "smollm2-135m-instruct"
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+pytestmark = pytest.mark.slow
+
+
+def test_models_lists_the_llm(openai_client):
+    ids = [m.id for m in openai_client.models.list()]
+    assert MODEL in ids
+
+
+def test_chat_non_stream_and_stream_agree(openai_client):
+    whole = openai_client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, seed=1,
+                                                  max_tokens=32)
+    assert whole.object == "chat.completion"
+    choice = whole.choices[0]
+    assert choice.message.role == "assistant" and "Paris" in choice.message.content
+    assert choice.finish_reason == "stop"
+    u = whole.usage
+    assert u.prompt_tokens > 10 and u.completion_tokens > 0 and u.total_tokens == u.prompt_tokens + u.completion_tokens
+
+    chunks = list(openai_client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, seed=1,
+                                                        max_tokens=32, stream=True,
+                                                        stream_options={"include_usage": True}))
+    assert all(c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == choice.message.content
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finals) == 1 and finals[0].choices[0].finish_reason == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == u.completion_tokens
+    assert chunks[-1].usage.prompt_tokens == u.prompt_tokens
+
+
+def test_multi_turn_messages_reach_the_model(openai_client):
+    messages = [{"role": "system", "content": "You are a helpful assistant. Answer with one word."},
+                {"role": "user", "content": "My name is Zorblax. Remember it."},
+                {"role": "assistant", "content": "OK."},
+                {"role": "user", "content": "What is my name?"}]
+    r = openai_client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=16)
+    assert "Zorblax" in r.choices[0].message.content
+    # the same question without the earlier turns cannot know the name: history came from the request
+    r2 = openai_client.chat.completions.create(model=MODEL, messages=messages[-1:], temperature=0, max_tokens=16)
+    assert "Zorblax" not in r2.choices[0].message.content
+
+
+def test_length_limit_and_legacy_completions(openai_client):
+    r = openai_client.completions.create(model=MODEL, prompt="Tell me a long story about a dragon.", max_tokens=3)
+    assert r.object == "text_completion" and r.choices[0].finish_reason == "length"
+    assert r.usage.completion_tokens == 3 and r.choices[0].text
+    pieces = list(openai_client.completions.create(model=MODEL, prompt="Say hi.", max_tokens=3, stream=True))
+    assert pieces[-1].choices[0].finish_reason == "length"
+    assert "".join(p.choices[0].text for p in pieces)
+
+
+def test_wrong_key_is_401_in_openai_shape(base_url):
+    bad = openai.OpenAI(base_url=base_url + "/v1", api_key="sk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as e:
+        bad.chat.completions.create(model=MODEL, messages=QUESTION)
+    assert e.value.status_code == 401
+    body = e.value.body
+    assert body["type"] == "authentication_error" and body["code"] == "invalid_api_key" and "Bearer" in body["message"]
+
+
+def test_image_part_without_vision_unit_is_a_clear_400(openai_client):
+    content = [{"type": "text", "text": "What is in this picture?"},
+               {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]
+    with pytest.raises(openai.BadRequestError) as e:
+        openai_client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}])
+    assert "vision" in e.value.body["message"] and e.value.body["param"] == "messages[0].content"
+    # text-only parts are accepted and flattened
+    r = openai_client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content[:1]}],
+                                              max_tokens=2)
+    assert r.choices[0].message.content
+
+
+def test_unknown_model_and_bad_fields(openai_client):
+    with pytest.raises(openai.NotFoundError) as e:
+        openai_client.chat.completions.create(model="gpt-9", messages=QUESTION)
+    assert e.value.body["code"] == "model_not_found" and MODEL in e.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as e:
+        openai_client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=7)
+    assert e.value.body["param"] == "temperature"
+
+
+def _get(url: str, key: str | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_health_is_public_metrics_need_the_key(base_url, openai_client):
+    openai_client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=4)
+    status, body = _get(base_url + "/health")
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+    assert _get(base_url + "/metrics")[0] == 401
+    status, text = _get(base_url + "/metrics", API_KEY)
+    text = text.decode()
+    assert status == 200
+    assert 'emberflow_requests_total{protocol="openai",route="/v1/chat/completions",status="200"}' in text
+    assert 'emberflow_request_errors_total{protocol="openai",route="/v1/chat/completions",status="401"}' in text
+    tokens = [float(line.split()[-1]) for line in text.splitlines()
+              if line.startswith(f'emberflow_llm_completion_tokens_total{{model="{MODEL}"}}')]
+    assert tokens and tokens[0] >= 4
+    assert f'emberflow_llm_tokens_per_second{{model="{MODEL}"}}' in text
+
+
+def test_request_size_limit(base_url, http_server):
+    big = b'{"model": "x", "messages": [], "pad": "' + b"a" * (17 * 1024 * 1024) + b'"}'
+    req = urllib.request.Request(base_url + "/v1/chat/completions", data=big, method="POST",
+                                 headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=30)
+    assert e.value.code == 413 and "limit" in json.loads(e.value.read())["error"]["message"]

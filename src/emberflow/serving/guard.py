@@ -38,6 +38,7 @@ class Guard:
                 path, 401, "Incorrect or missing API key: send the server token as `Authorization: Bearer <token>` "
                            "(the daemon's --token / $EMBERFLOW_TOKEN).",
                 code="invalid_api_key"), {"www-authenticate": "Bearer"})
+            self.metrics.observe(_protocol(path), "(refused)", 401, 0.0)  # before routing: no route label
             return
         if scope["type"] == "websocket":
             await self.app(scope, receive, send)
@@ -46,6 +47,7 @@ class Guard:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             await _send_json(send, 413, error_body(path, 413, f"request body is {declared} bytes; "
                                                               f"the limit is {self.max_body} (config max_frame)"))
+            self.metrics.observe(_protocol(path), "(refused)", 413, 0.0)
             return
         started = time.perf_counter()
         status = [500]
@@ -73,8 +75,7 @@ class Guard:
         finally:
             route = scope.get("route")
             label = getattr(route, "path", None) or "unmatched"
-            protocol = "kserve" if path.startswith("/v2") else "openai" if path.startswith("/v1") else "http"
-            self.metrics.observe(protocol, label, status[0], time.perf_counter() - started)
+            self.metrics.observe(_protocol(path), label, status[0], time.perf_counter() - started)
 
     def _authorized(self, scope: dict) -> bool:
         value = _header(scope, b"authorization") or ""
@@ -84,6 +85,10 @@ class Guard:
 
 class BodyTooLarge(Exception):
     pass
+
+
+def _protocol(path: str) -> str:
+    return "kserve" if path.startswith("/v2") else "openai" if path.startswith("/v1") else "http"
 
 
 def _header(scope: dict, name: bytes) -> str | None:

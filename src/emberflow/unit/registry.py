@@ -12,6 +12,7 @@ from emberflow.unit.base import Unit
 
 BUILTIN_UNITS: dict[str, str] = {
     "llm": "emberflow.units.llm:LLMUnit",
+    "embed": "emberflow.units.embed:EmbedUnit",
 }
 
 

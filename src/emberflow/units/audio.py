@@ -1,0 +1,250 @@
+"""The audio unit: the microphone (`sys.pcm`) and the speaker of the device.
+
+Capture sources: a live microphone (sounddevice, when the machine has one), a WAV/raw file, or
+PCM pushed by a client (`inference` with `audio.pcm.base64`, `audio.wav.base64` or a RAW frame).
+Every source is published as 16 kHz mono S16LE frames of 32 ms on the bus, as `sys.pcm`.
+
+Playback sinks: the speaker, a WAV file, or nothing; playback is paced in real time, so a
+wake word can stop it mid-sentence (barge-in). Frames from linked tasks (TTS with
+`response_format: sys.pcm`) are played; a system frame stops playback at once and drops the rest.
+The first sample of each answer closes that turn's latency breakdown.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from emberflow.unit import IO, Code, Unit, UnitError, UnitParams
+from emberflow.voice import pcm
+from emberflow.voice.latency import turn_breakdown
+
+
+def microphone_available() -> bool:
+    try:
+        import sounddevice as sd
+
+        return any(d["max_input_channels"] > 0 for d in sd.query_devices())
+    except Exception:  # no PortAudio, no devices, no permission: all mean "no microphone"
+        return False
+
+
+def speaker_available() -> bool:
+    try:
+        import sounddevice as sd
+
+        return any(d["max_output_channels"] > 0 for d in sd.query_devices())
+    except Exception:
+        return False
+
+
+class AudioParams(UnitParams):
+    response_format: str = "sys.pcm"
+    enoutput: bool = False
+    source: str = Field("auto", description="'mic', 'push', 'file:<path>', or 'auto' (mic if present, else push)")
+    sink: str = Field("auto", description="'speaker', 'none', 'file:<path.wav>', or 'auto' (speaker if present)")
+    start_delay: float = Field(0.0, ge=0, le=60, description="Seconds before a file source starts.")
+    realtime: bool = Field(True, description="Pace a file source in real time (False: as fast as consumers take it).")
+    volume: float = Field(1.0, ge=0.0, le=4.0)
+
+
+class AudioUnit(Unit):
+    """Microphone capture and speaker playback."""
+
+    kind = "audio"
+    needs_model = False
+    Params = AudioParams
+    inputs = {"pcm": IO.AUDIO_PCM}
+    outputs = {"pcm": IO.AUDIO_PCM}
+
+    def setup(self, params: AudioParams) -> None:
+        self.p = params
+        self.seq = 0
+        self.turns: collections.deque = collections.deque(maxlen=20)  # recent latency breakdowns
+        self._turn_key: float | None = None
+        self._queue: collections.deque[tuple[bytes, list | None]] = collections.deque()
+        self._cond = threading.Condition()
+        self._running = True
+        self.played_samples = 0
+        self.stops: list[float] = []  # when playback was stopped by barge-in
+        self.playing = False
+        self._sink = self._open_sink(params.sink)
+        self._player = threading.Thread(target=self._play_loop, name="audio-play", daemon=True)
+        self._player.start()
+        self._capture: threading.Thread | None = None
+        self._mic = None
+        self._start_source(params.source)
+
+    # --- capture --------------------------------------------------------------------------
+    def _start_source(self, source: str) -> None:
+        if source == "auto":
+            source = "mic" if microphone_available() else "push"
+        self.source = source
+        if source == "mic":
+            self._start_mic()
+        elif source.startswith("file:"):
+            path = Path(source[5:]).expanduser()
+            if not path.is_file():
+                raise UnitError(Code.PARAMETER, detail=f"audio source file not found: {path}")
+            audio = pcm.decode(path.read_bytes())
+            self._capture = threading.Thread(target=self._file_loop, args=(audio,), name="audio-file", daemon=True)
+            self._capture.start()
+        elif source != "push":
+            raise UnitError(Code.PARAMETER, detail=f"unknown audio source {source!r}")
+
+    def _start_mic(self) -> None:
+        import sounddevice as sd
+
+        def callback(indata, frames, time_info, status):  # PortAudio thread: hand over, never block
+            data = bytes(indata)
+            self.context.post(lambda: self._publish(data))
+
+        self._mic = sd.RawInputStream(samplerate=pcm.RATE, channels=1, dtype="int16", blocksize=pcm.FRAME,
+                                      callback=callback)
+        self._mic.start()
+
+    def _file_loop(self, audio) -> None:
+        time.sleep(self.p.start_delay)
+        start = time.monotonic()
+        for i, frame in enumerate(pcm.frames(audio)):
+            if not self._running:
+                return
+            if self.p.realtime:
+                delay = start + i * pcm.FRAME / pcm.RATE - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            self.context.post(lambda f=frame: self._publish(f))
+
+    def _publish(self, frame: bytes) -> None:
+        self.seq += 1
+        self.context.mark("capture")
+        self.context.emit("sys.pcm", {"seq": self.seq, "rate": pcm.RATE}, frame)
+
+    def infer(self, data: Any) -> None:
+        """PCM pushed by a client: a WAV file or raw S16LE 16 kHz, published like microphone audio."""
+        if not isinstance(data, (bytes, bytearray)) or not data:
+            raise UnitError(Code.EMPTY_DATA, detail="send audio bytes (object audio.pcm.base64 or audio.wav.base64)")
+        for frame in pcm.frames(pcm.decode(bytes(data))):
+            self._publish(frame)
+        return None
+
+    # --- playback -------------------------------------------------------------------------
+    def _open_sink(self, sink: str):
+        if sink == "auto":
+            sink = "speaker" if speaker_available() else "none"
+        self.sink = sink
+        if sink == "speaker":
+            import sounddevice as sd
+
+            stream = sd.RawOutputStream(samplerate=pcm.RATE, channels=1, dtype="int16")
+            stream.start()
+            return stream
+        if sink.startswith("file:"):
+            w = wave.open(str(Path(sink[5:]).expanduser()), "wb")
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(pcm.RATE)
+            return w
+        if sink != "none":
+            raise UnitError(Code.PARAMETER, detail=f"unknown audio sink {sink!r}")
+        return None
+
+    def on_frame(self, frame) -> None:
+        if frame.payload:
+            self._enqueue(frame.payload, frame.hops)
+        return None
+
+    def on_action_play(self, data: Any) -> None:
+        """StackFlow `audio.play`: base64 WAV (or raw PCM) from the client, played on the sink."""
+        import base64
+
+        raw = base64.b64decode(data) if isinstance(data, str) else data
+        self._enqueue(pcm.decode(raw).tobytes(), None)
+
+    def _enqueue(self, data: bytes, hops: list | None) -> None:
+        if self.p.volume != 1.0:
+            import numpy as np
+
+            data = (np.frombuffer(data, "<i2") * self.p.volume).clip(-32768, 32767).astype("<i2").tobytes()
+        with self._cond:
+            self._queue.append((data, hops))
+            self._cond.notify()
+
+    def on_wake(self, frame=None) -> None:
+        """Barge-in: drop everything queued and stop the sound now."""
+        with self._cond:
+            was_playing = self.playing or bool(self._queue)
+            self._queue.clear()
+            self.playing = False
+        if was_playing:
+            self.stops.append(time.monotonic())
+        return None
+
+    def _play_loop(self) -> None:
+        step = pcm.FRAME * 2  # write 32 ms at a time so a stop lands within one frame
+        clock = None
+        while True:
+            with self._cond:
+                while self._running and not self._queue:
+                    self.playing = False
+                    clock = None
+                    self._cond.wait()
+                if not self._running:
+                    return
+                data, hops = self._queue.popleft()
+                self.playing = True
+            if hops:
+                self._note_turn(hops)
+            for i in range(0, len(data), step):
+                with self._cond:
+                    if not self.playing:
+                        break  # barge-in
+                chunk = data[i:i + step]
+                now = time.monotonic()
+                clock = now if clock is None or clock < now else clock
+                self._write(chunk)
+                self.played_samples += len(chunk) // 2
+                clock += len(chunk) / 2 / pcm.RATE
+                delay = clock - time.monotonic()
+                if delay > 0 and self.sink != "speaker":  # the speaker paces itself
+                    time.sleep(delay)
+
+    def _write(self, chunk: bytes) -> None:
+        sink = self._sink
+        if sink is None:
+            return
+        if hasattr(sink, "writeframes"):
+            sink.writeframes(chunk)
+        else:
+            sink.write(chunk)
+
+    def _note_turn(self, hops: list) -> None:
+        speech_end = next((t for w, t in hops if w.endswith(".speech_end")), None)
+        if speech_end is None or speech_end == self._turn_key:
+            return
+        self._turn_key = speech_end
+        breakdown = turn_breakdown(hops, time.monotonic())
+        if breakdown:
+            self.turns.append(breakdown)
+
+    def info(self) -> dict[str, Any]:
+        return {"source": self.source, "sink": self.sink, "captured_frames": self.seq,
+                "played_seconds": round(self.played_samples / pcm.RATE, 3), "playing": self.playing,
+                "barge_ins": len(self.stops), "turns": list(self.turns)}
+
+    def teardown(self) -> None:
+        self._running = False
+        with self._cond:
+            self._cond.notify_all()
+        if self._mic is not None:
+            self._mic.stop()
+            self._mic.close()
+        self._player.join(timeout=2)
+        if self._sink is not None:
+            self._sink.close()

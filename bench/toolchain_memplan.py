@@ -86,6 +86,20 @@ def tflm_recording(model: bytes, feeds: list[np.ndarray]) -> tuple[int, int]:
     return head, tail
 
 
+def digits_tflite(tmp: Path) -> bytes:
+    """The trained digits CNN fixture, quantized and exported the way a user would."""
+    from toolchain_models import FIXTURES
+
+    from emberflow.toolchain.quantize import quantize_model
+    from emberflow.toolchain.tflite_export import export_tflite
+
+    data = np.load(FIXTURES / "digits_data.npz")
+    samples = [{"image": data["calib_x"][i : i + 1]} for i in range(len(data["calib_x"]))]
+    quantize_model(FIXTURES / "digits_cnn.onnx", tmp / "digits_int8.onnx", samples)
+    export_tflite(tmp / "digits_int8.onnx", tmp / "digits_int8.tflite")
+    return (tmp / "digits_int8.tflite").read_bytes()
+
+
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="emberflow-bench-"))
     models = {name: real_model(f"wake_{name}").read_bytes() for name in ("okay_nabu", "alexa")}
@@ -93,6 +107,7 @@ def main() -> None:
     models["hey_mycroft"] = real_model("wake_alexa").with_name("hey_mycroft.tflite").read_bytes()
     models["resnet_int8 (skips)"] = resnet_int8()
     models["plain_cnn_int8"] = plain_cnn_int8()
+    models["digits CNN (quantize + export-tflite)"] = digits_tflite(tmp)
     rows = []
     for name, data in models.items():
         path = tmp / (re.sub(r"\W+", "_", name) + ".tflite")

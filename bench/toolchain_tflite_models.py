@@ -8,49 +8,20 @@ few ops these two graphs use.
 
 from __future__ import annotations
 
-import flatbuffers
 import numpy as np
-from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as S
+
+from emberflow.toolchain.tflite_writer import S, TfliteBuilder
 
 ACT_SCALE = 0.05
 
 
-class TfliteBuilder:
+class ResnetBuilder(TfliteBuilder):
     def __init__(self, seed: int = 0) -> None:
+        super().__init__()
         self.rng = np.random.default_rng(seed)
-        self.tensors: list = []
-        self.buffers = [S.BufferT()]  # buffer 0 is the conventional empty buffer
-        self.ops: list = []
-        self.codes: dict[int, int] = {}
 
-    def _quant(self, scale, zero_point, axis: int = 0):
-        q = S.QuantizationParametersT()
-        q.scale = list(np.atleast_1d(scale).astype(float))
-        q.zeroPoint = list(np.atleast_1d(zero_point).astype(int))
-        q.quantizedDimension = axis
-        return q
-
-    def tensor(self, name, shape, dtype, data: np.ndarray | None = None, scale=ACT_SCALE, zero_point=0, axis=0) -> int:
-        t = S.TensorT()
-        t.name, t.shape, t.type = name, list(shape), dtype
-        t.buffer = 0
-        if data is not None:
-            b = S.BufferT()
-            b.data = list(np.ascontiguousarray(data).tobytes())
-            self.buffers.append(b)
-            t.buffer = len(self.buffers) - 1
-        if scale is not None:
-            t.quantization = self._quant(scale, zero_point, axis)
-        self.tensors.append(t)
-        return len(self.tensors) - 1
-
-    def op(self, code: int, inputs, outputs, options_type=0, options=None) -> None:
-        if code not in self.codes:
-            self.codes[code] = len(self.codes)
-        o = S.OperatorT()
-        o.opcodeIndex, o.inputs, o.outputs = self.codes[code], list(inputs), list(outputs)
-        o.builtinOptionsType, o.builtinOptions = options_type, options
-        self.ops.append(o)
+    def act(self, name, shape) -> int:
+        return self.tensor(name, shape, S.TensorType.INT8, scale=ACT_SCALE)
 
     def conv(self, name, x: int, cin: int, cout: int, hw: int, stride: int = 1, relu: bool = True) -> int:
         w_scale = np.full(cout, 0.01)
@@ -59,7 +30,7 @@ class TfliteBuilder:
         wt = self.tensor(f"{name}/w", w.shape, S.TensorType.INT8, w, w_scale, np.zeros(cout, int), 0)
         bt = self.tensor(f"{name}/b", bias.shape, S.TensorType.INT32, bias, w_scale * ACT_SCALE, np.zeros(cout, int), 0)
         out_hw = hw // stride
-        y = self.tensor(name, (1, out_hw, out_hw, cout), S.TensorType.INT8)
+        y = self.act(name, (1, out_hw, out_hw, cout))
         opt = S.Conv2DOptionsT()
         opt.padding, opt.strideW, opt.strideH = S.Padding.SAME, stride, stride
         opt.dilationWFactor = opt.dilationHFactor = 1
@@ -68,19 +39,19 @@ class TfliteBuilder:
         return y
 
     def add(self, name, a: int, b: int, shape) -> int:
-        y = self.tensor(name, shape, S.TensorType.INT8)
+        y = self.act(name, shape)
         opt = S.AddOptionsT()
         opt.fusedActivationFunction = S.ActivationFunctionType.RELU
         self.op(S.BuiltinOperator.ADD, [a, b], [y], S.BuiltinOptions.AddOptions, opt)
         return y
 
     def head(self, x: int, hw: int, c: int, classes: int = 10) -> int:
-        pooled = self.tensor("gap", (1, 1, 1, c), S.TensorType.INT8)
+        pooled = self.act("gap", (1, 1, 1, c))
         opt = S.Pool2DOptionsT()
         opt.padding, opt.strideW, opt.strideH, opt.filterWidth, opt.filterHeight = S.Padding.VALID, 1, 1, hw, hw
         self.op(S.BuiltinOperator.AVERAGE_POOL_2D, [x], [pooled], S.BuiltinOptions.Pool2DOptions, opt)
-        flat = self.tensor("flat", (1, c), S.TensorType.INT8)
-        shape = self.tensor("flat/shape", (2,), S.TensorType.INT32, np.array([1, c], np.int32), scale=None)
+        flat = self.act("flat", (1, c))
+        shape = self.tensor("flat/shape", (2,), S.TensorType.INT32, np.array([1, c], np.int32))
         ropt = S.ReshapeOptionsT()
         ropt.newShape = [1, c]
         self.op(S.BuiltinOperator.RESHAPE, [pooled, shape], [flat], S.BuiltinOptions.ReshapeOptions, ropt)
@@ -92,25 +63,10 @@ class TfliteBuilder:
         self.op(S.BuiltinOperator.FULLY_CONNECTED, [flat, wt, bt], [y], S.BuiltinOptions.FullyConnectedOptions, fopt)
         return y
 
-    def build(self, inputs, outputs) -> bytes:
-        sg = S.SubGraphT()
-        sg.tensors, sg.inputs, sg.outputs, sg.operators, sg.name = self.tensors, list(inputs), list(outputs), self.ops, "main"
-        m = S.ModelT()
-        m.version, m.subgraphs, m.buffers, m.description = 3, [sg], self.buffers, "emberflow bench model"
-        codes = []
-        for code, _ in sorted(self.codes.items(), key=lambda kv: kv[1]):
-            c = S.OperatorCodeT()
-            c.builtinCode, c.deprecatedBuiltinCode, c.version = code, min(code, 127), 1
-            codes.append(c)
-        m.operatorCodes = codes
-        fb = flatbuffers.Builder(1024)
-        fb.Finish(m.Pack(fb), file_identifier=b"TFL3")
-        return bytes(fb.Output())
-
 
 def resnet_int8(skips: bool = True, hw: int = 32, width: int = 16) -> bytes:
-    b = TfliteBuilder()
-    x = b.tensor("input", (1, hw, hw, 3), S.TensorType.INT8)
+    b = ResnetBuilder()
+    x = b.act("input", (1, hw, hw, 3))
     h = b.conv("stem", x, 3, width, hw, stride=2)
     size = hw // 2
     for i in range(2):

@@ -306,3 +306,18 @@ def register(app: typer.Typer) -> None:
             from emberflow.toolchain.tables import print_profile
 
             print_profile(result, top)
+
+    @app.command("export-tflite")
+    def export_tflite_cmd(
+        model: Path = typer.Argument(..., help="QDQ int8 ONNX (from `emberflow quantize`)."),
+        output: Path = typer.Option(..., "--output", "-o", help="The .tflite to write."),
+    ) -> None:
+        """Lower a QDQ int8 CNN to an int8 .tflite that TFLite-Micro runs (NHWC, int8 input and output)."""
+        from emberflow.toolchain.fmt import fmt_bytes
+        from emberflow.toolchain.tflite_export import ExportError, export_tflite
+
+        try:
+            size = export_tflite(model, output)
+        except (ExportError, KeyError) as exc:
+            _fail(str(exc))
+        typer.echo(f"wrote {output}: {fmt_bytes(size)}; check it with `emberflow validate {model} {output}`")

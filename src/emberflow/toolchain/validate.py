@@ -6,11 +6,12 @@ Metrics per output (error e = candidate - reference, over all samples):
   l2r   ||e|| / ||reference||   mean/std of e
   nse   1 - sum(e^2) / sum((ref - mean(ref))^2)   (1 is perfect)
   cos   cosine similarity of the flattened tensors
-  lsb   histogram of integer differences, when both sides are integer tensors
+  lsb   histogram of integer differences: both sides integer, or an integer candidate against
+        the float reference requantized with the candidate's output scale
 
 Models of different formats can be compared (fp32 ONNX vs int8 .tflite): inputs are quantized
-with the candidate's input scale/zero point, and integer outputs with known scale are
-dequantized before the float metrics.
+with the candidate's input scale/zero point and moved from NCHW to NHWC when the candidate
+expects that, and integer outputs with known scale are dequantized before the float metrics.
 """
 
 from __future__ import annotations
@@ -67,7 +68,17 @@ def compare(ref: np.ndarray, cand: np.ndarray, name: str = "", samples: int = 1)
     )
 
 
+def adapt_layout(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """NCHW reference data for an NHWC candidate (a .tflite exported from ONNX)."""
+    if x.ndim == 4 and len(spec.shape) == 4:
+        fits = lambda shape: all(w is None or w == g for w, g in zip(spec.shape, shape))  # noqa: E731
+        if not fits(x.shape) and fits((x.shape[0], x.shape[2], x.shape[3], x.shape[1])):
+            return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    return x
+
+
 def quantize_input(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    x = adapt_layout(x, spec)
     if x.dtype == spec.dtype:
         return x
     if spec.dtype.kind in "iu" and x.dtype.kind == "f" and spec.quant:
@@ -77,9 +88,11 @@ def quantize_input(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return x.astype(spec.dtype)
 
 
-def dequantize_output(y: np.ndarray, spec: TensorSpec, want_float: bool) -> np.ndarray:
-    if want_float and y.dtype.kind in "iu" and spec.quant:
-        return (y.astype(np.float32) - spec.quant["zero_point"][0]) * spec.quant["scale"][0]
+def dequantize_output(y: np.ndarray, spec: TensorSpec, ref: np.ndarray) -> np.ndarray:
+    if ref.dtype.kind == "f" and y.dtype.kind in "iu" and spec.quant:
+        y = (y.astype(np.float32) - spec.quant["zero_point"][0]) * spec.quant["scale"][0]
+    if y.ndim == 4 and y.shape != ref.shape and y.transpose(0, 3, 1, 2).shape == ref.shape:
+        y = y.transpose(0, 3, 1, 2)  # NHWC candidate output back to the reference's NCHW
     return y
 
 
@@ -103,14 +116,26 @@ def run_pair(reference: Engine, candidate: Engine, samples: list[dict[str, np.nd
         )
     refs: list[list[np.ndarray]] = [[] for _ in reference.outputs]
     cands: list[list[np.ndarray]] = [[] for _ in candidate.outputs]
+    lsb: list[list[np.ndarray]] = [[] for _ in candidate.outputs]  # int candidate vs requantized float reference
     for sample in samples:
         ref_out = reference([sample[s.name] for s in reference.inputs])
         feeds = [quantize_input(sample[rs.name], cs) for rs, cs in zip(reference.inputs, candidate.inputs)]
         cand_out = candidate(feeds)
         for i, (r, c) in enumerate(zip(ref_out, cand_out)):
-            refs[i].append(np.asarray(r))
-            cands[i].append(dequantize_output(np.asarray(c), candidate.outputs[i], r.dtype.kind == "f"))
-    return [compare(_gather(refs[i]), _gather(cands[i]), reference.outputs[i].name, len(samples)) for i in range(len(refs))]
+            r, c = np.asarray(r), np.asarray(c)
+            refs[i].append(r)
+            cands[i].append(dequantize_output(c, candidate.outputs[i], r))
+            q = candidate.outputs[i].quant
+            if r.dtype.kind == "f" and c.dtype.kind in "iu" and q:
+                info = np.iinfo(c.dtype)
+                rq = np.clip(np.round(r / q["scale"][0]) + q["zero_point"][0], info.min, info.max).astype(np.int64)
+                lsb[i].append(c.astype(np.int64).ravel() - rq.ravel())
+    metrics = [compare(_gather(refs[i]), _gather(cands[i]), reference.outputs[i].name, len(samples)) for i in range(len(refs))]
+    for m, diffs in zip(metrics, lsb):
+        if diffs:
+            values, counts = np.unique(np.concatenate(diffs), return_counts=True)
+            m.lsb_histogram = {int(v): int(n) for v, n in zip(values, counts)}
+    return metrics
 
 
 def _gather(arrays: list[np.ndarray]) -> np.ndarray:
@@ -178,7 +203,10 @@ def per_layer(reference: str, candidate: str, sample: dict[str, np.ndarray], tol
 
 def validate(reference: str | Path, candidate: str | Path, samples: list[dict[str, np.ndarray]], *,
              per_layer_check: bool = False, tolerance: float = 0.99) -> ValidationResult:
-    ref, cand = Engine(reference), Engine(candidate)
+    # The reference runs with basic graph optimisations only: a QDQ reference then computes its
+    # quantization exactly as written, not through onnxruntime's fused int8 kernels (which can
+    # saturate on x86). The candidate runs as it would be deployed.
+    ref, cand = Engine(reference, optimization="basic"), Engine(candidate)
     result = ValidationResult(str(reference), str(candidate), len(samples), run_pair(ref, cand, samples))
     if per_layer_check:
         result.layers, result.first_divergence = per_layer(str(reference), str(candidate), samples[0], tolerance)

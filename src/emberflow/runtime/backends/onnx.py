@@ -23,10 +23,18 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     formats = ("onnx",)
 
-    def __init__(self, model: bytes, device: str | None = None, *, threads: int = 0, profile: bool = False, **options) -> None:
+    def __init__(self, model: bytes, device: str | None = None, *, threads: int = 0, profile: bool = False,
+                 optimization: str = "all", **options) -> None:
+        """`optimization`: "all" (default, fused kernels), "basic" (keeps QDQ as float math: exact
+        quantization semantics, used as a validation reference) or "none"."""
         import onnxruntime as ort
 
+        levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
+        if optimization not in levels:
+            raise ValueError(f"optimization must be one of {', '.join(levels)}, not {optimization!r}")
         opts = ort.SessionOptions()
+        opts.graph_optimization_level = levels[optimization]
         opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
         opts.enable_profiling = profile

@@ -1,0 +1,72 @@
+"""export-tflite: the quantized digits CNN on TFLite-Micro's int8 kernels matches the ONNX it came from."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from emberflow.cli import app
+from emberflow.runtime import Engine
+from emberflow.toolchain.tflite_export import ExportError, export_tflite
+from emberflow.toolchain.validate import validate
+
+
+@pytest.fixture(scope="module")
+def digits_tflite(tmp_path_factory, digits_int8):
+    out = tmp_path_factory.mktemp("tflite") / "digits_int8.tflite"
+    export_tflite(digits_int8, out)
+    return out
+
+
+def test_tflm_accuracy_matches_fp32(digits_tflite, digits_fp32, digits):
+    e = Engine(digits_tflite)
+    spec_in, spec_out = e.inputs[0], e.outputs[0]
+    assert e.graphs[digits_tflite.stem].stages[0].backend.name == "tflm"
+    assert spec_in.dtype == np.int8 and spec_in.shape == (1, 8, 8, 1)  # NHWC
+    scale, zp = spec_in.quant["scale"][0], spec_in.quant["zero_point"][0]
+    preds = []
+    for x in digits["test_x"]:
+        xq = np.clip(np.round(x[None].transpose(0, 2, 3, 1) / scale) + zp, -128, 127).astype(np.int8)
+        preds.append(int(e([xq])[0].argmax()))
+    tflm_acc = float(np.mean(np.array(preds) == digits["test_y"]))
+    fp32_acc = float((Engine(digits_fp32)([digits["test_x"]])[0].argmax(1) == digits["test_y"]).mean())
+    assert tflm_acc >= fp32_acc - 0.01, (fp32_acc, tflm_acc)
+
+
+def test_tflm_within_one_lsb_of_the_qdq_onnx(digits_tflite, digits_int8, digits):
+    samples = [{"image": digits["test_x"][i : i + 1]} for i in range(60)]
+    r = validate(digits_int8, digits_tflite, samples)
+    out = r.outputs[0]
+    assert set(out.lsb_histogram) <= {-1, 0, 1}, out.lsb_histogram
+    assert out.lsb_histogram[0] > 0.9 * 600
+    assert out.acc >= 0.98
+
+
+def test_memory_plan_of_the_export_matches_the_onnx_plan(digits_tflite, digits_int8):
+    from emberflow.toolchain.graph import device_dtypes, load_graph
+    from emberflow.toolchain.memplan import plan_memory
+
+    g_onnx = load_graph(digits_int8)
+    g_tfl = load_graph(digits_tflite)
+    assert plan_memory(g_tfl).arena_bytes == plan_memory(g_onnx, dtypes=device_dtypes(g_onnx)).arena_bytes
+
+
+def test_float_models_and_unsupported_ops_are_refused(tmp_path, digits_fp32, digits_int8):
+    with pytest.raises(ExportError, match="quantize the model"):
+        export_tflite(digits_fp32, tmp_path / "x.tflite")
+    m = onnx.load(str(digits_int8))
+    for n in m.graph.node:
+        if n.op_type == "MaxPool":
+            n.op_type = "LpPool"
+    bad = tmp_path / "lp.onnx"
+    onnx.save(m, str(bad))
+    with pytest.raises(ExportError, match=r"op LpPool \(pool\) is not supported"):
+        export_tflite(bad, tmp_path / "x.tflite")
+
+
+def test_cli(tmp_path, digits_int8):
+    out = tmp_path / "d.tflite"
+    res = CliRunner().invoke(app, ["export-tflite", str(digits_int8), "-o", str(out)])
+    assert res.exit_code == 0 and out.read_bytes()[4:8] == b"TFL3"

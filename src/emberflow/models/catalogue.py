@@ -106,6 +106,10 @@ class Catalogue:
         return p if p.exists() else None
 
     def is_installed(self, desc: dict[str, Any]) -> bool:
+        if desc.get("requires_binary"):
+            import shutil
+
+            return shutil.which(desc["requires_binary"]) is not None
         if not desc.get("package") and not desc.get("mode_param", {}).get("model_path"):
             return True  # needs no weights
         return self.weights_path(desc) is not None

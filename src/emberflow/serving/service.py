@@ -29,11 +29,10 @@ async def start(router: "Router", cfg: "Config") -> Callable[[], Awaitable[None]
     from emberflow.serving.app import Gateway, create_app
 
     gateway = Gateway(router, cfg)
-    if cfg.model_repository:
-        from emberflow.serving.repository import ModelRepository
+    from emberflow.serving.repository import ModelRepository
 
-        gateway.repository = ModelRepository(cfg.model_repository, gateway.metrics)
-        await gateway.repository.start()
+    gateway.repository = ModelRepository(cfg.model_repository, gateway.metrics)  # empty without a directory
+    await gateway.repository.start()
     closers: list[Callable[[], Awaitable[None]]] = []
     if cfg.http_port is not None:
         asgi, _ = create_app(gateway)
@@ -59,7 +58,7 @@ async def start(router: "Router", cfg: "Config") -> Callable[[], Awaitable[None]
                 task.cancel()
 
         closers.append(close_http)
-    if cfg.grpc_port is not None and gateway.repository is not None:
+    if cfg.grpc_port is not None:
         try:
             from emberflow.serving.kserve_grpc import start_grpc
         except ImportError:

@@ -30,6 +30,7 @@ class Config:
     unit_ready_timeout: float = 60.0
     restart_backoff: tuple[float, float] = (0.5, 10.0)  # first and max delay between restarts
     flow: str | None = None
+    audio: dict[str, Any] = field(default_factory=dict)  # defaults for the audio unit: source, sink, ...
     # HTTP gateway (OpenAI, KServe v2 REST, unit-native REST, /metrics); port 0 = pick a free one,
     # None = disabled. gRPC (KServe v2) likewise.
     http_host: str = "127.0.0.1"

@@ -53,8 +53,12 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> bool:
 
     closers = await start_services(router, cfg)
     loop = asyncio.get_running_loop()
+    def stop() -> None:
+        router.supervisor.begin_shutdown()  # units get the same signal: don't "restart" them
+        router.stop_event.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, router.stop_event.set)
+        loop.add_signal_handler(sig, stop)
     # Tests and scripts wait for this exact line to know the port.
     print(f"emberflow: listening on {cfg.host}:{port}", flush=True)
     sys.stdout.flush()

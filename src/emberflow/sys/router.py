@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("emberflow.router")
 
 FIRST_WORK_ID = 1000  # StackFlow's config_work_id
+AUDIO = "audio"  # the audio task has no number: StackFlow answers work_id "audio"
 # Actions after which a task's output goes to the connection that sent them (StackFlow §2.5).
 TOUCHING = {"setup", "link", "unlink", "work", "pause", "exit", "taskinfo", "inference"}
 
@@ -72,6 +73,7 @@ class Router:
         self.stop_event = asyncio.Event()  # set by signals and sys.reboot
         self.reboot_requested = False
         self.uart = None  # the UART gateway, when configured (sys.uartsetup reconfigures it)
+        self._internal_conn = None
 
     # --- connections ----------------------------------------------------------------------
     def new_conn_id(self) -> int:
@@ -126,10 +128,19 @@ class Router:
         msg: dict[str, Any] = {"op": "control", "req": _wire(req), "conn": conn.conn_id}
         work_id = None
         if req.action == "setup":
-            work_id = f"{kind}.{self.counter}"
-            self.counter += 1  # consumed even if the setup fails, as StackFlow does
-            msg.update(op="setup", work_id=work_id, **self._resolve_inputs(req.data))
-        elif req.is_task_id:
+            implicit = conn is self._internal  # sys setting up the audio unit for a sys.pcm input
+            work_id = AUDIO if kind == AUDIO else f"{kind}.{self.counter}"
+            if not implicit:
+                self.counter += 1  # consumed even if the setup fails (and by audio), as StackFlow does
+            if kind == AUDIO:
+                if isinstance(req.data, dict):  # configured defaults (source, sink) under the client's keys
+                    req.data = {**self.cfg.audio, **req.data}
+                    msg["req"] = _wire(req)
+                if AUDIO in self.tasks:
+                    await self._reconfigure_audio(conn, req)
+                    return
+            msg.update(op="setup", work_id=work_id, **await self._resolve_inputs(req.data))
+        elif req.work_id in self.tasks or req.is_task_id:
             rec = self.tasks.get(req.work_id)
             if rec is None:
                 raise StackFlowError(Code.UNIT_NOT_EXIST)
@@ -155,8 +166,9 @@ class Router:
             raise StackFlowError(Code.UNIT_CALL if req.action != "setup" else Code.MODEL_LOADING,
                                  detail=f"unit {kind!r} is not available") from None
 
-    def _resolve_inputs(self, data: Any) -> dict[str, Any]:
-        """Data addresses for the live tasks named in a setup's `input` (StackFlow §8.2)."""
+    async def _resolve_inputs(self, data: Any) -> dict[str, Any]:
+        """Data addresses for the live tasks named in a setup's `input` (StackFlow §8.2).
+        `sys.pcm` is the microphone: the audio task, set up on demand with the configured defaults."""
         if not isinstance(data, dict):
             return {"links": {}}
         inputs = data.get("input", [])
@@ -164,11 +176,55 @@ class Router:
         links, policies = {}, {}
         wanted = data.get("input_policy") if isinstance(data.get("input_policy"), dict) else {}
         for entry in inputs:
-            rec = self.tasks.get(entry) if isinstance(entry, str) else None
+            if not isinstance(entry, str):
+                continue
+            source = AUDIO if entry.startswith("sys") else entry
+            if source == AUDIO and AUDIO not in self.tasks:
+                await self._ensure_audio()
+            rec = self.tasks.get(source)
             if rec is not None:
-                links[entry] = rec.data_addr
-                policies[entry] = wanted.get(entry, "lossless")
+                links[source] = rec.data_addr
+                policies[source] = wanted.get(entry, "lossless")
         return {"links": links, "policies": policies}
+
+    # --- the audio unit: sys.pcm and the speaker ------------------------------------------
+    @property
+    def _internal(self):
+        """sys's own client connection, for the requests it makes itself (implicit audio)."""
+        if self._internal_conn is None:
+            from emberflow.gateways.local import LocalConnection
+
+            self._internal_conn = LocalConnection(self, "sys")
+        return self._internal_conn
+
+    async def _ensure_audio(self) -> None:
+        reply_ = await self._internal.request(AUDIO, "setup", "audio.setup", dict(self.cfg.audio))
+        if reply_["error"]["code"] != 0:
+            raise StackFlowError(Code.LINK, detail=f"the audio unit (sys.pcm) failed: {reply_.get('data')}")
+
+    async def _reconfigure_audio(self, conn: Connection, req: Request) -> None:
+        """A repeated audio setup: StackFlow acks it (legacy keys are ignored); emberflow keys
+        (source, sink, ...) recreate the task at the same address, so subscribers stay linked."""
+        from emberflow.units.audio import AudioParams
+
+        ours = set(AudioParams.model_fields) - {"model", "response_format", "enoutput", "input"}
+        if isinstance(req.data, dict) and ours & set(req.data):
+            await self._internal.request(AUDIO, "exit")
+            created = await self._internal.request(AUDIO, "setup", "audio.setup", {**self.cfg.audio, **req.data})
+            if created["error"]["code"] != 0:
+                conn.send(error_reply(req.request_id, AUDIO, StackFlowError(Code.PARAMETER,
+                                                                             detail=str(created.get("data")))))
+                return
+        conn.send(reply(req.request_id, AUDIO))
+
+    async def _play_through_audio(self, work_id: str) -> None:
+        """A task whose response_format is `sys.pcm` (TTS) plays on the speaker: link audio to it."""
+        try:
+            if AUDIO not in self.tasks:
+                await self._ensure_audio()
+            await self._internal.request(AUDIO, "link", "work_id", work_id)
+        except StackFlowError as e:
+            log.error("cannot play %s through the audio unit: %s", work_id, e)
 
     async def _send_unit(self, kind: str, msg: dict[str, Any], payload: bytes | None = None) -> None:
         await self.supervisor.ensure(kind)
@@ -201,11 +257,14 @@ class Router:
             self.supervisor.mark_ready(kind, msg.get("schema", {}))
         elif op == "send":
             out = msg["msg"]
-            self._take_pending(kind, msg["conn"], out.get("request_id", ""))
+            pending = self._take_pending(kind, msg["conn"], out.get("request_id", ""))
             if msg.get("created"):
                 wid = msg["created"]
                 self.tasks[wid] = TaskRecord(wid, kind, msg["conn"], msg.get("data_addr", ""), msg.get("model"),
                                              out.get("request_id", ""))
+                data = pending.request.data if pending else None
+                if kind != AUDIO and isinstance(data, dict) and str(data.get("response_format", "")).startswith("sys"):
+                    asyncio.get_running_loop().create_task(self._play_through_audio(wid))
             if msg.get("released"):
                 self.tasks.pop(msg["released"], None)
             self.deliver(msg["conn"], out)

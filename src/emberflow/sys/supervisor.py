@@ -47,6 +47,7 @@ class Supervisor:
         self.on_exit = on_exit
         self.procs: dict[str, UnitProcess] = {}
         self._watchers: set[asyncio.Task] = set()
+        self.closing = False  # sys is shutting down: exits are expected, nothing restarts
 
     def knows(self, kind: str) -> bool:
         return kind in self.units
@@ -97,7 +98,7 @@ class Supervisor:
         assert up.proc is not None
         rc = await up.proc.wait()
         up.ready.clear()
-        if up.stopping or self.procs.get(up.kind) is not up:
+        if up.stopping or self.closing or self.procs.get(up.kind) is not up:
             return
         why = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
         log.warning("unit %s (pid %s) died: %s", up.kind, up.pid, why)
@@ -126,6 +127,9 @@ class Supervisor:
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(self.stop(k) for k in list(self.procs)))
+
+    def begin_shutdown(self) -> None:
+        self.closing = True
 
     def status(self) -> list[dict[str, Any]]:
         return [{"kind": k, "pid": up.pid, "ready": up.ready.is_set(), "crashes_last_minute": len(up.crashes),

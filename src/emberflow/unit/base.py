@@ -197,6 +197,9 @@ class Unit:
         """A wake word (or another system frame) arrived. With `interrupt_on_wake` the host has
         already cancelled running work and flushed queued input (barge-in). May return output."""
 
+    def on_link(self, source: str, linked: bool) -> None:
+        """A `link` (linked=True) or `unlink` changed this task's inputs at run time."""
+
     # --- control -------------------------------------------------------------------------
     def pause(self) -> None:
         """`pause` action. The host cancels running work first. Override to stop capturing."""
@@ -206,6 +209,10 @@ class Unit:
         raise UnitError(Code.NO_UNIT_ACTION)
 
     # --- introspection -------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """Unit-specific state for `taskinfo` (under the key "unit")."""
+        return {}
+
     @classmethod
     def supports(cls, action: str) -> bool:
         if action == "work":
@@ -232,6 +239,6 @@ def collect(result: Any) -> Iterable[Any]:
     """Normalise what infer/on_frame returned into an iterable of output pieces."""
     if result is None:
         return ()
-    if isinstance(result, (str, bytes, dict, list, bool, int, float)):
+    if isinstance(result, (str, bytes, dict, list, bool, int, float, Final)):
         return (result,)
     return result

@@ -218,7 +218,7 @@ class UnitHost:
 
     def _control(self, req: Request, conn: int, msg: dict[str, Any]) -> None:
         action = req.action
-        if action == "taskinfo" and not req.is_task_id:
+        if action == "taskinfo" and req.work_id not in self.tasks:
             self.send(conn, reply(req.request_id, req.work_id, data=sorted(self.tasks), object=f"{self.kind}.tasklist"))
             return
         task = self.tasks.get(req.work_id)
@@ -253,6 +253,7 @@ class UnitHost:
             task.link_policy[target] = Policy(msg.get("policy", "lossless"))
             if target not in task.inputs:
                 task.inputs.append(target)
+            task.post_action(lambda: task.unit.on_link(target, True))
             self.send(conn, ack)
         elif action == "unlink":
             target = req.data
@@ -267,6 +268,7 @@ class UnitHost:
                     pass
             task.inputs.remove(target)
             task.link_policy.pop(target, None)
+            task.post_action(lambda: task.unit.on_link(target, False))
             self.send(conn, ack)
         elif action in self.unit_cls.custom_actions:
             handler = getattr(task.unit, f"on_action_{action}")

@@ -13,6 +13,13 @@ from emberflow.unit.base import Unit
 BUILTIN_UNITS: dict[str, str] = {
     "llm": "emberflow.units.llm:LLMUnit",
     "embed": "emberflow.units.embed:EmbedUnit",
+    "audio": "emberflow.units.audio:AudioUnit",
+    "kws": "emberflow.units.kws:KWSUnit",
+    "vad": "emberflow.units.vad:VADUnit",
+    "asr": "emberflow.units.asr:ASRUnit",
+    "whisper": "emberflow.units.asr:WhisperUnit",
+    "tts": "emberflow.units.tts:TTSUnit",
+    "melotts": "emberflow.units.tts:MeloTTSUnit",
 }
 
 

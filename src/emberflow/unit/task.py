@@ -109,6 +109,9 @@ class Task:
             out["resolved_model"] = self.model.get("mode")
         out["queue"] = self.queue.stats()
         out["stats"] = dict(self.stats)
+        extra = self.unit.info()
+        if extra:
+            out["unit"] = extra
         return out
 
     # --- input decoding -------------------------------------------------------------------

@@ -123,6 +123,7 @@ class AudioUnit(Unit):
 
     def _publish(self, frame: bytes) -> None:
         self.seq += 1
+        self.context.hops = []  # each frame starts its own trail at capture time
         self.context.mark("capture")
         self.context.emit("sys.pcm", {"seq": self.seq, "rate": pcm.RATE}, frame)
 

@@ -1,0 +1,177 @@
+"""Dynamic batching for tensor models: requests that arrive close together run as one batch.
+
+Requests queue on the event loop; a collector takes the first one, waits at most
+`max_queue_delay` for more (up to `max_batch_size` rows), concatenates their inputs along the
+batch axis and runs the model in a worker thread (onnxruntime releases the GIL, so the loop keeps
+accepting requests meanwhile). `instances` batches may run at once. The queue is bounded: a full
+queue refuses at once (429 + Retry-After) instead of growing latency without limit, and a request
+whose deadline passes while queued fails with a timeout instead of running late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+@dataclass
+class BatchPolicy:
+    max_batch_size: int = 8  # rows per model execution; 0 or 1 = no batching
+    max_queue_delay_ms: float = 2.0  # how long the first request waits for company
+    instances: int = 1  # batches allowed to run concurrently
+    max_queue: int = 64  # queued requests beyond this are refused (429)
+    timeout_s: float = 30.0  # default per-request deadline (queue + execution)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BatchPolicy":
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown batching keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**known)
+
+
+class QueueFull(Exception):
+    def __init__(self, depth: int):
+        super().__init__(f"{depth} requests are queued for this model (max_queue); retry shortly")
+        self.depth = depth
+
+
+class DeadlineExceeded(Exception):
+    pass
+
+
+@dataclass
+class _Item:
+    inputs: list[np.ndarray]
+    rows: int
+    deadline: float
+    future: asyncio.Future = field(repr=False)
+
+
+class Batcher:
+    """Runs `execute(list_of_input_arrays) -> list_of_output_arrays` with dynamic batching.
+
+    `batchable` says whether the model's first axis is a free batch axis; when it is not, each
+    request runs alone (still bounded, still on the worker threads).
+    """
+
+    def __init__(self, execute: Callable[[list[np.ndarray]], list[np.ndarray]], policy: BatchPolicy,
+                 batchable: bool, on_batch: Callable[[int, float], None] | None = None):
+        self.execute = execute
+        self.policy = policy
+        self.batchable = batchable and policy.max_batch_size > 1
+        self.on_batch = on_batch
+        self.queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self.pool = ThreadPoolExecutor(max_workers=max(1, policy.instances), thread_name_prefix="infer")
+        self._slots = asyncio.Semaphore(max(1, policy.instances))
+        self._runner: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()
+        self.pending = 0  # queued + running requests
+
+    def depth(self) -> int:
+        return self.pending
+
+    async def submit(self, inputs: Sequence[np.ndarray], timeout_s: float | None = None) -> list[np.ndarray]:
+        if self.pending >= self.policy.max_queue:
+            raise QueueFull(self.pending)
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._collect())
+        loop = asyncio.get_running_loop()
+        timeout = self.policy.timeout_s if timeout_s is None else timeout_s
+        rows = int(inputs[0].shape[0]) if self.batchable and inputs and inputs[0].ndim else 1
+        item = _Item(list(inputs), rows, time.monotonic() + timeout, loop.create_future())
+        self.pending += 1
+        try:
+            self.queue.put_nowait(item)
+            return await asyncio.wait_for(asyncio.shield(item.future), timeout)
+        except asyncio.TimeoutError:
+            item.future.cancel()  # if still queued it is skipped; if running, its result is dropped
+            raise DeadlineExceeded(f"no result within {timeout:.3g} s (per-request timeout)") from None
+        finally:
+            self.pending -= 1
+
+    async def _collect(self) -> None:
+        p = self.policy
+        carry: _Item | None = None
+        while True:
+            first = carry or await self.queue.get()
+            carry = None
+            batch = [first]
+            rows = first.rows
+            if self.batchable:
+                until = time.monotonic() + p.max_queue_delay_ms / 1000
+                while rows < p.max_batch_size:
+                    try:
+                        nxt = self.queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        left = until - time.monotonic()
+                        if left <= 0:
+                            break
+                        try:
+                            nxt = await asyncio.wait_for(self.queue.get(), left)
+                        except asyncio.TimeoutError:
+                            break
+                    if rows + nxt.rows > p.max_batch_size or not _compatible(first, nxt):
+                        carry = nxt  # starts the next batch
+                        break
+                    batch.append(nxt)
+                    rows += nxt.rows
+            now = time.monotonic()
+            live = [it for it in batch if not it.future.done() and it.deadline > now]
+            for it in batch:
+                if it not in live and not it.future.done():
+                    it.future.set_exception(DeadlineExceeded("deadline passed while queued"))
+            if not live:
+                continue
+            await self._slots.acquire()
+            task = asyncio.create_task(self._run(live))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _run(self, batch: list[_Item]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            if len(batch) == 1:
+                inputs = batch[0].inputs
+            else:
+                inputs = [np.concatenate([it.inputs[i] for it in batch], axis=0) for i in range(len(batch[0].inputs))]
+            started = time.perf_counter()
+            try:
+                outputs = await loop.run_in_executor(self.pool, self.execute, inputs)
+            except Exception as e:  # the model failed: every request of the batch gets the reason
+                for it in batch:
+                    if not it.future.done():
+                        it.future.set_exception(e)
+                return
+            if self.on_batch is not None:
+                self.on_batch(sum(it.rows for it in batch), time.perf_counter() - started)
+            start = 0
+            for it in batch:
+                if len(batch) == 1:
+                    part = outputs
+                else:
+                    part = [o[start:start + it.rows] for o in outputs]
+                start += it.rows
+                if not it.future.done():
+                    it.future.set_result(part)
+        finally:
+            self._slots.release()
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+        for t in list(self._running):
+            t.cancel()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _compatible(a: _Item, b: _Item) -> bool:
+    """Same trailing shapes and dtypes: they can be concatenated along the batch axis."""
+    return len(a.inputs) == len(b.inputs) and all(
+        x.shape[1:] == y.shape[1:] and x.dtype == y.dtype for x, y in zip(a.inputs, b.inputs))

@@ -1,0 +1,225 @@
+"""KServe v2 / Open Inference Protocol over REST, with Triton's binary-tensor and repository
+extensions (shared/spec/serving.md §5.1). Models come from the model repository."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from emberflow.serving.batching import DeadlineExceeded, QueueFull
+from emberflow.serving.tasks import GatewayError
+from emberflow.serving.tensors import DTYPES, TensorError, decode_bytes, encode_bytes, to_datatype
+
+router = APIRouter(prefix="/v2", tags=["KServe v2"])
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+HEADER_LENGTH = "inference-header-content-length"
+
+
+def _repo(request: Request) -> Any:
+    repo = request.app.state.gateway.repository
+    if repo is None:
+        raise GatewayError(404, "no model repository is configured: set `model_repository: DIR` in the config")
+    return repo
+
+
+def _model(request: Request, name: str, version: Optional[str]) -> Any:
+    try:
+        return _repo(request).get(name, version)
+    except LookupError as e:
+        raise GatewayError(404, str(e)) from None
+
+
+@router.get("")
+async def server_metadata(request: Request) -> dict:
+    from emberflow import __version__
+
+    return {"name": "emberflow", "version": __version__, "extensions": EXTENSIONS}
+
+
+@router.get("/health/live")
+async def live() -> dict:
+    return {"live": True}
+
+
+@router.get("/health/ready")
+async def ready(request: Request) -> JSONResponse:
+    waiting = request.app.state.gateway.loading()
+    return JSONResponse({"ready": not waiting}, status_code=503 if waiting else 200)
+
+
+def _metadata(mv: Any) -> dict:
+    def spec(t: Any) -> dict:
+        return {"name": t.name, "datatype": to_datatype(t.dtype), "shape": [-1 if d is None or isinstance(d, str)
+                                                                            else int(d) for d in t.shape]}
+    return {"name": mv.name, "versions": [mv.version], "platform": mv.platform,
+            "inputs": [spec(t) for t in mv.inputs], "outputs": [spec(t) for t in mv.outputs]}
+
+
+@router.get("/models/{name}")
+@router.get("/models/{name}/versions/{version}")
+async def model_metadata(request: Request, name: str, version: Optional[str] = None) -> dict:
+    mv = _model(request, name, version)
+    meta = _metadata(mv)
+    meta["versions"] = sorted(_repo(request).models[name].versions, key=int)
+    return meta
+
+
+@router.get("/models/{name}/config")
+@router.get("/models/{name}/versions/{version}/config")
+async def model_config(request: Request, name: str, version: Optional[str] = None) -> dict:
+    mv = _model(request, name, version)
+    p = mv.batcher.policy
+    return {"name": name, "platform": mv.platform, "max_batch_size": p.max_batch_size,
+            "dynamic_batching": {"max_queue_delay_microseconds": int(p.max_queue_delay_ms * 1000)},
+            "instance_group": [{"count": p.instances, "kind": "KIND_CPU"}]}
+
+
+@router.get("/models/{name}/ready")
+@router.get("/models/{name}/versions/{version}/ready")
+async def model_ready(request: Request, name: str, version: Optional[str] = None) -> JSONResponse:
+    try:
+        _repo(request).get(name, version)
+        return JSONResponse({"name": name, "ready": True})
+    except LookupError:
+        return JSONResponse({"name": name, "ready": False}, status_code=400)
+
+
+@router.post("/models/{name}/infer")
+@router.post("/models/{name}/versions/{version}/infer")
+async def infer(request: Request, name: str, version: Optional[str] = None) -> Response:
+    mv = _model(request, name, version)
+    body = await request.body()
+    header_len = request.headers.get(HEADER_LENGTH)
+    try:
+        if header_len is not None:
+            n = int(header_len)
+            if not 0 < n <= len(body):
+                raise TensorError(f"Inference-Header-Content-Length {n} does not fit a body of {len(body)} bytes")
+            header, binary = json.loads(body[:n]), memoryview(body)[n:]
+        else:
+            header, binary = json.loads(body or b"{}"), memoryview(b"")
+        if not isinstance(header, dict):
+            raise TensorError("the inference request must be a JSON object")
+        arrays = _inputs(header, binary, mv)
+    except (TensorError, ValueError, UnicodeDecodeError) as e:
+        raise GatewayError(400, str(e)) from None
+    params = header.get("parameters") or {}
+    timeout = params.get("timeout") if isinstance(params, dict) else None
+    try:
+        outputs = await mv.batcher.submit(arrays, timeout_s=float(timeout) / 1e6 if timeout else None)
+    except QueueFull as e:
+        request.app.state.gateway.metrics.rejected.labels(f"{mv.name}/{mv.version}").inc()
+        raise GatewayError(429, str(e), retry_after=1) from None
+    except DeadlineExceeded as e:
+        raise GatewayError(504, str(e)) from None
+    except ValueError as e:  # EngineError: inputs the model refuses; the message says what to fix
+        raise GatewayError(400, str(e)) from None
+    return _response(header, mv, outputs)
+
+
+def _inputs(header: dict, binary: memoryview, mv: Any) -> list[np.ndarray]:
+    given = header.get("inputs")
+    if not isinstance(given, list) or not given:
+        raise TensorError('"inputs" must be a non-empty list of {"name", "shape", "datatype", "data"}')
+    by_name: dict[str, np.ndarray] = {}
+    offset = 0
+    for i, t in enumerate(given):
+        if not isinstance(t, dict) or not isinstance(t.get("name"), str):
+            raise TensorError(f"inputs[{i}] must be an object with a name")
+        dtype = DTYPES.get(t.get("datatype"))
+        if dtype is None:
+            raise TensorError(f"inputs[{i}].datatype {t.get('datatype')!r} is not one of {sorted(DTYPES)}")
+        shape = t.get("shape")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                  for d in shape):
+            raise TensorError(f"inputs[{i}].shape must be a list of non-negative integers")
+        count = int(np.prod(shape)) if shape else 1
+        size = (t.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+                raise TensorError(f"inputs[{i}]: binary_data_size {size!r} overruns the binary part")
+            raw = bytes(binary[offset:offset + size])
+            offset += size
+            arr = decode_bytes(raw, count) if t["datatype"] == "BYTES" else np.frombuffer(raw, dtype=dtype.newbyteorder("<"))
+        else:
+            if "data" not in t:
+                raise TensorError(f"inputs[{i}] has neither data nor binary_data_size")
+            arr = np.array(t["data"], dtype=object if t["datatype"] == "BYTES" else dtype).reshape(-1)
+        if arr.size != count:
+            raise TensorError(f"inputs[{i}] ({t['name']}): shape {shape} needs {count} elements, got {arr.size}")
+        by_name[t["name"]] = arr.reshape(shape)
+    expected = [s.name for s in mv.inputs]
+    missing = [n for n in expected if n not in by_name]
+    extra = [n for n in by_name if n not in expected]
+    if missing or extra:
+        raise TensorError(f"model {mv.name} takes inputs {expected}; missing {missing}, unknown {extra}")
+    return [by_name[n] for n in expected]
+
+
+def _response(header: dict, mv: Any, outputs: list[np.ndarray]) -> Response:
+    names = [s.name for s in mv.outputs]
+    wanted = header.get("outputs")
+    params = header.get("parameters") or {}
+    binary_all = bool(params.get("binary_data_output")) if isinstance(params, dict) else False
+    if isinstance(wanted, list) and wanted:
+        selected = []
+        for o in wanted:
+            name = o.get("name") if isinstance(o, dict) else None
+            if name not in names:
+                raise GatewayError(400, f"unknown output {name!r}; model {mv.name} has outputs {names}")
+            binary = bool((o.get("parameters") or {}).get("binary_data", binary_all))
+            selected.append((name, outputs[names.index(name)], binary))
+    else:
+        selected = [(n, a, binary_all) for n, a in zip(names, outputs)]
+    out_json, blobs = [], []
+    for name, arr, binary in selected:
+        arr = np.asarray(arr)
+        entry: dict[str, Any] = {"name": name, "datatype": to_datatype(arr.dtype), "shape": list(arr.shape)}
+        if binary:
+            raw = encode_bytes(arr) if arr.dtype == object else np.ascontiguousarray(arr).astype(
+                arr.dtype.newbyteorder("<"), copy=False).tobytes()
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        else:
+            entry["data"] = arr.reshape(-1).tolist()
+        out_json.append(entry)
+    body: dict[str, Any] = {"model_name": mv.name, "model_version": mv.version, "outputs": out_json}
+    if "id" in header:
+        body["id"] = header["id"]
+    head = json.dumps(body, separators=(",", ":")).encode()
+    if not blobs:
+        return Response(head, media_type="application/json")
+    return Response(head + b"".join(blobs), media_type="application/octet-stream",
+                    headers={"Inference-Header-Content-Length": str(len(head))})
+
+
+# --- repository extension -----------------------------------------------------------------
+@router.post("/repository/index")
+async def repository_index(request: Request) -> list:
+    return _repo(request).index()
+
+
+@router.post("/repository/models/{name}/load")
+async def repository_load(request: Request, name: str) -> dict:
+    repo = _repo(request)
+    try:
+        await repo.load(name)
+    except LookupError as e:
+        raise GatewayError(404, str(e)) from None
+    entry = repo.models[name]
+    if entry.state != "READY":
+        raise GatewayError(400, f"failed to load {name}: {entry.reason}")
+    return {}
+
+
+@router.post("/repository/models/{name}/unload")
+async def repository_unload(request: Request, name: str) -> dict:
+    try:
+        await _repo(request).unload(name)
+    except LookupError as e:
+        raise GatewayError(404, str(e)) from None
+    return {}

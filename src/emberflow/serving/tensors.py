@@ -1,0 +1,53 @@
+"""KServe v2 datatypes <-> numpy, and the length-prefixed BYTES encoding, shared by REST and gRPC."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+DTYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype(bool), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16), "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+_NAMES = {v: k for k, v in DTYPES.items()}
+
+
+class TensorError(ValueError):
+    """A malformed tensor in a request; the message names the tensor and what is wrong."""
+
+
+def to_datatype(dtype: np.dtype) -> str:
+    dtype = np.dtype(dtype)
+    if dtype.kind in ("U", "S", "O"):
+        return "BYTES"
+    name = _NAMES.get(dtype.newbyteorder("=") if dtype.byteorder not in ("=", "|") else dtype)
+    if name is None:
+        raise TensorError(f"numpy dtype {dtype} has no KServe v2 datatype")
+    return name
+
+
+def decode_bytes(raw: bytes, count: int) -> np.ndarray:
+    """BYTES elements on the wire: each a 4-byte little-endian length, then the bytes."""
+    out, offset = [], 0
+    for _ in range(count):
+        if offset + 4 > len(raw):
+            raise TensorError("BYTES tensor is truncated")
+        (n,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + n > len(raw):
+            raise TensorError("BYTES element overruns the tensor")
+        out.append(raw[offset:offset + n])
+        offset += n
+    return np.array(out, dtype=object)
+
+
+def encode_bytes(arr: np.ndarray) -> bytes:
+    parts = []
+    for item in arr.reshape(-1):
+        b = item if isinstance(item, bytes) else str(item).encode()
+        parts.append(struct.pack("<I", len(b)) + b)
+    return b"".join(parts)

@@ -22,7 +22,7 @@ def digits_tflite(tmp_path_factory, digits_int8):
 
 def test_tflm_accuracy_matches_fp32(digits_tflite, digits_fp32, digits):
     e = Engine(digits_tflite)
-    spec_in, spec_out = e.inputs[0], e.outputs[0]
+    spec_in = e.inputs[0]
     assert e.graphs[digits_tflite.stem].stages[0].backend.name == "tflm"
     assert spec_in.dtype == np.int8 and spec_in.shape == (1, 8, 8, 1)  # NHWC
     scale, zp = spec_in.quant["scale"][0], spec_in.quant["zero_point"][0]

@@ -10,7 +10,7 @@ PYTHON  ?= python3
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
-	$(PIP) install -q -e ".[llm,toolchain,serving,test]"
+	$(PIP) install -q -e ".[llm,voice,toolchain,serving,test]"
 	$(VENV)/bin/emberflow models install --defaults
 	touch $(STAMP)
 

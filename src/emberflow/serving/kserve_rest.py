@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 
 from emberflow.serving.batching import DeadlineExceeded, QueueFull
 from emberflow.serving.tasks import GatewayError
-from emberflow.serving.tensors import DTYPES, TensorError, decode_bytes, encode_bytes, to_datatype
+from emberflow.serving.tensors import DTYPES, TensorError, from_raw, order_inputs, to_datatype, to_raw
 
 router = APIRouter(prefix="/v2", tags=["KServe v2"])
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
@@ -105,7 +105,7 @@ async def infer(request: Request, name: str, version: Optional[str] = None) -> R
         if not isinstance(header, dict):
             raise TensorError("the inference request must be a JSON object")
         arrays = _inputs(header, binary, mv)
-    except (TensorError, ValueError, UnicodeDecodeError) as e:
+    except (TensorError, ValueError, TypeError, UnicodeDecodeError) as e:
         raise GatewayError(400, str(e)) from None
     params = header.get("parameters") or {}
     timeout = params.get("timeout") if isinstance(params, dict) else None
@@ -130,34 +130,27 @@ def _inputs(header: dict, binary: memoryview, mv: Any) -> list[np.ndarray]:
     for i, t in enumerate(given):
         if not isinstance(t, dict) or not isinstance(t.get("name"), str):
             raise TensorError(f"inputs[{i}] must be an object with a name")
-        dtype = DTYPES.get(t.get("datatype"))
-        if dtype is None:
-            raise TensorError(f"inputs[{i}].datatype {t.get('datatype')!r} is not one of {sorted(DTYPES)}")
-        shape = t.get("shape")
+        datatype, shape = t.get("datatype"), t.get("shape")
+        if datatype not in DTYPES:
+            raise TensorError(f"inputs[{i}].datatype {datatype!r} is not one of {sorted(DTYPES)}")
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                                   for d in shape):
             raise TensorError(f"inputs[{i}].shape must be a list of non-negative integers")
-        count = int(np.prod(shape)) if shape else 1
         size = (t.get("parameters") or {}).get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise TensorError(f"inputs[{i}]: binary_data_size {size!r} overruns the binary part")
-            raw = bytes(binary[offset:offset + size])
+            by_name[t["name"]] = from_raw(bytes(binary[offset:offset + size]), datatype, shape, t["name"])
             offset += size
-            arr = decode_bytes(raw, count) if t["datatype"] == "BYTES" else np.frombuffer(raw, dtype=dtype.newbyteorder("<"))
-        else:
-            if "data" not in t:
-                raise TensorError(f"inputs[{i}] has neither data nor binary_data_size")
-            arr = np.array(t["data"], dtype=object if t["datatype"] == "BYTES" else dtype).reshape(-1)
+            continue
+        if "data" not in t:
+            raise TensorError(f"inputs[{i}] has neither data nor binary_data_size")
+        arr = np.array(t["data"], dtype=DTYPES[datatype]).reshape(-1)
+        count = int(np.prod(shape)) if shape else 1
         if arr.size != count:
             raise TensorError(f"inputs[{i}] ({t['name']}): shape {shape} needs {count} elements, got {arr.size}")
         by_name[t["name"]] = arr.reshape(shape)
-    expected = [s.name for s in mv.inputs]
-    missing = [n for n in expected if n not in by_name]
-    extra = [n for n in by_name if n not in expected]
-    if missing or extra:
-        raise TensorError(f"model {mv.name} takes inputs {expected}; missing {missing}, unknown {extra}")
-    return [by_name[n] for n in expected]
+    return order_inputs(by_name, [s.name for s in mv.inputs], mv.name)
 
 
 def _response(header: dict, mv: Any, outputs: list[np.ndarray]) -> Response:
@@ -180,8 +173,7 @@ def _response(header: dict, mv: Any, outputs: list[np.ndarray]) -> Response:
         arr = np.asarray(arr)
         entry: dict[str, Any] = {"name": name, "datatype": to_datatype(arr.dtype), "shape": list(arr.shape)}
         if binary:
-            raw = encode_bytes(arr) if arr.dtype == object else np.ascontiguousarray(arr).astype(
-                arr.dtype.newbyteorder("<"), copy=False).tobytes()
+            raw = to_raw(arr)
             entry["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         else:

@@ -51,3 +51,37 @@ def encode_bytes(arr: np.ndarray) -> bytes:
         b = item if isinstance(item, bytes) else str(item).encode()
         parts.append(struct.pack("<I", len(b)) + b)
     return b"".join(parts)
+
+
+def order_inputs(by_name: dict[str, np.ndarray], expected: list[str], model: str) -> list[np.ndarray]:
+    """The request's tensors in the model's input order; names must match exactly."""
+    missing = [n for n in expected if n not in by_name]
+    extra = [n for n in by_name if n not in expected]
+    if missing or extra:
+        raise TensorError(f"model {model} takes inputs {expected}; missing {missing}, unknown {extra}")
+    return [by_name[n] for n in expected]
+
+
+def from_raw(raw: bytes, datatype: str, shape: list[int], name: str) -> np.ndarray:
+    """One tensor from its little-endian wire bytes (binary extension / gRPC raw contents)."""
+    dtype = DTYPES.get(datatype)
+    if dtype is None:
+        raise TensorError(f"{name}: datatype {datatype!r} is not one of {sorted(DTYPES)}")
+    if any(d < 0 for d in shape):
+        raise TensorError(f"{name}: shape {shape} has a negative dimension")
+    count = int(np.prod(shape)) if shape else 1
+    if datatype == "BYTES":
+        arr = decode_bytes(raw, count)
+    else:
+        if len(raw) != count * dtype.itemsize:
+            raise TensorError(f"{name}: shape {shape} of {datatype} needs {count * dtype.itemsize} bytes, "
+                              f"got {len(raw)}")
+        arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<"))
+    return arr.reshape(shape)
+
+
+def to_raw(arr: np.ndarray) -> bytes:
+    arr = np.asarray(arr)
+    if arr.dtype == object:
+        return encode_bytes(arr)
+    return np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()

@@ -70,6 +70,7 @@ class ASRUnit(Unit):
         self.gated = any(i.startswith("kws") for i in params.input)
         self.listening = not self.gated
         self.tail_left = 0  # frames after a wake still to skip while the wake word ends
+        self.awake_after = 0.0  # capture time of the last wake
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="asr-decode")
         self.speculative: Future | None = None
         self.partial: Future | None = None
@@ -86,6 +87,9 @@ class ASRUnit(Unit):
 
     # --- live audio -----------------------------------------------------------------------
     def on_wake(self, frame=None) -> None:
+        # The wake overtakes queued audio (system frames jump queues): ignore what was captured
+        # before the wake word ended, using the capture stamp the wake frame carries.
+        self.awake_after = frame.hops[0][1] if frame is not None and frame.hops else 0.0
         self.listening = True
         self.ep.reset()
         self.ep.no_speech_timeout = self.p.no_speech_timeout
@@ -104,11 +108,13 @@ class ASRUnit(Unit):
         prob = self.vad.process(memoryview(pcm.to_float(frame.payload).data))
         if not self.listening:
             return None
+        captured = frame.hops[0][1] if frame.hops else 0.0
+        if captured <= self.awake_after:
+            return None
         if self.tail_left:
             # Skip the end of the wake word itself, until a pause or WAKE_TAIL has passed.
             self.tail_left = 0 if prob < self.p.threshold else self.tail_left - 1
             return None
-        captured = frame.hops[0][1] if frame.hops else 0.0
         event = self.ep.feed(frame.payload, prob, captured)
         if isinstance(event, Utterance):
             return self._finish(event)

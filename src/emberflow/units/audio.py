@@ -147,7 +147,8 @@ class AudioUnit(Unit):
             stream.start()
             return stream
         if sink.startswith("file:"):
-            w = wave.open(str(Path(sink[5:]).expanduser()), "wb")
+            self._sink_file = open(Path(sink[5:]).expanduser(), "wb")
+            w = wave.open(self._sink_file, "wb")
             w.setnchannels(1)
             w.setsampwidth(2)
             w.setframerate(pcm.RATE)
@@ -221,7 +222,8 @@ class AudioUnit(Unit):
         if sink is None:
             return
         if hasattr(sink, "writeframes"):
-            sink.writeframes(chunk)
+            sink.writeframes(chunk)  # wave patches the header as it goes
+            self._sink_file.flush()  # so the file is a valid WAV while it grows
         else:
             sink.write(chunk)
 

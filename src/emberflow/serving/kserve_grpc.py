@@ -1,0 +1,162 @@
+"""KServe v2 gRPC (`inference.GRPCInferenceService`) on grpc.aio, in the daemon's event loop.
+
+Same models and batchers as the REST routes. Tensors arrive as `raw_input_contents` (what
+tritonclient sends) or typed `contents`; outputs go back as `raw_output_contents`. The API key,
+when configured, is read from the `authorization: Bearer <key>` metadata.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+import grpc
+import numpy as np
+
+from emberflow.serving.batching import DeadlineExceeded, QueueFull
+from emberflow.serving.kserve_proto import RPCS, SERVICE, messages
+from emberflow.serving.tensors import DTYPES, TensorError, from_raw, order_inputs, to_datatype, to_raw
+
+if TYPE_CHECKING:
+    from emberflow.serving.app import Gateway
+    from emberflow.sys.config import Config
+
+# typed `contents` field per datatype
+CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+            "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
+            "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
+            "FP64": "fp64_contents", "BYTES": "bytes_contents"}
+PUBLIC_RPCS = {"ServerLive", "ServerReady"}
+
+
+class InferenceService:
+    def __init__(self, gateway: "Gateway"):
+        self.gw = gateway
+        self.token = gateway.cfg.token.encode() if gateway.cfg.token else None
+
+    async def _check(self, rpc: str, context: grpc.aio.ServicerContext) -> None:
+        if self.token is None or rpc in PUBLIC_RPCS:
+            return
+        value = dict(context.invocation_metadata() or ()).get("authorization", "")
+        scheme, _, key = value.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(key.strip().encode(), self.token):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "missing or wrong API key: send metadata `authorization: Bearer <token>`")
+
+    def _model(self, name: str, version: str) -> Any:
+        return self.gw.repository.get(name, version or None)
+
+    async def ServerLive(self, request: Any, context: Any) -> Any:
+        return messages["ServerLiveResponse"](live=True)
+
+    async def ServerReady(self, request: Any, context: Any) -> Any:
+        return messages["ServerReadyResponse"](ready=not self.gw.loading())
+
+    async def ModelReady(self, request: Any, context: Any) -> Any:
+        try:
+            self._model(request.name, request.version)
+            return messages["ModelReadyResponse"](ready=True)
+        except LookupError:
+            return messages["ModelReadyResponse"](ready=False)
+
+    async def ServerMetadata(self, request: Any, context: Any) -> Any:
+        from emberflow import __version__
+        from emberflow.serving.kserve_rest import EXTENSIONS
+
+        return messages["ServerMetadataResponse"](name="emberflow", version=__version__, extensions=EXTENSIONS)
+
+    async def ModelMetadata(self, request: Any, context: Any) -> Any:
+        mv = await self._found(request.name, request.version, context)
+        tm = messages["ModelMetadataResponse.TensorMetadata"]
+
+        def spec(t: Any) -> Any:
+            return tm(name=t.name, datatype=to_datatype(t.dtype),
+                      shape=[-1 if d is None or isinstance(d, str) else int(d) for d in t.shape])
+        return messages["ModelMetadataResponse"](
+            name=mv.name, versions=sorted(self.gw.repository.models[mv.name].versions, key=int), platform=mv.platform,
+            inputs=[spec(t) for t in mv.inputs], outputs=[spec(t) for t in mv.outputs])
+
+    async def _found(self, name: str, version: str, context: Any) -> Any:
+        try:
+            return self._model(name, version)
+        except LookupError as e:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
+
+    async def ModelInfer(self, request: Any, context: Any) -> Any:
+        mv = await self._found(request.model_name, request.model_version, context)
+        try:
+            arrays = self._inputs(request, mv)
+        except (TensorError, ValueError, TypeError) as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        timeout = request.parameters["timeout"].int64_param if "timeout" in request.parameters else 0
+        try:
+            outputs = await mv.batcher.submit(arrays, timeout_s=timeout / 1e6 if timeout else None)
+        except QueueFull as e:
+            self.gw.metrics.rejected.labels(f"{mv.name}/{mv.version}").inc()
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+        except DeadlineExceeded as e:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(e))
+        except ValueError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        names = [s.name for s in mv.outputs]
+        wanted = [o.name for o in request.outputs] or names
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown outputs {unknown}; model has {names}")
+        reply = messages["ModelInferResponse"](model_name=mv.name, model_version=mv.version, id=request.id)
+        for name in wanted:
+            arr = np.asarray(outputs[names.index(name)])
+            reply.outputs.add(name=name, datatype=to_datatype(arr.dtype), shape=list(arr.shape))
+            reply.raw_output_contents.append(to_raw(arr))
+        return reply
+
+    @staticmethod
+    def _inputs(request: Any, mv: Any) -> list[np.ndarray]:
+        raw = list(request.raw_input_contents)
+        if raw and len(raw) != len(request.inputs):
+            raise TensorError(f"{len(request.inputs)} inputs but {len(raw)} raw_input_contents")
+        by_name = {}
+        for i, t in enumerate(request.inputs):
+            shape = list(t.shape)
+            if raw:
+                by_name[t.name] = from_raw(raw[i], t.datatype, shape, t.name)
+                continue
+            if t.datatype not in CONTENTS:
+                raise TensorError(f"{t.name}: datatype {t.datatype!r} is not one of {sorted(CONTENTS)}")
+            values = list(getattr(t.contents, CONTENTS[t.datatype]))
+            arr = np.array(values, dtype=DTYPES[t.datatype])
+            if arr.size != (int(np.prod(shape)) if shape else 1):
+                raise TensorError(f"{t.name}: shape {shape} does not match {arr.size} values")
+            by_name[t.name] = arr.reshape(shape)
+        return order_inputs(by_name, [s.name for s in mv.inputs], mv.name)
+
+
+def _handler(service: InferenceService) -> grpc.GenericRpcHandler:
+    def wrap(rpc: str) -> Callable:
+        method = getattr(service, rpc)
+
+        async def call(request: Any, context: Any) -> Any:
+            await service._check(rpc, context)
+            return await method(request, context)
+        return call
+
+    handlers = {rpc: grpc.unary_unary_rpc_method_handler(
+        wrap(rpc), request_deserializer=messages[req].FromString,
+        response_serializer=messages[resp].SerializeToString) for rpc, (req, resp) in RPCS.items()}
+    return grpc.method_handlers_generic_handler(SERVICE, handlers)
+
+
+async def start_grpc(gateway: "Gateway", cfg: "Config") -> Callable[[], Awaitable[None]]:
+    max_msg = cfg.max_frame
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_msg),
+                                      ("grpc.max_send_message_length", max_msg)])
+    server.add_generic_rpc_handlers((_handler(InferenceService(gateway)),))
+    port = server.add_insecure_port(f"{cfg.http_host}:{cfg.grpc_port}")
+    if port == 0:
+        raise OSError(f"gRPC: cannot bind {cfg.http_host}:{cfg.grpc_port}")
+    await server.start()
+    print(f"emberflow: grpc on {cfg.http_host}:{port}", flush=True)
+
+    async def close() -> None:
+        await server.stop(grace=1)
+    return close

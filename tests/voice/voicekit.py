@@ -1,0 +1,66 @@
+"""Voice test kit: a server whose speaker is a WAV file, a client-side microphone, checks."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+import wave
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, Server  # noqa: E402
+from emberflow.voice import pcm  # noqa: E402
+
+@pytest.fixture
+def voice_server(tmp_path):
+    answer = tmp_path / "answer.wav"
+    s = Server(tmp_path, config={"http_port": None, "grpc_port": None, "audio": {"sink": f"file:{answer}"}})
+    s.answer_wav = answer
+    yield s
+    s.stop()
+
+
+def push(client, audio, speed: float = 4.0, work_id: str = "audio") -> None:
+    """Be the microphone: push PCM to the audio unit in 256 ms chunks, `speed` x real time."""
+    frames = pcm.frames(audio)
+    for i in range(0, len(frames), 8):
+        chunk = b"".join(frames[i:i + 8])
+        client.send({"request_id": "mic", "work_id": work_id, "action": "inference", "object": "audio.pcm.base64",
+                     "data": base64.b64encode(chunk).decode()})
+        time.sleep(len(chunk) / 2 / pcm.RATE / speed)
+
+
+def requests_of(name: str) -> list[dict]:
+    path = EXAMPLES / name
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_played(client, timeout: float = 60) -> dict:
+    """Wait until the speaker has played something and gone quiet; returns the audio unit info."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = client.request("audio", "taskinfo")["data"]["unit"]
+        if info["played_seconds"] > 0.5 and not info["playing"]:
+            return info
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing was played: {info}")
+
+
+def read_wav(path: Path) -> bytes:
+    with wave.open(str(path)) as w:
+        return w.readframes(w.getnframes())
+
+
+def transcribe(client, audio: bytes) -> str:
+    """Transcribe with a whisper task over the protocol (the ASR unit checks the TTS output)."""
+    w = client.setup("whisper", {"model": "whisper-tiny", "response_format": "asr.utf-8", "language": "en",
+                                 "enoutput": True, "input": "whisper.wav.base64"})
+    rid = client.infer(w, base64.b64encode(pcm.to_wav(audio)).decode(), object="whisper.wav.base64")
+    (msg,) = list(client.outputs(w, rid, timeout=120))
+    client.exit(w)
+    return msg["data"]

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "toolchain"))
 
 from toolchain_models import real_model  # noqa: E402
+from toolchain_table import emit  # noqa: E402
 from toolchain_tflite_models import plain_cnn_int8, resnet_int8  # noqa: E402
 
 from emberflow.runtime.backends.tflm import capture_native_output, make_interpreter, tflm_io_specs  # noqa: E402
@@ -123,14 +124,11 @@ def main() -> None:
         act = minimum - tail
         rows.append((name, plan.arena_bytes, plan.lower_bound_bytes, plan.strategy, head, tail, minimum, act,
                      plan.arena_bytes / act, plan.arena_bytes / head, plan_ms))
-    print("| model | ours (B) | lower bound (B) | our strategy | TFLM head (B) | TFLM tail (B) | TFLM min arena (B) "
-          "| TFLM act = min - tail (B) | ours / TFLM act | ours / TFLM head | plan time (ms) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {r[6]} | {r[7]} | {r[8]:.3f} | {r[9]:.3f} | {r[10]:.1f} |")
     worst = max(max(r[8], r[9]) for r in rows)
-    print(f"\nworst ratio {worst:.3f} (target <= 1.0): {'met' if worst <= 1.0 else 'NOT met'}")
-
+    emit(["model", "ours (B)", "lower bound (B)", "our strategy", "TFLM head (B)", "TFLM tail (B)", "TFLM min arena (B)",
+          "TFLM act = min - tail (B)", "ours / TFLM act", "ours / TFLM head", "plan time (ms)"],
+         [[*r[:8], round(r[8], 3), round(r[9], 3), round(r[10], 1)] for r in rows],
+         f"worst ratio {worst:.3f} (target <= 1.0): {'met' if worst <= 1.0 else 'NOT met'}")
 
 if __name__ == "__main__":
     main()

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "toolchain"))
 
 from ocr_text import cer, charset, dataset, fonts  # noqa: E402
 from toolchain_models import real_model  # noqa: E402
+from toolchain_table import emit  # noqa: E402
 
 from emberflow.toolchain.quantize import quantize_model  # noqa: E402
 
@@ -51,12 +52,12 @@ def main() -> None:
         quantize_model(rec, out, [{"x": x} for x in calib_x], method=method, per_channel=True, reduce_range=reduce,
                        op_types=op_types)
         rows.append((label, out, time.perf_counter() - t0))
-    print(f"fonts: {len(font_list)}, calibration lines: {len(calib_x)}, held-out lines: {len(test_x)}\n")
-    print("| model | size (MB) | quantize time (s) | CER | ms per line (48x320) |")
-    print("|---|---|---|---|---|")
+    table = []
     for label, path, qtime in rows:
         err, ms = cer(path, test_x, test_t, classes)
-        print(f"| {label} | {path.stat().st_size / 1e6:.1f} | {qtime:.1f} | {err:.4f} | {ms:.1f} |")
+        table.append([label, round(path.stat().st_size / 1e6, 1), round(qtime, 1), round(err, 4), round(ms, 1)])
+    emit(["model", "size (MB)", "quantize time (s)", "CER", "ms per line (48x320)"], table,
+         fonts=len(font_list), calibration_lines=len(calib_x), held_out_lines=len(test_x))
 
 
 if __name__ == "__main__":

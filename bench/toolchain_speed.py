@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "toolchain"))
 
 from toolchain_models import real_model  # noqa: E402
+from toolchain_table import emit  # noqa: E402
 
 EMBERFLOW = str(Path(sys.executable).with_name("emberflow"))
 
@@ -45,12 +46,9 @@ def main() -> None:
         "pack fp32 + int8": step("pack", ["pack", f"rec={rec}", f"rec8={q}", "-o", str(tmp / "rec.ember"), *shape, "--json"]),
         "inspect": step("inspect", ["inspect", str(tmp / "rec.ember"), "--json"]),
     }
-    print("| step | wall time (s) |")
-    print("|---|---|")
-    for k, v in times.items():
-        print(f"| {k} | {v:.2f} |")
     total = sum(v for k, v in times.items() if k != "emberflow --help")
-    print(f"| **analyze + check + quantize + pack + inspect** | **{total:.2f}** |")
+    rows = [[k, round(v, 2)] for k, v in times.items()] + [["**analyze + check + quantize + pack + inspect**", round(total, 2)]]
+    emit(["step", "wall time (s)"], rows)
 
 
 if __name__ == "__main__":

@@ -86,3 +86,9 @@ def test_unknown_and_missing_files(tmp_path):
     junk.write_bytes(b"\0" * 64)
     with pytest.raises(ModelError, match="TFL3"):
         load_graph(junk)
+
+
+def test_control_flow_is_flagged():
+    g = load_graph(real_model("silero_vad"), feeds=MODEL_FEEDS["silero_vad"])
+    s = summarize(g, layer_stats(g))
+    assert any("control-flow" in w and "If" in w for w in s["warnings"])

@@ -129,8 +129,16 @@ def summarize(graph: Graph, rows: list[LayerStats]) -> dict:
         "weight_bytes": graph.weight_bytes,
         "activation_bytes": sum(r.activation_bytes for r in rows),
         "op_histogram": _op_histogram(graph),
-        "warnings": graph.warnings,
+        "warnings": graph.warnings + _control_flow_warning(graph),
     }
+
+
+def _control_flow_warning(graph: Graph) -> list[str]:
+    nodes = [n.name for n in graph.nodes if n.op_type in ("If", "Loop", "Scan")]
+    if not nodes:
+        return []
+    return [f"{len(nodes)} control-flow node(s) ({', '.join(nodes[:3])}): the compute inside their subgraphs is not "
+            "counted in MACC or per-layer rows; their weights are counted"]
 
 
 def _op_histogram(graph: Graph) -> dict[str, int]:

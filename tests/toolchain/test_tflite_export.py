@@ -70,3 +70,49 @@ def test_cli(tmp_path, digits_int8):
     out = tmp_path / "d.tflite"
     res = CliRunner().invoke(app, ["export-tflite", str(digits_int8), "-o", str(out)])
     assert res.exit_code == 0 and out.read_bytes()[4:8] == b"TFL3"
+
+
+def mobile_block_onnx(path):
+    """Conv -> depthwise Conv -> residual Add -> GlobalAveragePool -> Flatten -> Gemm, random weights."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    w = lambda *s: numpy_helper.from_array((rng.standard_normal(s) * 0.3).astype(np.float32), f"w{len(s)}_{s[0]}")  # noqa: E731
+    inits = [w(8, 1, 3, 3), numpy_helper.from_array(np.zeros(8, np.float32), "b8"), w(8, 1, 3, 3, 1)]
+    inits[2] = numpy_helper.from_array((rng.standard_normal((8, 1, 3, 3)) * 0.3).astype(np.float32), "dw")
+    inits.append(numpy_helper.from_array((rng.standard_normal((4, 8)) * 0.3).astype(np.float32), "fc"))
+    nodes = [
+        helper.make_node("Conv", ["x", inits[0].name, "b8"], ["c1"], name="stem", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu"),
+        helper.make_node("Conv", ["r1", "dw"], ["d1"], name="depthwise", pads=[1, 1, 1, 1], group=8),
+        helper.make_node("Add", ["r1", "d1"], ["s1"], name="skip"),
+        helper.make_node("GlobalAveragePool", ["s1"], ["g1"], name="gap"),
+        helper.make_node("Flatten", ["g1"], ["f1"], name="flatten"),
+        helper.make_node("Gemm", ["f1", "fc"], ["y"], name="head", transB=1),
+    ]
+    graph = helper.make_graph(nodes, "mobile", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_depthwise_residual_and_global_pool_export(tmp_path):
+    from emberflow.toolchain.quantize import quantize_model
+
+    fp32 = mobile_block_onnx(tmp_path / "mobile.onnx")
+    rng = np.random.default_rng(0)
+    calib = [{"x": rng.random((1, 1, 12, 12), dtype=np.float32)} for _ in range(32)]
+    int8 = tmp_path / "mobile_int8.onnx"
+    quantize_model(fp32, int8, calib)
+    tfl = tmp_path / "mobile.tflite"
+    export_tflite(int8, tfl)
+    from emberflow.toolchain.graph import load_graph
+
+    ops = [n.op_type for n in load_graph(tfl).nodes]
+    assert "DEPTHWISE_CONV_2D" in ops and "ADD" in ops and "FULLY_CONNECTED" in ops
+    samples = [{"x": rng.random((1, 1, 12, 12), dtype=np.float32)} for _ in range(20)]
+    out = validate(int8, tfl, samples).outputs[0]
+    assert set(out.lsb_histogram) <= {-2, -1, 0, 1, 2}, out.lsb_histogram
+    assert out.cos > 0.99

@@ -166,7 +166,15 @@ class _Lowering:
         opt.padding = self._padding(node, pads, k[0], k[1], s)
         opt.filterHeight, opt.filterWidth, opt.strideH, opt.strideW = k[0], k[1], s[0], s[1]
         code = S.BuiltinOperator.MAX_POOL_2D if node.op_type == "MaxPool" else S.BuiltinOperator.AVERAGE_POOL_2D
-        self.b.op(code, [xi], [yi], S.BuiltinOptions.Pool2DOptions, opt)
+        x_q, y_q = self.b.tensors[xi].quantization, self.b.tensors[yi].quantization
+        if list(x_q.scale) == list(y_q.scale) and list(x_q.zeroPoint) == list(y_q.zeroPoint):
+            self.b.op(code, [xi], [yi], S.BuiltinOptions.Pool2DOptions, opt)
+            return
+        # TFLM pools keep the input's scale; requantize to the QDQ output range with QUANTIZE.
+        y_shape = self.b.tensors[yi].shape
+        tmp = self.b.tensor(f"{node.name}/pooled", y_shape, S.TensorType.INT8, scale=x_q.scale, zero_point=x_q.zeroPoint)
+        self.b.op(code, [xi], [tmp], S.BuiltinOptions.Pool2DOptions, opt)
+        self.b.op(S.BuiltinOperator.QUANTIZE, [tmp], [yi])
 
     def reshape(self, node) -> None:
         _, x = self.dq_source(node.input[0], node)

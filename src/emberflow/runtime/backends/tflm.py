@@ -48,11 +48,26 @@ def tflm_io_specs(model: bytes) -> tuple[list[TensorSpec], list[TensorSpec]]:
     return [spec(i) for i in sg.inputs], [spec(i) for i in sg.outputs]
 
 
+class TflmLoadError(RuntimeError):
+    def __init__(self, message: str, log: str) -> None:
+        super().__init__(message)
+        self.log = log.strip()
+
+    @property
+    def out_of_memory(self) -> bool:
+        return "allocate" in self.log.lower() and ("missing" in self.log.lower() or "arena" in self.log.lower())
+
+
 def make_interpreter(model: bytes, arena_size: int):
+    """A TFLM interpreter; on failure the error carries what TFLM printed (its only diagnostics)."""
     from tflite_micro.python.tflite_micro import runtime
 
-    with capture_native_output():
-        return runtime.Interpreter.from_bytes(model, arena_size=arena_size)
+    log: list[str] = []
+    try:
+        with capture_native_output() as log:
+            return runtime.Interpreter.from_bytes(model, arena_size=arena_size)
+    except RuntimeError as exc:
+        raise TflmLoadError(str(exc), "".join(log)) from exc
 
 
 class TFLiteMicroBackend(Backend):
@@ -70,10 +85,12 @@ class TFLiteMicroBackend(Backend):
             try:
                 self.interpreter = make_interpreter(model, size)
                 break
-            except RuntimeError as exc:
+            except TflmLoadError as exc:
+                if not exc.out_of_memory:  # a kernel rejected the model: more memory will not help
+                    raise RuntimeError(f"TFLite-Micro rejected the model: {' | '.join(exc.log.splitlines()[-4:])}") from exc
                 if arena_size or size >= 512 * 1024 * 1024:
                     raise RuntimeError(
-                        f"TFLite-Micro could not allocate the model in a {size}-byte arena ({exc}); "
+                        f"TFLite-Micro could not allocate the model in a {size}-byte arena ({exc.log.splitlines()[-1]}); "
                         "pass a larger arena_size (emberflow analyze shows the activation arena)"
                     ) from exc
                 size *= 2

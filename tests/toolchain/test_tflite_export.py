@@ -111,8 +111,8 @@ def test_depthwise_residual_and_global_pool_export(tmp_path):
     from emberflow.toolchain.graph import load_graph
 
     ops = [n.op_type for n in load_graph(tfl).nodes]
-    assert "DEPTHWISE_CONV_2D" in ops and "ADD" in ops and "FULLY_CONNECTED" in ops
-    samples = [{"x": rng.random((1, 1, 12, 12), dtype=np.float32)} for _ in range(20)]
+    assert {"DEPTHWISE_CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED"} <= set(ops)
+    samples = [{"x": rng.random((1, 1, 12, 12), dtype=np.float32)} for _ in range(50)]
     out = validate(int8, tfl, samples).outputs[0]
-    assert set(out.lsb_histogram) <= {-2, -1, 0, 1, 2}, out.lsb_histogram
-    assert out.cos > 0.99
+    assert set(out.lsb_histogram) <= {-1, 0, 1}, out.lsb_histogram
+    assert out.lsb_histogram[0] >= 0.9 * 200 and out.cos > 0.999

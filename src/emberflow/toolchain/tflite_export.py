@@ -2,8 +2,8 @@
 
 This is what turns the quantized ONNX into the artifact an MCU runs, so `emberflow validate`
 can compare the ONNX against the real TFLite-Micro kernels. Scope, on purpose small: Conv
-(plain and depthwise), MaxPool, AveragePool, GlobalAveragePool, Flatten/Reshape before a
-fully connected layer, Gemm/MatMul with constant weights, Add. Anything else is refused with
+(plain and depthwise), MaxPool, AveragePool, GlobalAveragePool (as MEAN), Flatten/Reshape
+before a fully connected layer, Gemm/MatMul with constant weights, Add. Anything else is refused with
 the node's name.
 
 How a QDQ graph maps: every float op sits between DequantizeLinear (its inputs) and
@@ -155,14 +155,18 @@ class _Lowering:
         _, x = self.dq_source(node.input[0], node)
         xi = self.activation(x)
         yi = self.activation(self.output_q(node))
-        opt = S.Pool2DOptionsT()
         if node.op_type == "GlobalAveragePool":
-            h, w = self.shapes[x][2:]
-            k, s, pads = [h, w], [1, 1], [0, 0, 0, 0]
-        else:
-            k = list(attrs["kernel_shape"].ints)
-            s = list(attrs["strides"].ints) if "strides" in attrs else [1, 1]
-            pads = list(attrs["pads"].ints) if "pads" in attrs else [0, 0, 0, 0]
+            # MEAN over H and W requantizes to the output scale in one step (a pool plus a
+            # QUANTIZE would round twice).
+            axes = self.b.tensor(f"{node.name}/axes", (2,), S.TensorType.INT32, np.array([1, 2], np.int32))
+            ropt = S.ReducerOptionsT()
+            ropt.keepDims = True
+            self.b.op(S.BuiltinOperator.MEAN, [xi, axes], [yi], S.BuiltinOptions.ReducerOptions, ropt)
+            return
+        opt = S.Pool2DOptionsT()
+        k = list(attrs["kernel_shape"].ints)
+        s = list(attrs["strides"].ints) if "strides" in attrs else [1, 1]
+        pads = list(attrs["pads"].ints) if "pads" in attrs else [0, 0, 0, 0]
         opt.padding = self._padding(node, pads, k[0], k[1], s)
         opt.filterHeight, opt.filterWidth, opt.strideH, opt.strideW = k[0], k[1], s[0], s[1]
         code = S.BuiltinOperator.MAX_POOL_2D if node.op_type == "MaxPool" else S.BuiltinOperator.AVERAGE_POOL_2D

@@ -77,12 +77,14 @@ def mobile_block_onnx(path):
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(3)
-    w = lambda *s: numpy_helper.from_array((rng.standard_normal(s) * 0.3).astype(np.float32), f"w{len(s)}_{s[0]}")  # noqa: E731
-    inits = [w(8, 1, 3, 3), numpy_helper.from_array(np.zeros(8, np.float32), "b8"), w(8, 1, 3, 3, 1)]
-    inits[2] = numpy_helper.from_array((rng.standard_normal((8, 1, 3, 3)) * 0.3).astype(np.float32), "dw")
-    inits.append(numpy_helper.from_array((rng.standard_normal((4, 8)) * 0.3).astype(np.float32), "fc"))
+
+    def weight(name, *shape):
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+
+    inits = [weight("stem.w", 8, 1, 3, 3), numpy_helper.from_array(np.zeros(8, np.float32), "stem.b"),
+             weight("dw", 8, 1, 3, 3), weight("fc", 4, 8)]
     nodes = [
-        helper.make_node("Conv", ["x", inits[0].name, "b8"], ["c1"], name="stem", pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["x", "stem.w", "stem.b"], ["c1"], name="stem", pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c1"], ["r1"], name="relu"),
         helper.make_node("Conv", ["r1", "dw"], ["d1"], name="depthwise", pads=[1, 1, 1, 1], group=8),
         helper.make_node("Add", ["r1", "d1"], ["s1"], name="skip"),

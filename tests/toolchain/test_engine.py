@@ -66,6 +66,12 @@ def test_multi_net_and_multi_stage_bundle(tmp_path, digits_fp32, digits_int8, di
     pack_models([f"digits={b1}", f"digits={b4}", f"digits8={digits_int8}", str(real_model("wake_alexa"))], bundle)
     e = Engine(bundle)
     assert list(e.graphs) == ["digits", "digits8", "alexa"]
+    # the two stages share their weights: stored once, like bmodel's coefficients
+    from emberflow.runtime.bundle import read_bundle
+
+    b = read_bundle(bundle)
+    assert "weights/digits" in b.sections
+    assert len(b.section("graph/digits/0")) < 0.2 * b1.stat().st_size
     assert [s.inputs[0].shape for s in e.graphs["digits"].stages] == [(1, 1, 8, 8), (4, 1, 8, 8)]
     x4 = digits["test_x"][:4]
     by_shape = e.run([x4], graph="digits")  # stage picked by input shape

@@ -8,7 +8,8 @@ Layout (little-endian; every section starts on a 16-byte boundary):
     table    64 B per section: name (40 B, UTF-8, NUL padded), u32 kind,
                     u32 CRC32 of the data, u64 offset, u64 size
     sections manifest (JSON) first, then one section per graph stage holding the model
-             bytes (ONNX or .tflite) exactly as the backend loads them
+             bytes (ONNX or .tflite) as the backend loads them; ONNX stages of one net store
+             their common weights once in `weights/<net>` (the Engine merges them back)
 
 The manifest describes nets, their stages (shape variants), inputs/outputs (names, shapes,
 dtypes, normalisation, quantisation), target, memory plans and provenance.

@@ -85,11 +85,14 @@ class Engine:
             self.manifest = bundle.manifest
             self.graphs = {}
             for g in bundle.manifest["graphs"]:
-                stages = [
-                    StageInfo(s["index"], s["format"],
-                              self._make_backend(bundle.section(s["section"]), s["format"], backend, device, options))
-                    for s in g["stages"]
-                ]
+                stages = []
+                for s in g["stages"]:
+                    model = bundle.section(s["section"])
+                    if s.get("shared_weights"):  # weights stored once for all stages of this net
+                        from emberflow.runtime.backends.onnx import with_shared_weights
+
+                        model = with_shared_weights(model, bundle.section(s["shared_weights"]))
+                    stages.append(StageInfo(s["index"], s["format"], self._make_backend(model, s["format"], backend, device, options)))
                 self.graphs[g["name"]] = GraphInfo(g["name"], stages)
         else:
             raise EngineError(

@@ -240,6 +240,8 @@ def register(app: typer.Typer) -> None:
 
             graphs = ", ".join(f"{n} ({k} stage{'s' * (k > 1)})" for n, k in result["graphs"].items())
             typer.echo(f"wrote {result['output']}: {fmt_bytes(result['bytes'])}, graphs: {graphs}")
+            if result["shared_weight_bytes"] > 0:
+                typer.echo(f"  stages share their weights: {fmt_bytes(result['shared_weight_bytes'])} saved")
             for line in result["checks"]:
                 typer.echo(f"  {line} (details: emberflow check)")
 

@@ -110,6 +110,7 @@ def pack_models(models: list[str], output: str | Path, *, target: str | None = N
             "source": {"path": str(path), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()},
             "check": fit,
         })
+    shared = _share_stage_weights(graphs, sections)
     manifest = {
         "format": "emberflow-bundle",
         "graphs": [{"name": n, "stages": s} for n, s in graphs.items()],
@@ -123,7 +124,44 @@ def pack_models(models: list[str], output: str | Path, *, target: str | None = N
     size = write_bundle(output, manifest, sections)
     checks = [st["check"] for stages in graphs.values() for st in stages if st["check"]]
     return {"output": str(output), "bytes": size, "graphs": {n: len(s) for n, s in graphs.items()},
-            "checks": [c["summary"] for c in checks]}
+            "checks": [c["summary"] for c in checks], "shared_weight_bytes": shared}
+
+
+def _share_stage_weights(graphs: dict[str, list[dict]], sections: list[Section]) -> int:
+    """Store weights common to all ONNX stages of a net once (like bmodel's shared coefficients).
+
+    Each stage keeps its graph; initializers identical (name and bytes) in every stage move to
+    one `weights/<net>` section, and the Engine puts them back when it loads a stage.
+    Returns the bytes saved.
+    """
+    import onnx
+
+    by_name = {sec.name: sec for sec in sections}
+    saved = 0
+    for net, stages in graphs.items():
+        if len(stages) < 2 or stages[0]["format"] != "onnx":
+            continue
+        models = [onnx.load_from_string(by_name[st["section"]].data) for st in stages]
+        first = {i.name: i.SerializeToString() for i in models[0].graph.initializer}
+        common = set(first)
+        for m in models[1:]:
+            common &= {i.name for i in m.graph.initializer if first.get(i.name) == i.SerializeToString()}
+        if not common:
+            continue
+        weights = onnx.ModelProto()
+        weights.graph.initializer.extend(i for i in models[0].graph.initializer if i.name in common)
+        for st, m in zip(stages, models):
+            kept = [i for i in m.graph.initializer if i.name not in common]
+            del m.graph.initializer[:]
+            m.graph.initializer.extend(kept)
+            before = len(by_name[st["section"]].data)
+            by_name[st["section"]].data = m.SerializeToString()
+            saved += before - len(by_name[st["section"]].data)
+            st["shared_weights"] = f"weights/{net}"
+        blob = weights.SerializeToString()
+        saved -= len(blob)
+        sections.append(Section(f"weights/{net}", KIND_BLOB, blob))
+    return saved
 
 
 def inspect_bundle(path: str | Path) -> dict:

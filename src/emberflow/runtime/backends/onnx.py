@@ -47,3 +47,12 @@ class OnnxRuntimeBackend(Backend):
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         # onnxruntime reads C-contiguous numpy buffers in place: no copy on the way in.
         return self.session.run(None, dict(zip(self._input_names, feeds)))
+
+
+def with_shared_weights(model: bytes, weights: bytes) -> bytes:
+    """Put a bundle's shared initializers back into one stage's ONNX graph."""
+    import onnx
+
+    m = onnx.load_from_string(model)
+    m.graph.initializer.extend(onnx.load_from_string(weights).graph.initializer)
+    return m.SerializeToString()

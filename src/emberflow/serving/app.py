@@ -76,7 +76,7 @@ class Gateway:
 
 def create_app(gateway: Gateway) -> Any:
     """The ASGI app: FastAPI routes wrapped in the Guard (API key, body limit, metrics)."""
-    from emberflow.serving import openai_api
+    from emberflow.serving import kserve_rest, openai_api, unit_rest
 
     app = FastAPI(title="emberflow", version=_version(),
                   description="OpenAI-compatible, KServe v2 and unit-native APIs over emberflow units.")
@@ -115,25 +115,9 @@ def create_app(gateway: Gateway) -> Any:
         return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(openai_api.router)
-    for extra in _optional_routers():
-        app.include_router(extra)
+    app.include_router(kserve_rest.router)
+    app.include_router(unit_rest.build_router(gateway))
     return Guard(app, token=gateway.cfg.token, max_body=gateway.cfg.max_frame, metrics=gateway.metrics), app
-
-
-def _optional_routers() -> list[Any]:
-    """Route modules added by later protocol layers (KServe, unit-native REST)."""
-    import importlib
-
-    routers = []
-    for name in ("emberflow.serving.kserve_rest", "emberflow.serving.unit_rest"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
-        routers.append(module.router)
-    return routers
 
 
 def _version() -> str:

@@ -97,3 +97,12 @@ def test_user_profiles_are_found(tmp_path, monkeypatch):
     (tmp_path / "broken.toml").write_text('name = "broken"\n')
     with pytest.raises(TargetError, match="missing or has a bad field"):
         load_target("broken")
+
+
+def test_notes_when_a_model_only_fits_external_memory():
+    r = run_check(real_model("ocr_rec"), "stm32h747", {"x": (1, 3, 48, 320)})
+    assert r.weights_region == "qspi_flash" and r.ram_region == "sdram"
+    assert any("does not fit flash" in n and "qspi_flash" in n for n in r.notes)
+    assert any("activation arena" in n and "sdram" in n for n in r.notes)
+    r = run_check(real_model("ocr_rec"), "csk6", {"x": (1, 3, 48, 320)})
+    assert r.ram_region == "psram" and any("share_memory" in n for n in r.notes)

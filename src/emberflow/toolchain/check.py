@@ -39,6 +39,7 @@ class CheckResult:
     ram_capacity: int
     ram_region: str
     violations: list[Violation]
+    notes: list[str] = field(default_factory=list)  # fits, but not where one would like (e.g. external RAM)
 
     @property
     def fits(self) -> bool:
@@ -101,9 +102,9 @@ def check_model(graph: Graph, plan: MemoryPlan, target: Target) -> CheckResult:
             )
         )
 
-    w_regions = target.regions_for("weights")
-    w_region = max(w_regions, key=lambda m: m.bytes) if w_regions else None
+    notes: list[str] = []
     weights = graph.weight_bytes
+    w_region = _place_in(target.regions_for("weights"), weights, "weights", notes)
     if w_region is None or weights > w_region.bytes:
         cap = w_region.bytes if w_region else 0
         violations.append(
@@ -116,8 +117,7 @@ def check_model(graph: Graph, plan: MemoryPlan, target: Target) -> CheckResult:
             )
         )
 
-    a_regions = target.regions_for("activations")
-    a_region = max(a_regions, key=lambda m: m.bytes) if a_regions else None
+    a_region = _place_in(target.regions_for("activations"), plan.arena_bytes, "the activation arena", notes)
     if a_region is None or plan.arena_bytes > a_region.bytes:
         cap = a_region.bytes if a_region else 0
         violations.append(
@@ -159,7 +159,21 @@ def check_model(graph: Graph, plan: MemoryPlan, target: Target) -> CheckResult:
         ram_capacity=a_region.bytes if a_region else 0,
         ram_region=a_region.name if a_region else "none",
         violations=violations,
+        notes=notes,
     )
+
+
+def _place_in(regions, size: int, what: str, notes: list[str]):
+    """The first region (profiles list them fastest first) that holds `size`; else the largest."""
+    if not regions:
+        return None
+    for i, region in enumerate(regions):
+        if size <= region.bytes:
+            if i:
+                notes.append(f"{what} ({fmt_bytes(size)}) does not fit {regions[0].name} ({fmt_bytes(regions[0].bytes)}); "
+                             f"it goes to {region.name}" + (f" ({region.note})" if region.note else ""))
+            return region
+    return max(regions, key=lambda m: m.bytes)
 
 
 def _device_bytes(t, dtypes: dict[str, str]) -> int:

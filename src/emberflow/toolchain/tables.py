@@ -48,6 +48,8 @@ def print_analysis(summary: dict, rows: list[dict], plan: dict, *, layers: bool 
 
 
 def print_check(result) -> None:
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
     if result.fits:
         console.print(f"[green]{result.summary()}[/]")
         return

@@ -42,6 +42,8 @@ class TaskRecord:
     model: str | None
     last_request_id: str
     created: float = field(default_factory=time.time)
+    inputs: list[str] = field(default_factory=list)
+    plays: bool = False  # response_format sys.pcm: the audio task plays this task's output
 
 
 @dataclass
@@ -158,6 +160,8 @@ class Router:
         elif self.supervisor.running(kind) is None:
             conn.send(reply(req.request_id, req.work_id, data=[], object=f"{kind}.tasklist"))
             return
+        if req.action == "link" and isinstance(req.data, str):
+            asyncio.get_running_loop().create_task(self._follow_wake(req.work_id, req.data))
         self.pending.setdefault(kind, []).append(Pending(conn.conn_id, req, work_id))
         try:
             await self._send_unit(kind, msg, req.payload)
@@ -218,13 +222,22 @@ class Router:
         conn.send(reply(req.request_id, AUDIO))
 
     async def _play_through_audio(self, work_id: str) -> None:
-        """A task whose response_format is `sys.pcm` (TTS) plays on the speaker: link audio to it."""
+        """A task whose response_format is `sys.pcm` (TTS) plays on the speaker: link audio to it,
+        and to the wake words it listens to, so barge-in stops the sound on the audio unit's own
+        thread at once instead of waiting for the TTS to finish the clause it is synthesising."""
         try:
             if AUDIO not in self.tasks:
                 await self._ensure_audio()
             await self._internal.request(AUDIO, "link", "work_id", work_id)
-        except StackFlowError as e:
+            for source in self.tasks[work_id].inputs:
+                await self._follow_wake(work_id, source)
+        except (StackFlowError, KeyError) as e:
             log.error("cannot play %s through the audio unit: %s", work_id, e)
+
+    async def _follow_wake(self, player: str, source: str) -> None:
+        rec = self.tasks.get(player)
+        if rec is not None and rec.plays and source.startswith("kws") and source in self.tasks:
+            await self._internal.request(AUDIO, "link", "work_id", source)
 
     async def _send_unit(self, kind: str, msg: dict[str, Any], payload: bytes | None = None) -> None:
         await self.supervisor.ensure(kind)
@@ -263,8 +276,12 @@ class Router:
                 self.tasks[wid] = TaskRecord(wid, kind, msg["conn"], msg.get("data_addr", ""), msg.get("model"),
                                              out.get("request_id", ""))
                 data = pending.request.data if pending else None
-                if kind != AUDIO and isinstance(data, dict) and str(data.get("response_format", "")).startswith("sys"):
-                    asyncio.get_running_loop().create_task(self._play_through_audio(wid))
+                if isinstance(data, dict):
+                    inputs = data.get("input", [])
+                    self.tasks[wid].inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
+                    if kind != AUDIO and str(data.get("response_format", "")).startswith("sys"):
+                        self.tasks[wid].plays = True
+                        asyncio.get_running_loop().create_task(self._play_through_audio(wid))
             if msg.get("released"):
                 self.tasks.pop(msg["released"], None)
             self.deliver(msg["conn"], out)

@@ -146,50 +146,111 @@ def _gather(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 def _expose_all(path: str) -> tuple[bytes, list[str]]:
-    """The ONNX model with every node output added as a graph output; names in topological order."""
+    """The ONNX model with every node output added as a graph output, and the names of the
+    activations in topological order (not the float views of int8 weights in a QDQ graph)."""
     import onnx
 
     model = onnx.load(path)
+    inits = {i.name for i in model.graph.initializer}
     existing = {o.name for o in model.graph.output}
     order = []
     for node in model.graph.node:
         if node.op_type == "Constant":
             continue
+        weight_view = node.op_type == "DequantizeLinear" and node.input[0] in inits
         for out in node.output:
             if out and out not in existing:
                 model.graph.output.append(onnx.ValueInfoProto(name=out))
                 existing.add(out)
-            if out:
+            if out and not weight_view:
                 order.append(out)
     return model.SerializeToString(), order
 
 
-def per_layer(reference: str, candidate: str, sample: dict[str, np.ndarray], tolerance: float = 0.99) -> tuple[list[dict], dict | None]:
-    """Compare every intermediate tensor the two ONNX graphs share; name the first that diverges.
+QDQ_SUFFIXES = ("_QuantizeLinear_Output", "_DequantizeLinear_Output", "_QuantizeLinear_Input")
 
+
+def _onnx_values(path: str, sample: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Every intermediate tensor of an ONNX model (basic optimisations: QDQ kept as written)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    model, order = _expose_all(path)
+    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    values = sess.run(None, {i.name: sample[i.name] for i in sess.get_inputs()})
+    return dict(zip([o.name for o in sess.get_outputs()], values)), order
+
+
+def _tflite_values(path: str, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every tensor TFLite-Micro computed (kPreserveAllTensors), dequantized, NHWC moved back to NCHW."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    from emberflow.runtime.backends.tflm import capture_native_output, tflm_io_specs
+    from emberflow.toolchain.graph import read_tflite_model
+
+    data = Path(path).read_bytes()
+    inputs, _ = tflm_io_specs(data)
+    with capture_native_output():
+        it = runtime.Interpreter.from_bytes(data, arena_size=max(1 << 20, 16 * len(data)),
+                                            intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+        for i, (spec, x) in enumerate(zip(inputs, sample.values())):
+            it.set_input(quantize_input(np.asarray(x), spec), i)
+        it.invoke()
+    model = read_tflite_model(data)
+    sg = model.subgraphs[0]
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    from_nhwc = {}  # 2-D outputs of a RESHAPE of a 4-D NHWC tensor: their order is (H, W, C)
+    for op in sg.operators or []:
+        if codes[op.opcodeIndex] == 22 and len(sg.tensors[op.inputs[0]].shape) == 4:  # 22: RESHAPE
+            from_nhwc[op.outputs[0]] = [int(d) for d in sg.tensors[op.inputs[0]].shape]
+    values = {}
+    for i, t in enumerate(sg.tensors):
+        name = t.name.decode() if isinstance(t.name, bytes) else t.name
+        got = it.GetTensor(i, 0)
+        arr = np.asarray(got["tensor_data"]).reshape([int(d) for d in got["shape"]])
+        q = t.quantization
+        if arr.dtype.kind in "iu" and q is not None and q.scale is not None and len(q.scale) == 1:
+            arr = (arr.astype(np.float32) - q.zeroPoint[0]) * q.scale[0]
+        if i in from_nhwc:
+            n, h, w, c = from_nhwc[i]
+            arr = arr.reshape(n, h, w, c).transpose(0, 3, 1, 2).reshape(arr.shape)
+        values[name] = arr.transpose(0, 3, 1, 2) if arr.ndim == 4 else arr
+    return values
+
+
+def per_layer(reference: str, candidate: str, sample: dict[str, np.ndarray], tolerance: float = 0.99) -> tuple[list[dict], dict | None]:
+    """Compare every intermediate tensor the two graphs share; name the first that diverges.
+
+    The reference is ONNX; the candidate ONNX or a .tflite from `emberflow export-tflite`
+    (TFLite-Micro keeps all tensors; int8 values are dequantized and NHWC moved to NCHW).
     In a QDQ graph the float tensor that keeps an original name can be the value *before* the
     folded activation (a Conv+Relu becomes Conv -> QuantizeLinear whose range does the clip),
     so a same-name compare reports bogus errors. The quantized value of tensor T is
-    `T_DequantizeLinear_Output`; that is what gets compared whenever it exists.
+    `T_DequantizeLinear_Output` (in the exported .tflite: `T_QuantizeLinear_Output`); that is
+    what gets compared whenever it exists.
     """
-    import onnxruntime as ort
-
-    if not (reference.endswith(".onnx") and candidate.endswith(".onnx")):
-        raise ValueError("--per-layer compares two ONNX graphs")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    ref_bytes, ref_order = _expose_all(reference)
-    cand_bytes, _ = _expose_all(candidate)
-    rs = ort.InferenceSession(ref_bytes, opts, providers=["CPUExecutionProvider"])
-    cs = ort.InferenceSession(cand_bytes, opts, providers=["CPUExecutionProvider"])
-    ref_vals = dict(zip([o.name for o in rs.get_outputs()], rs.run(None, sample)))
-    cand_vals = dict(zip([o.name for o in cs.get_outputs()], cs.run(None, {i.name: sample[i.name] for i in cs.get_inputs()})))
+    if not reference.endswith(".onnx") or not candidate.endswith((".onnx", ".tflite")):
+        raise ValueError("--per-layer compares an ONNX reference with an ONNX or .tflite candidate")
+    ref_vals, ref_order = _onnx_values(reference, sample)
+    if candidate.endswith(".tflite"):
+        cand_vals = _tflite_values(candidate, sample)
+        suffix = "_QuantizeLinear_Output"  # the exporter names int8 tensors after the Q node (values dequantized)
+    else:
+        cand_vals, _ = _onnx_values(candidate, sample)
+        suffix = "_DequantizeLinear_Output"  # in ONNX the Q output holds raw integers; DQ gives the value
     rows, first = [], None
     for name in ref_order:
-        cand_name = f"{name}_DequantizeLinear_Output" if f"{name}_DequantizeLinear_Output" in cand_vals else name
-        if cand_name not in cand_vals:
+        if name.endswith(QDQ_SUFFIXES):  # compared under the name of the tensor they quantize
             continue
-        r, c = np.asarray(ref_vals[name]), np.asarray(cand_vals[cand_name])
+        # A QDQ side is compared on the quantized value of the tensor, never on the float
+        # that keeps its name (which can be the pre-activation value).
+        ref_name = f"{name}_DequantizeLinear_Output" if f"{name}_DequantizeLinear_Output" in ref_vals else name
+        cand_name = next((c for c in (f"{name}{suffix}", name) if c in cand_vals), None)
+        if cand_name is None:
+            continue
+        r, c = np.asarray(ref_vals[ref_name]), np.asarray(cand_vals[cand_name])
         if r.shape != c.shape or r.dtype.kind not in "fiu" or c.dtype.kind not in "fiu" or r.size == 0:
             continue
         m = compare(r, c, name)

@@ -239,7 +239,7 @@ class AudioUnit(Unit):
     def info(self) -> dict[str, Any]:
         return {"source": self.source, "sink": self.sink, "captured_frames": self.seq,
                 "played_seconds": round(self.played_samples / pcm.RATE, 3), "playing": self.playing,
-                "barge_ins": len(self.stops), "turns": list(self.turns)}
+                "barge_ins": len(self.stops), "stopped_at": self.stops[-20:], "turns": list(self.turns)}
 
     def teardown(self) -> None:
         self._running = False

@@ -60,6 +60,7 @@ class KWSUnit(Unit):
         self.samples = 0
         self.quiet_until = 0  # sample index before which detections are ignored
         self.detections: list[float] = []  # seconds into the stream
+        self.detected_at: list[float] = []  # monotonic times (comparable across processes)
 
     def _feed(self, audio: bytes) -> bool:
         detected = False
@@ -70,7 +71,10 @@ class KWSUnit(Unit):
                 self.model.reset()
         self.samples += len(audio) // 2
         if detected:
+            import time
+
             self.detections.append(round(self.samples / pcm.RATE, 3))
+            self.detected_at.append(time.monotonic())
             self.context.mark("wake")
         return detected
 
@@ -94,7 +98,7 @@ class KWSUnit(Unit):
 
     def info(self) -> dict[str, Any]:
         return {"keyword": self.keyword, "fallback_from": self.p.kws if self.fallback else None,
-                "detections": self.detections[-20:], "heard_seconds": round(self.samples / pcm.RATE, 2)}
+                "detections": self.detections[-20:], "detected_at": self.detected_at[-20:], "heard_seconds": round(self.samples / pcm.RATE, 2)}
 
     def teardown(self) -> None:
         self.model.close()

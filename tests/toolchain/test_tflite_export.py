@@ -118,3 +118,26 @@ def test_depthwise_residual_and_global_pool_export(tmp_path):
     out = validate(int8, tfl, samples).outputs[0]
     assert set(out.lsb_histogram) <= {-1, 0, 1}, out.lsb_histogram
     assert out.lsb_histogram[0] >= 0.9 * 200 and out.cos > 0.999
+
+
+def test_per_layer_onnx_vs_tflite_finds_the_broken_layer(tmp_path, digits_fp32, digits_int8, digits_tflite, digits):
+    from onnx import numpy_helper
+
+    from emberflow.toolchain.validate import per_layer
+
+    sample = {"image": digits["test_x"][:1]}
+    rows, first = per_layer(str(digits_fp32), str(digits_tflite), sample)
+    assert first is None and [r["tensor"] for r in rows] == ["relu1", "relu2", "pool", "flat", "logits"]
+    rows, first = per_layer(str(digits_int8), str(digits_tflite), sample)
+    assert first is None and all(r["cos"] > 0.9999 for r in rows)  # same integers, up to 1 LSB
+    m = onnx.load(str(digits_int8))
+    for init in m.graph.initializer:
+        if init.name == "conv2.w_quantized":
+            w = numpy_helper.to_array(init).copy()
+            w[:8] = -w[:8]
+            init.CopyFrom(numpy_helper.from_array(w, init.name))
+    broken_onnx, broken_tfl = tmp_path / "broken.onnx", tmp_path / "broken.tflite"
+    onnx.save(m, str(broken_onnx))
+    export_tflite(broken_onnx, broken_tfl)
+    rows, first = per_layer(str(digits_int8), str(broken_tfl), sample)
+    assert rows[0]["ok"] and first["tensor"] == "relu2"

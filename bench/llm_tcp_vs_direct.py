@@ -173,6 +173,13 @@ def main() -> None:
     m = result["modes"]
     result["tok_s_ratio_tcp_vs_direct"] = m["tcp"]["decode_tok_s"] / m["direct"]["decode_tok_s"]
     result["tok_s_ratio_tcp_vs_unit"] = m["tcp"]["decode_tok_s"] / m["unit"]["decode_tok_s"]
+
+    def rate(x: dict) -> float:
+        return (x["tokens"] - 1) / x["decode_s"]
+
+    # Medians of per-pair ratios resist the bursts of other work on a shared machine better.
+    result["tok_s_ratio_tcp_vs_direct_paired_p50"] = statistics.median(rate(a) / rate(b) for a, b in zip(tcp, base))
+    result["tok_s_ratio_tcp_vs_unit_paired_p50"] = statistics.median(rate(a) / rate(u) for a, u in zip(tcp, unit))
     # Paired by (round, prompt): the same question asked moments apart.
     result["ttft_overhead_ms_vs_direct_p50"] = statistics.median(
         (a["ttft_s"] - b["ttft_s"]) * 1000 for a, b in zip(tcp, base))
@@ -195,10 +202,14 @@ def main() -> None:
                   v["tokens"]] for k, v in m.items()])
     print()
     print_table(["figure", "value", "target"],
-                [["tokens/s ratio TCP / direct", f"{result['tok_s_ratio_tcp_vs_direct']:.3f}", "≥ 0.95"],
+                [["tokens/s ratio TCP / direct (all tokens / all decode time)",
+                  f"{result['tok_s_ratio_tcp_vs_direct']:.3f}", "≥ 0.95"],
+                 ["tokens/s ratio TCP / direct (median of pairs)",
+                  f"{result['tok_s_ratio_tcp_vs_direct_paired_p50']:.3f}", "≥ 0.95"],
                  ["TTFT overhead TCP − direct (median of pairs)", f"{result['ttft_overhead_ms_vs_direct_p50']:+.1f} ms",
                   "≤ 10 ms"],
-                 ["tokens/s ratio TCP / in-process unit", f"{result['tok_s_ratio_tcp_vs_unit']:.3f}", ""],
+                 ["tokens/s ratio TCP / in-process unit (all / median of pairs)",
+                  f"{result['tok_s_ratio_tcp_vs_unit']:.3f} / {result['tok_s_ratio_tcp_vs_unit_paired_p50']:.3f}", ""],
                  ["TTFT overhead TCP − in-process unit (median of pairs)",
                   f"{result['ttft_overhead_ms_vs_unit_p50']:+.1f} ms", ""],
                  ["identical answers (all three paths)", f"{result['identical_answers']}/{result['pairs']}", ""]])

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES, Server  # noqa: E402
+from emberflow.flows.demo import push_pcm, wait_played  # noqa: E402,F401
 from emberflow.voice import pcm  # noqa: E402
 
 @pytest.fixture
@@ -24,13 +25,7 @@ def voice_server(tmp_path):
 
 
 def push(client, audio, speed: float = 4.0, work_id: str = "audio") -> None:
-    """Be the microphone: push PCM to the audio unit in 256 ms chunks, `speed` x real time."""
-    frames = pcm.frames(audio)
-    for i in range(0, len(frames), 8):
-        chunk = b"".join(frames[i:i + 8])
-        client.send({"request_id": "mic", "work_id": work_id, "action": "inference", "object": "audio.pcm.base64",
-                     "data": base64.b64encode(chunk).decode()})
-        time.sleep(len(chunk) / 2 / pcm.RATE / speed)
+    push_pcm(client, audio, speed, work_id)
 
 
 def requests_of(name: str) -> list[dict]:
@@ -38,17 +33,6 @@ def requests_of(name: str) -> list[dict]:
     if not path.exists():
         pytest.skip(f"{path} not found")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def wait_played(client, timeout: float = 60) -> dict:
-    """Wait until the speaker has played something and gone quiet; returns the audio unit info."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = client.request("audio", "taskinfo")["data"]["unit"]
-        if info["played_seconds"] > 0.5 and not info["playing"]:
-            return info
-        time.sleep(0.2)
-    raise TimeoutError(f"nothing was played: {info}")
 
 
 def read_wav(path: Path) -> bytes:

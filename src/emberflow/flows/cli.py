@@ -1,7 +1,32 @@
 """CLI commands of flows and demos. Import-light by contract."""
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add the flow/demo commands to the top-level `emberflow` app."""
+    demo = typer.Typer(help="Try emberflow end to end on real models.", no_args_is_help=True)
+    app.add_typer(demo, name="demo")
+
+    @demo.command("voice")
+    def voice(
+        input: Optional[Path] = typer.Option(None, "--input", "-i", help="A recording: 'Hey Jarvis' + a question (WAV)."),
+        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the spoken answer here (WAV)."),
+        flow: str = typer.Option("voice-assistant", help="Flow name or YAML file."),
+        speed: float = typer.Option(1.0, help="Feed the recording at this multiple of real time."),
+    ) -> None:
+        """Run the voice assistant on a recording (or the microphone): transcript, answer, latency."""
+        from emberflow.flows.demo import run_voice_demo
+
+        raise typer.Exit(run_voice_demo(input, output, flow, speed))
+
+    @app.command("flows")
+    def flows() -> None:
+        """List the built-in flows."""
+        from emberflow.flows.spec import BUILTIN, load
+
+        for path in sorted(BUILTIN.glob("*.yaml")):
+            f = load(path)
+            typer.echo(f"{f.name:18} {f.description}  ({' -> '.join(u.name for u in f.order())})")

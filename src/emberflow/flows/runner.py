@@ -1,0 +1,40 @@
+"""Start a flow over the StackFlow protocol, like any client would: setups in dependency order,
+each with its `input` list of upstream work_ids and an `input_policy` per link."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emberflow.client import Client
+from emberflow.flows.spec import Flow
+
+
+def start(client: Client, flow: Flow, overrides: dict[str, dict[str, Any]] | None = None,
+          timeout: float = 180.0) -> dict[str, str]:
+    """Set the flow's units up; returns unit name -> work_id."""
+    work_ids: dict[str, str] = {}
+    for spec in flow.order():
+        params = {"enoutput": True, **spec.params, **(overrides or {}).get(spec.name, {})}
+        inputs, policies = [], {}
+        for link in spec.inputs:
+            upstream = flow.units[link.source]
+            ref = "sys.pcm" if upstream.unit == "audio" else work_ids[link.source]
+            inputs.append(ref)
+            policies[ref] = link.policy
+        if spec.unit != "audio":
+            params["input"] = inputs + [i for i in _as_list(params.get("input")) if i not in inputs]
+            params["input_policy"] = policies
+        work_ids[spec.name] = client.setup(spec.unit, params, timeout=timeout)
+    return work_ids
+
+
+def stop(client: Client, work_ids: dict[str, str]) -> None:
+    for wid in reversed(list(work_ids.values())):
+        try:
+            client.exit(wid)
+        except Exception:  # best effort: the server may already be gone
+            pass
+
+
+def _as_list(v: Any) -> list[str]:
+    return [v] if isinstance(v, str) else list(v or [])

@@ -38,10 +38,12 @@ class Config:
     grpc_port: int | None = 8001
     model_repository: str | None = None  # KServe model repository directory
     log_level: str = "INFO"
+    rundir_is_temporary: bool = False
 
     def resolved_rundir(self) -> Path:
         if not self.rundir:
             self.rundir = tempfile.mkdtemp(prefix="emberflow-")
+            self.rundir_is_temporary = True  # removed when the daemon stops
         Path(self.rundir).mkdir(parents=True, exist_ok=True)
         os.chmod(self.rundir, 0o700)  # ipc sockets: this user only
         return Path(self.rundir)

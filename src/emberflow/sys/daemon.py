@@ -74,6 +74,10 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> bool:
         conn.close()
     unit_server.cancel()
     await router.close()
+    if cfg.rundir_is_temporary:
+        import shutil
+
+        shutil.rmtree(cfg.rundir, ignore_errors=True)
     return router.reboot_requested
 
 

@@ -12,7 +12,7 @@ import tritonclient.http as th
 from tritonclient.utils import InferenceServerException
 
 from conftest import Server
-from serving.repo_models import DIGITS, add_model, digits_inputs
+from serving.repo_models import DIGITS, add_model, digits_inputs, make_slow_model
 
 API_KEY = "sk-kserve"
 
@@ -26,7 +26,8 @@ def auth() -> dict:
 def repo_server(tmp_path_factory, monkeypatch_module):
     tmp = tmp_path_factory.mktemp("kserve")
     repo = tmp / "models"
-    add_model(repo, "digits", 1, DIGITS, "max_batch_size: 32\nmax_queue_delay_ms: 5\ninstances: 1\n")
+    add_model(repo, "digits", 1, DIGITS, "max_batch_size: 32\nmax_queue_delay_ms: 25\ninstances: 1\n")
+    add_model(repo, "slow", 1, make_slow_model(tmp / "slow.onnx"), "max_batch_size: 1\ninstances: 1\nmax_queue: 3\n")
     monkeypatch_module.setenv("EMBERFLOW_REPOSITORY_POLL_S", "0.2")
     s = Server(tmp, config={"model_repository": str(repo), "token": API_KEY})
     s.repo = repo
@@ -153,3 +154,40 @@ def _wait(cond, timeout: float = 15.0) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError("condition not reached in time")
+
+
+def test_overload_is_refused_with_retry_after_and_nothing_hangs(repo_server):
+    """More concurrent requests than the queue holds: the excess gets 429 + Retry-After at once, the
+    rest complete, and every request gets an answer."""
+    import json
+    import threading
+    import urllib.error
+    import urllib.request
+
+    x = np.random.default_rng(0).standard_normal((64, 512)).astype(np.float32)
+    body = json.dumps({"inputs": [{"name": "x", "shape": [64, 512], "datatype": "FP32",
+                                   "data": x.reshape(-1).tolist()}]}).encode()
+    url = f"http://127.0.0.1:{repo_server.http_port}/v2/models/slow/infer"
+    results: list[tuple[int, str | None]] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        req = urllib.request.Request(url, data=body, headers={**auth(), "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                outcome = (r.status, None)
+        except urllib.error.HTTPError as e:
+            outcome = (e.code, e.headers.get("Retry-After"))
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=call) for _ in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    assert len(results) == 24, "every request must get an answer"
+    statuses = sorted(code for code, _ in results)
+    assert set(statuses) == {200, 429}, statuses
+    assert statuses.count(200) >= 3
+    assert all(retry == "1" for code, retry in results if code == 429)

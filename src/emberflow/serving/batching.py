@@ -11,12 +11,16 @@ whose deadline passes while queued fails with a timeout instead of running late.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
+
+log = logging.getLogger("emberflow.serving.batching")
 
 
 @dataclass
@@ -46,7 +50,7 @@ class DeadlineExceeded(Exception):
     pass
 
 
-@dataclass
+@dataclass(eq=False)  # identity, not field equality: fields hold numpy arrays
 class _Item:
     inputs: list[np.ndarray]
     rows: int
@@ -67,7 +71,10 @@ class Batcher:
         self.policy = policy
         self.batchable = batchable and policy.max_batch_size > 1
         self.on_batch = on_batch
-        self.queue: asyncio.Queue[_Item] = asyncio.Queue()
+        # A deque plus a wake-up event, not asyncio.Queue: cancelling `wait_for(queue.get())` on a
+        # timeout can drop an item that arrived at that instant; a missed wake-up loses nothing.
+        self.queue: deque[_Item] = deque()
+        self._arrived = asyncio.Event()
         self.pool = ThreadPoolExecutor(max_workers=max(1, policy.instances), thread_name_prefix="infer")
         self._slots = asyncio.Semaphore(max(1, policy.instances))
         self._runner: asyncio.Task | None = None
@@ -88,7 +95,8 @@ class Batcher:
         item = _Item(list(inputs), rows, time.monotonic() + timeout, loop.create_future())
         self.pending += 1
         try:
-            self.queue.put_nowait(item)
+            self.queue.append(item)
+            self._arrived.set()
             return await asyncio.wait_for(asyncio.shield(item.future), timeout)
         except asyncio.TimeoutError:
             item.future.cancel()  # if still queued it is skipped; if running, its result is dropped
@@ -97,42 +105,60 @@ class Batcher:
             self.pending -= 1
 
     async def _collect(self) -> None:
-        p = self.policy
         carry: _Item | None = None
         while True:
-            first = carry or await self.queue.get()
-            carry = None
-            batch = [first]
-            rows = first.rows
-            if self.batchable:
-                until = time.monotonic() + p.max_queue_delay_ms / 1000
-                while rows < p.max_batch_size:
-                    try:
-                        nxt = self.queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        left = until - time.monotonic()
-                        if left <= 0:
-                            break
-                        try:
-                            nxt = await asyncio.wait_for(self.queue.get(), left)
-                        except asyncio.TimeoutError:
-                            break
-                    if rows + nxt.rows > p.max_batch_size or not _compatible(first, nxt):
-                        carry = nxt  # starts the next batch
+            first = carry or await self._next()
+            try:
+                carry = await self._form_batch(first)
+            except Exception as e:  # never let the collector die: that would hang every later request
+                log.exception("batch collector failed")
+                if not first.future.done():
+                    first.future.set_exception(e)
+                carry = None
+
+    async def _form_batch(self, first: _Item) -> _Item | None:
+        """Gather a batch starting with `first`, start it; return the item that did not fit, if any."""
+        p = self.policy
+        carry: _Item | None = None
+        batch = [first]
+        rows = first.rows
+        if self.batchable:
+            until = time.monotonic() + p.max_queue_delay_ms / 1000
+            while rows < p.max_batch_size:
+                if not self.queue:
+                    left = until - time.monotonic()
+                    if left <= 0:
                         break
-                    batch.append(nxt)
-                    rows += nxt.rows
-            now = time.monotonic()
-            live = [it for it in batch if not it.future.done() and it.deadline > now]
-            for it in batch:
-                if it not in live and not it.future.done():
-                    it.future.set_exception(DeadlineExceeded("deadline passed while queued"))
-            if not live:
-                continue
-            await self._slots.acquire()
-            task = asyncio.create_task(self._run(live))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+                    self._arrived.clear()
+                    try:
+                        await asyncio.wait_for(self._arrived.wait(), left)
+                    except asyncio.TimeoutError:
+                        break
+                    continue
+                nxt = self.queue.popleft()
+                if rows + nxt.rows > p.max_batch_size or not _compatible(first, nxt):
+                    carry = nxt  # starts the next batch
+                    break
+                batch.append(nxt)
+                rows += nxt.rows
+        now = time.monotonic()
+        live = [it for it in batch if not it.future.done() and it.deadline > now]
+        for it in batch:
+            if it.deadline <= now and not it.future.done():
+                it.future.set_exception(DeadlineExceeded("deadline passed while queued"))
+        if not live:
+            return carry
+        await self._slots.acquire()
+        task = asyncio.create_task(self._run(live))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return carry
+
+    async def _next(self) -> _Item:
+        while not self.queue:
+            self._arrived.clear()
+            await self._arrived.wait()
+        return self.queue.popleft()
 
     async def _run(self, batch: list[_Item]) -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,38 @@
+"""The project's own test: the unit in-process (no server), on the sample data."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from emberflow.unit import UnitError
+from emberflow.unit.local import LocalTask
+from wrapper import Result, Wrapper
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample"
+
+
+def params(**extra):
+    return {**json.loads((SAMPLE / "params.json").read_text()), **extra}
+
+
+def test_one_shot_on_the_sample():
+    request = json.loads((SAMPLE / "request.json").read_text())
+    with LocalTask(Wrapper, params()) as task:
+        (out,) = task.infer(request)
+    result = Result.model_validate(out)
+    assert result.count == 9 and result.image_size == [4, 3] and result.audio_seconds == 0.5
+
+
+def test_streaming_yields_one_result_per_sentence():
+    with LocalTask(Wrapper, params(response_format="__NAME__.json.stream")) as task:
+        pieces = task.infer({"text": "One two. Three four five! Six?"})
+    assert [p["count"] for p in pieces] == [2, 3, 1]
+
+
+def test_params_are_validated_and_errors_carry_user_codes():
+    with pytest.raises(Exception):
+        LocalTask(Wrapper, params(threshold=2.0))  # out of bounds
+    with LocalTask(Wrapper, params()) as task, pytest.raises(UnitError) as e:
+        task.infer({"options": {}})
+    assert e.value.detail.startswith("10001")

@@ -39,3 +39,24 @@ def test_embedding_errors(openai_client):
         openai_client.embeddings.create(model="smollm2-135m-instruct", input="x")  # not an embedding model
     with pytest.raises(openai.BadRequestError):
         openai_client.embeddings.create(model=MODEL, input=[])
+
+
+def test_concurrent_requests_share_unit_inferences(openai_client, base_url):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    from serving.conftest import API_KEY
+
+    texts = [f"sentence number {i} about {'cats' if i % 2 else 'ships'}" for i in range(24)]
+    together = openai_client.embeddings.create(model=MODEL, input=texts, encoding_format="float")
+    expected = np.array([d.embedding for d in together.data])
+    with ThreadPoolExecutor(12) as pool:
+        got = list(pool.map(lambda t: openai_client.embeddings.create(model=MODEL, input=t,
+                                                                      encoding_format="float").data[0].embedding, texts))
+    # each request gets its own row, whoever it was batched with
+    np.testing.assert_allclose(np.array(got), expected, atol=1e-5)
+    text = requests.get(base_url + "/metrics", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10).text
+    values = {line.split("{")[0]: float(line.split()[-1]) for line in text.splitlines()
+              if line.startswith(("emberflow_batch_size_sum", "emberflow_batch_size_count")) and MODEL in line}
+    assert values["emberflow_batch_size_sum"] / values["emberflow_batch_size_count"] > 1.2

@@ -18,7 +18,7 @@ from emberflow.models.catalogue import Catalogue
 from emberflow.serving.errors import error_body, error_response
 from emberflow.serving.guard import Guard
 from emberflow.serving.metrics import CONTENT_TYPE_LATEST, Metrics
-from emberflow.serving.tasks import GatewayError, UnitTasks
+from emberflow.serving.tasks import GatewayError, TextBatcher, UnitTasks
 
 if TYPE_CHECKING:
     from emberflow.sys.config import Config
@@ -37,6 +37,8 @@ class Gateway:
         self.tasks = UnitTasks(router)
         self.metrics.add_depth_source(self.tasks.queue_depth)
         self.repository: Any = None  # KServe model repository, when configured
+        self._embed_batchers: dict[str, TextBatcher] = {}
+        self.metrics.add_depth_source(lambda: {m: b.depth() for m, b in self._embed_batchers.items()})
 
     def require_model(self, name: str, types: tuple[str, ...]) -> dict[str, Any]:
         try:
@@ -60,6 +62,14 @@ class Gateway:
     def embed_params(self, model: str) -> dict[str, Any]:
         return {"model": model, "response_format": "embed.json", "enoutput": True}
 
+    def embed_batcher(self, model: str) -> "TextBatcher":
+        """Concurrent /v1/embeddings requests for one model share unit inferences (dynamic batching)."""
+        batcher = self._embed_batchers.get(model)
+        if batcher is None:
+            batcher = self._embed_batchers[model] = TextBatcher(self.tasks, "embed", self.embed_params(model),
+                                                                 label=model, metrics=self.metrics)
+        return batcher
+
     def loading(self) -> list[str]:
         """What is still starting: preloaded unit processes, task setups, repository models."""
         waiting = [f"unit {k}" for k in self.cfg.preload
@@ -72,6 +82,8 @@ class Gateway:
     async def close(self) -> None:
         if self.repository is not None:
             await self.repository.close()
+        for b in self._embed_batchers.values():
+            await b.close()
         await self.tasks.close()
 
 

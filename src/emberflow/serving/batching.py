@@ -91,7 +91,7 @@ class Batcher:
             self._runner = asyncio.create_task(self._collect())
         loop = asyncio.get_running_loop()
         timeout = self.policy.timeout_s if timeout_s is None else timeout_s
-        rows = int(inputs[0].shape[0]) if self.batchable and inputs and inputs[0].ndim else 1
+        rows = self.rows(inputs) if self.batchable else 1
         item = _Item(list(inputs), rows, time.monotonic() + timeout, loop.create_future())
         self.pending += 1
         try:
@@ -136,7 +136,7 @@ class Batcher:
                         break
                     continue
                 nxt = self.queue.popleft()
-                if rows + nxt.rows > p.max_batch_size or not _compatible(first, nxt):
+                if rows + nxt.rows > p.max_batch_size or not self.compatible(first.inputs, nxt.inputs):
                     carry = nxt  # starts the next batch
                     break
                 batch.append(nxt)
@@ -161,15 +161,14 @@ class Batcher:
         return self.queue.popleft()
 
     async def _run(self, batch: list[_Item]) -> None:
-        loop = asyncio.get_running_loop()
         try:
             if len(batch) == 1:
                 inputs = batch[0].inputs
             else:
-                inputs = [np.concatenate([it.inputs[i] for it in batch], axis=0) for i in range(len(batch[0].inputs))]
+                inputs = self.concat([it.inputs for it in batch])
             started = time.perf_counter()
             try:
-                outputs = await loop.run_in_executor(self.pool, self.execute, inputs)
+                outputs = await self.call(inputs)
             except Exception as e:  # the model failed: every request of the batch gets the reason
                 for it in batch:
                     if not it.future.done():
@@ -182,12 +181,30 @@ class Batcher:
                 if len(batch) == 1:
                     part = outputs
                 else:
-                    part = [o[start:start + it.rows] for o in outputs]
+                    part = self.take(outputs, start, it.rows)
                 start += it.rows
                 if not it.future.done():
                     it.future.set_result(part)
         finally:
             self._slots.release()
+
+    # --- how requests combine: numpy tensors along axis 0 (subclasses batch other things) ---------
+    def rows(self, inputs: list) -> int:
+        return int(inputs[0].shape[0]) if inputs and inputs[0].ndim else 1
+
+    def compatible(self, a: list, b: list) -> bool:
+        """Same trailing shapes and dtypes: they can be concatenated along the batch axis."""
+        return len(a) == len(b) and all(x.shape[1:] == y.shape[1:] and x.dtype == y.dtype for x, y in zip(a, b))
+
+    def concat(self, requests: list[list]) -> list:
+        return [np.concatenate([r[i] for r in requests], axis=0) for i in range(len(requests[0]))]
+
+    def take(self, outputs: list, start: int, rows: int) -> list:
+        return [o[start:start + rows] for o in outputs]
+
+    async def call(self, inputs: list) -> list:
+        """Run one batch; models run in a worker thread (onnxruntime releases the GIL)."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, self.execute, inputs)
 
     async def close(self) -> None:
         if self._runner is not None:
@@ -196,8 +213,3 @@ class Batcher:
             t.cancel()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
-
-def _compatible(a: _Item, b: _Item) -> bool:
-    """Same trailing shapes and dtypes: they can be concatenated along the batch axis."""
-    return len(a.inputs) == len(b.inputs) and all(
-        x.shape[1:] == y.shape[1:] and x.dtype == y.dtype for x, y in zip(a.inputs, b.inputs))

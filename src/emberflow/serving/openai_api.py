@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from emberflow.serving.batching import DeadlineExceeded, QueueFull
 from emberflow.serving.errors import error_body
 from emberflow.serving.tasks import GatewayError
 
@@ -249,18 +250,19 @@ async def embeddings(req: EmbeddingRequest, request: Request) -> Any:
     if not texts or len(texts) > 256:
         raise GatewayError(400, "input must be a string or a list of 1 to 256 strings",
                            type="invalid_request_error", param="input")
-    msgs = await gw.tasks.run("embed", gw.embed_params(req.model), {"texts": texts}, "embed.json")
-    out = msgs[-1]["data"] if msgs else None
-    if not isinstance(out, dict) or "embeddings" not in out:
-        raise GatewayError(500, "the embed unit returned no embeddings")
-    vectors = out["embeddings"]
+    try:
+        vectors, counts = await gw.embed_batcher(req.model).submit([texts])
+    except QueueFull as e:
+        raise GatewayError(429, str(e), type="rate_limit_error", code="queue_full", retry_after=1) from None
+    except DeadlineExceeded as e:
+        raise GatewayError(504, str(e), code="timeout") from None
     if req.encoding_format == "base64":
         import base64
 
         import numpy as np
 
         vectors = [base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode() for v in vectors]
-    tokens = int(out.get("tokens", 0))
+    tokens = int(sum(counts))
     return JSONResponse({"object": "list", "model": req.model,
                          "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
                          "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})

@@ -14,6 +14,7 @@ import json
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from emberflow.gateways.local import LocalConnection
+from emberflow.serving.batching import Batcher, BatchPolicy
 
 if TYPE_CHECKING:
     from emberflow.sys.router import Router
@@ -128,3 +129,38 @@ class UnitTasks:
                 except Exception:  # the daemon is shutting down anyway
                     pass
         self.conn.close()
+
+
+class TextBatcher(Batcher):
+    """Dynamic batching of text lists sent to a unit: concurrent requests become one inference
+    with all their texts (`{"texts": [...]}`), and each request gets its own rows back."""
+
+    def __init__(self, tasks: UnitTasks, kind: str, params: dict[str, Any], *, label: str, metrics: Any,
+                 policy: BatchPolicy | None = None):
+        def on_batch(rows: int, seconds: float) -> None:
+            metrics.batch_size.labels(label).observe(rows)
+            metrics.inference_seconds.labels(label).observe(seconds)
+
+        super().__init__(lambda inputs: inputs, policy or BatchPolicy(max_batch_size=64, max_queue_delay_ms=1.0,
+                                                                      instances=1, max_queue=256, timeout_s=60.0),
+                         batchable=True, on_batch=on_batch)
+        self.tasks, self.kind, self.params = tasks, kind, params
+
+    def rows(self, inputs: list) -> int:
+        return len(inputs[0])
+
+    def compatible(self, a: list, b: list) -> bool:
+        return True
+
+    def concat(self, requests: list[list]) -> list:
+        return [[text for r in requests for text in r[0]]]
+
+    def take(self, outputs: list, start: int, rows: int) -> list:
+        return [o[start:start + rows] for o in outputs]
+
+    async def call(self, inputs: list) -> list:
+        msgs = await self.tasks.run(self.kind, self.params, {"texts": inputs[0]}, f"{self.kind}.json")
+        out = msgs[-1]["data"] if msgs else None
+        if not isinstance(out, dict) or "embeddings" not in out:
+            raise GatewayError(500, f"the {self.kind} unit returned no embeddings")
+        return [out["embeddings"], out.get("tokens_per_text") or [0] * len(inputs[0])]

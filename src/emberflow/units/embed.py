@@ -69,7 +69,8 @@ class EmbedUnit(Unit):
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         if self.params.normalize:
             pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-        return {"embeddings": pooled.astype(np.float32).tolist(), "tokens": int(mask.sum()), "dim": pooled.shape[1]}
+        return {"embeddings": pooled.astype(np.float32).tolist(), "tokens": int(mask.sum()),
+                "tokens_per_text": mask.sum(axis=1).tolist(), "dim": pooled.shape[1]}
 
 
 def _texts(data: Any) -> list[str]:

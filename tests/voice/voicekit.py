@@ -25,7 +25,7 @@ def voice_server(tmp_path):
 
 
 def push(client, audio, speed: float = 4.0, work_id: str = "audio") -> None:
-    push_pcm(client, audio, speed, work_id)
+    push_pcm(client, audio, speed, work_id, chunk_frames=8)  # 256 ms messages: fewer, faster tests
 
 
 def requests_of(name: str) -> list[dict]:

@@ -13,17 +13,19 @@ import numpy as np
 from emberflow.voice import pcm
 
 STAGES = [("end_of_speech_wait", "end-of-speech wait"), ("asr", "speech recognition"),
-          ("llm_first_token", "LLM first token"), ("tts_first_audio", "TTS first audio"),
+          ("llm_first_token", "LLM first token"), ("llm_first_clause", "LLM first clause"),
+          ("tts_first_audio", "TTS first audio"), ("framework_overhead", "framework overhead"),
           ("end_to_end", "end of speech -> first answer audio")]
 
 
-def push_pcm(client, audio: np.ndarray, speed: float = 1.0, work_id: str = "audio") -> None:
-    """Be the microphone: send PCM to the audio unit in 256 ms chunks at `speed` x real time."""
+def push_pcm(client, audio: np.ndarray, speed: float = 1.0, work_id: str = "audio", chunk_frames: int = 1) -> None:
+    """Be the microphone: send PCM to the audio unit at `speed` x real time, `chunk_frames` bus
+    frames (32 ms each) per message; one frame per message stamps capture times like a real mic."""
     frames = pcm.frames(audio)
     start = time.monotonic()
     sent = 0.0
-    for i in range(0, len(frames), 8):
-        chunk = b"".join(frames[i:i + 8])
+    for i in range(0, len(frames), chunk_frames):
+        chunk = b"".join(frames[i:i + chunk_frames])
         client.send({"request_id": "mic", "work_id": work_id, "action": "inference", "object": "audio.pcm.base64",
                      "data": base64.b64encode(chunk).decode()})
         sent += len(chunk) / 2 / pcm.RATE

@@ -14,7 +14,7 @@ def start(client: Client, flow: Flow, overrides: dict[str, dict[str, Any]] | Non
     """Set the flow's units up; returns unit name -> work_id."""
     work_ids: dict[str, str] = {}
     for spec in flow.order():
-        params = {"enoutput": True, **spec.params, **(overrides or {}).get(spec.name, {})}
+        params = {**spec.params, **(overrides or {}).get(spec.name, {})}  # enoutput: each unit's own default
         inputs, policies = [], {}
         for link in spec.inputs:
             upstream = flow.units[link.source]

@@ -25,7 +25,7 @@ from emberflow.bus.queue import Policy
 from emberflow.models.catalogue import Catalogue, ModelRef
 from emberflow.protocol.envelope import NONE, Request, error_reply, reply
 from emberflow.protocol.errors import Code, StackFlowError
-from emberflow.unit.base import Unit
+from emberflow.unit.base import TaskContext, Unit
 from emberflow.unit.registry import load_unit_class
 from emberflow.unit.task import OUTBOX, Task
 
@@ -177,6 +177,7 @@ class UnitHost:
               links: dict[str, str], policies: dict[str, str]) -> None:
         """Runs in a thread: model loading takes seconds and must not block other tasks' control."""
         unit = self.unit_cls()
+        unit.context = TaskContext(work_id)  # usable during setup (marks, warm-up); emits go nowhere yet
         error: StackFlowError | None = None
         try:
             if model_ref is not None:

@@ -25,6 +25,9 @@ from emberflow.voice import pcm
 from emberflow.voice.endpointer import Endpointer, Utterance
 
 WAKE_TAIL = 0.3  # seconds of audio after a wake that may still be the wake word itself
+# Speculative decoding starts after this much silence, not at the first silent frame: pauses
+# between words are shorter, and a stale decode would hold the decoder when the real one is due.
+SPECULATE_AFTER = 0.15
 
 
 class ASRParams(UnitParams):
@@ -76,6 +79,7 @@ class ASRUnit(Unit):
         self.partial: Future | None = None
         self.partial_at = 0.0
         self.history: collections.deque = collections.deque(maxlen=10)
+        self.transcribe(bytes(pcm.FRAME_BYTES * 16))  # warm up: the first decode is several times slower
 
     # --- decoding -------------------------------------------------------------------------
     def transcribe(self, audio: bytes) -> str:
@@ -128,10 +132,16 @@ class ASRUnit(Unit):
 
     def _while_speaking(self) -> Any:
         if self.ep.trailing_silence > 0:
+            if self.ep.trailing_silence < min(SPECULATE_AFTER, self.p.min_silence / 2):
+                return None
             if self.speculative is None:  # speech may have ended: decode now, confirm later
+                if self.partial is not None and not self.partial.done():
+                    self.partial.cancel()  # the endpoint decode matters more than a partial
                 self.speculative = self.pool.submit(self.transcribe, self.ep.current_audio())
             return None
-        self.speculative = None  # speech resumed: that guess is stale
+        if self.speculative is not None:
+            self.speculative.cancel()  # speech resumed: that guess is stale (cancelled if not started)
+        self.speculative = None
         due = self.p.partial_interval and self.ep.speech_seconds - self.partial_at >= self.p.partial_interval
         if due and self.params_stream and (self.partial is None or self.partial.done()):
             self.partial_at = self.ep.speech_seconds

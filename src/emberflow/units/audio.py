@@ -13,6 +13,7 @@ The first sample of each answer closes that turn's latency breakdown.
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 import wave
@@ -24,6 +25,8 @@ from pydantic import Field
 from emberflow.unit import IO, Code, Unit, UnitError, UnitParams
 from emberflow.voice import pcm
 from emberflow.voice.latency import turn_breakdown
+
+log = logging.getLogger("emberflow.audio")
 
 
 def microphone_available() -> bool:
@@ -235,6 +238,7 @@ class AudioUnit(Unit):
         breakdown = turn_breakdown(hops, time.monotonic())
         if breakdown:
             self.turns.append(breakdown)
+            log.info("turn latency (ms): %s", ", ".join(f"{k}={v * 1000:.0f}" for k, v in breakdown.items()))
 
     def info(self) -> dict[str, Any]:
         return {"source": self.source, "sink": self.sink, "captured_frames": self.seq,

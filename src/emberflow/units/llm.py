@@ -79,6 +79,9 @@ class LLMUnit(Unit):
         )
         self.vocab = vocab.vocab
         self.history: list[dict[str, str]] = []
+        # Warm up: the first decode pays one-off costs; also caches the system-prompt prefix.
+        for _ in zip(range(1), self.infer("Hi")):
+            pass
 
     def teardown(self) -> None:
         llm = getattr(self, "llm", None)

@@ -38,8 +38,15 @@ def turn_breakdown(hops: list, played_at: float) -> dict[str, float] | None:
         out["end_of_speech_wait"] = endpoint - speech_end
         if asr_out is not None:
             out["asr"] = asr_out - endpoint
+    llm_out = next((t for w, t in hops if w.split(".", 1)[0] in ("llm", "vlm") and w.count(".") == 1), None)
     if llm_start is not None and llm_first is not None:
         out["llm_first_token"] = llm_first - llm_start
+    if llm_start is not None and llm_out is not None:
+        out["llm_first_clause"] = llm_out - llm_start  # what the TTS waited for
     if tts_start is not None and tts_out is not None:
         out["tts_first_audio"] = tts_out - tts_start
+    stages = ("end_of_speech_wait", "asr", "llm_first_clause", "tts_first_audio")
+    if all(k in out for k in stages):
+        # Everything that is not waiting for silence or computing: hops, queues, playback start.
+        out["framework_overhead"] = out["end_to_end"] - sum(out[k] for k in stages)
     return {k: round(v, 4) for k, v in out.items()}

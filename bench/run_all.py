@@ -21,6 +21,13 @@ BENCHES = {
     "sys_ping.py": "sys ping RTT vs asyncio echo, idle RSS, `emberflow up` start time",
     "bus_hop.py": "one bus hop unit→unit vs raw pyzmq PUB/SUB",
     "llm_tcp_vs_direct.py": "LLM tokens/s and TTFT over TCP vs in-process llama-cpp-python",
+    # issue 3: voice
+    "voice_latency.py": "voice turn latency breakdown, framework overhead, unit RTF, peak RSS",
+    # issue 4: toolchain and Engine
+    "toolchain_memplan.py": "memory planner arena vs TFLite-Micro (bisected) vs lower bound",
+    "toolchain_engine.py": "Engine overhead vs direct onnxruntime / TFLite-Micro calls",
+    "toolchain_ocr_quant.py": "PP-OCRv5 rec int8 vs fp32 character error rate",
+    "toolchain_speed.py": "analyze + check + quantize + pack wall time on the OCR rec model",
 }
 
 

@@ -20,6 +20,12 @@ from typing import Any
 _HERE = Path(__file__).parent
 
 
+def cache_dir() -> Path:
+    """Where models assembled from several packages are written once."""
+    env = os.environ.get("EMBERFLOW_CACHE")
+    return (Path(env) if env else Path.home() / ".cache" / "emberflow") / "models"
+
+
 def user_models_dir() -> Path:
     env = os.environ.get("EMBERFLOW_MODELS_DIR")
     return Path(env) if env else Path.home() / ".config" / "emberflow" / "models"
@@ -59,7 +65,8 @@ class Catalogue:
                 for path in sorted(d.glob("*.json")):
                     self._add(path, builtin=False)
         raw = json.loads((_HERE / "aliases.json").read_text())
-        self.aliases: dict[str, str] = {k: v for k, v in raw.items() if not k.startswith("_")}
+        # alias -> target, or a list of targets of which the first installed one is used
+        self.aliases: dict[str, str | list[str]] = {k: v for k, v in raw.items() if not k.startswith("_")}
 
     def _add(self, path: Path, builtin: bool) -> None:
         desc = json.loads(path.read_text())
@@ -75,13 +82,19 @@ class Catalogue:
         for candidate in (name, name.replace("_", "-")):
             if candidate in self.models:
                 return ModelRef(self.models[candidate], name)
-            target = self.aliases.get(candidate)
-            if target in self.models:
+            target = self.alias_target(candidate)
+            if target is not None:
                 return ModelRef(self.models[target], name)
         raise KeyError(name)
 
+    def alias_target(self, alias: str) -> str | None:
+        targets = self.aliases.get(alias)
+        options = [t for t in ([targets] if isinstance(targets, str) else targets or []) if t in self.models]
+        installed = [t for t in options if self.is_installed(self.models[t])]
+        return (installed or options or [None])[0]
+
     def aliases_of(self, mode: str) -> list[str]:
-        return sorted(a for a, t in self.aliases.items() if t == mode)
+        return sorted(a for a in self.aliases if self.alias_target(a) == mode)
 
     def defaults(self) -> list[dict[str, Any]]:
         return [d for d in self.models.values() if d.get("default")]
@@ -93,17 +106,45 @@ class Catalogue:
         if explicit:
             p = Path(explicit).expanduser()
             return p if p.exists() else None
+        if desc.get("assemble"):
+            target = cache_dir() / desc["mode"]
+            return target if (target / ".complete").exists() else None
         pkg = desc.get("package")
-        if not pkg:
-            return None
-        try:
-            spec = importlib.util.find_spec(pkg["module"])
-        except (ImportError, ValueError):
-            return None
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        p = Path(next(iter(spec.submodule_search_locations))) / pkg["file"]
-        return p if p.exists() else None
+        return _package_file(pkg["module"], pkg["file"]) if pkg else None
+
+    def parts_installed(self, desc: dict[str, Any]) -> bool:
+        recipe = desc.get("assemble") or {}
+        sources = [*(p for parts in recipe.get("concat", {}).values() for p in parts), *recipe.get("copy", {}).values()]
+        return bool(sources) and all(_package_file(m, f) is not None for m, f in sources)
+
+    def assemble(self, desc: dict[str, Any]) -> Path:
+        """Build a model shipped in byte chunks (several packages) into the cache, once."""
+        import shutil
+
+        target = cache_dir() / desc["mode"]
+        if (target / ".complete").exists():
+            return target
+        recipe = desc["assemble"]
+        tmp = target.with_name(target.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name, parts in recipe.get("concat", {}).items():
+            with open(tmp / name, "wb") as out:
+                for module, file in parts:
+                    src = _package_file(module, file)
+                    if src is None:
+                        raise FileNotFoundError(f"{module}/{file} is missing: run `emberflow models install {desc['mode']}`")
+                    with open(src, "rb") as f:
+                        shutil.copyfileobj(f, out, 1 << 20)
+        for name, (module, file) in recipe.get("copy", {}).items():
+            src = _package_file(module, file)
+            if src is None:
+                raise FileNotFoundError(f"{module}/{file} is missing: run `emberflow models install {desc['mode']}`")
+            shutil.copyfile(src, tmp / name)
+        (tmp / ".complete").write_text("assembled by emberflow\n")
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)  # atomic: a half-written model is never used
+        return target
 
     def is_installed(self, desc: dict[str, Any]) -> bool:
         if desc.get("requires_binary"):
@@ -112,7 +153,7 @@ class Catalogue:
             return shutil.which(desc["requires_binary"]) is not None
         if not desc.get("package") and not desc.get("mode_param", {}).get("model_path"):
             return True  # needs no weights
-        return self.weights_path(desc) is not None
+        return self.weights_path(desc) is not None or (bool(desc.get("assemble")) and self.parts_installed(desc))
 
     def lsmode(self) -> list[dict[str, Any]]:
         """What `sys.lsmode` answers: installed descriptors, then one entry per alias of each."""
@@ -123,14 +164,26 @@ class Catalogue:
             public = {k: v for k, v in desc.items() if not k.startswith("_")}
             public["aliases"] = self.aliases_of(desc["mode"])
             out.append(public)
-        for alias, target in sorted(self.aliases.items()):
-            desc = self.models.get(target)
+        for alias in sorted(self.aliases):
+            target = self.alias_target(alias)
+            desc = self.models.get(target) if target else None
             if desc is not None and self.is_installed(desc):
                 entry = copy.deepcopy({k: v for k, v in desc.items() if not k.startswith("_")})
                 entry.pop("default", None)
                 entry["mode"], entry["alias_of"] = alias, target
                 out.append(entry)
         return out
+
+
+def _package_file(module: str, file: str) -> Path | None:
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    p = Path(next(iter(spec.submodule_search_locations))) / file
+    return p if p.exists() else None
 
 
 @lru_cache(maxsize=1)

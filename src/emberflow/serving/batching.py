@@ -80,6 +80,7 @@ class Batcher:
         self._runner: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
         self.pending = 0  # queued + running requests
+        self._last_batch = 1  # requests in the previous batch: >1 means there is concurrent load
 
     def depth(self) -> int:
         return self.pending
@@ -108,22 +109,32 @@ class Batcher:
         carry: _Item | None = None
         while True:
             first = carry or await self._next()
+            # Wait for a free instance *before* gathering: requests that arrive while the model is
+            # busy join the next batch, which is where batching pays off.
+            await self._slots.acquire()
             try:
                 carry = await self._form_batch(first)
             except Exception as e:  # never let the collector die: that would hang every later request
                 log.exception("batch collector failed")
+                self._slots.release()
                 if not first.future.done():
                     first.future.set_exception(e)
                 carry = None
 
     async def _form_batch(self, first: _Item) -> _Item | None:
-        """Gather a batch starting with `first`, start it; return the item that did not fit, if any."""
+        """Gather a batch starting with `first` and start it on the slot the caller holds; return
+        the item that did not fit, if any.
+
+        The `max_queue_delay` wait only happens under concurrent load (the previous batch had
+        company): a lone client never pays it, so concurrency 1 costs no added latency.
+        """
         p = self.policy
         carry: _Item | None = None
         batch = [first]
         rows = first.rows
         if self.batchable:
-            until = time.monotonic() + p.max_queue_delay_ms / 1000
+            wait = p.max_queue_delay_ms / 1000 if self._last_batch > 1 else 0.0
+            until = time.monotonic() + wait
             while rows < p.max_batch_size:
                 if not self.queue:
                     left = until - time.monotonic()
@@ -147,8 +158,9 @@ class Batcher:
             if it.deadline <= now and not it.future.done():
                 it.future.set_exception(DeadlineExceeded("deadline passed while queued"))
         if not live:
+            self._slots.release()
             return carry
-        await self._slots.acquire()
+        self._last_batch = len(live)
         task = asyncio.create_task(self._run(live))
         self._running.add(task)
         task.add_done_callback(self._running.discard)

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import examples
+from support import examples
 
 ENVELOPE_KEYS = {"created", "data", "error", "object", "request_id", "work_id"}
 NOTICE_KEYS = {"created", "error", "request_id", "work_id"}

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from conftest import Server
+from support import Server
 from emberflow.client import ServerError
 
 

@@ -12,7 +12,7 @@ import tty
 
 import pytest
 
-from conftest import Server
+from support import Server
 
 
 class Serial:

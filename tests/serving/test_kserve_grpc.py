@@ -7,7 +7,7 @@ import pytest
 import tritonclient.grpc as tg
 from tritonclient.utils import InferenceServerException
 
-from conftest import Server
+from support import Server
 from serving.repo_models import DIGITS, add_model, digits_inputs
 
 API_KEY = "sk-grpc"

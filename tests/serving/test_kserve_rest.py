@@ -11,7 +11,7 @@ import pytest
 import tritonclient.http as th
 from tritonclient.utils import InferenceServerException
 
-from conftest import Server
+from support import Server
 from serving.repo_models import DIGITS, add_model, digits_inputs, make_slow_model
 
 API_KEY = "sk-kserve"

@@ -10,7 +10,7 @@ import pytest
 from speech import QUESTION, utterance
 from voicekit import push, read_wav, transcribe
 
-from conftest import Server
+from support import Server
 from emberflow.flows.spec import BUILTIN, FlowError, load
 from emberflow.unit.registry import known_units
 from emberflow.voice import pcm

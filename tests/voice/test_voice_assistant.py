@@ -12,7 +12,7 @@ from speech import QUESTION, utterance
 from test_uart import Serial
 from voicekit import push, read_wav, requests_of, transcribe, voice_server, wait_played  # noqa: F401
 
-from conftest import Server
+from support import Server
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, Server  # noqa: E402
+from support import EXAMPLES, Server  # noqa: E402
 from emberflow.flows.demo import push_pcm, wait_played  # noqa: E402,F401
 from emberflow.voice import pcm  # noqa: E402
 

@@ -64,14 +64,18 @@ class UnitHost:
 
     def run(self) -> None:
         self._to_sys({"op": "ready", "kind": self.kind, "pid": os.getpid(), "schema": self.unit_cls.schema()})
+        poller = zmq.Poller()
+        poller.register(self.control, zmq.POLLIN)
+        poller.register(self.outbox, zmq.POLLIN)
+        polled: set[zmq.Socket] = set()  # SUB sockets currently in the poller
         while self._running:
-            poller = zmq.Poller()
-            poller.register(self.control, zmq.POLLIN)
-            poller.register(self.outbox, zmq.POLLIN)
-            for wid, sub in self.subs.items():
-                task = self.tasks.get(wid)
-                if task is not None and not task.queue.full():  # full lossless queue: backpressure
-                    poller.register(sub, zmq.POLLIN)
+            # A task whose lossless queue is full stops being read: backpressure reaches the publisher.
+            wanted = {sub for wid, sub in self.subs.items() if wid in self.tasks and not self.tasks[wid].queue.full()}
+            for sub in polled - wanted:
+                poller.unregister(sub)
+            for sub in wanted - polled:
+                poller.register(sub, zmq.POLLIN)
+            polled = wanted
             for sock, _ in poller.poll(100):
                 if sock is self.control:
                     self._on_control(self.control.recv_multipart())

@@ -89,7 +89,7 @@ class Gateway:
 
 def create_app(gateway: Gateway) -> Any:
     """The ASGI app: FastAPI routes wrapped in the Guard (API key, body limit, metrics)."""
-    from emberflow.serving import kserve_rest, openai_api, unit_rest
+    from emberflow.serving import kserve_rest, openai_api, openai_audio, unit_rest
 
     app = FastAPI(title="emberflow", version=_version(),
                   description="OpenAI-compatible, KServe v2 and unit-native APIs over emberflow units.")
@@ -128,6 +128,7 @@ def create_app(gateway: Gateway) -> Any:
         return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(openai_api.router)
+    app.include_router(openai_audio.router)
     app.include_router(kserve_rest.router)
     app.include_router(unit_rest.build_router(gateway))
     return Guard(app, token=gateway.cfg.token, max_body=gateway.cfg.max_frame, metrics=gateway.metrics), app

@@ -56,6 +56,13 @@ class Gateway:
                                param="model")
         return desc
 
+    def default_model(self, model_type: str) -> str | None:
+        """The installed model of a type, the catalogue's default first."""
+        installed = [d for d in self.catalogue.models.values()
+                     if d.get("type") == model_type and self.catalogue.is_installed(d)]
+        installed.sort(key=lambda d: not d.get("default"))
+        return installed[0]["mode"] if installed else None
+
     def llm_params(self, model: str) -> dict[str, Any]:
         return {"model": model, "response_format": "llm.utf-8.stream", "enoutput": True}
 

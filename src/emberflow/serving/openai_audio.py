@@ -28,12 +28,11 @@ def _model_for(gw: Any, name: str, model_type: str) -> str:
             return desc["mode"]
     except KeyError:
         pass
-    installed = [d for d in gw.catalogue.models.values() if d.get("type") == model_type and gw.catalogue.is_installed(d)]
-    installed.sort(key=lambda d: not d.get("default"))
-    if not installed:
+    default = gw.default_model(model_type)
+    if default is None:
         raise GatewayError(404, f"no {model_type} model is installed (`emberflow models list`)",
                            type="invalid_request_error", code="model_not_found", param="model")
-    return installed[0]["mode"]
+    return default
 
 
 def _payload(msgs: list[dict[str, Any]]) -> Any:

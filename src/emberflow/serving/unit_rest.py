@@ -88,13 +88,10 @@ def _setup_params(gateway: "Gateway", cls: type[Unit], params: Any) -> dict[str,
     out["enoutput"], out["input"] = True, []
     if cls.needs_model and not out.get("model"):
         model_type = cls.model_type or cls.kind
-        defaults = [d for d in gateway.catalogue.models.values() if d.get("type") == model_type
-                    and gateway.catalogue.is_installed(d)]
-        defaults.sort(key=lambda d: not d.get("default"))
-        if not defaults:
+        out["model"] = gateway.default_model(model_type)
+        if out["model"] is None:
             raise GatewayError(400, f"params.model is required: no installed model of type {model_type!r} "
                                     "(`emberflow models list`)", type="invalid_request_error", param="params.model")
-        out["model"] = defaults[0]["mode"]
     return out
 
 

@@ -132,10 +132,20 @@ async def uartsetup(router: Router, conn: Connection, req: Request) -> None:
 
 @action("unit_call")
 async def unit_call(router: Router, conn: Connection, req: Request) -> None:
+    """StackFlow's internal unit RPCs, reachable from clients. Only `audio.audio_status` is one a
+    client can use meaningfully; it is answered from the audio task's real state."""
     kind, _, rpc = req.object.partition(".")
-    if not rpc or router.supervisor.running(kind) is None:
+    if kind == "audio" and rpc == "audio_status":
+        state = {"cap": "None", "play": "None"}
+        if "audio" in router.tasks:
+            info = (await router.internal.request("audio", "taskinfo"))["data"].get("unit", {})
+            state = {"cap": "Running", "play": "Running" if info.get("playing") else "None"}
+        which = req.data if req.data in ("cap", "play") else None
+        ok(conn, req, state[which] if which else state, req.object)
+        return
+    if router.supervisor.running(kind) is None:
         raise StackFlowError(Code.UNIT_CALL, detail=f"unit {kind!r} is not running")
-    raise StackFlowError(Code.NO_UNIT_ACTION, detail=f"unit {kind!r} has no RPC {rpc!r}")
+    raise StackFlowError(Code.NO_UNIT_ACTION, detail=f"unit {kind!r} has no RPC {rpc!r} for clients")
 
 
 def _refuse(name: str, why: str):

@@ -130,7 +130,7 @@ class Router:
         msg: dict[str, Any] = {"op": "control", "req": _wire(req), "conn": conn.conn_id}
         work_id = None
         if req.action == "setup":
-            implicit = conn is self._internal  # sys setting up the audio unit for a sys.pcm input
+            implicit = conn is self.internal  # sys setting up the audio unit for a sys.pcm input
             work_id = AUDIO if kind == AUDIO else f"{kind}.{self.counter}"
             if not implicit:
                 self.counter += 1  # consumed even if the setup fails (and by audio), as StackFlow does
@@ -193,7 +193,7 @@ class Router:
 
     # --- the audio unit: sys.pcm and the speaker ------------------------------------------
     @property
-    def _internal(self):
+    def internal(self):
         """sys's own client connection, for the requests it makes itself (implicit audio)."""
         if self._internal_conn is None:
             from emberflow.gateways.local import LocalConnection
@@ -202,7 +202,7 @@ class Router:
         return self._internal_conn
 
     async def _ensure_audio(self) -> None:
-        reply_ = await self._internal.request(AUDIO, "setup", "audio.setup", dict(self.cfg.audio))
+        reply_ = await self.internal.request(AUDIO, "setup", "audio.setup", dict(self.cfg.audio))
         if reply_["error"]["code"] != 0:
             raise StackFlowError(Code.LINK, detail=f"the audio unit (sys.pcm) failed: {reply_.get('data')}")
 
@@ -213,8 +213,8 @@ class Router:
 
         ours = set(AudioParams.model_fields) - {"model", "response_format", "enoutput", "input"}
         if isinstance(req.data, dict) and ours & set(req.data):
-            await self._internal.request(AUDIO, "exit")
-            created = await self._internal.request(AUDIO, "setup", "audio.setup", {**self.cfg.audio, **req.data})
+            await self.internal.request(AUDIO, "exit")
+            created = await self.internal.request(AUDIO, "setup", "audio.setup", {**self.cfg.audio, **req.data})
             if created["error"]["code"] != 0:
                 conn.send(error_reply(req.request_id, AUDIO, StackFlowError(Code.PARAMETER,
                                                                              detail=str(created.get("data")))))
@@ -228,7 +228,7 @@ class Router:
         try:
             if AUDIO not in self.tasks:
                 await self._ensure_audio()
-            await self._internal.request(AUDIO, "link", "work_id", work_id)
+            await self.internal.request(AUDIO, "link", "work_id", work_id)
             for source in self.tasks[work_id].inputs:
                 await self._follow_wake(work_id, source)
         except (StackFlowError, KeyError) as e:
@@ -237,7 +237,7 @@ class Router:
     async def _follow_wake(self, player: str, source: str) -> None:
         rec = self.tasks.get(player)
         if rec is not None and rec.plays and source.startswith("kws") and source in self.tasks:
-            await self._internal.request(AUDIO, "link", "work_id", source)
+            await self.internal.request(AUDIO, "link", "work_id", source)
 
     async def _send_unit(self, kind: str, msg: dict[str, Any], payload: bytes | None = None) -> None:
         await self.supervisor.ensure(kind)

@@ -191,3 +191,26 @@ def test_overload_is_refused_with_retry_after_and_nothing_hangs(repo_server):
     assert set(statuses) == {200, 429}, statuses
     assert statuses.count(200) >= 3
     assert all(retry == "1" for code, retry in results if code == 429)
+
+
+def test_per_request_timeout_is_504(client):
+    x = np.random.default_rng(1).standard_normal((64, 512)).astype(np.float32)
+    inp = th.InferInput("x", [64, 512], "FP32")
+    inp.set_data_from_numpy(x)
+    with pytest.raises(InferenceServerException) as e:
+        client.infer("slow", [inp], timeout=1000, headers=auth())  # 1 ms budget (µs, the KServe parameter)
+    assert e.value.status() == "504" and "timeout" in e.value.message()
+    assert client.infer("slow", [inp], headers=auth()).as_numpy("y").shape == (64, 512)  # the default budget is fine
+
+
+def test_cors_is_off(repo_server):
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{repo_server.http_port}/v2/health/live", method="OPTIONS",
+                                 headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            headers = dict(r.headers)
+    except urllib.error.HTTPError as e:
+        headers = dict(e.headers)
+    assert not any(k.lower().startswith("access-control-allow") for k in headers)

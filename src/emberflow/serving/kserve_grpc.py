@@ -153,7 +153,8 @@ async def start_grpc(gateway: "Gateway", cfg: "Config") -> Callable[[], Awaitabl
     server.add_generic_rpc_handlers((_handler(InferenceService(gateway)),))
     port = server.add_insecure_port(f"{cfg.http_host}:{cfg.grpc_port}")
     if port == 0:
-        raise OSError(f"gRPC: cannot bind {cfg.http_host}:{cfg.grpc_port}")
+        raise RuntimeError(f"gRPC could not bind {cfg.http_host}:{cfg.grpc_port} (port in use?): set grpc_port "
+                           "(0 = any free port, null = no gRPC)")
     await server.start()
     print(f"emberflow: grpc on {cfg.http_host}:{port}", flush=True)
 

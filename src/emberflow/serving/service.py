@@ -42,9 +42,9 @@ async def start(router: "Router", cfg: "Config") -> Callable[[], Awaitable[None]
         server.install_signal_handlers = lambda: None  # the daemon owns SIGINT/SIGTERM
         task = asyncio.create_task(server.serve())
         while not server.started:
-            if task.done():
-                task.result()  # raises the bind error
-                raise RuntimeError("HTTP gateway stopped while starting")
+            if task.done():  # uvicorn logs the bind error and exits its task
+                raise RuntimeError(f"HTTP gateway could not start on {cfg.http_host}:{cfg.http_port} (port in use?): "
+                                   "set http_port (0 = any free port, null = no HTTP gateway)")
             await asyncio.sleep(0.01)
         host, port = server.servers[0].sockets[0].getsockname()[:2]
         _warn_if_exposed(cfg.http_host, cfg.token, "HTTP")

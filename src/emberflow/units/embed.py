@@ -52,7 +52,7 @@ class EmbedUnit(Unit):
         self.tokenizer = Tokenizer.from_file(str(tok_path))
         self.tokenizer.enable_truncation(params.max_length)
         self.tokenizer.enable_padding()
-        options = {"intra_op_num_threads": params.n_threads} if params.n_threads else {}
+        options = {"threads": params.n_threads} if params.n_threads else {}
         self.engine = Engine(self.model_path, **options)
         self.input_names = [t.name for t in next(iter(self.engine.graphs.values())).inputs]
 

@@ -82,7 +82,18 @@ def test_link_style_voice_assistant_over_tcp(voice_server):
                                          "llm": "llm.1002", "llm_rid": "3"})
 
 
-def test_arduino_voice_assistant_over_uart(tmp_path):
+SEQUENCES = {
+    "arduino": ("voice_assistant_arduino.requests.jsonl",
+                {"kws": "kws.1001", "kws_rid": "kws_setup", "asr": "asr.1002", "asr_rid": "asr_setup",
+                 "llm": "llm.1003", "llm_rid": "llm_setup"}),
+    "link": ("voice_assistant_link.requests.jsonl",
+             {"kws": "kws.1000", "kws_rid": "1", "asr": "asr.1001", "asr_rid": "2", "llm": "llm.1002", "llm_rid": "3"}),
+}
+
+
+@pytest.mark.parametrize("sequence", sorted(SEQUENCES))
+def test_voice_assistant_over_uart(tmp_path, sequence):
+    requests, ids = SEQUENCES[sequence]
     master, slave = pty.openpty()
     tty.setraw(master)
     tty.setraw(slave)
@@ -93,24 +104,20 @@ def test_arduino_voice_assistant_over_uart(tmp_path):
     try:
         port = Serial(master)
         assert port.recv()["error"]["message"] == "reset over"  # boot notice
-        ids = {}
-        for m in requests_of("voice_assistant_arduino.requests.jsonl"):
+        for m in requests_of(requests):
             port.send(m)
             r = port.recv(timeout=120)
             if m["action"] == "reset":
                 assert port.recv(timeout=60)["error"]["message"] == "reset over"
                 continue
             assert r["error"]["code"] == 0 and r["request_id"] == m["request_id"], r
-            ids[m["request_id"]] = r["work_id"]
-        assert ids["llm_setup"] == "llm.1003"
         with server.client(timeout=120) as mic:  # the microphone is on the device, not on the UART
             push(mic, utterance(0.5, *QUESTION))
             seen: dict[str, list[dict]] = {}
             while not seen.get("llm.utf-8.stream") or not seen["llm.utf-8.stream"][-1]["data"]["finish"]:
                 m = port.recv(timeout=120)
                 seen.setdefault(m["object"], []).append(m)
-            check_answer(server, mic, seen, {"kws": "kws.1001", "kws_rid": "kws_setup", "asr": "asr.1002",
-                                             "asr_rid": "asr_setup", "llm": "llm.1003", "llm_rid": "llm_setup"})
+            check_answer(server, mic, seen, ids)
     finally:
         server.stop()
         os.close(master)

@@ -56,6 +56,8 @@ def test_barge_in_stops_playback_within_200ms(voice_server):
     while not c.request("audio", "taskinfo")["data"]["unit"]["playing"]:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    status = c.request("sys", "unit_call", "audio.audio_status")["data"]
+    assert status == {"cap": "Running", "play": "Running"}
     push(c, utterance(0.2, "Hey Jarvis.", 0.5), speed=1.0)  # real time, like a person talking over it
     wake = c.next_message(lambda m: m["work_id"] == kws)
     assert wake["data"] is True

@@ -136,3 +136,20 @@ def test_request_size_limit(http_server):
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413")
     assert "limit" in json.loads(body)["error"]["message"]
+
+
+def test_a_client_that_hangs_up_stops_the_generation(openai_client):
+    """Closing a stream mid-answer aborts decoding: the next request does not wait for ~600 unread tokens."""
+    import time
+
+    story = [{"role": "user", "content": "Write a very long story about a dragon, with many chapters."}]
+    stream = openai_client.chat.completions.create(model=MODEL, messages=story, temperature=0.8, max_tokens=600,
+                                                   stream=True)
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()
+    started = time.monotonic()
+    r = openai_client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=4)
+    assert r.choices[0].message.content
+    assert time.monotonic() - started < 4.0  # 600 tokens at ~110 tokens/s would take over 5 s

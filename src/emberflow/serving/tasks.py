@@ -63,6 +63,7 @@ class UnitTasks:
         self.max_inflight = max_inflight
         self._slots: dict[str, _Slot] = {}
         self.loading: set[str] = set()  # task keys being set up (health answers 503 meanwhile)
+        self._background: set[asyncio.Future] = set()
 
     def queue_depth(self) -> dict[str, int]:
         return {key.split("|", 1)[0]: slot.inflight for key, slot in self._slots.items()}
@@ -95,6 +96,8 @@ class UnitTasks:
                                     "retry later or send fewer concurrent requests",
                                type="rate_limit_error", code="queue_full", retry_after=1)
         slot.inflight += 1
+        finished = False
+        work_id = None
         try:
             for attempt in (0, 1):
                 work_id = await self._work_id(kind, params, key)
@@ -106,16 +109,24 @@ class UnitTasks:
                         if first and attempt == 0 and (code in TASK_GONE or "is gone" in json.dumps(msg)):
                             slot.work_id = None  # the unit restarted: set the task up again, once
                             break
+                        finished = True
                         raise unit_error(msg)
                     first = False
                     yield msg
                 else:
+                    finished = True
                     return
         except asyncio.TimeoutError:
             raise GatewayError(504, f"{kind} produced no output for {timeout:.0f} s",
                                type="server_error", code="timeout") from None
         finally:
             slot.inflight -= 1
+            if not finished and work_id is not None and slot.inflight == 0:
+                # The client went away mid-answer and nobody else waits on this task: stop the work
+                # (`pause` aborts generation at once) instead of computing an answer nobody reads.
+                task = asyncio.ensure_future(self.conn.request(work_id, "pause", timeout=10))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
     async def run(self, kind: str, params: dict[str, Any], data: Any, object: str,
                   payload: bytes | None = None, timeout: float = 300.0) -> list[dict[str, Any]]:

@@ -64,3 +64,32 @@ def test_errors_have_grpc_status_codes(client):
     with pytest.raises(InferenceServerException) as e:
         client.get_model_metadata("nope", headers=AUTH)
     assert e.value.status() == "StatusCode.NOT_FOUND"
+
+
+def test_repository_over_grpc(client):
+    index = client.get_model_repository_index(headers=AUTH)
+    assert [(m.name, m.version, m.state) for m in index.models] == [("digits", "1", "READY")]
+    client.unload_model("digits", headers=AUTH)
+    assert not client.is_model_ready("digits", headers=AUTH)
+    client.load_model("digits", headers=AUTH)
+    assert client.is_model_ready("digits", headers=AUTH)
+    with pytest.raises(InferenceServerException) as e:
+        client.load_model("nope", headers=AUTH)
+    assert e.value.status() == "StatusCode.NOT_FOUND"
+
+
+def test_messages_match_tritonclient_field_numbers():
+    """Our field table against the proto tritonclient was generated from: same names, numbers, types."""
+    from tritonclient.grpc import service_pb2
+
+    from emberflow.serving.kserve_proto import messages
+
+    for path, cls in messages.items():
+        theirs = service_pb2
+        for part in path.split("."):
+            theirs = getattr(theirs, part)
+        def shape(d):
+            return {(f.name, f.number, f.type, f.message_type.name if f.message_type else None) for f in d.fields}
+
+        ours_fields, their_fields = shape(cls.DESCRIPTOR), shape(theirs.DESCRIPTOR)
+        assert ours_fields <= their_fields, path

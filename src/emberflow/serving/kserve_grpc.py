@@ -110,6 +110,33 @@ class InferenceService:
             reply.raw_output_contents.append(to_raw(arr))
         return reply
 
+    async def RepositoryIndex(self, request: Any, context: Any) -> Any:
+        reply = messages["RepositoryIndexResponse"]()
+        for entry in self.gw.repository.index():
+            if request.ready and entry["state"] != "READY":
+                continue
+            reply.models.add(name=entry["name"], version=entry.get("version", ""), state=entry["state"],
+                             reason=entry.get("reason", ""))
+        return reply
+
+    async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
+        repo = self.gw.repository
+        try:
+            await repo.load(request.model_name)
+        except LookupError as e:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
+        entry = repo.models[request.model_name]
+        if entry.state != "READY":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"failed to load {request.model_name}: {entry.reason}")
+        return messages["RepositoryModelLoadResponse"]()
+
+    async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
+        try:
+            await self.gw.repository.unload(request.model_name)
+        except LookupError as e:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
+        return messages["RepositoryModelUnloadResponse"]()
+
     @staticmethod
     def _inputs(request: Any, mv: Any) -> list[np.ndarray]:
         raw = list(request.raw_input_contents)

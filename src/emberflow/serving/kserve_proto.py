@@ -64,6 +64,21 @@ MESSAGES: dict[str, list[tuple]] = {
                            ("id", 3, "string", ""), PARAMS,
                            ("outputs", 5, "ModelInferResponse.InferOutputTensor", "repeated"),
                            ("raw_output_contents", 6, "bytes", "repeated")],
+    # Triton's model-repository extension (tritonclient's load_model / unload_model / repository index)
+    "ModelRepositoryParameter": [("bool_param", 1, "bool", "oneof:parameter_choice"),
+                                 ("int64_param", 2, "int64", "oneof:parameter_choice"),
+                                 ("string_param", 3, "string", "oneof:parameter_choice"),
+                                 ("bytes_param", 4, "bytes", "oneof:parameter_choice")],
+    "RepositoryIndexRequest": [("repository_name", 1, "string", ""), ("ready", 2, "bool", "")],
+    "RepositoryIndexResponse.ModelIndex": [("name", 1, "string", ""), ("version", 2, "string", ""),
+                                           ("state", 3, "string", ""), ("reason", 4, "string", "")],
+    "RepositoryIndexResponse": [("models", 1, "RepositoryIndexResponse.ModelIndex", "repeated")],
+    "RepositoryModelLoadRequest": [("repository_name", 1, "string", ""), ("model_name", 2, "string", ""),
+                                   ("parameters", 3, "map<ModelRepositoryParameter>", "")],
+    "RepositoryModelLoadResponse": [],
+    "RepositoryModelUnloadRequest": [("repository_name", 1, "string", ""), ("model_name", 2, "string", ""),
+                                     ("parameters", 3, "map<ModelRepositoryParameter>", "")],
+    "RepositoryModelUnloadResponse": [],
 }
 
 # rpc -> (request, response)
@@ -74,6 +89,9 @@ RPCS = {
     "ServerMetadata": ("ServerMetadataRequest", "ServerMetadataResponse"),
     "ModelMetadata": ("ModelMetadataRequest", "ModelMetadataResponse"),
     "ModelInfer": ("ModelInferRequest", "ModelInferResponse"),
+    "RepositoryIndex": ("RepositoryIndexRequest", "RepositoryIndexResponse"),
+    "RepositoryModelLoad": ("RepositoryModelLoadRequest", "RepositoryModelLoadResponse"),
+    "RepositoryModelUnload": ("RepositoryModelUnloadRequest", "RepositoryModelUnloadResponse"),
 }
 
 

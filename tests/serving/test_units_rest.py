@@ -104,3 +104,21 @@ def test_malformed_requests_never_5xx(base_url):
             pass  # nothing to malform (e.g. GET /health has no parameters)
     assert not failures, "\n".join(failures)
     assert calls[0] >= 50
+
+
+def test_unit_path_overload_gets_429_and_nothing_is_lost(base_url):
+    """More concurrent requests than one task may queue (32): the rest get 429 + Retry-After at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def call(i: int) -> tuple[int, str | None]:
+        r = requests.post(base_url + "/units/echo/infer", headers=AUTH, timeout=60,
+                          json={"params": {"delay": 0.05}, "data": f"n{i}"})
+        if r.status_code == 200:
+            assert r.json()["text"] == f"n{i}"  # each answer went to its own request
+        return r.status_code, r.headers.get("Retry-After")
+
+    with ThreadPoolExecutor(48) as pool:
+        results = list(pool.map(call, range(48)))
+    codes = [c for c, _ in results]
+    assert set(codes) == {200, 429}, codes
+    assert codes.count(200) >= 32 and all(retry == "1" for c, retry in results if c == 429)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 
-import pytest
 
 from support import examples
 

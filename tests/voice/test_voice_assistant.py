@@ -10,7 +10,7 @@ import tty
 import pytest
 from speech import QUESTION, utterance
 from test_uart import Serial
-from voicekit import push, read_wav, requests_of, transcribe, voice_server, wait_played  # noqa: F401
+from voicekit import push, read_wav, requests_of, transcribe, wait_played
 
 from support import Server
 

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 from speech import noise, silence, utterance
-from voicekit import push, voice_server  # noqa: F401
+from voicekit import push
 
 from emberflow.client import ServerError
 from emberflow.voice import pcm

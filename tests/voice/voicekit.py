@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
-import time
 import wave
 from pathlib import Path
 
 import pytest
+from support import EXAMPLES
 
-from support import EXAMPLES, Server  # noqa: E402
-from emberflow.flows.demo import push_pcm, wait_played  # noqa: E402,F401
-from emberflow.voice import pcm  # noqa: E402
-
-@pytest.fixture
-def voice_server(tmp_path):
-    answer = tmp_path / "answer.wav"
-    s = Server(tmp_path, config={"http_port": None, "grpc_port": None, "audio": {"sink": f"file:{answer}"}})
-    s.answer_wav = answer
-    yield s
-    s.stop()
+from emberflow.flows.demo import push_pcm, wait_played  # noqa: F401  (voice tests use it from here)
+from emberflow.voice import pcm
 
 
 def push(client, audio, speed: float = 4.0, work_id: str = "audio") -> None:

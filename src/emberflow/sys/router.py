@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import zmq
 import zmq.asyncio
 
-from emberflow.protocol.envelope import NONE, Request, error_reply, reply
+from emberflow.protocol.envelope import Request, error_reply, reply
 from emberflow.protocol.errors import Code, StackFlowError
 from emberflow.sys.config import Config
 from emberflow.sys.supervisor import Supervisor
@@ -333,5 +333,3 @@ def _wire(req: Request) -> dict[str, Any]:
     return {"request_id": req.request_id, "work_id": req.work_id, "action": req.action, "object": req.object,
             "data": req.data, "extra": req.extra}
 
-
-__all__ = ["Router", "TaskRecord", "NONE"]

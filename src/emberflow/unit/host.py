@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from emberflow.bus.frame import BusFrame, topic_of
 from emberflow.bus.queue import Policy
 from emberflow.models.catalogue import Catalogue, ModelRef
-from emberflow.protocol.envelope import NONE, Request, error_reply, reply
+from emberflow.protocol.envelope import Request, error_reply, reply
 from emberflow.protocol.errors import Code, StackFlowError
 from emberflow.unit.base import TaskContext, Unit
 from emberflow.unit.registry import load_unit_class

@@ -136,16 +136,26 @@ class Task:
                 data = base64.b64decode(data, validate=True)
             except (binascii.Error, ValueError) as e:
                 raise StackFlowError(Code.BASE64, detail=str(e)) from None
-        expected = next(iter(self.unit.inputs.values()), None)
-        if expected in (IO.TEXT, IO.TEXT_STREAM):
-            if isinstance(data, bytes):
-                try:
-                    data = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise StackFlowError(Code.JSON_FORMAT, "json format error.", detail="text is not UTF-8") from None
-            if not isinstance(data, str):
-                raise StackFlowError(Code.JSON_FORMAT, "json format error.",
-                                     detail=f"{self.kind} expects text, got {type(data).__name__}")
+        return self._check_kind(data)
+
+    def _check_kind(self, data: Any) -> Any:
+        """Fit decoded data to the input kinds the unit declares: structured data needs a JSON
+        input, bytes become text for text-only units, anything else is a clear -2."""
+        kinds = set(self.unit.inputs.values())
+        text_only = bool(kinds & {IO.TEXT, IO.TEXT_STREAM}) and not kinds & {IO.AUDIO_PCM, IO.IMAGE, IO.TENSOR}
+        if isinstance(data, (dict, list)):
+            if IO.JSON in kinds or not kinds:
+                return data
+            raise StackFlowError(Code.JSON_FORMAT, "json format error.",
+                                 detail=f"{self.kind} takes {', '.join(sorted(k.value for k in kinds))}, not JSON")
+        if text_only and isinstance(data, bytes):
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise StackFlowError(Code.JSON_FORMAT, "json format error.", detail="text is not UTF-8") from None
+        if text_only and not isinstance(data, str):
+            raise StackFlowError(Code.JSON_FORMAT, "json format error.",
+                                 detail=f"{self.kind} expects text, got {type(data).__name__}")
         return data
 
     # --- worker thread --------------------------------------------------------------------

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Daemon, machine, percentile, print_table  # noqa: E402
 
 from emberflow.flows import runner  # noqa: E402
-from emberflow.flows.demo import push_pcm, wait_played  # noqa: E402
+from emberflow.flows.demo import audio_info, push_pcm, wait_played  # noqa: E402
 from emberflow.flows.spec import load  # noqa: E402
 from emberflow.voice import pcm  # noqa: E402
 
@@ -115,17 +115,14 @@ def main() -> int:
             runner.start(client, flow, overrides={"audio": audio_params})
             for _ in range(args.rounds):
                 for q, audio in questions.items():
-                    before = len(client.request("audio", "taskinfo")["data"]["unit"]["turns"])
+                    before = audio_info(client)
                     push_pcm(client, audio, speed=1.0)  # real time, like a microphone
                     try:
-                        info = wait_played(client, timeout=60)
+                        info = wait_played(client, timeout=60, since=before)
                     except TimeoutError:
                         misses += 1
                         continue
-                    if len(info["turns"]) > before:
-                        turns.append({"question": q, **info["turns"][-1]})
-                    else:
-                        misses += 1
+                    turns.append({"question": q, **info["turns"][-1]})
                     time.sleep(0.3)
         stop.set()
     rows = []

@@ -34,13 +34,20 @@ def push_pcm(client, audio: np.ndarray, speed: float = 1.0, work_id: str = "audi
             time.sleep(delay)
 
 
-def wait_played(client, timeout: float = 120) -> dict[str, Any]:
-    """Until the speaker has played something and gone quiet; returns the audio unit's info."""
+def audio_info(client) -> dict[str, Any]:
+    return client.request("audio", "taskinfo")["data"]["unit"]
+
+
+def wait_played(client, timeout: float = 120, since: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Until the speaker has played a new answer and gone quiet; returns the audio unit's info.
+    `since` is an earlier audio_info(): only what was played after it counts."""
+    played_before = since["played_seconds"] if since else 0.0
+    turns_before = len(since["turns"]) if since else 0
     deadline = time.monotonic() + timeout
     info: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        info = client.request("audio", "taskinfo")["data"]["unit"]
-        if info["played_seconds"] > 0.3 and not info["playing"]:
+        info = audio_info(client)
+        if info["played_seconds"] > played_before + 0.3 and len(info["turns"]) > turns_before and not info["playing"]:
             return info
         time.sleep(0.2)
     raise TimeoutError(f"no answer was played: {info}")

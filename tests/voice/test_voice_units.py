@@ -113,3 +113,24 @@ def test_bad_audio_input(voice_server):
     assert "dog" in ask(base64.b64encode(wav).decode())["data"].lower()
     with pytest.raises(ServerError):
         c.setup("whisper", {"model": "whisper-tiny", "beam_size": 99})
+
+
+def test_wake_chime_plays_unless_disabled(voice_server):
+    c = voice_server.client(timeout=120)
+    kws = c.setup("kws", {"model": "micro-wakeword", "kws": "hey_jarvis", "input": ["sys.pcm"]})  # enwake_audio default
+    before = c.request("audio", "taskinfo")["data"]["unit"]["played_seconds"]
+    c.request(kws, "trigger")
+    assert c.next_message(lambda m: m["work_id"] == kws)["object"] == "kws.bool"
+    time.sleep(1.0)
+    played = c.request("audio", "taskinfo")["data"]["unit"]["played_seconds"] - before
+    assert 0.2 <= played <= 0.3  # one 0.25 s chime, played once
+    # the chime never reaches the client, only the kws.bool does
+    with pytest.raises(TimeoutError):
+        c.next_message(lambda m: m["work_id"] == kws, timeout=0.5)
+    c.exit(kws)
+    quiet = c.setup("kws", {"model": "micro-wakeword", "enwake_audio": False, "input": ["sys.pcm"]})
+    before = c.request("audio", "taskinfo")["data"]["unit"]["played_seconds"]
+    c.request(quiet, "trigger")
+    c.next_message(lambda m: m["work_id"] == quiet)
+    time.sleep(0.6)
+    assert c.request("audio", "taskinfo")["data"]["unit"]["played_seconds"] == before

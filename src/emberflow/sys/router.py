@@ -234,6 +234,15 @@ class Router:
         except (StackFlowError, KeyError) as e:
             log.error("cannot play %s through the audio unit: %s", work_id, e)
 
+    async def _chime_through_audio(self, kws: str) -> None:
+        """A wake word with enwake_audio: the audio unit plays its chime (and stops on its wakes)."""
+        try:
+            if AUDIO not in self.tasks:
+                await self._ensure_audio()
+            await self.internal.request(AUDIO, "link", "work_id", kws)
+        except StackFlowError as e:
+            log.error("no wake chime for %s: %s", kws, e)
+
     async def _follow_wake(self, player: str, source: str) -> None:
         rec = self.tasks.get(player)
         if rec is not None and rec.plays and source.startswith("kws") and source in self.tasks:
@@ -282,6 +291,8 @@ class Router:
                     if kind != AUDIO and str(data.get("response_format", "")).startswith("sys"):
                         self.tasks[wid].plays = True
                         asyncio.get_running_loop().create_task(self._play_through_audio(wid))
+                    if kind == "kws" and data.get("enwake_audio", True) is not False:
+                        asyncio.get_running_loop().create_task(self._chime_through_audio(wid))
             if msg.get("released"):
                 self.tasks.pop(msg["released"], None)
             self.deliver(msg["conn"], out)

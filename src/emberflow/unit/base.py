@@ -120,12 +120,13 @@ class TaskContext:
         else:
             self._post(fn)
 
-    def emit(self, object: str, data: Any = None, payload: bytes = b"", *, system: bool = False) -> None:
+    def emit(self, object: str, data: Any = None, payload: bytes = b"", *, system: bool = False,
+             client: bool = True) -> None:
         """Publish an extra output from inside infer/on_frame (e.g. a wake event found while
         feeding audio). `system=True` makes it a system frame: downstream tasks are interrupted
-        and their queued input flushed, as on a wake word."""
+        and their queued input flushed, as on a wake word. `client=False` keeps it on the bus."""
         if self._emit is not None:
-            self._emit(object, data, payload, system)
+            self._emit(object, data, payload, system, client)
 
 
 class Unit:
@@ -189,8 +190,8 @@ class Unit:
             pieces.clear()
         if isinstance(data, str) and data:
             return self.infer(data)
-        if frame.payload:
-            return self.infer(frame.payload)
+        if frame.payload and set(self.inputs.values()) & {IO.AUDIO_PCM, IO.IMAGE, IO.TENSOR}:
+            return self.infer(frame.payload)  # only units that take binary input get raw bytes
         return None
 
     def on_wake(self, frame: "BusFrame | None" = None) -> Any | Iterator[Any] | None:

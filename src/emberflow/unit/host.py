@@ -254,6 +254,9 @@ class UnitHost:
             target, addr = req.data, msg.get("addr")
             if not isinstance(target, str) or not addr:
                 raise StackFlowError(Code.LINK, detail=f"no live task {target!r} to link to")
+            if target in task.inputs and target in task.link_policy:
+                self.send(conn, ack)  # already linked: a second connection would duplicate every frame
+                return
             sub = self.subs[req.work_id]
             sub.connect(addr)
             sub.setsockopt(zmq.SUBSCRIBE, topic_of(target))

@@ -21,7 +21,7 @@ class LocalTask:
         self.emitted: list[tuple[str, Any, bytes]] = []
         self.unit = unit_cls()
         self.unit.context = TaskContext(work_id or f"{unit_cls.kind}.0",
-                                        emit=lambda o, d, p, s=False: self.emitted.append((o, d, p)))
+                                        emit=lambda o, d, p, s=False, c=True: self.emitted.append((o, d, p)))
         merged = data
         if unit_cls.needs_model and data.get("model"):
             cat = Catalogue()

@@ -65,7 +65,9 @@ class Task:
         self.queue.put(("infer", value, request_id, hops, self._epoch))
 
     def submit_frame(self, frame: BusFrame) -> None:
-        if frame.system or frame.source.startswith("kws"):
+        # A wake: a system frame, or any kws.* message of a wake-word task (StackFlow treats every
+        # message on the kws channel as a wake; its other frames, like the chime, are data).
+        if frame.system or (frame.source.startswith("kws") and frame.object.startswith("kws")):
             self.wake(frame)
             return
         policy = self.link_policy.get(frame.source, Policy.LOSSLESS)
@@ -260,7 +262,8 @@ class Task:
         self._publish_and_send(fmt, data, hops)
         self.stats["outputs"] += 1
 
-    def _publish_and_send(self, object: str, data: Any, hops: list, system: bool = False) -> None:
+    def _publish_and_send(self, object: str, data: Any, hops: list, system: bool = False,
+                          client: bool = True) -> None:
         """Raw bytes travel as the frame payload on the bus; base64 only at the JSON edge."""
         payload, bus_data, client_data = b"", data, data
         if isinstance(data, (bytes, bytearray)):
@@ -272,7 +275,7 @@ class Task:
             client_data = {**data, "delta": base64.b64encode(payload).decode()}
         frame = BusFrame(self.work_id, object, bus_data, payload, system=system, hops=list(hops)).stamp(self.work_id)
         self._publish(frame)
-        if self.params.enoutput:
+        if self.params.enoutput and client:
             msg = reply(self.last_request_id, self.work_id, data=NONE if client_data is None else client_data,
                         object=object)
             self._out.send_json({"op": "output", "work_id": self.work_id, "msg": msg, "hops": frame.hops})
@@ -294,8 +297,8 @@ class Task:
                     return
                 time.sleep(0.001)
 
-    def _emit_extra(self, object: str, data: Any, payload: bytes, system: bool = False) -> None:
-        self._publish_and_send(object, payload if payload else data, self.unit.context.hops, system)
+    def _emit_extra(self, object: str, data: Any, payload: bytes, system: bool = False, client: bool = True) -> None:
+        self._publish_and_send(object, payload if payload else data, self.unit.context.hops, system, client)
 
 class _Incomplete:
     pass

@@ -20,13 +20,25 @@ KEYWORDS = {"hey_jarvis", "okay_nabu", "alexa", "hey_mycroft"}
 DEFAULT_KEYWORD = "hey_jarvis"
 
 
+def chime() -> bytes:
+    """A short rising two-tone beep (0.25 s), so people hear that the device is listening."""
+    import numpy as np
+
+    tones = []
+    for freq, seconds in ((880.0, 0.12), (1320.0, 0.13)):
+        t = np.arange(int(pcm.RATE * seconds)) / pcm.RATE
+        envelope = np.minimum(1.0, np.minimum(t, seconds - t) / 0.01)  # 10 ms fades: no clicks
+        tones.append(0.25 * envelope * np.sin(2 * np.pi * freq * t))
+    return (np.concatenate(tones) * 32767).astype("<i2").tobytes()
+
+
 class KWSParams(UnitParams):
     response_format: str = "kws.bool"
     kws: str = Field(DEFAULT_KEYWORD, description="Wake word: hey_jarvis, okay_nabu, alexa or hey_mycroft. "
                                                    "Other words (e.g. StackFlow's 'HELLO') fall back to hey_jarvis.")
     probability_cutoff: float | None = Field(None, gt=0, lt=1, description="Detection threshold; model default if unset.")
     refractory: float = Field(1.5, ge=0, le=10, description="Seconds after a detection during which no new one fires.")
-    enwake_audio: bool = Field(True, description="Accepted for StackFlow compatibility (no chime yet).")
+    enwake_audio: bool = Field(True, description="Play a short chime on the speaker at each wake.")
 
     @field_validator("kws", mode="before")
     @classmethod
@@ -78,9 +90,16 @@ class KWSUnit(Unit):
             self.context.mark("wake")
         return detected
 
-    def on_frame(self, frame) -> bool | None:
-        if frame.payload and frame.object.startswith("sys.pcm"):
-            return True if self._feed(frame.payload) else None
+    def _woke(self) -> None:
+        """Report a wake, then (same channel, so after it) the chime: the wake flushes the
+        speaker's queue, and the chime must not be flushed with it."""
+        self.context.emit(self.p.response_format, True)
+        if self.p.enwake_audio:
+            self.context.emit("audio.chime", {"rate": pcm.RATE}, chime(), client=False)
+
+    def on_frame(self, frame) -> None:
+        if frame.payload and frame.object.startswith("sys.pcm") and self._feed(frame.payload):
+            self._woke()
         return None
 
     def infer(self, data: Any) -> bool | None:
@@ -88,13 +107,14 @@ class KWSUnit(Unit):
         if not isinstance(data, (bytes, bytearray)):
             raise UnitError(Code.PARAMETER, detail="kws inference takes audio (kws.wav.base64 / kws.pcm.base64)")
         audio = pcm.decode(bytes(data)).tobytes()
-        hit = any(self._feed(audio[i:i + pcm.FRAME_BYTES]) for i in range(0, len(audio), pcm.FRAME_BYTES))
-        return True if hit else None
+        if any(self._feed(audio[i:i + pcm.FRAME_BYTES]) for i in range(0, len(audio), pcm.FRAME_BYTES)):
+            self._woke()
+        return None
 
-    def on_action_trigger(self, data: Any) -> bool:
+    def on_action_trigger(self, data: Any) -> None:
         """StackFlow `kws.trigger`: a simulated wake-up, reported like a real one."""
         self.context.mark("wake")
-        return True
+        self._woke()
 
     def info(self) -> dict[str, Any]:
         return {"keyword": self.keyword, "fallback_from": self.p.kws if self.fallback else None,

@@ -176,3 +176,30 @@ def test_latest_policy_conflates_per_link_and_counts_drops():
     assert q.stats()["dropped"] == {"camera.1": 4}
     q.put("x")
     assert q.flush() == 1 and q.stats()["flushed"] == 1
+
+
+def test_pause_stops_only_the_running_request(server):
+    c = server.client()
+    echo = c.setup("echo", {"times": 10, "delay": 0.1})
+    first = c.infer(echo, "first")
+    second = c.infer(echo, "second")  # queued behind the first
+    c.next_message(lambda m: m.get("request_id") == first)
+    c.request(echo, "pause")
+    assert len(list(c.outputs(echo, first))) <= 3  # cut short
+    assert [m["data"]["delta"] for m in c.outputs(echo, second)] == ["second"] * 10 + [""]  # still runs
+    c.exit(echo)
+
+
+def test_a_wake_cancels_queued_requests_but_answers_each(server):
+    c = server.client()
+    ticker = c.setup("ticker", {"system": True, "enoutput": False})
+    echo = c.setup("echo", {"times": 10, "delay": 0.1, "input": [ticker]})
+    first = c.infer(echo, "first")
+    second = c.infer(echo, "second")
+    c.next_message(lambda m: m.get("request_id") == first)
+    c.infer(ticker, "wake", object="ticker.utf-8")
+    assert list(c.outputs(echo, first))[-1]["data"]["finish"] is True
+    # the queued request is not run, but its caller is not left waiting either
+    assert [m["data"] for m in c.outputs(echo, second, timeout=10)] == [{"delta": "", "index": 0, "finish": True}]
+    for w in (ticker, echo):
+        c.exit(w)

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from enum import Enum
-from typing import Any
+from typing import Any, Callable
 
 
 class Policy(str, Enum):
@@ -90,12 +90,13 @@ class LinkQueue:
             self._cond.notify_all()
             return item
 
-    def flush(self) -> int:
-        """Discard queued data items (not system ones). Returns how many."""
+    def flush(self, keep: Callable[[Any], bool] | None = None) -> int:
+        """Discard queued data items (not system ones), except those `keep` accepts. Returns how many."""
         with self._cond:
-            n = len(self._data)
-            self._data.clear()
-            self._lossless = 0
+            kept = deque(entry for entry in self._data if keep is not None and keep(entry[1]))
+            n = len(self._data) - len(kept)
+            self._data = kept
+            self._lossless = sum(1 for key, _ in kept if key is None)
             self.flushed += n
             self._cond.notify_all()
             return n

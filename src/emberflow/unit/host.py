@@ -240,7 +240,7 @@ class UnitHost:
                 sub.close(0)
             self.send(conn, ack, released=req.work_id)
         elif action == "pause":
-            task.interrupt()
+            task.stop_current()
             self.unit_cls.pause(task.unit)
             self.send(conn, ack)
         elif action == "work":

@@ -43,7 +43,8 @@ class Task:
         self.last_request_id = setup_request_id  # outputs carry the last inference's, else setup's
         self.queue = LinkQueue(queue_size)
         self._ctx = ctx
-        self._epoch = 0  # bumped by pause/wake: queued and running work of older epochs is cancelled
+        self._epoch = 0  # bumped by a wake: queued and running work of older epochs is cancelled
+        self._abort_current = False  # set by pause: the running item stops at its next piece
         self._chunks: list[Any] = []  # input stream being assembled
         self._out_index = 0  # output stream index; back to 0 after each finish chunk
         self._ready = threading.Event()
@@ -75,11 +76,17 @@ class Task:
         self.queue.put(("frame", frame, self._epoch), latest_key=key)
 
     def interrupt(self) -> None:
-        """Cancel running work and drop queued input (pause, barge-in)."""
+        """Barge-in: cancel running work and everything queued. Queued client inferences stay in
+        the queue only to be answered as cancelled, so no caller waits forever."""
         self._epoch += 1
         self.unit.context.cancelled.set()
-        self.queue.flush()
+        self.queue.flush(keep=lambda item: item[0] == "infer")
         self._chunks.clear()
+
+    def stop_current(self) -> None:
+        """`pause`: abort the running work only (StackFlow); queued requests still run."""
+        self._abort_current = True
+        self.unit.context.cancelled.set()
 
     def wake(self, frame: BusFrame | None = None) -> None:
         if self.unit.interrupt_on_wake:
@@ -180,8 +187,12 @@ class Task:
 
     def _handle(self, item: tuple) -> None:
         epoch = item[-1]
-        if epoch != self._epoch:
-            return  # queued before a pause/wake
+        if epoch != self._epoch:  # queued before a wake
+            if item[0] == "infer":
+                self.last_request_id = item[2]
+                self._answer_cancelled()
+            return
+        self._abort_current = False
         self.unit.context.cancelled.clear()
         started = time.monotonic()
         if item[0] in ("wake", "call"):
@@ -218,7 +229,7 @@ class Task:
         it = iter(collect(result))
         try:
             for piece in it:
-                if epoch != self._epoch:
+                if epoch != self._epoch or self._abort_current:
                     aborted = True
                     break
                 if isinstance(piece, Final):
@@ -252,6 +263,15 @@ class Task:
                 self._output(b"".join(collected), hops)
             else:
                 self._output(collected[0] if len(collected) == 1 else collected, hops)
+
+    def _answer_cancelled(self) -> None:
+        """A request cancelled before it started still gets an end: an empty finished stream, or
+        an empty whole answer."""
+        self.stats["aborted"] += 1
+        if self.params.streams_output:
+            self._chunk("", True, [])
+        elif self.unit.stream_per_call:
+            self._output("", [])
 
     def _chunk(self, delta: Any, finish: bool, hops: list) -> None:
         self._output({"delta": delta, "index": self._out_index, "finish": finish}, hops)

@@ -153,6 +153,8 @@ class Router:
                 if target is not None:
                     msg["addr"] = target.data_addr
                     msg["policy"] = (req.extra.get("policy") or "lossless")
+                    if req.action == "link" and rec.plays and target.kind == "kws":  # the player's new wake word
+                        asyncio.get_running_loop().create_task(self._audio_follows(target.work_id))
             if req.action in TOUCHING:
                 rec.owner = conn.conn_id
         elif req.action != "taskinfo":
@@ -160,8 +162,6 @@ class Router:
         elif self.supervisor.running(kind) is None:
             conn.send(reply(req.request_id, req.work_id, data=[], object=f"{kind}.tasklist"))
             return
-        if req.action == "link" and isinstance(req.data, str):
-            asyncio.get_running_loop().create_task(self._follow_wake(req.work_id, req.data))
         self.pending.setdefault(kind, []).append(Pending(conn.conn_id, req, work_id))
         try:
             await self._send_unit(kind, msg, req.payload)
@@ -221,32 +221,18 @@ class Router:
                 return
         conn.send(reply(req.request_id, AUDIO))
 
-    async def _play_through_audio(self, work_id: str) -> None:
-        """A task whose response_format is `sys.pcm` (TTS) plays on the speaker: link audio to it,
-        and to the wake words it listens to, so barge-in stops the sound on the audio unit's own
-        thread at once instead of waiting for the TTS to finish the clause it is synthesising."""
+    async def _audio_follows(self, *sources: str) -> None:
+        """Link the audio unit to these tasks (creating it if needed). It follows a TTS whose
+        response_format is `sys.pcm` to play it, and wake words to stop at once on barge-in and
+        play their chime, on its own thread rather than after the TTS finishes a clause."""
         try:
             if AUDIO not in self.tasks:
                 await self._ensure_audio()
-            await self.internal.request(AUDIO, "link", "work_id", work_id)
-            for source in self.tasks[work_id].inputs:
-                await self._follow_wake(work_id, source)
-        except (StackFlowError, KeyError) as e:
-            log.error("cannot play %s through the audio unit: %s", work_id, e)
-
-    async def _chime_through_audio(self, kws: str) -> None:
-        """A wake word with enwake_audio: the audio unit plays its chime (and stops on its wakes)."""
-        try:
-            if AUDIO not in self.tasks:
-                await self._ensure_audio()
-            await self.internal.request(AUDIO, "link", "work_id", kws)
+            for source in sources:
+                if source in self.tasks:
+                    await self.internal.request(AUDIO, "link", "work_id", source)
         except StackFlowError as e:
-            log.error("no wake chime for %s: %s", kws, e)
-
-    async def _follow_wake(self, player: str, source: str) -> None:
-        rec = self.tasks.get(player)
-        if rec is not None and rec.plays and source.startswith("kws") and source in self.tasks:
-            await self.internal.request(AUDIO, "link", "work_id", source)
+            log.error("the audio unit cannot follow %s: %s", ", ".join(sources), e)
 
     async def _send_unit(self, kind: str, msg: dict[str, Any], payload: bytes | None = None) -> None:
         await self.supervisor.ensure(kind)
@@ -288,11 +274,13 @@ class Router:
                 if isinstance(data, dict):
                     inputs = data.get("input", [])
                     self.tasks[wid].inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
+                    rec = self.tasks[wid]
                     if kind != AUDIO and str(data.get("response_format", "")).startswith("sys"):
-                        self.tasks[wid].plays = True
-                        asyncio.get_running_loop().create_task(self._play_through_audio(wid))
+                        rec.plays = True
+                        wakes = [i for i in rec.inputs if i.startswith("kws")]
+                        asyncio.get_running_loop().create_task(self._audio_follows(wid, *wakes))
                     if kind == "kws" and data.get("enwake_audio", True) is not False:
-                        asyncio.get_running_loop().create_task(self._chime_through_audio(wid))
+                        asyncio.get_running_loop().create_task(self._audio_follows(wid))  # its chime
             if msg.get("released"):
                 self.tasks.pop(msg["released"], None)
             self.deliver(msg["conn"], out)

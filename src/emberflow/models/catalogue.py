@@ -13,7 +13,6 @@ import importlib.util
 import json
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +184,3 @@ def _package_file(module: str, file: str) -> Path | None:
     p = Path(next(iter(spec.submodule_search_locations))) / file
     return p if p.exists() else None
 
-
-@lru_cache(maxsize=1)
-def default_catalogue() -> Catalogue:
-    return Catalogue()

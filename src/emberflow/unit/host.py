@@ -221,7 +221,7 @@ class UnitHost:
         self.tasks[work_id] = task
         self.subs[work_id] = sub
         self.send(conn, reply(req.request_id, work_id), created=work_id, data_addr=task.data_addr,
-                  model=task.info().get("resolved_model"))
+                  model=model_ref.name if model_ref else None)
 
     def _control(self, req: Request, conn: int, msg: dict[str, Any]) -> None:
         action = req.action

@@ -283,10 +283,13 @@ class Task:
         self.stats["outputs"] += 1
 
     def _publish_and_send(self, object: str, data: Any, hops: list, system: bool = False,
-                          client: bool = True) -> None:
-        """Raw bytes travel as the frame payload on the bus; base64 only at the JSON edge."""
-        payload, bus_data, client_data = b"", data, data
-        if isinstance(data, (bytes, bytearray)):
+                          client: bool = True, payload: bytes = b"") -> None:
+        """Raw bytes travel as the frame payload on the bus; base64 only at the JSON edge.
+        An explicit `payload` keeps `data` beside it on the bus (e.g. PCM with its rate)."""
+        bus_data, client_data = data, data
+        if payload:
+            client_data = base64.b64encode(payload).decode()
+        elif isinstance(data, (bytes, bytearray)):
             payload, bus_data = bytes(data), None
             client_data = base64.b64encode(payload).decode()
         elif isinstance(data, dict) and isinstance(data.get("delta"), (bytes, bytearray)):
@@ -298,7 +301,7 @@ class Task:
         if self.params.enoutput and client:
             msg = reply(self.last_request_id, self.work_id, data=NONE if client_data is None else client_data,
                         object=object)
-            self._out.send_json({"op": "output", "work_id": self.work_id, "msg": msg, "hops": frame.hops})
+            self._out.send_json({"op": "output", "work_id": self.work_id, "msg": msg})
 
     def _send_error(self, err: StackFlowError) -> None:
         # The host answers it to the last control connection, as StackFlow does (§3.4).
@@ -318,7 +321,8 @@ class Task:
                 time.sleep(0.001)
 
     def _emit_extra(self, object: str, data: Any, payload: bytes, system: bool = False, client: bool = True) -> None:
-        self._publish_and_send(object, payload if payload else data, self.unit.context.hops, system, client)
+        self._publish_and_send(object, data, self.unit.context.hops, system, client, payload)
+
 
 class _Incomplete:
     pass

@@ -143,15 +143,11 @@ class ASRUnit(Unit):
             self.speculative.cancel()  # speech resumed: that guess is stale (cancelled if not started)
         self.speculative = None
         due = self.p.partial_interval and self.ep.speech_seconds - self.partial_at >= self.p.partial_interval
-        if due and self.params_stream and (self.partial is None or self.partial.done()):
+        if due and self.p.streams_output and (self.partial is None or self.partial.done()):
             self.partial_at = self.ep.speech_seconds
             self.partial = self.pool.submit(self.transcribe, self.ep.current_audio())
             self.partial.add_done_callback(lambda f: self.context.post(lambda: self._partial_ready(f)))
         return None
-
-    @property
-    def params_stream(self) -> bool:
-        return "stream" in self.p.response_format
 
     def _partial_ready(self, f: Future) -> str | None:
         if f is not self.partial or not self.ep.in_speech or f.exception():

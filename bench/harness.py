@@ -8,113 +8,67 @@ from __future__ import annotations
 import math
 import os
 import platform
-import selectors
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from emberflow.sys.launch import Launched
 
 BENCH_DIR = Path(__file__).resolve().parent
-READY_PREFIX = "emberflow: listening on "
-
-
-def emberflow_command() -> list[str]:
-    """The `emberflow` console script of this interpreter's venv (what `make run` starts)."""
-    script = Path(sys.executable).parent / "emberflow"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "emberflow"]
 
 
 class Daemon:
-    """`emberflow up --port 0` in its own process group, with a private rundir.
-
-    Use as a context manager: the whole group (sys and its unit processes) is terminated on exit,
-    whatever happened inside.
-    """
+    """`emberflow up` on a free port with a private rundir, as a context manager: the whole process
+    group (sys and its unit processes) is stopped on exit, whatever happened inside. It stays in
+    the bench's session, so it competes for the CPU like the in-process baselines do."""
 
     def __init__(self, config: dict | None = None, args: tuple[str, ...] = (), start_timeout: float = 60.0):
-        self.tmp = tempfile.TemporaryDirectory(prefix="emberflow-issue2-bench-")
-        # Issue 2 measures the StackFlow TCP control plane: the HTTP/gRPC gateways are off unless a
-        # bench turns them on (their default fixed ports would also clash with other daemons here).
-        cfg = {"rundir": f"{self.tmp.name}/run", "log_level": "WARNING", "http_port": None, "grpc_port": None,
-               **(config or {})}
-        self.config_path = Path(self.tmp.name) / "config.yaml"
-        self.config_path.write_text(yaml.safe_dump(cfg))
-        self.cmd = [*emberflow_command(), "up", "--port", "0", "--config", str(self.config_path), *args]
+        self.tmp = tempfile.TemporaryDirectory(prefix="emberflow-bench-")
+        # The HTTP/gRPC gateways are off unless a bench turns them on (their default fixed ports
+        # would also clash with other daemons here).
+        self.config = {"rundir": f"{self.tmp.name}/run", "log_level": "WARNING", "http_port": None,
+                       "grpc_port": None, "port": 0, **(config or {})}
+        self.args = list(args)
         self.start_timeout = start_timeout
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-        self.startup_s = 0.0  # launch -> the "listening" line (the server accepts from then on)
+        self.server: Launched | None = None
 
     def __enter__(self) -> "Daemon":
-        env = dict(os.environ)
         # bench units (bench/bench_units.py) must be importable by the unit processes
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BENCH_DIR), env.get("PYTHONPATH", "")) if p)
-        self.stderr = open(Path(self.tmp.name) / "stderr.log", "w+b")
-        launched = time.monotonic()
-        # Own process group (so stop() reaches the unit processes too) but the bench's session: with
-        # sched_autogroup a new session would get its own CPU share and beat in-process baselines.
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=self.stderr,
-                                     stdin=subprocess.DEVNULL, env=env, process_group=0,
-                                     bufsize=0)  # unbuffered: select() then sees every line
+        env = {"PYTHONPATH": os.pathsep.join(p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH", "")) if p)}
         try:
-            line = self._wait_listening(launched + self.start_timeout)
-            self.startup_s = time.monotonic() - launched
-            self.port = int(line.rsplit(":", 1)[1])
+            self.server = Launched(self.config, args=self.args, env=env, workdir=Path(self.tmp.name),
+                                   timeout=self.start_timeout, new_session=False)
         except BaseException:
-            self.stop()
+            self.tmp.cleanup()
             raise
         return self
 
-    def _wait_listening(self, deadline: float) -> str:
-        """The 'listening on' line; other gateways print their own lines first."""
-        assert self.proc is not None and self.proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        while sel.select(max(0.0, deadline - time.monotonic())):
-            line = self.proc.stdout.readline().decode()
-            if not line:
-                raise RuntimeError(f"emberflow up exited before listening\n{self.log()}")
-            if line.startswith(READY_PREFIX):
-                return line.strip()
-        raise TimeoutError(f"emberflow up was not listening within {self.start_timeout} s\n{self.log()}")
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def proc(self):
+        return self.server.proc
+
+    @property
+    def startup_s(self) -> float:
+        return self.server.startup_s
 
     def log(self) -> str:
-        self.stderr.flush()
-        self.stderr.seek(0)
-        return self.stderr.read().decode(errors="replace")[-4000:]
+        return "".join(self.server.log)[-4000:] if self.server else ""
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        pgid = self.proc.pid  # process_group=0: the daemon leads its own group
-        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        try:
-            os.killpg(pgid, signal.SIGKILL)  # unit processes left behind by an unclean exit
-        except ProcessLookupError:
-            pass
-        if self.proc.stdout:
-            self.proc.stdout.close()
-        self.stderr.close()
-        self.tmp.cleanup()
-        self.proc = None
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+            self.tmp.cleanup()
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None and self.proc is not None:
-            print(f"--- emberflow up stderr (tail) ---\n{self.log()}", file=sys.stderr)
+        if exc_type is not None and self.server is not None:
+            print(f"--- emberflow up log (tail) ---\n{self.log()}", file=sys.stderr)
         self.stop()
 
 

@@ -130,10 +130,15 @@ def test_link_pipes_output_between_tasks_and_records_latency(server):
         c.exit(w)
 
 
+def ticker_feeding_echo(c, delay: float) -> tuple[str, str]:
+    """A ticker whose ticks are system frames (like a wake word), and a slow echo listening to it."""
+    ticker = c.setup("ticker", {"system": True, "enoutput": False})
+    return ticker, c.setup("echo", {"times": 10, "delay": delay, "input": [ticker]})
+
+
 def test_system_frame_interrupts_downstream_work(server):
     c = server.client()
-    ticker = c.setup("ticker", {"system": True, "enoutput": False})
-    slow = c.setup("echo", {"times": 10, "delay": 0.2, "input": [ticker]})
+    ticker, slow = ticker_feeding_echo(c, delay=0.2)
     rid = c.infer(slow, "long job")
     first = c.next_message(lambda m: m.get("request_id") == rid)
     assert first["data"]["delta"] == "long job"
@@ -192,8 +197,7 @@ def test_pause_stops_only_the_running_request(server):
 
 def test_a_wake_cancels_queued_requests_but_answers_each(server):
     c = server.client()
-    ticker = c.setup("ticker", {"system": True, "enoutput": False})
-    echo = c.setup("echo", {"times": 10, "delay": 0.1, "input": [ticker]})
+    ticker, echo = ticker_feeding_echo(c, delay=0.1)
     first = c.infer(echo, "first")
     second = c.infer(echo, "second")
     c.next_message(lambda m: m.get("request_id") == first)

@@ -63,7 +63,7 @@ class Connection:
                 Code.JSON_FORMAT, detail=f"frame of {event.size} bytes exceeds the {event.limit}-byte limit")))
         elif isinstance(event, Frame):
             try:
-                obj = json.loads(event.text)
+                obj = json.loads(event.text.decode("utf-8"))  # StackFlow is UTF-8; never guess UTF-16/32
                 req = parse_request(obj, event.payload)
             except (ValueError, RecursionError):
                 self.send(error_reply("0", "sys", StackFlowError(Code.JSON_FORMAT)))

@@ -156,7 +156,7 @@ class Batcher:
         live = [it for it in batch if not it.future.done() and it.deadline > now]
         for it in batch:
             if it.deadline <= now and not it.future.done():
-                it.future.set_exception(DeadlineExceeded("deadline passed while queued"))
+                it.future.set_exception(DeadlineExceeded("per-request timeout passed while queued"))
         if not live:
             self._slots.release()
             return carry

@@ -23,7 +23,8 @@ class Server(Launched):
 
     def __init__(self, tmp: Path, *, config: dict | None = None, args: list[str] | None = None):
         cfg = {"rundir": str(tmp / "run"), "sandbox": str(tmp / "files"), "port": 0, "http_port": 0, "grpc_port": 0,
-               "units": {"echo": "units_for_tests:EchoUnit", "ticker": "units_for_tests:TickerUnit"}}
+               "units": {"echo": "units_for_tests:EchoUnit", "ticker": "units_for_tests:TickerUnit",
+                         "tally": "units_for_tests:TallyUnit"}}
         cfg.update(config or {})
         env = {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
                "EMBERFLOW_LOG": "WARNING"}

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Iterator
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from emberflow.unit import IO, Unit, UnitParams
+from emberflow.unit import IO, Chunk, Code, Final, Unit, UnitError, UnitParams
 
 
 class EchoParams(UnitParams):
@@ -63,3 +63,51 @@ class TickerUnit(Unit):
     def infer(self, text: str) -> str:
         self.context.emit("ticker.bool", True, system=self.p.system)
         return text
+
+
+class TallyParams(UnitParams):
+    response_format: str = "tally.json.stream"
+    stopwords: str = Field("", description="Id of a loaded resource: words not to count.")
+
+
+class TallyResult(BaseModel):
+    words: int = Field(ge=0)
+    chunks: int = Field(ge=1)
+
+
+class TallyUnit(Unit):
+    """Counts the words of a text as it streams in, skipping a personalised stop-word list."""
+
+    kind = "tally"
+    needs_model = False
+    Params = TallyParams
+    inputs = {"text": IO.TEXT}
+    outputs = {"tally": IO.JSON}
+    Result = TallyResult
+    resource = IO.TEXT  # a stop-word list, one or more words per line
+
+    @classmethod
+    def load_resource(cls, res_id: str, data: str) -> frozenset[str]:
+        words = frozenset(w.lower() for w in data.split())
+        if not words:
+            raise UnitError(Code.PARAMETER, detail=f"stop-word list {res_id!r} is empty")
+        return words
+
+    def setup(self, params: TallyParams) -> None:
+        self.p = params
+        self.words = self.chunks = 0
+
+    def _count(self, text: str) -> int:
+        stop = self.get_resource(self.p.stopwords) if self.p.stopwords else frozenset()
+        return sum(1 for w in text.split() if w.lower() not in stop)
+
+    def infer(self, text: str) -> dict:
+        return {"words": self._count(text), "chunks": 1}
+
+    def on_chunk(self, chunk: Chunk) -> dict | Final:
+        if chunk.first:
+            self.words = self.chunks = 0
+        self.words += self._count(chunk.data)
+        self.chunks += 1
+        tally = {"words": self.words, "chunks": self.chunks}
+        return Final(tally) if chunk.last else tally

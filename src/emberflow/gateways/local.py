@@ -51,24 +51,26 @@ class LocalConnection:
                 if kind == unit and rid in self._waiters:
                     self._waiters[rid].put_nowait(msg)
 
-    def _new_id(self) -> str:
+    def new_request_id(self) -> str:
         return f"{self.name}-{next(_ids)}"
 
     async def request(self, work_id: str, action: str, object: str = "None", data: Any = "None",
-                      timeout: float = 120.0) -> dict[str, Any]:
+                      timeout: float = 120.0, payload: bytes | None = None) -> dict[str, Any]:
         """Send one control request and return its reply (errors are returned, not raised)."""
-        rid = self._new_id()
+        rid = self.new_request_id()
         q = self._waiters[rid] = asyncio.Queue()
         try:
-            await self.router.handle(self, Request(rid, work_id, action, object, data), time.monotonic())
+            await self.router.handle(self, Request(rid, work_id, action, object, data, payload), time.monotonic())
             return await asyncio.wait_for(q.get(), timeout)
         finally:
             self._waiters.pop(rid, None)
 
-    async def infer(self, work_id: str, data: Any, object: str, payload: bytes | None = None) -> str:
-        """Queue an inference; read its outputs with `outputs(work_id, rid)`."""
-        rid = self._new_id()
-        self._waiters[rid] = asyncio.Queue()
+    async def infer(self, work_id: str, data: Any, object: str, payload: bytes | None = None,
+                    rid: str | None = None) -> str:
+        """Queue an inference; read its outputs with `outputs(work_id, rid)`. Chunks of one streamed
+        input share one `rid`, so their outputs arrive on one reader."""
+        rid = rid or self.new_request_id()
+        self._waiters.setdefault(rid, asyncio.Queue())
         self._output_units[rid] = work_id.split(".")[0]
         await self.router.handle(self, Request(rid, work_id, "inference", object, data, payload), time.monotonic())
         return rid

@@ -13,6 +13,9 @@ from typing import Any
 from emberflow.protocol.errors import Code, StackFlowError
 
 NONE = "None"  # StackFlow's "no payload" marker is this *string*
+# emberflow's unit-level actions (work_id is the unit kind, as for setup): personalisation
+# resources belong to the unit process and are shared by its tasks.
+RESOURCE_ACTIONS = ("load_resource", "unload_resource", "list_resources")
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import zmq
 import zmq.asyncio
 
-from emberflow.protocol.envelope import Request, error_reply, reply
+from emberflow.protocol.envelope import RESOURCE_ACTIONS, Request, error_reply, reply
 from emberflow.protocol.errors import Code, StackFlowError
 from emberflow.sys.config import Config
 from emberflow.sys.supervisor import Supervisor
@@ -76,6 +76,9 @@ class Router:
         self.reboot_requested = False
         self.uart = None  # the UART gateway, when configured (sys.uartsetup reconfigures it)
         self._internal_conn = None
+        # Loaded personalisation resources as their clients sent them: kind -> id -> (data, payload).
+        # A unit process that restarts gets them again, so a crash does not lose them.
+        self.resources: dict[str, dict[str, tuple[Any, bytes | None]]] = {}
 
     # --- connections ----------------------------------------------------------------------
     def new_conn_id(self) -> int:
@@ -157,6 +160,8 @@ class Router:
                         asyncio.get_running_loop().create_task(self._audio_follows(target.work_id))
             if req.action in TOUCHING:
                 rec.owner = conn.conn_id
+        elif req.action in RESOURCE_ACTIONS and req.work_id == kind:
+            pass  # unit-level: the unit's process holds its resources (started if needed)
         elif req.action != "taskinfo":
             raise StackFlowError(Code.UNIT_NOT_EXIST)
         elif self.supervisor.running(kind) is None:
@@ -263,6 +268,8 @@ class Router:
         op = msg.get("op")
         if op == "ready":
             self.supervisor.mark_ready(kind, msg.get("schema", {}))
+            if self.resources.get(kind):
+                asyncio.get_running_loop().create_task(self._reload_resources(kind))
         elif op == "send":
             out = msg["msg"]
             pending = self._take_pending(kind, msg["conn"], out.get("request_id", ""))
@@ -283,6 +290,11 @@ class Router:
                         asyncio.get_running_loop().create_task(self._audio_follows(wid))  # its chime
             if msg.get("released"):
                 self.tasks.pop(msg["released"], None)
+            if msg.get("resource_loaded") and pending is not None and pending.conn != self.internal.conn_id:
+                self.resources.setdefault(kind, {})[msg["resource_loaded"]] = (pending.request.data,
+                                                                               pending.request.payload)
+            if msg.get("resource_unloaded"):
+                self.resources.get(kind, {}).pop(msg["resource_unloaded"], None)
             self.deliver(msg["conn"], out)
         elif op == "output":
             rec = self.tasks.get(msg["work_id"])
@@ -311,9 +323,16 @@ class Router:
         await self.supervisor.stop_all()
         self.tasks.clear()
         self.pending.clear()
+        self.resources.clear()
         self.counter = FIRST_WORK_ID
         for kind in self.cfg.preload:
             asyncio.create_task(self._preload(kind))
+
+    async def _reload_resources(self, kind: str) -> None:
+        for res_id, (data, payload) in list(self.resources.get(kind, {}).items()):
+            answer = await self.internal.request(kind, "load_resource", f"{kind}.resource", data, payload=payload)
+            if answer["error"]["code"] != 0:
+                log.error("reloading resource %s of %s after a restart failed: %s", res_id, kind, answer)
 
     async def _preload(self, kind: str) -> None:
         try:

@@ -25,11 +25,13 @@ chunk assembly and index checks, base64 at the JSON edge, stream vs whole-messag
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from emberflow.protocol.envelope import RESOURCE_ACTIONS
 from emberflow.protocol.errors import Code, StackFlowError
 
 if TYPE_CHECKING:
@@ -60,6 +62,21 @@ class Final:
 
     def __repr__(self) -> str:
         return f"Final({self.value!r})"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a streamed input: a StackFlow `*.stream*` message (`{"delta", "index",
+    "finish"}`) or a WebSocket session frame (status 0 begin, 1 continue, 2 end).
+    `data` is already decoded to the unit's input kind (bytes for audio/image, str for text)."""
+
+    data: Any
+    index: int
+    last: bool
+
+    @property
+    def first(self) -> bool:
+        return self.index == 0
 
 
 class UnitParams(BaseModel):
@@ -98,8 +115,10 @@ class TaskContext:
     """What the host gives each unit instance: identity, cancellation and a way to emit."""
 
     def __init__(self, work_id: str, emit: Callable[..., None] | None = None,
-                 post: Callable[[Callable[[], Any]], None] | None = None):
+                 post: Callable[[Callable[[], Any]], None] | None = None,
+                 resources: Mapping[str, Any] | None = None):
         self.work_id = work_id
+        self.resources: Mapping[str, Any] = resources if resources is not None else {}  # by id, shared
         self.cancelled = threading.Event()  # set by pause/interrupt; long loops should check it
         self._emit = emit
         self._post = post
@@ -147,6 +166,14 @@ class Unit:
     # True: each infer/on_frame result is a whole answer and the host ends it with a finish
     # chunk. False: the unit ends streams itself by yielding Final(...).
     stream_per_call: ClassVar[bool] = True
+    # The declared result (a pydantic model, AIGES `responseCls`): in the schema and OpenAPI,
+    # and `emberflow run-local` checks every result against it. None: results are not declared.
+    Result: ClassVar[type[BaseModel] | None] = None
+    # Personalisation resources (AIGES wrapperLoadRes/UnloadRes): data loaded once per unit
+    # process under an id (`load_resource` action, `PUT /units/{kind}/resources/{id}`), shared
+    # by all its tasks, which pick one by id (usually a setup parameter) with `get_resource`.
+    # The kind of data a resource is (IO.TEXT, IO.JSON, binary); None: no resources.
+    resource: ClassVar[IO | None] = None
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -194,6 +221,20 @@ class Unit:
             return self.infer(frame.payload)  # only units that take binary input get raw bytes
         return None
 
+    def on_chunk(self, chunk: Chunk) -> Any | Iterator[Any] | None:
+        """One piece of a streamed input (AIGES session write; begin/continue/end status).
+
+        Not overridden: the host gathers the pieces and calls `infer` once on the whole input.
+        Override it to work while input still arrives: return or yield partial results for any
+        chunk (they reach the client at once as `finish: false` stream chunks), and the final
+        result for the `last` one. Keep per-stream state on `self`; reset it at `chunk.first`.
+        """
+        raise NotImplementedError  # never called: the host checks `streams_input()` first
+
+    @classmethod
+    def streams_input(cls) -> bool:
+        return cls.on_chunk is not Unit.on_chunk
+
     def on_wake(self, frame: "BusFrame | None" = None) -> Any | Iterator[Any] | None:
         """A wake word (or another system frame) arrived. With `interrupt_on_wake` the host has
         already cancelled running work and flushed queued input (barge-in). May return output."""
@@ -209,6 +250,27 @@ class Unit:
         """`work` action. Units that don't override it answer -18, as StackFlow's llm does."""
         raise UnitError(Code.NO_UNIT_ACTION)
 
+    # --- personalisation resources --------------------------------------------------------
+    @classmethod
+    def load_resource(cls, res_id: str, data: Any) -> Any:
+        """Turn resource data (decoded to the `resource` kind: str, dict, or bytes) into what
+        tasks use, e.g. parse a hot-word list or load a voice. Runs off the task threads; raise
+        UnitError to refuse it. Default: keep the data as it is."""
+        return data
+
+    @classmethod
+    def unload_resource(cls, res_id: str, resource: Any) -> None:
+        """Release what `load_resource` made. A task still using it keeps a working reference."""
+
+    def get_resource(self, res_id: str) -> Any:
+        """The loaded resource `res_id`, or a clear -22 error naming how to load it."""
+        try:
+            return self.context.resources[res_id]
+        except KeyError:
+            loaded = ", ".join(sorted(self.context.resources)) or "none"
+            raise UnitError(Code.PARAMETER, detail=f"resource {res_id!r} is not loaded (loaded: {loaded}); send "
+                                                   f"action load_resource to work_id {self.kind!r} first") from None
+
     # --- introspection -------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         """Unit-specific state for `taskinfo` (under the key "unit")."""
@@ -218,6 +280,8 @@ class Unit:
     def supports(cls, action: str) -> bool:
         if action == "work":
             return cls.resume is not Unit.resume
+        if action in RESOURCE_ACTIONS:
+            return cls.resource is not None
         return action in ("setup", "exit", "pause", "link", "unlink", "taskinfo", "inference") or \
             action in getattr(cls, "custom_actions", ())
 
@@ -231,8 +295,11 @@ class Unit:
             "params": cls.Params.model_json_schema(),
             "inputs": {k: v.value for k, v in cls.inputs.items()},
             "outputs": {k: v.value for k, v in cls.outputs.items()},
+            "result": cls.Result.model_json_schema() if cls.Result is not None else None,
+            "streams_input": cls.streams_input(),
+            "resource": cls.resource.value if cls.resource is not None else None,
             "actions": [a for a in ("setup", "exit", "pause", "work", "link", "unlink", "taskinfo", "inference",
-                                    *getattr(cls, "custom_actions", ())) if cls.supports(a)],
+                                    *RESOURCE_ACTIONS, *getattr(cls, "custom_actions", ())) if cls.supports(a)],
         }
 
 

@@ -10,6 +10,8 @@ never needs to know what a unit does. Data between tasks flows over each task's 
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import logging
 import os
 import queue
@@ -23,9 +25,9 @@ from pydantic import ValidationError
 from emberflow.bus.frame import BusFrame, topic_of
 from emberflow.bus.queue import Policy
 from emberflow.models.catalogue import Catalogue, ModelRef
-from emberflow.protocol.envelope import Request, error_reply, reply
+from emberflow.protocol.envelope import RESOURCE_ACTIONS, Request, error_reply, reply
 from emberflow.protocol.errors import Code, StackFlowError
-from emberflow.unit.base import TaskContext, Unit
+from emberflow.unit.base import IO, TaskContext, Unit
 from emberflow.unit.registry import load_unit_class
 from emberflow.unit.task import OUTBOX, Task
 
@@ -50,7 +52,9 @@ class UnitHost:
         self.catalogue = Catalogue() if unit_cls.needs_model else None
         # Last control request: inference-data errors go there (StackFlow §3.4).
         self.last_control: tuple[str, int] = ("0", -1)
-        self._loaded: queue.SimpleQueue = queue.SimpleQueue()  # finished model loads
+        self._main_calls: queue.SimpleQueue = queue.SimpleQueue()  # work other threads hand to the main loop
+        # Personalisation resources by id, shared by every task of this process (Unit.resource).
+        self.resources: dict[str, Any] = {}
         self._running = True
 
     # --- plumbing -------------------------------------------------------------------------
@@ -61,6 +65,14 @@ class UnitHost:
 
     def send(self, conn: int, msg: dict[str, Any], **extra: Any) -> None:
         self._to_sys({"op": "send", "conn": conn, "msg": msg, **extra})
+
+    def _call_on_main(self, fn: Any) -> None:
+        """From a worker thread: run `fn` on the main loop, the only thread that may use `control`."""
+        self._main_calls.put(fn)
+        wake = self.ctx.socket(zmq.PUSH)
+        wake.connect(OUTBOX)
+        wake.send_json({"op": "main"})
+        wake.close(linger=1000)
 
     def run(self) -> None:
         self._to_sys({"op": "ready", "kind": self.kind, "pid": os.getpid(), "schema": self.unit_cls.schema()})
@@ -97,8 +109,8 @@ class UnitHost:
             rid, conn = self.last_control
             err = StackFlowError(msg["code"], msg["message"], msg.get("detail"))
             self.send(conn, error_reply(rid, self.kind, err), work_id=msg["work_id"])
-        elif op == "loaded":
-            self._finish_setup(self._loaded.get())
+        elif op == "main":
+            self._main_calls.get()()
         else:
             self._to_sys(msg)
 
@@ -181,7 +193,8 @@ class UnitHost:
               links: dict[str, str], policies: dict[str, str]) -> None:
         """Runs in a thread: model loading takes seconds and must not block other tasks' control."""
         unit = self.unit_cls()
-        unit.context = TaskContext(work_id)  # usable during setup (marks, warm-up); emits go nowhere yet
+        # usable during setup (marks, warm-up, resources); emits go nowhere yet
+        unit.context = TaskContext(work_id, resources=self.resources)
         error: StackFlowError | None = None
         try:
             if model_ref is not None:
@@ -195,14 +208,12 @@ class UnitHost:
         except Exception as e:
             log.exception("setup of %s failed", work_id)
             error = StackFlowError(Code.MODEL_LOADING, detail=f"{type(e).__name__}: {e}")
-        self._loaded.put((req, conn, work_id, params, model_ref, links, policies, unit, error))
-        wake = self.ctx.socket(zmq.PUSH)
-        wake.connect(OUTBOX)
-        wake.send_json({"op": "loaded"})
-        wake.close(linger=1000)
+        self._call_on_main(lambda: self._finish_setup(req, conn, work_id, params, model_ref, links, policies,
+                                                      unit, error))
 
-    def _finish_setup(self, result: tuple) -> None:
-        req, conn, work_id, params, model_ref, links, policies, unit, error = result
+    def _finish_setup(self, req: Request, conn: int, work_id: str, params: Any, model_ref: ModelRef | None,
+                      links: dict[str, str], policies: dict[str, str], unit: Unit,
+                      error: StackFlowError | None) -> None:
         self.pending_setups -= 1
         if error is not None:
             self.send(conn, error_reply(req.request_id, req.unit, error), released=work_id)
@@ -225,6 +236,9 @@ class UnitHost:
 
     def _control(self, req: Request, conn: int, msg: dict[str, Any]) -> None:
         action = req.action
+        if action in RESOURCE_ACTIONS and req.work_id == self.kind:
+            self._resource_action(req, conn)
+            return
         if action == "taskinfo" and req.work_id not in self.tasks:
             self.send(conn, reply(req.request_id, req.work_id, data=sorted(self.tasks), object=f"{self.kind}.tasklist"))
             return
@@ -287,6 +301,59 @@ class UnitHost:
         else:
             raise StackFlowError(Code.NO_UNIT_ACTION)
 
+    # --- personalisation resources (unit-level: work_id is the kind) -----------------------
+    def _resource_action(self, req: Request, conn: int) -> None:
+        kind_of_data = self.unit_cls.resource
+        if kind_of_data is None:
+            raise StackFlowError(Code.NO_UNIT_ACTION, detail=f"unit {self.kind!r} takes no resources")
+        if req.action == "list_resources":
+            self.send(conn, reply(req.request_id, self.kind, data=sorted(self.resources),
+                                  object=f"{self.kind}.resources"))
+            return
+        data = req.data if isinstance(req.data, dict) else {}
+        res_id = data.get("id")
+        if not isinstance(res_id, str) or not 0 < len(res_id) <= 128:
+            raise StackFlowError(Code.PARAMETER, detail='data must be {"id": "<1-128 chars>", "data": <resource>}')
+        if req.action == "unload_resource":
+            if res_id not in self.resources:
+                raise StackFlowError(Code.PARAMETER, detail=f"resource {res_id!r} is not loaded")
+            self._release(res_id, self.resources.pop(res_id))
+            self.send(conn, reply(req.request_id, self.kind, data={"id": res_id}, object=f"{self.kind}.resource"),
+                      resource_unloaded=res_id)
+            return
+        value = _resource_value(kind_of_data, data.get("data"), req.payload)
+
+        def load() -> None:  # a thread: loading a voice or a lexicon may take a while
+            error: StackFlowError | None = None
+            resource = None
+            try:
+                resource = self.unit_cls.load_resource(res_id, value)
+            except StackFlowError as e:
+                error = e
+            except Exception as e:
+                log.exception("loading resource %s of %s failed", res_id, self.kind)
+                error = StackFlowError(Code.PARAMETER, detail=f"resource {res_id!r}: {type(e).__name__}: {e}")
+            self._call_on_main(lambda: self._resource_loaded(req, conn, res_id, resource, error))
+
+        threading.Thread(target=load, name=f"resource-{res_id}", daemon=True).start()
+
+    def _resource_loaded(self, req: Request, conn: int, res_id: str, resource: Any,
+                         error: StackFlowError | None) -> None:
+        if error is not None:
+            self.send(conn, error_reply(req.request_id, self.kind, error))
+            return
+        if res_id in self.resources:
+            self._release(res_id, self.resources[res_id])  # replaced by the new version
+        self.resources[res_id] = resource
+        self.send(conn, reply(req.request_id, self.kind, data={"id": res_id}, object=f"{self.kind}.resource"),
+                  resource_loaded=res_id)
+
+    def _release(self, res_id: str, resource: Any) -> None:
+        try:
+            self.unit_cls.unload_resource(res_id, resource)
+        except Exception:  # a failing unload must not take the other tasks down
+            log.exception("unloading resource %s of %s failed", res_id, self.kind)
+
     def _resolve_model(self, data: dict[str, Any]) -> ModelRef | None:
         if self.catalogue is None:
             return None
@@ -318,6 +385,24 @@ class UnitHost:
             desc = {"mode": name, "type": self.unit_cls.model_type or self.kind, "mode_param": {"model_path": name}}
             return ModelRef(desc, name)
         return None
+
+
+def _resource_value(kind: IO, data: Any, payload: bytes | None) -> Any:
+    """Resource data decoded to the unit's declared resource kind (binary: RAW frame or base64)."""
+    if data is None and payload is None:
+        raise StackFlowError(Code.EMPTY_DATA, detail="data.data (the resource) is missing")
+    if kind in (IO.AUDIO_PCM, IO.IMAGE, IO.TENSOR):
+        if payload is not None:
+            return payload
+        if not isinstance(data, str):
+            raise StackFlowError(Code.BASE64, detail=f"a {kind.value} resource is base64 text or a RAW frame")
+        try:
+            return base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise StackFlowError(Code.BASE64, detail=str(e)) from None
+    if kind in (IO.TEXT, IO.TEXT_STREAM) and not isinstance(data, str):
+        raise StackFlowError(Code.PARAMETER, detail="this unit's resources are text: data.data must be a string")
+    return data
 
 
 def _validation_text(e: ValidationError) -> str:

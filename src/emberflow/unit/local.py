@@ -9,10 +9,10 @@ model is resolved through the same catalogue.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from emberflow.models.catalogue import Catalogue
-from emberflow.unit.base import TaskContext, Unit, UnitParams, collect
+from emberflow.unit.base import Chunk, TaskContext, Unit, UnitParams, collect
 
 
 class LocalTask:
@@ -20,8 +20,10 @@ class LocalTask:
         data = dict(params or {})
         self.emitted: list[tuple[str, Any, bytes]] = []
         self.unit = unit_cls()
+        self.resources: dict[str, Any] = {}  # loaded with load_resource(), as the unit process keeps them
         self.unit.context = TaskContext(work_id or f"{unit_cls.kind}.0",
-                                        emit=lambda o, d, p, s=False, c=True: self.emitted.append((o, d, p)))
+                                        emit=lambda o, d, p, s=False, c=True: self.emitted.append((o, d, p)),
+                                        resources=self.resources)
         merged = data
         if unit_cls.needs_model and data.get("model"):
             cat = Catalogue()
@@ -38,6 +40,21 @@ class LocalTask:
 
     def infer_text(self, data: Any) -> str:
         return "".join(str(p) for p in self.infer(data))
+
+    def session(self, pieces: Iterable[Any]) -> list[list[Any]]:
+        """A streamed input, piece by piece: the outputs after each piece. Units without
+        `on_chunk` get the pieces joined into one `infer` at the end, as the host does."""
+        pieces = list(pieces)
+        if not type(self.unit).streams_input():
+            joined: Any = b"".join(pieces) if all(isinstance(p, bytes) for p in pieces) else "".join(pieces)
+            return [[] for _ in pieces[1:]] + [self.infer(joined)]
+        return [list(collect(self.unit.on_chunk(Chunk(p, i, i == len(pieces) - 1)))) for i, p in enumerate(pieces)]
+
+    def load_resource(self, res_id: str, data: Any) -> None:
+        self.resources[res_id] = type(self.unit).load_resource(res_id, data)
+
+    def unload_resource(self, res_id: str) -> None:
+        type(self.unit).unload_resource(res_id, self.resources.pop(res_id))
 
     def close(self) -> None:
         self.unit.teardown()

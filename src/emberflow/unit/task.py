@@ -21,7 +21,7 @@ from emberflow.bus.frame import BusFrame
 from emberflow.bus.queue import LinkQueue, Policy
 from emberflow.protocol.envelope import NONE, reply
 from emberflow.protocol.errors import Code, StackFlowError
-from emberflow.unit.base import IO, Final, TaskContext, Unit, UnitParams, collect
+from emberflow.unit.base import IO, Chunk, Final, TaskContext, Unit, UnitParams, collect
 
 log = logging.getLogger("emberflow.task")
 
@@ -46,11 +46,14 @@ class Task:
         self._epoch = 0  # bumped by a wake: queued and running work of older epochs is cancelled
         self._abort_current = False  # set by pause: the running item stops at its next piece
         self._chunks: list[Any] = []  # input stream being assembled
+        self._b64_carry = ""  # base64 of a streamed chunk that ended mid-quantum
+        self._stream_collected: list[Any] = []  # whole-format results of a chunked input so far
         self._out_index = 0  # output stream index; back to 0 after each finish chunk
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"task-{work_id}", daemon=True)
         self.stats = {"inferences": 0, "errors": 0, "outputs": 0, "aborted": 0, "last_ms": None}
-        unit.context = TaskContext(work_id, emit=self._emit_extra, post=self._post)
+        resources = unit.context.resources if hasattr(unit, "context") else None  # set by the host
+        unit.context = TaskContext(work_id, emit=self._emit_extra, post=self._post, resources=resources)
 
     # --- called from the host's main thread ----------------------------------------------
     def start(self) -> None:
@@ -62,6 +65,9 @@ class Task:
         """Decode one client inference message and queue the work once the input is complete."""
         value = self._assemble(object, data, payload)
         if value is _INCOMPLETE:
+            return
+        if isinstance(value, Chunk):  # a unit that works on streamed input as it arrives
+            self.queue.put(("chunk", value, request_id, hops, self._epoch))
             return
         self.queue.put(("infer", value, request_id, hops, self._epoch))
 
@@ -80,8 +86,9 @@ class Task:
         the queue only to be answered as cancelled, so no caller waits forever."""
         self._epoch += 1
         self.unit.context.cancelled.set()
-        self.queue.flush(keep=lambda item: item[0] == "infer")
+        self.queue.flush(keep=lambda item: item[0] in ("infer", "chunk"))
         self._chunks.clear()
+        self._b64_carry = ""
 
     def stop_current(self) -> None:
         """`pause`: abort the running work only (StackFlow); queued requests still run."""
@@ -125,27 +132,58 @@ class Task:
 
     # --- input decoding -------------------------------------------------------------------
     def _assemble(self, object: str, data: Any, payload: bytes | None) -> Any:
-        if "stream" in object and isinstance(data, dict) and "delta" in data:
-            index = data.get("index")
-            if isinstance(index, bool) or not isinstance(index, int) or index != len(self._chunks):
-                self._chunks.clear()
-                raise StackFlowError(Code.STREAM_INDEX, detail=f"expected index {len(self._chunks)}, got {index!r}")
-            self._chunks.append(data.get("delta", ""))
-            if not _truthy(data.get("finish")):
-                return _INCOMPLETE
-            parts, self._chunks = self._chunks, []
-            data = "".join(p for p in parts if isinstance(p, str)) if all(isinstance(p, str) for p in parts) \
-                else parts
+        """The input of one inference message: a whole value, a Chunk for units that stream their
+        input (`on_chunk`), or _INCOMPLETE while the host gathers a stream for `infer`."""
+        if not ("stream" in object and isinstance(data, dict) and "delta" in data):
+            return self._check_kind(self._decode(object, data, payload))
+        index = data.get("index")
+        streams_input = type(self.unit).streams_input()
+        if streams_input and index == 0 and not isinstance(index, bool):
+            self._chunks, self._b64_carry = [], ""  # index 0 begins a new input, even after a failed one
+        if isinstance(index, bool) or not isinstance(index, int) or index != len(self._chunks):
+            expected = len(self._chunks)
+            self._chunks.clear()
+            self._b64_carry = ""
+            raise StackFlowError(Code.STREAM_INDEX, detail=f"expected index {expected}, got {index!r}")
+        last = _truthy(data.get("finish"))
+        delta = data.get("delta", "")
+        if streams_input:
+            self._chunks.append(None)  # only counted: the unit keeps what it needs
+            value = self._check_kind(self._decode_piece(object, delta, payload, last))
+            if last:
+                self._chunks = []
+            return Chunk(value, index, last)
+        self._chunks.append(payload if payload is not None else delta)
+        if not last:
+            return _INCOMPLETE
+        parts, self._chunks = [p for p in self._chunks if p not in ("", b"", None)], []
+        if parts and all(isinstance(p, (bytes, bytearray)) for p in parts):
+            return self._check_kind(b"".join(parts))  # RAW frames: the bytes, joined
+        if all(isinstance(p, str) for p in parts):
+            return self._check_kind(self._decode(object, "".join(parts), None))
+        return self._check_kind(parts[0] if len(parts) == 1 else parts)  # JSON values
+
+    def _decode(self, object: str, data: Any, payload: bytes | None) -> Any:
         if payload is not None:
-            data = payload  # RAW frame: already binary, never base64 on the bus
-        elif "base64" in object:
-            if not isinstance(data, str):
-                raise StackFlowError(Code.BASE64, detail="base64 data must be a string")
-            try:
-                data = base64.b64decode(data, validate=True)
-            except (binascii.Error, ValueError) as e:
-                raise StackFlowError(Code.BASE64, detail=str(e)) from None
-        return self._check_kind(data)
+            return payload  # RAW frame: already binary, never base64 on the bus
+        if "base64" not in object:
+            return data
+        if not isinstance(data, str):
+            raise StackFlowError(Code.BASE64, detail="base64 data must be a string")
+        try:
+            return base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise StackFlowError(Code.BASE64, detail=str(e)) from None
+
+    def _decode_piece(self, object: str, delta: Any, payload: bytes | None, last: bool) -> Any:
+        """One chunk on its own. Clients may split a base64 text anywhere, so a tail shorter
+        than a 4-character quantum waits for the next chunk."""
+        if payload is not None or "base64" not in object or not isinstance(delta, str):
+            return self._decode(object, delta, payload)
+        text = self._b64_carry + delta
+        cut = len(text) if last else len(text) - len(text) % 4
+        self._b64_carry = text[cut:]
+        return self._decode(object, text[:cut], None)
 
     def _check_kind(self, data: Any) -> Any:
         """Fit decoded data to the input kinds the unit declares: structured data needs a JSON
@@ -188,7 +226,7 @@ class Task:
     def _handle(self, item: tuple) -> None:
         epoch = item[-1]
         if epoch != self._epoch:  # queued before a wake
-            if item[0] == "infer":
+            if item[0] == "infer" or (item[0] == "chunk" and item[1].last):
                 self.last_request_id = item[2]
                 self._answer_cancelled()
             return
@@ -199,20 +237,26 @@ class Task:
             frame = item[1] if item[0] == "wake" else None
             hops = [*(frame.hops if frame else ()), (f"{self.work_id}.start", started)]
             produce = (lambda: self.unit.on_wake(frame)) if item[0] == "wake" else item[1]
-        elif item[0] == "infer":
+        elif item[0] in ("infer", "chunk"):
             _, value, request_id, hops, _ = item
             self.last_request_id = request_id
             hops = [*hops, (f"{self.work_id}.start", started)]
-            produce = lambda: self.unit.infer(value)  # noqa: E731
+            if item[0] == "infer":
+                produce = lambda: self.unit.infer(value)  # noqa: E731
+            else:
+                produce = lambda: self.unit.on_chunk(value)  # noqa: E731
         else:
             frame: BusFrame = item[1]
             hops = [*frame.hops, (f"{self.work_id}.start", started)]
             produce = lambda: self.unit.on_frame(frame)  # noqa: E731
-        if item[0] in ("infer", "frame"):
+        if item[0] in ("infer", "frame") or (item[0] == "chunk" and item[1].first):
             self.stats["inferences"] += 1
         self.unit.context.hops = hops  # units add named stamps with context.mark()
         try:
-            self._emit_result(produce, hops, epoch)
+            if item[0] == "chunk":
+                self._emit_chunk_result(item[1], produce, hops, epoch)
+            else:
+                self._emit_result(produce, hops, epoch)
         except StackFlowError as e:
             self._send_error(e)
         except Exception as e:
@@ -257,12 +301,42 @@ class Task:
             # Every answer ends with a finish chunk, also when aborted, so readers never hang.
             self._chunk("", True, hops)
         elif collected:
-            if all(isinstance(p, str) for p in collected):
-                self._output("".join(collected), hops)
-            elif all(isinstance(p, (bytes, bytearray)) for p in collected):
-                self._output(b"".join(collected), hops)
-            else:
-                self._output(collected[0] if len(collected) == 1 else collected, hops)
+            self._output(_join(collected), hops)
+
+    def _emit_chunk_result(self, chunk: Chunk, produce: Callable[[], Any], hops: list, epoch: int) -> None:
+        """Results of one streamed-input chunk. In a stream format each piece goes out at once
+        and only the last chunk's answer ends the stream (a `Final` before it is one more piece).
+        In a whole format there is one answer, at the last chunk: its `Final` value, else every
+        piece joined. Every streamed input gets an end, even an empty one: readers never hang."""
+        if chunk.first:
+            self._stream_collected = []
+        stream = self.params.streams_output
+        final: Final | None = None
+        it = iter(collect(produce()))
+        try:
+            for piece in it:
+                if epoch != self._epoch or self._abort_current:
+                    self.stats["aborted"] += 1
+                    break
+                if chunk.last and isinstance(piece, Final):
+                    final = piece
+                    break
+                value = piece.value if isinstance(piece, Final) else piece
+                if not stream:
+                    self._stream_collected.append(value)
+                elif value not in ("", b""):
+                    self._chunk(value, False, hops)
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+        if not chunk.last:
+            return
+        pieces, self._stream_collected = self._stream_collected, []
+        if stream:
+            self._chunk(final.value if final is not None else "", True, hops)
+        else:
+            self._output(final.value if final is not None else _join(pieces), hops)
 
     def _answer_cancelled(self) -> None:
         """A request cancelled before it started still gets an end: an empty finished stream, or
@@ -322,6 +396,17 @@ class Task:
 
     def _emit_extra(self, object: str, data: Any, payload: bytes, system: bool = False, client: bool = True) -> None:
         self._publish_and_send(object, data, self.unit.context.hops, system, client, payload)
+
+
+def _join(pieces: list[Any]) -> Any:
+    """Pieces of one whole answer as one value: text or bytes joined, else the one value or the list."""
+    if pieces and all(isinstance(p, str) for p in pieces):
+        return "".join(pieces)
+    if pieces and all(isinstance(p, (bytes, bytearray)) for p in pieces):
+        return b"".join(pieces)
+    if not pieces:
+        return ""
+    return pieces[0] if len(pieces) == 1 else pieces
 
 
 class _Incomplete:

@@ -38,7 +38,7 @@ def test_the_project_passes_its_own_test(project):
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=project,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "3 passed" in out.stdout
+    assert "5 passed" in out.stdout
 
 
 def test_run_local_validates_against_the_declared_result(project):

@@ -63,6 +63,56 @@ def test_websocket_session_begin_continue_end(http_server):
     assert frames[5]["status"] == 2 and frames[5]["error"]["code"] == 400
 
 
+def test_websocket_session_streams_results_while_input_streams(http_server):
+    """A unit with on_chunk answers each frame as it arrives: the reply to frame 1 comes back
+    before frame 2 is sent. Sessions also refuse out-of-order status frames clearly."""
+    import websockets
+
+    async def session() -> list[dict]:
+        url = f"ws://127.0.0.1:{http_server.http_port}/units/tally/session"
+        got = []
+        async with websockets.connect(url, additional_headers=AUTH) as ws:
+            await ws.send(json.dumps({"status": 1, "data": "too early"}))
+            got.append(json.loads(await ws.recv()))
+            await ws.send(json.dumps({"status": 0, "params": {}, "data": "one two"}))
+            got.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))  # before any more input
+            await ws.send(json.dumps({"status": 0, "data": "x"}))  # a begin inside a stream
+            got.append(json.loads(await ws.recv()))
+            await ws.send(json.dumps({"status": 1, "data": "three"}))
+            got.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            await ws.send(json.dumps({"status": 2}))  # end, with no more data
+            while got[-1]["status"] != 2 or "error" in got[-1]:
+                got.append(json.loads(await ws.recv()))
+        return got
+
+    got = asyncio.run(session())
+    assert got[0]["status"] == 2 and "status 0" in got[0]["error"]["message"]
+    assert got[1] == {"status": 1, "seq": 0, "data": {"words": 2, "chunks": 1}}
+    assert got[2]["status"] == 2 and "not ended" in got[2]["error"]["message"]
+    assert got[3] == {"status": 1, "seq": 1, "data": {"words": 3, "chunks": 2}}
+    assert got[4:] == [{"status": 1, "seq": 2, "data": {"words": 3, "chunks": 3}},
+                       {"status": 2, "seq": 3, "data": ""}]
+
+
+def test_resource_routes(base_url):
+    url = f"{base_url}/units/tally/resources"
+    assert requests.get(url, headers=AUTH, timeout=30).json() == {"kind": "tally", "resources": []}
+    put = requests.put(f"{url}/en", headers=AUTH, json={"data": "the of"}, timeout=30)
+    assert put.status_code == 200 and put.json() == {"kind": "tally", "resources": ["en"]}
+    assert requests.get(url, headers=AUTH, timeout=30).json()["resources"] == ["en"]
+    r = requests.post(f"{base_url}/units/tally/infer", headers=AUTH, timeout=30,
+                      json={"params": {"stopwords": "en", "response_format": "tally.json"}, "data": "the end of it"})
+    assert r.status_code == 200 and r.json()["outputs"] == [{"words": 2, "chunks": 1}]
+    bad = requests.put(f"{url}/empty", headers=AUTH, json={"data": "  "}, timeout=30)
+    assert bad.status_code == 400 and "is empty" in bad.json()["error"]["message"]
+    wrong = requests.put(f"{url}/x", headers=AUTH, json={"data": ["not", "text"]}, timeout=30)
+    assert wrong.status_code in (400, 422)
+    assert requests.delete(f"{url}/en", headers=AUTH, timeout=30).status_code == 200
+    gone = requests.delete(f"{url}/en", headers=AUTH, timeout=30)
+    assert gone.status_code == 404 and "not loaded" in gone.json()["error"]["message"]
+    assert requests.get(f"{base_url}/units/echo/resources", headers=AUTH, timeout=30).status_code == 404  # none
+
+
 def test_websocket_needs_the_key(http_server):
     import websockets
 

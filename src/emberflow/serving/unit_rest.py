@@ -4,8 +4,12 @@ For every unit kind sys knows (built-in, entry point, or `units:` in the config)
 
     GET  /units                     every unit's schema (kind, params JSON Schema, inputs, outputs)
     POST /units/{kind}/infer        {"params": {...typed setup params...}, "data": <input>} -> outputs
+    PUT/DELETE /units/{kind}/resources/{id}, GET /units/{kind}/resources
+                                    personalisation resources (units that declare `resource`)
     WS   /units/{kind}/session      AIGES/ASE-style session: frames with status 0 begin, 1 continue,
-                                    2 end (3 = once); results stream back with status 1, then 2
+                                    2 end (3 = once), each passed on as it arrives; results stream
+                                    back with status 1 (while input still streams, for units with
+                                    `on_chunk`), then status 2
 
 The request body of each `infer` route is a pydantic model built from the unit's `Params` and
 first input kind, so `/docs` documents and validates every unit without hand-written routes.
@@ -14,6 +18,7 @@ Binary inputs (audio, image, tensor) travel as base64 in JSON and as raw bytes o
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -38,6 +43,11 @@ class UnitReply(BaseModel):
     kind: str
     outputs: list[Any] = Field(description="Output pieces in order (binary pieces as base64).")
     text: Optional[str] = Field(None, description="The pieces joined, when they are all text.")
+
+
+class ResourceReply(BaseModel):
+    kind: str
+    resources: list[str] = Field(description="The ids concerned: loaded, unloaded, or every loaded one.")
 
 
 def _data_type(io: IO | None) -> tuple[Any, str]:
@@ -154,20 +164,63 @@ def _add_unit_routes(router: APIRouter, gateway: "Gateway", kind: str, cls: type
         await UnitSession(gateway, kind, cls, io, object_name).run(ws)
 
     router.add_api_websocket_route(f"/{kind}/session", session)
+    if cls.resource is not None:
+        _add_resource_routes(router, gateway, kind, cls.resource)
+
+
+def _add_resource_routes(router: APIRouter, gateway: "Gateway", kind: str, resource: IO) -> None:
+    """Personalisation resources of a unit (AIGES wrapperLoadRes/UnloadRes), shared by its tasks."""
+    data_type, data_doc = _data_type(resource)
+    body_model = create_model(f"{kind.capitalize()}Resource", __config__=ConfigDict(extra="forbid"),
+                              data=(data_type, Field(..., description=f"the resource: {data_doc}")))
+
+    async def call(action: str, data: dict[str, Any]) -> dict[str, Any]:
+        reply = await gateway.tasks.conn.request(kind, action, f"{kind}.resource", data)
+        if reply.get("error", {}).get("code", 0) != 0:
+            err = unit_error(reply)
+            if "is not loaded" in err.message:
+                err.status, err.type = 404, "not_found_error"
+            raise err
+        return reply
+
+    async def load(res_id: str, body: body_model) -> ResourceReply:  # type: ignore[valid-type]
+        await call("load_resource", {"id": res_id, "data": body.data})
+        return ResourceReply(kind=kind, resources=[res_id])
+
+    async def unload(res_id: str) -> ResourceReply:
+        await call("unload_resource", {"id": res_id})
+        return ResourceReply(kind=kind, resources=[res_id])
+
+    async def listing() -> ResourceReply:
+        return ResourceReply(kind=kind, resources=(await call("list_resources", {}))["data"])
+
+    load.__annotations__ = {"res_id": str, "body": body_model, "return": ResourceReply}
+    path = f"/{kind}/resources"
+    router.add_api_route(path + "/{res_id}", load, methods=["PUT"], response_model=ResourceReply,
+                         summary=f"{kind}: load (or replace) a personalisation resource")
+    router.add_api_route(path + "/{res_id}", unload, methods=["DELETE"], response_model=ResourceReply,
+                         summary=f"{kind}: unload a resource")
+    router.add_api_route(path, listing, methods=["GET"], response_model=ResourceReply,
+                         summary=f"{kind}: loaded resource ids")
 
 
 class UnitSession:
     """One WebSocket session on a task of its own (set up at begin, released at close).
 
-    Input chunks are gathered until status 2 (end) and then inferred as one input; results
-    stream back as they are produced, each with status 1, and a final frame with status 2.
+    Each input frame goes to the task as soon as it arrives, as a StackFlow streamed input
+    (`{"delta", "index", "finish"}`). Units with `on_chunk` answer while input still streams
+    (an ASR's partial transcripts); others see the joined input at the end. Results go back as
+    they are produced with status 1, and a status 2 frame ends each answer.
     """
 
     def __init__(self, gateway: "Gateway", kind: str, cls: type[Unit], io: IO | None, object_name: str):
-        self.gw, self.kind, self.cls, self.io, self.object = gateway, kind, cls, io, object_name
+        self.gw, self.kind, self.cls, self.io = gateway, kind, cls, io
+        self.object = f"{kind}.base64.stream" if io in BINARY else f"{kind}.utf-8.stream"
         self.work_id: str | None = None
         self.params: dict[str, Any] | None = None
-        self.chunks: list[Any] = []
+        self.index = 0  # of the next chunk of the input being streamed
+        self.rid: str | None = None
+        self.reader: asyncio.Task | None = None
         self.seq = 0
 
     async def run(self, ws: WebSocket) -> None:
@@ -185,6 +238,8 @@ class UnitSession:
             await ws.send_json({"status": STATUS_END, "error": {"code": 400, "message": "frames must be JSON"}})
             await ws.close(1003)
         finally:
+            if self.reader is not None:
+                self.reader.cancel()
             if self.work_id is not None:
                 await self.gw.tasks.conn.request(self.work_id, "exit", timeout=5)
 
@@ -192,24 +247,30 @@ class UnitSession:
         if not isinstance(frame, dict) or frame.get("status") not in (0, 1, 2, 3):
             raise GatewayError(400, 'each frame is {"status": 0|1|2|3, "data": ..., "params": {...} (on 0 or 3)}')
         status = frame["status"]
-        if status in (STATUS_BEGIN, STATUS_ONCE):
+        starts = status in (STATUS_BEGIN, STATUS_ONCE)
+        if starts and self.index:
+            raise GatewayError(400, "the input being streamed has not ended: send status 2 (end) first")
+        if not starts and not self.index:
+            raise GatewayError(400, "begin each input with status 0 (begin) or 3 (a one-frame input) and its params")
+        if starts:
+            if self.reader is not None and not self.reader.done():
+                await self.reader  # the previous answer is still streaming back: it goes out first
             await self._begin(frame.get("params") or {})
-        elif self.work_id is None:
-            raise GatewayError(400, "send status 0 (begin) with the params first")
-        if "data" in frame:
-            data, payload = _encode(frame["data"], self.io, "data")
-            self.chunks.append(payload if payload is not None else data)
-        if status in (STATUS_END, STATUS_ONCE):
-            await self._infer(ws)
+        last = status in (STATUS_END, STATUS_ONCE)
+        data, payload = _encode(frame["data"], self.io, "data") if "data" in frame else ("", None)
+        conn = self.gw.tasks.conn
+        if starts:
+            self.rid = conn.new_request_id()
+            self.reader = asyncio.create_task(self._forward(ws, self.rid))
+        await conn.infer(self.work_id, {"delta": "" if data is None else data, "index": self.index, "finish": last},
+                         self.object, payload, rid=self.rid)
+        self.index = 0 if last else self.index + 1
 
     async def _begin(self, params: dict) -> None:
         if not isinstance(params, dict):
             raise GatewayError(400, "params must be an object")
-        try:
-            clean = _setup_params(self.gw, self.cls, self.cls.Params.model_validate(params))
-        except ValidationError as e:
-            raise GatewayError(400, f"invalid params: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
-        self.chunks, self.seq = [], 0
+        clean = self._session_params(params)
+        self.seq = 0
         if self.work_id is not None and clean != self.params:  # new params: a fresh task
             await self.gw.tasks.conn.request(self.work_id, "exit", timeout=5)
             self.work_id = None
@@ -220,22 +281,39 @@ class UnitSession:
                 raise unit_error(reply)
             self.work_id = reply["work_id"]
 
-    async def _infer(self, ws: WebSocket) -> None:
-        chunks, self.chunks = self.chunks, []
-        if self.io in BINARY:
-            data, payload = "", b"".join(chunks)
-        elif chunks and all(isinstance(c, str) for c in chunks):
-            data, payload = "".join(chunks), None
-        else:
-            data, payload = (chunks[0] if len(chunks) == 1 else chunks), None
-        conn = self.gw.tasks.conn
-        rid = await conn.infer(self.work_id, data, self.object, payload)
-        async for msg in conn.outputs(self.work_id, rid):
-            if msg.get("error", {}).get("code", 0) != 0:
-                raise unit_error(msg)
-            for piece in _pieces([msg]):
-                if isinstance(piece, (bytes, bytearray)):
-                    piece = base64.b64encode(piece).decode()
-                await ws.send_json({"status": STATUS_CONTINUE, "seq": self.seq, "data": piece})
-                self.seq += 1
-        await ws.send_json({"status": STATUS_END, "seq": self.seq, "data": ""})
+    def _session_params(self, params: dict) -> dict[str, Any]:
+        """The caller's params; without a response_format, the unit's streaming one when it has
+        one (its default plus `.stream`), so partial results can flow back during the session."""
+        try:
+            parsed = self.cls.Params.model_validate(params)
+            if "response_format" not in params and not parsed.streams_output:
+                try:
+                    parsed = self.cls.Params.model_validate({**params,
+                                                             "response_format": f"{parsed.response_format}.stream"})
+                except ValidationError:
+                    pass  # the unit has no streaming format: one answer at the end
+        except ValidationError as e:
+            raise GatewayError(400, f"invalid params: {e.errors()[0]['loc']}: {e.errors()[0]['msg']}") from None
+        clean = _setup_params(self.gw, self.cls, parsed)
+        clean["response_format"] = parsed.response_format
+        return clean
+
+    async def _forward(self, ws: WebSocket, rid: str) -> None:
+        """Results of one streamed input, sent back as they come, until its answer ends."""
+        try:
+            async for msg in self.gw.tasks.conn.outputs(self.work_id, rid):
+                if msg.get("error", {}).get("code", 0) != 0:
+                    err = unit_error(msg)
+                    self.index = 0  # the unit dropped the stream (e.g. bad chunk): the next begins anew
+                    await ws.send_json({"status": STATUS_END, "error": {"code": err.status, "message": err.message}})
+                    return
+                for piece in _pieces([msg]):
+                    if isinstance(piece, (bytes, bytearray)):
+                        piece = base64.b64encode(piece).decode()
+                    await ws.send_json({"status": STATUS_CONTINUE, "seq": self.seq, "data": piece})
+                    self.seq += 1
+            await ws.send_json({"status": STATUS_END, "seq": self.seq, "data": ""})
+        except (WebSocketDisconnect, RuntimeError):
+            pass  # the client left; the session's exit stops the task
+        except asyncio.TimeoutError:
+            await ws.send_json({"status": STATUS_END, "error": {"code": 504, "message": "no result in time"}})

@@ -9,6 +9,8 @@ endpointing.
   it runs while the end-of-utterance silence is being confirmed; if speech resumes it is dropped.
 - Stream output: cumulative partial hypotheses while speech goes on, then the final text + ".".
 - Inference mode (`input` has `asr.*`/`whisper.*`): audio pushed by the client is transcribed whole.
+- Sessions (`on_chunk`: WebSocket `/units/asr/session`, StackFlow stream chunks): raw PCM streamed
+  in pieces gets cumulative partial transcripts while it arrives, then the final text.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 
-from emberflow.unit import IO, Code, Final, Unit, UnitError, UnitParams
+from emberflow.unit import IO, Chunk, Code, Final, Unit, UnitError, UnitParams
 from emberflow.voice import pcm
 from emberflow.voice.endpointer import Endpointer, Utterance
 
@@ -180,6 +182,33 @@ class ASRUnit(Unit):
                                                    f"{self.p.max_input_seconds:.0f} s (max_input_seconds)")
         text = self.transcribe(audio.tobytes())
         return Final((text if not text or text[-1] in ".?!" else text + ".") if text else "")
+
+    # --- audio streamed in a session (WebSocket status 0/1/2, StackFlow stream chunks) -------
+    def on_chunk(self, chunk: Chunk) -> str | Final | None:
+        """Raw 16 kHz S16LE PCM, piece by piece: a cumulative partial transcript every
+        `partial_interval` seconds of new audio (stream formats), the final text at the end."""
+        if chunk.first:
+            self.session_audio, self.session_partial_at = bytearray(), 0.0
+        data = chunk.data
+        if not isinstance(data, (bytes, bytearray)):
+            raise UnitError(Code.PARAMETER, detail="a session streams audio bytes (base64 in JSON frames)")
+        if chunk.first and data[:4] == b"RIFF":
+            raise UnitError(Code.PARAMETER, detail="a session streams raw 16 kHz mono S16LE PCM, not a WAV file; "
+                                                   "send a whole WAV through inference instead")
+        self.session_audio += data
+        seconds = len(self.session_audio) / 2 / pcm.RATE
+        if seconds > self.p.max_input_seconds:
+            raise UnitError(Code.PARAMETER, detail=f"the session's audio passed {self.p.max_input_seconds:.0f} s "
+                                                   "(max_input_seconds)")
+        audio = bytes(self.session_audio[: len(self.session_audio) // 2 * 2])
+        if chunk.last:
+            text = self.transcribe(audio) if audio else ""
+            return Final(text if not text or text[-1] in ".?!" else text + ".")
+        due = self.p.partial_interval and seconds - self.session_partial_at >= self.p.partial_interval
+        if due and self.p.streams_output:
+            self.session_partial_at = seconds
+            return self.transcribe(audio) or None
+        return None
 
     def on_link(self, source: str, linked: bool) -> None:
         if source.startswith("kws"):  # linking a wake word makes the task wake-gated (StackFlow)

@@ -1,9 +1,10 @@
 """__NAME__: an emberflow unit (the AIGES-style "wrapper" of this project).
 
 One class declares everything a service needs: typed setup params (AIGES `wrapperInit` config),
-typed request bodies, the result schema, and `infer` (AIGES `wrapperOnceExec`). emberflow serves
-it over StackFlow TCP/UART, HTTP (`/units/__NAME__/infer`, OpenAPI at /docs) and WebSocket
-sessions (`/units/__NAME__/session`, status 0 begin / 1 continue / 2 end).
+typed request bodies, the result schema, `infer` (AIGES `wrapperOnceExec`), `on_chunk` for
+sessions (AIGES `wrapperWrite`, status 0 begin / 1 continue / 2 end) and personalisation resources
+(`load_resource`, AIGES `wrapperLoadRes`). emberflow serves it over StackFlow TCP/UART, HTTP
+(`/units/__NAME__/infer`, OpenAPI at /docs) and WebSocket sessions (`/units/__NAME__/session`).
 
     emberflow run-local .      # run once on sample/ and check the result against Result
     emberflow serve .          # every gateway
@@ -14,18 +15,19 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import struct
 import wave
 from typing import Any, Iterator, Literal, Optional
 
 from pydantic import BaseModel, Field
 
-from emberflow.unit import IO, Code, Unit, UnitError, UnitParams
+from emberflow.unit import IO, Chunk, Code, Unit, UnitError, UnitParams
 
 # User error codes (AIGES `wrapperError`): raise UnitError(detail=error(code)); clients read the
 # code and message in the error's detail.
 ERRORS = {10001: "the request has neither text, image nor audio", 10002: "image is not a PNG",
-          10003: "audio is not a 16-bit WAV"}
+          10003: "audio is not a 16-bit WAV", 10004: "a stop-word list needs at least one word"}
 
 
 def error(code: int) -> str:
@@ -43,6 +45,7 @@ class Params(UnitParams):
     max_sentences: int = Field(16, ge=1, le=256, description="Stop after this many sentences.")
     lowercase: bool = Field(False, description="Lower-case the echoed text.")
     greeting: str = Field(..., min_length=1, max_length=64, description="Required: prefixed to every result.")
+    stopwords: str = Field("", max_length=128, description="Id of a loaded stop-word resource: words not counted.")
 
 
 class Request(BaseModel):
@@ -75,13 +78,39 @@ class Wrapper(Unit):
     Params = Params
     inputs = {"request": IO.JSON}
     outputs = {"result": IO.JSON}
-    Result = Result  # what run-local validates against
+    Result = Result  # the declared result: in /docs, and run-local validates against it
+    resource = IO.TEXT  # personalisation resources are text: here, stop-word lists
 
     def setup(self, params: Params) -> None:  # AIGES wrapperInit: load models here
         self.p = params
 
     def teardown(self) -> None:  # AIGES wrapperFini
         pass
+
+    @classmethod
+    def load_resource(cls, res_id: str, data: str) -> frozenset[str]:  # AIGES wrapperLoadRes
+        """Shared by every task of the process; tasks pick one by id (the `stopwords` param)."""
+        words = frozenset(w.lower() for w in data.split())
+        if not words:
+            raise UnitError(Code.PARAMETER, detail=error(10004))
+        return words
+
+    @classmethod
+    def unload_resource(cls, res_id: str, resource: frozenset[str]) -> None:  # AIGES wrapperUnloadRes
+        pass  # nothing to free for a word set; close files or free memory here
+
+    def on_chunk(self, chunk: Chunk) -> Iterator[dict]:  # AIGES session: wrapperWrite + wrapperRead
+        """Text arriving in pieces: a result for each sentence as soon as its end arrives."""
+        if chunk.first:
+            self.pending = ""
+        data = chunk.data if isinstance(chunk.data, dict) else {"text": chunk.data or ""}
+        self.pending += Request.model_validate(data).text or ""
+        *done, self.pending = re.split(r"(?<=[.!?])\s*", self.pending)
+        if chunk.last and self.pending.strip():
+            done, self.pending = [*done, self.pending], ""
+        for sentence in (s.strip() for s in done):
+            if sentence:
+                yield self._result(sentence.rstrip(".!?"), 1.0, {})
 
     def infer(self, data: Any) -> dict | Iterator[dict]:  # AIGES wrapperOnceExec
         req = Request.model_validate(data if isinstance(data, dict) else {"text": data})
@@ -103,7 +132,9 @@ class Wrapper(Unit):
             yield self._result(s, len(s) / longest, extras)
 
     def _result(self, text: str, fraction: float, extras: dict) -> dict:
-        count = len(text.split()) if self.p.mode == "words" else len(text)
+        stop = self.get_resource(self.p.stopwords) if self.p.stopwords else frozenset()
+        words = [w for w in text.split() if w.lower().strip(".,;:!?") not in stop]
+        count = len(words) if self.p.mode == "words" else len(text)
         shown = text.lower() if self.p.lowercase else text
         return Result(greeting=self.p.greeting, count=count, text=shown or None,
                       long=fraction > self.p.threshold, **extras).model_dump()

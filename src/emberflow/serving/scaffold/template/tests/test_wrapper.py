@@ -36,3 +36,22 @@ def test_params_are_validated_and_errors_carry_user_codes():
     with LocalTask(Wrapper, params()) as task, pytest.raises(UnitError) as e:
         task.infer({"options": {}})
     assert e.value.detail.startswith("10001")
+
+
+def test_session_answers_each_sentence_as_its_text_arrives():
+    with LocalTask(Wrapper, params(response_format="__NAME__.json.stream")) as task:
+        steps = task.session([{"text": "One two. Thr"}, {"text": "ee four five! Six"}, {"text": ""}])
+    assert [[r["count"] for r in step] for step in steps] == [[2], [3], [1]]
+
+
+def test_stop_word_resource_is_loaded_used_and_unloaded():
+    with LocalTask(Wrapper, params(stopwords="en")) as task:
+        with pytest.raises(UnitError) as e:
+            task.infer({"text": "the fox"})
+        assert "'en' is not loaded" in e.value.detail
+        task.load_resource("en", "the a")
+        (out,) = task.infer({"text": "The fox and a dog."})
+        assert out["count"] == 3
+        task.unload_resource("en")
+        with pytest.raises(UnitError):
+            task.load_resource("empty", " ")

@@ -134,3 +134,25 @@ def test_wake_chime_plays_unless_disabled(voice_server):
     c.next_message(lambda m: m["work_id"] == quiet)
     time.sleep(0.6)
     assert c.request("audio", "taskinfo")["data"]["unit"]["played_seconds"] == before
+
+
+def test_hot_word_resource_personalises_recognition(voice_server):
+    """AIGES-style personalisation on a built-in unit: a contact's name the model cannot spell
+    on its own is recognised once a hot-word resource names it."""
+    c = voice_server.client(timeout=120)
+    wav = base64.b64encode(pcm.to_wav(utterance(0.2, "Please call Kwabena Mensah tomorrow.", 0.3))).decode()
+
+    def transcribe(params: dict) -> str:
+        w = c.setup("whisper", {"model": "whisper-tiny.en", "response_format": "asr.utf-8", **params})
+        rid = c.infer(w, wav, object="whisper.wav.base64")
+        answer = c.next_message(lambda m: m.get("request_id") == rid or m["error"]["code"] != 0)
+        c.exit(w)
+        assert answer["error"]["code"] == 0, answer
+        return answer["data"]
+
+    assert "Kwabena" not in transcribe({})  # without the resource, the name comes out wrong
+    c.request("whisper", "load_resource", "whisper.resource", {"id": "contacts", "data": "Kwabena Mensah\nAma Owusu"})
+    assert "Kwabena Mensah" in transcribe({"hotwords": "contacts"})
+    with pytest.raises(ServerError) as e:
+        c.request("whisper", "load_resource", "whisper.resource", {"id": "huge", "data": "word " * 200})
+    assert "limit" in e.value.msg["data"]["detail"]

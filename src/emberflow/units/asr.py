@@ -30,6 +30,7 @@ WAKE_TAIL = 0.3  # seconds of audio after a wake that may still be the wake word
 # Speculative decoding starts after this much silence, not at the first silent frame: pauses
 # between words are shorter, and a stale decode would hold the decoder when the real one is due.
 SPECULATE_AFTER = 0.15
+MAX_HOTWORDS_CHARS = 600
 
 
 class ASRParams(UnitParams):
@@ -47,6 +48,8 @@ class ASRParams(UnitParams):
     partial_interval: float = Field(1.0, ge=0, le=10, description="Seconds between partial hypotheses; 0 = none.")
     max_input_seconds: float = Field(300, ge=1, le=3600, description="Longest audio accepted through inference.")
     cpu_threads: int = Field(0, ge=0, le=64, description="0 = all cores.")
+    hotwords: str = Field("", max_length=128, description="Id of a loaded resource: names and terms to favour "
+                                                          "(e.g. contacts, product names).")
 
 
 class ASRUnit(Unit):
@@ -59,7 +62,18 @@ class ASRUnit(Unit):
     outputs = {"text": IO.TEXT_STREAM}
     interrupt_on_wake = False  # a wake arms us; queued audio is still wanted
     stream_per_call = False  # partials, then Final(text)
+    resource = IO.TEXT  # hot-word lists: names and terms the decoder should favour
     model_path: Any = None
+
+    @classmethod
+    def load_resource(cls, res_id: str, data: str) -> str:
+        words = " ".join(data.split())
+        if not words:
+            raise UnitError(Code.PARAMETER, detail=f"hot-word list {res_id!r} is empty")
+        if len(words) > MAX_HOTWORDS_CHARS:  # Whisper's prompt holds about 224 tokens
+            raise UnitError(Code.PARAMETER, detail=f"hot-word list {res_id!r} has {len(words)} characters; "
+                                                   f"the limit is {MAX_HOTWORDS_CHARS}")
+        return words
 
     def setup(self, params: ASRParams) -> None:
         from faster_whisper import WhisperModel
@@ -88,7 +102,8 @@ class ASRUnit(Unit):
         samples = pcm.to_float(audio)
         segments, _ = self.model.transcribe(
             samples, language=self.p.language if self.multilingual else None, beam_size=self.p.beam_size,
-            vad_filter=False, without_timestamps=True, condition_on_previous_text=False)
+            vad_filter=False, without_timestamps=True, condition_on_previous_text=False,
+            hotwords=self.get_resource(self.p.hotwords) if self.p.hotwords else None)
         return "".join(s.text for s in segments).strip()
 
     # --- live audio -----------------------------------------------------------------------

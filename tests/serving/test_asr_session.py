@@ -49,14 +49,28 @@ def test_asr_session_partials_while_streaming(http_server):
     assert got[-1]["status"] == 2
 
 
-def test_asr_session_refuses_a_wav_header(http_server):
+def test_asr_session_takes_a_wav_cut_anywhere(http_server):
+    """StackFlow clients stream a WAV file as base64 pieces; the session does the same here."""
     import websockets
 
-    async def session() -> dict:
-        url = f"ws://127.0.0.1:{http_server.http_port}/units/asr/session"
-        async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {API_KEY}"}) as ws:
-            await ws.send(json.dumps({"status": 0, "data": base64.b64encode(b"RIFF....WAVEfmt ").decode()}))
-            return json.loads(await asyncio.wait_for(ws.recv(), 60))
+    from emberflow.voice import pcm
 
-    frame = asyncio.run(session())
-    assert frame["status"] == 2 and frame["error"]["code"] == 400 and "raw 16 kHz" in frame["error"]["message"]
+    wav = pcm.to_wav(utterance(0.3, "The quick brown fox jumps over the lazy dog.", 0.3))
+    pieces = [wav[:30], wav[30:20000], wav[20000:]]  # the first piece is not even a whole header
+
+    async def session() -> list[dict]:
+        url = f"ws://127.0.0.1:{http_server.http_port}/units/asr/session"
+        got: list[dict] = []
+        async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {API_KEY}"}) as ws:
+            for i, piece in enumerate(pieces):
+                msg = {"status": (0, 1, 2)[i], "data": base64.b64encode(piece).decode()}
+                if i == 0:
+                    msg["params"] = {"response_format": "asr.utf-8"}  # whole format: one answer, no partials
+                await ws.send(json.dumps(msg))
+            while not got or got[-1]["status"] != 2:
+                got.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
+        return got
+
+    got = asyncio.run(session())
+    assert len(got) == 2 and "error" not in got[-1], got
+    assert "quick brown fox" in got[0]["data"].lower()

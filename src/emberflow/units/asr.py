@@ -9,8 +9,9 @@ endpointing.
   it runs while the end-of-utterance silence is being confirmed; if speech resumes it is dropped.
 - Stream output: cumulative partial hypotheses while speech goes on, then the final text + ".".
 - Inference mode (`input` has `asr.*`/`whisper.*`): audio pushed by the client is transcribed whole.
-- Sessions (`on_chunk`: WebSocket `/units/asr/session`, StackFlow stream chunks): raw PCM streamed
-  in pieces gets cumulative partial transcripts while it arrives, then the final text.
+- Sessions (`on_chunk`: WebSocket `/units/asr/session`, StackFlow stream chunks): audio streamed in
+  pieces (raw PCM, or a WAV cut anywhere) gets cumulative partial transcripts while it arrives,
+  then the final text.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 
+from emberflow.protocol.errors import StackFlowError
 from emberflow.unit import IO, Chunk, Code, Final, Unit, UnitError, UnitParams
 from emberflow.voice import pcm
 from emberflow.voice.endpointer import Endpointer, Utterance
@@ -200,30 +202,32 @@ class ASRUnit(Unit):
 
     # --- audio streamed in a session (WebSocket status 0/1/2, StackFlow stream chunks) -------
     def on_chunk(self, chunk: Chunk) -> str | Final | None:
-        """Raw 16 kHz S16LE PCM, piece by piece: a cumulative partial transcript every
-        `partial_interval` seconds of new audio (stream formats), the final text at the end."""
+        """Audio in pieces: a WAV file cut anywhere (StackFlow's `asr.wav.stream.base64`) or raw
+        16 kHz S16LE PCM. Stream formats get a cumulative partial transcript every
+        `partial_interval` seconds of new audio; the last piece gets the final text."""
         if chunk.first:
             self.session_audio, self.session_partial_at = bytearray(), 0.0
-        data = chunk.data
-        if not isinstance(data, (bytes, bytearray)):
+        if not isinstance(chunk.data, (bytes, bytearray)):
             raise UnitError(Code.PARAMETER, detail="a session streams audio bytes (base64 in JSON frames)")
-        if chunk.first and data[:4] == b"RIFF":
-            raise UnitError(Code.PARAMETER, detail="a session streams raw 16 kHz mono S16LE PCM, not a WAV file; "
-                                                   "send a whole WAV through inference instead")
-        self.session_audio += data
-        seconds = len(self.session_audio) / 2 / pcm.RATE
+        self.session_audio += chunk.data
+        if chunk.last:
+            return self.infer(bytes(self.session_audio))
+        due_at = self.session_partial_at + self.p.partial_interval
+        if not (self.p.streams_output and self.p.partial_interval) or len(self.session_audio) < due_at * 2 * pcm.RATE:
+            return None  # (byte count is a cheap lower bound on the seconds received)
+        raw = bytes(self.session_audio)
+        try:
+            audio = pcm.decode(raw if raw[:4] == b"RIFF" else raw[: len(raw) // 2 * 2])
+        except StackFlowError:
+            return None  # e.g. only part of a WAV header so far; the last piece decides
+        seconds = len(audio) / pcm.RATE
         if seconds > self.p.max_input_seconds:
             raise UnitError(Code.PARAMETER, detail=f"the session's audio passed {self.p.max_input_seconds:.0f} s "
                                                    "(max_input_seconds)")
-        audio = bytes(self.session_audio[: len(self.session_audio) // 2 * 2])
-        if chunk.last:
-            text = self.transcribe(audio) if audio else ""
-            return Final(text if not text or text[-1] in ".?!" else text + ".")
-        due = self.p.partial_interval and seconds - self.session_partial_at >= self.p.partial_interval
-        if due and self.p.streams_output:
-            self.session_partial_at = seconds
-            return self.transcribe(audio) or None
-        return None
+        if seconds < due_at:
+            return None
+        self.session_partial_at = seconds
+        return self.transcribe(audio.tobytes()) or None
 
     def on_link(self, source: str, linked: bool) -> None:
         if source.startswith("kws"):  # linking a wake word makes the task wake-gated (StackFlow)

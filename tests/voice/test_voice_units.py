@@ -156,3 +156,19 @@ def test_hot_word_resource_personalises_recognition(voice_server):
     with pytest.raises(ServerError) as e:
         c.request("whisper", "load_resource", "whisper.resource", {"id": "huge", "data": "word " * 200})
     assert "limit" in e.value.msg["data"]["detail"]
+
+
+def test_stackflow_streamed_wav_in_4096_char_base64_pieces(voice_server):
+    """StackFlow's whisper example: `asr.wav.stream.base64`, the base64 text of a WAV cut every 4096
+    characters (not on 4-character boundaries of the bytes it encodes, in general)."""
+    c = voice_server.client(timeout=120)
+    w = c.setup("whisper", {"model": "whisper-tiny.en", "response_format": "asr.utf-8", "enoutput": True,
+                            "input": "whisper.wav.stream.base64"})
+    text = base64.b64encode(pcm.to_wav(utterance(0.2, "The quick brown fox jumps over the lazy dog.", 0.3))).decode()
+    pieces = [text[i:i + 4095] for i in range(0, len(text), 4095)]  # 4095: cuts fall mid-quantum
+    for index, piece in enumerate(pieces):
+        c.send({"request_id": "wav-stream", "work_id": w, "action": "inference", "object": "asr.wav.stream.base64",
+                "data": {"delta": piece, "index": index, "finish": index == len(pieces) - 1}})
+    answer = c.next_message(lambda m: m.get("request_id") == "wav-stream" or m["error"]["code"] != 0)
+    assert answer["error"]["code"] == 0, answer
+    assert "quick brown fox" in answer["data"].lower()

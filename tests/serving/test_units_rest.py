@@ -94,6 +94,16 @@ def test_websocket_session_streams_results_while_input_streams(http_server):
                        {"status": 2, "seq": 3, "data": ""}]
 
 
+def test_openapi_documents_the_declared_result(base_url):
+    spec = requests.get(f"{base_url}/openapi.json", headers=AUTH, timeout=30).json()
+    ok = spec["paths"]["/units/tally/infer"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    reply = spec["components"]["schemas"][ok["$ref"].rsplit("/", 1)[1]]
+    item = reply["properties"]["outputs"]["items"]
+    assert item["$ref"].endswith("/TallyResult")
+    assert spec["components"]["schemas"]["TallyResult"]["properties"]["words"]["minimum"] == 0
+    assert "/units/tally/resources/{res_id}" in spec["paths"]
+
+
 def test_resource_routes(base_url):
     url = f"{base_url}/units/tally/resources"
     assert requests.get(url, headers=AUTH, timeout=30).json() == {"kind": "tally", "resources": []}

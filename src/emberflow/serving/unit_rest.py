@@ -152,7 +152,11 @@ def _add_unit_routes(router: APIRouter, gateway: "Gateway", kind: str, cls: type
 
     # annotations are strings under `from __future__ import annotations`; FastAPI needs the generated class
     infer.__annotations__ = {"body": body_model, "request": Request, "return": UnitReply}
-    router.add_api_route(f"/{kind}/infer", infer, methods=["POST"], response_model=UnitReply,
+    documented = {}
+    if cls.Result is not None:  # the declared result documents the reply's outputs in /docs
+        typed = create_model(f"{kind.capitalize()}Reply", __base__=UnitReply, outputs=(list[cls.Result], ...))
+        documented = {200: {"model": typed}}
+    router.add_api_route(f"/{kind}/infer", infer, methods=["POST"], response_model=UnitReply, responses=documented,
                          summary=f"{kind}: {cls.description or (cls.__doc__ or '').strip().splitlines()[0]}"
                          if (cls.description or cls.__doc__) else kind)
 

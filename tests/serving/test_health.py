@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from conftest import Server
@@ -28,5 +29,44 @@ def test_health_is_503_while_loading_then_200(tmp_path, monkeypatch):
             assert time.monotonic() < deadline, "never became healthy"
             time.sleep(0.2)
         assert requests.get(url + "/v2/health/ready", timeout=5).status_code == 200
+    finally:
+        s.stop()
+
+
+@pytest.mark.slow
+def test_preloaded_llm_is_warm_before_health_says_ok(tmp_path, monkeypatch):
+    """`preload: [llm]` loads the default model into the task the chat route uses: /health is 503
+    while it loads (the setup is made 2 s slower, so this is seen on any machine), then 200, and the
+    first chat runs on that task instead of setting one up."""
+    from emberflow.client import Client
+
+    here = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
+    s = Server(tmp_path, config={"token": "k", "preload": ["llm"], "units": {"llm": "slow_llm_unit:SlowSetupLLM"}})
+    try:
+        url = f"http://127.0.0.1:{s.http_port}"
+        seen = []
+        deadline = time.monotonic() + 60
+        while (r := requests.get(url + "/health", timeout=5)).status_code != 200:
+            assert r.status_code == 503 and time.monotonic() < deadline, r.text
+            seen.append(r.json()["error"]["message"])
+            time.sleep(0.05)
+        assert seen and any("task llm smollm2-135m-instruct" in m for m in seen), seen
+        with Client("127.0.0.1", s.port) as c:
+            c.request("sys", "auth", data="k")
+
+            def llm_tasks() -> list[str]:
+                return [t["work_id"] for t in c.request("sys", "lstask")["data"]["tasks"] if t["unit"] == "llm"]
+
+            warm = llm_tasks()
+            assert len(warm) == 1 and c.request(warm[0], "taskinfo")["data"]["stats"]["inferences"] == 0
+            started = time.monotonic()
+            r = requests.post(url + "/v1/chat/completions", headers={"Authorization": "Bearer k"}, timeout=60,
+                              json={"model": "smollm2-135m-instruct", "max_tokens": 4,
+                                    "messages": [{"role": "user", "content": "Hi"}]})
+            assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
+            assert time.monotonic() - started < 2.0  # no 2 s setup on the way
+            assert llm_tasks() == warm  # no new task was set up
+            assert c.request(warm[0], "taskinfo")["data"]["stats"]["inferences"] == 1
     finally:
         s.stop()

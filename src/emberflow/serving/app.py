@@ -6,6 +6,7 @@ Gateways translate protocols and units compute; the app reaches units only throu
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from emberflow.sys.config import Config
     from emberflow.sys.router import Router
 
+log = logging.getLogger("emberflow.serving")
+
 
 class Gateway:
     """What every route shares: the router client, the catalogue, metrics, the model repository."""
@@ -34,8 +37,11 @@ class Gateway:
         self.started = time.time()
         self.catalogue = Catalogue()
         self.metrics = Metrics()
-        self.tasks = UnitTasks(router)
+        self._max_tasks: dict[str, int] = {}
+        self._check_instances()
+        self.tasks = UnitTasks(router, instances=self.instances_for)
         self.metrics.add_depth_source(self.tasks.queue_depth)
+        self.metrics.add_instances_source(self.tasks.live_instances)
         self.repository: Any = None  # KServe model repository, when configured
         self._embed_batchers: dict[str, TextBatcher] = {}
         self.metrics.add_depth_source(lambda: {m: b.depth() for m, b in self._embed_batchers.items()})
@@ -77,11 +83,51 @@ class Gateway:
                                                                  label=model, metrics=self.metrics)
         return batcher
 
+    def max_tasks(self, kind: str) -> int | None:
+        """The unit's own limit on tasks per process (None: the kind cannot be loaded)."""
+        if kind not in self._max_tasks:
+            from emberflow.unit.registry import load_unit_class
+
+            try:
+                self._max_tasks[kind] = load_unit_class(kind, self.router.units.get(kind)).max_tasks
+            except Exception:  # unknown or broken: the setup itself reports why
+                return None
+        return self._max_tasks[kind]
+
+    def instances_for(self, kind: str) -> int:
+        """Tasks per model for a unit kind: the configured `instances`, capped by `max_tasks`."""
+        limit = self.max_tasks(kind)
+        wanted = self.cfg.instances_for(kind)
+        return wanted if limit is None else max(1, min(wanted, limit))
+
+    def _check_instances(self) -> None:
+        for kind, wanted in self.cfg.instances.items():
+            limit = self.max_tasks(kind)
+            if limit is None:
+                log.warning("instances: no unit of kind %r (known: %s)", kind, ", ".join(sorted(self.router.units)))
+            elif wanted > limit:
+                log.warning("instances: %s asks for %d tasks per model, but the %s unit hosts at most %d "
+                            "(its max_tasks); using %d", kind, wanted, kind, limit, limit)
+
+    def warm_preloaded(self) -> None:
+        """`preload` means a warm default model: for each preloaded kind that an OpenAI route serves,
+        set up the task that route will use (same params) in the background; /health answers 503
+        until it is loaded. Kinds whose unit hosts a single task (tts, whisper) keep only their
+        process preloaded, so StackFlow clients and flows can still set that task up."""
+        # the params each route really sends (the embeddings batcher may adjust its own)
+        routes = {"llm": self.llm_params, "embed": lambda model: self.embed_batcher(model).params}
+        for kind in dict.fromkeys(self.cfg.preload):
+            params = routes.get(kind)
+            model = self.default_model(kind) if params else None
+            if params is None or model is None:
+                continue
+            self.tasks.warm(kind, params(model))
+
     def loading(self) -> list[str]:
         """What is still starting: preloaded unit processes, task setups, repository models."""
         waiting = [f"unit {k}" for k in self.cfg.preload
                    if (up := self.router.supervisor.procs.get(k)) is None or not up.ready.is_set()]
-        waiting += [f"task {k.split('|', 1)[0]}" for k in self.tasks.loading]
+        waiting += [f"task {t}" for t in self.tasks.loading()]
         if self.repository is not None:
             waiting += [f"model {m}" for m in self.repository.loading()]
         return waiting

@@ -38,7 +38,10 @@ class Metrics:
         self.llm_tokens_per_second = Gauge("emberflow_llm_tokens_per_second",
                                            "Decode speed of the last completion (first to last token).",
                                            ["model"], registry=r)
+        self.instances = Gauge("emberflow_model_instances", "Warm unit tasks serving a model over HTTP.",
+                               ["model"], registry=r)
         self._depth_sources: list[Callable[[], dict[str, int]]] = []
+        self._instance_sources: list[Callable[[], dict[str, int]]] = []
 
     def observe(self, protocol: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(protocol, route, str(status)).inc()
@@ -50,8 +53,22 @@ class Metrics:
         """Queue depths are read when scraped, from whoever owns the queues."""
         self._depth_sources.append(source)
 
+    def add_instances_source(self, source: Callable[[], dict[str, int]]) -> None:
+        self._instance_sources.append(source)
+
     def render(self) -> bytes:
-        for source in self._depth_sources:
-            for model, depth in source().items():
-                self.queue_depth.labels(model).set(depth)
+        _set_largest(self.queue_depth, self._depth_sources)
+        _set_largest(self.instances, self._instance_sources)
         return generate_latest(self.registry)
+
+
+def _set_largest(gauge: Gauge, sources: list[Callable[[], dict[str, int]]]) -> None:
+    """One model can be counted by two owners (the embeddings batcher counts requests, the unit
+    tasks under it count the batches it sent): show the larger count instead of double counting.
+    A model nobody reports any more reads 0 rather than its last value."""
+    values = {s.labels["model"]: 0.0 for metric in gauge.collect() for s in metric.samples if "model" in s.labels}
+    for source in sources:
+        for model, value in source().items():
+            values[model] = max(values.get(model, 0.0), value)
+    for model, value in values.items():
+        gauge.labels(model).set(value)

@@ -29,6 +29,7 @@ async def start(router: "Router", cfg: "Config") -> Callable[[], Awaitable[None]
     from emberflow.serving.app import Gateway, create_app
 
     gateway = Gateway(router, cfg)
+    gateway.warm_preloaded()  # before the first probe: /health is 503 until the preloaded models are loaded
     from emberflow.serving.repository import ModelRepository
 
     gateway.repository = ModelRepository(cfg.model_repository, gateway.metrics)  # empty without a directory

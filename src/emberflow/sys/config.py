@@ -14,6 +14,11 @@ from typing import Any
 import yaml
 
 
+# LLM requests run one after another inside a task; a second instance lets a second client
+# start at once. Embeddings batch concurrent requests into one inference instead (1 instance).
+DEFAULT_INSTANCES: dict[str, int] = {"llm": 2}
+
+
 @dataclass
 class Config:
     host: str = "127.0.0.1"
@@ -37,8 +42,15 @@ class Config:
     http_port: int | None = 8080
     grpc_port: int | None = 8001
     model_repository: str | None = None  # KServe model repository directory
+    # Warm tasks the HTTP gateway may keep per model, by unit kind (`{"llm": 2}`); kinds not
+    # listed use DEFAULT_INSTANCES, then 1. Capped by the unit's `max_tasks`.
+    instances: dict[str, int] = field(default_factory=dict)
     log_level: str = "INFO"
     rundir_is_temporary: bool = False
+
+    def instances_for(self, kind: str) -> int:
+        """How many tasks per model the HTTP gateway may run at once for a unit kind."""
+        return self.instances.get(kind, DEFAULT_INSTANCES.get(kind, 1))
 
     def resolved_rundir(self) -> Path:
         if not self.rundir:
@@ -69,4 +81,8 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> Config:
     for k, v in overrides.items():
         if v is not None:
             setattr(cfg, k, v)
+    if not (isinstance(cfg.instances, dict) and all(isinstance(k, str) and type(n) is int and n >= 1
+                                                    for k, n in cfg.instances.items())):
+        raise ValueError(f"instances: expected a mapping of unit kind to a whole number >= 1, "
+                         f"e.g. {{llm: 2}}; got {cfg.instances!r}")
     return cfg

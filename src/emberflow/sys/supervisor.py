@@ -61,7 +61,8 @@ class Supervisor:
         if not self.knows(kind):
             raise StackFlowError(Code.UNIT_CALL, detail=f"no unit of kind {kind!r} is installed")
         up = self.procs.get(kind)
-        if up is None or up.proc is None or (up.proc.returncode is not None and not up.ready.is_set()):
+        # proc None: another caller is spawning it right now; wait for that one, don't start a twin
+        if up is None or (up.proc is not None and up.proc.returncode is not None and not up.ready.is_set()):
             up = await self._spawn(kind)
         try:
             await asyncio.wait_for(up.ready.wait(), self.cfg.unit_ready_timeout)
@@ -87,7 +88,12 @@ class Supervisor:
         cmd = [sys.executable, "-m", "emberflow.unit.host", "--kind", kind, "--control", self.control_addr,
                "--rundir", str(self.cfg.resolved_rundir()), "--unit-path", up.path]
         up.started_at = time.monotonic()
-        up.proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL)
+        try:
+            up.proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL)
+        except BaseException:
+            if self.procs.get(kind) is up:
+                del self.procs[kind]  # the next ensure() tries again
+            raise
         log.info("started unit %s (pid %s)", kind, up.proc.pid)
         watcher = asyncio.create_task(self._watch(up))
         self._watchers.add(watcher)

@@ -94,6 +94,26 @@ def test_websocket_session_streams_results_while_input_streams(http_server):
                        {"status": 2, "seq": 3, "data": ""}]
 
 
+def test_one_requests_failure_does_not_end_anothers_answer(base_url):
+    """Two tasks of one unit kind: the error of one inference reaches only its own request,
+    though StackFlow's error message names just the unit (not the task or the request)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(params: dict, data: str) -> requests.Response:
+        return requests.post(f"{base_url}/units/echo/infer", headers=AUTH, json={"params": params, "data": data},
+                             timeout=60)
+
+    with ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(post, {"times": 5, "delay": 0.2}, "slow")
+        import time
+
+        time.sleep(0.3)  # the slow answer is under way
+        failing = pool.submit(post, {"fail_on": "boom"}, "boom")
+        failed, finished = failing.result(), slow.result()
+    assert failed.status_code == 500 and "boom" in failed.json()["error"]["message"]
+    assert finished.status_code == 200 and finished.json()["outputs"] == ["slow"] * 5
+
+
 def test_openapi_documents_the_declared_result(base_url):
     spec = requests.get(f"{base_url}/openapi.json", headers=AUTH, timeout=30).json()
     ok = spec["paths"]["/units/tally/infer"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]

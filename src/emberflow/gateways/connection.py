@@ -40,8 +40,8 @@ class Connection:
         for event in self.decoder.feed(data):
             self._inbox.put_nowait((event, received))
 
-    def send(self, msg: dict[str, Any]) -> None:
-        if not self.closed:
+    def send(self, msg: dict[str, Any], failed_request: str | None = None) -> None:
+        if not self.closed:  # (wire clients match errors as StackFlow says; the hint is for in-process ones)
             self._write(encode(msg))
 
     async def _serve(self) -> None:

@@ -38,10 +38,13 @@ class LocalConnection:
         router.attach(self)
 
     # the router calls this for every reply and every output owned by this connection
-    def send(self, msg: dict[str, Any]) -> None:
+    def send(self, msg: dict[str, Any], failed_request: str | None = None) -> None:
         q = self._waiters.get(msg.get("request_id", ""))
         if q is not None:
             q.put_nowait(msg)
+            return
+        if failed_request in self._output_units and failed_request in self._waiters:
+            self._waiters[failed_request].put_nowait(msg)  # exactly the inference that failed
             return
         if msg.get("error", {}).get("code", 0) != 0:
             # Inference-data errors carry the last *control* request_id (StackFlow §3.4) and the

@@ -92,12 +92,18 @@ class Router:
     def detach(self, conn: Connection) -> None:
         self.conns.pop(conn.conn_id, None)
 
-    def deliver(self, conn_id: int, msg: dict[str, Any]) -> None:
+    def deliver(self, conn_id: int, msg: dict[str, Any], failed_request: str | None = None) -> None:
+        """`failed_request`: for an inference error, the request that failed. StackFlow's error
+        names only the unit and the last control request; in-process clients use the hint to
+        fail just that request instead of every request waiting on the unit."""
         conn = self.conns.get(conn_id)
         if conn is None:
             self.stats["undeliverable"] += 1  # client went away; counted, not silent
             return
-        conn.send(msg)
+        if failed_request is None:
+            conn.send(msg)
+        else:
+            conn.send(msg, failed_request=failed_request)
 
     # --- requests -------------------------------------------------------------------------
     async def handle(self, conn: Connection, req: Request, received: float) -> None:
@@ -295,7 +301,7 @@ class Router:
                                                                                pending.request.payload)
             if msg.get("resource_unloaded"):
                 self.resources.get(kind, {}).pop(msg["resource_unloaded"], None)
-            self.deliver(msg["conn"], out)
+            self.deliver(msg["conn"], out, msg.get("failed_request"))
         elif op == "output":
             rec = self.tasks.get(msg["work_id"])
             if rec is not None:

@@ -108,7 +108,8 @@ class UnitHost:
         if op == "task_error":
             rid, conn = self.last_control
             err = StackFlowError(msg["code"], msg["message"], msg.get("detail"))
-            self.send(conn, error_reply(rid, self.kind, err), work_id=msg["work_id"])
+            self.send(conn, error_reply(rid, self.kind, err), work_id=msg["work_id"],
+                      failed_request=msg.get("request_id"))
         elif op == "main":
             self._main_calls.get()()
         else:
@@ -169,7 +170,8 @@ class UnitHost:
         except StackFlowError as e:
             # StackFlow sends inference-data errors as the bare unit with the last control request_id
             rid, ctl_conn = self.last_control
-            self.send(ctl_conn if ctl_conn >= 0 else conn, error_reply(rid, self.kind, e))
+            self.send(ctl_conn if ctl_conn >= 0 else conn, error_reply(rid, self.kind, e),
+                      failed_request=req.request_id)
 
     def _setup(self, req: Request, conn: int, msg: dict[str, Any]) -> None:
         if not isinstance(req.data, dict):

@@ -381,7 +381,7 @@ class Task:
         # The host answers it to the last control connection, as StackFlow does (§3.4).
         self.stats["errors"] += 1
         self._out.send_json({"op": "task_error", "work_id": self.work_id, "code": int(err.code),
-                             "message": err.message, "detail": err.detail})
+                             "message": err.message, "detail": err.detail, "request_id": self.last_request_id})
 
     def _publish(self, frame: BusFrame) -> None:
         parts = frame.to_parts()

@@ -1,7 +1,8 @@
 """Serving throughput and latency: emberflow vs LitServe vs Ray Serve on the same two ONNX models.
 
     .venv/bin/pip install -e '.[bench]'        # litserve, ray[serve]
-    .venv/bin/python bench/serving_vs_litserve.py [--seconds 5] [--servers emberflow,litserve,ray] [--json]
+    .venv/bin/python bench/serving_vs_litserve.py [--seconds 5] [--servers emberflow,litserve,ray]
+        [--models digits,minilm] [--json]
 
 Models: the digits CNN (tests/fixtures/toolchain, one 1x8x8 image per request) and MiniLM int8
 (one sentence per request). Every server batches dynamically with max batch 32 and a 2 ms wait:
@@ -118,9 +119,12 @@ def wait_http(url: str, body: dict, timeout: float) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
-def run_points(name: str, targets: dict[str, Target], seconds: float, images: np.ndarray) -> list[dict]:
+def run_points(name: str, targets: dict[str, Target], seconds: float, images: np.ndarray,
+               models: list[str]) -> list[dict]:
     rows = []
     for model, target in targets.items():
+        if model not in models:
+            continue
         wait_http(target.url, target.body(images, 0), 120)
         for c in CONCURRENCY:
             r = asyncio.run(load(target, c, seconds, images))
@@ -130,7 +134,7 @@ def run_points(name: str, targets: dict[str, Target], seconds: float, images: np
     return rows
 
 
-def bench_emberflow(seconds: float, images: np.ndarray) -> list[dict]:
+def bench_emberflow(seconds: float, images: np.ndarray, models: list[str]) -> list[dict]:
     repo = Path(tempfile.mkdtemp(prefix="emberflow-serving-bench-"))
     (repo / "digits" / "1").mkdir(parents=True)
     (repo / "digits" / "1" / "model.onnx").write_bytes(DIGITS.read_bytes())
@@ -138,16 +142,16 @@ def bench_emberflow(seconds: float, images: np.ndarray) -> list[dict]:
         f"max_batch_size: {MAX_BATCH}\nmax_queue_delay_ms: {BATCH_WAIT_S * 1000}\ninstances: 1\nmax_queue: 512\n")
     port = free_port()
     with Daemon({"http_port": port, "model_repository": str(repo)}):
-        return run_points("emberflow", emberflow_targets(port), seconds, images)
+        return run_points("emberflow", emberflow_targets(port), seconds, images, models)
 
 
-def bench_peer(kind: str, seconds: float, images: np.ndarray) -> list[dict]:
+def bench_peer(kind: str, seconds: float, images: np.ndarray, models: list[str]) -> list[dict]:
     port = free_port()
     script = Path(__file__).resolve().parent / "serving_peer_apps.py"
     proc = subprocess.Popen([sys.executable, str(script), kind, str(port), str(MAX_BATCH), str(BATCH_WAIT_S)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0)
     try:
-        return run_points(kind, peer_targets(port), seconds, images)
+        return run_points(kind, peer_targets(port), seconds, images, models)
     finally:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
@@ -165,6 +169,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--servers", default="emberflow,litserve,ray")
+    ap.add_argument("--models", default="digits,minilm", help="comma-separated subset of digits,minilm")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     info = machine()
@@ -173,7 +178,9 @@ def main() -> None:
     for name in args.servers.split(","):
         print(f"{name}:", file=sys.stderr, flush=True)
         try:
-            rows += bench_emberflow(args.seconds, images) if name == "emberflow" else bench_peer(name, args.seconds, images)
+            models = args.models.split(",")
+            rows += (bench_emberflow(args.seconds, images, models) if name == "emberflow"
+                     else bench_peer(name, args.seconds, images, models))
         except Exception as e:  # a peer that cannot run here is reported, not fatal
             print(f"  {name} failed: {type(e).__name__}: {e}", file=sys.stderr)
     note = finish_machine(info)

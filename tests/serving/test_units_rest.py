@@ -186,6 +186,15 @@ def test_malformed_requests_never_5xx(base_url):
     assert calls[0] >= 50
 
 
+def test_more_distinct_params_than_task_slots_reuse_idle_tasks(base_url):
+    """Warm tasks are a cache: echo hosts 4 tasks, and 7 different params in turn all get answers
+    (the least recently used idle task is released for the new params)."""
+    for times in range(1, 8):
+        r = requests.post(f"{base_url}/units/echo/infer", headers=AUTH, timeout=60,
+                          json={"params": {"times": times, "delay": 0.001}, "data": "x"})
+        assert r.status_code == 200 and r.json()["outputs"] == ["x"] * times, (times, r.text)
+
+
 def test_unit_path_overload_gets_429_and_nothing_is_lost(base_url):
     """More concurrent requests than one task may queue (32): the rest get 429 + Retry-After at once."""
     from concurrent.futures import ThreadPoolExecutor

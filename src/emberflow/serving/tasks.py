@@ -67,6 +67,7 @@ class _Instance:
         self.loading = False  # being set up (health answers 503 meanwhile)
         self.error: GatewayError | None = None  # its setup failed: take no new requests, drop when idle
         self.idle: asyncio.TimerHandle | None = None  # surplus instance: released when this fires
+        self.last_used = 0.0  # monotonic; the least recently used idle task is evicted first
 
 
 class _Pool:
@@ -177,6 +178,8 @@ class UnitTasks:
             try:
                 async with pool.setup_lock:
                     reply = await self.conn.request(pool.kind, "setup", f"{pool.kind}.setup", pool.params)
+                    if reply.get("error", {}).get("code") == -21 and await self._evict_idle(pool):
+                        reply = await self.conn.request(pool.kind, "setup", f"{pool.kind}.setup", pool.params)
             finally:
                 inst.loading = False
             if reply.get("error", {}).get("code", 0) != 0:
@@ -188,7 +191,23 @@ class UnitTasks:
             inst.work_id = reply["work_id"]
             return inst.work_id
 
+    async def _evict_idle(self, pool: _Pool) -> bool:
+        """The unit's task slots are all taken (-21): exit the least recently used idle task that
+        other setup params of the same kind hold, so warm tasks act as a cache, not a leak."""
+        idle = [(i.last_used, other, i) for other in self._pools.values() if other.kind == pool.kind
+                and other is not pool for i in other.instances if not i.inflight and i.work_id and not i.loading]
+        if not idle:
+            return False
+        _, owner, victim = min(idle, key=lambda t: t[0])
+        owner.instances.remove(victim)
+        if victim.idle is not None:
+            victim.idle.cancel()
+        log.info("%s: all task slots in use; releasing idle %s to set up new params", pool.kind, victim.work_id)
+        await self.conn.request(victim.work_id, "exit", timeout=10)
+        return True
+
     def _acquire(self, inst: _Instance) -> _Instance:
+        inst.last_used = time.monotonic()
         inst.inflight += 1
         if inst.idle is not None:
             inst.idle.cancel()

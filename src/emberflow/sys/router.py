@@ -79,6 +79,7 @@ class Router:
         # Loaded personalisation resources as their clients sent them: kind -> id -> (data, payload).
         # A unit process that restarts gets them again, so a crash does not lose them.
         self.resources: dict[str, dict[str, tuple[Any, bytes | None]]] = {}
+        self._reloading: dict[str, asyncio.Event] = {}  # kind -> set once its resources are back
 
     # --- connections ----------------------------------------------------------------------
     def new_conn_id(self) -> int:
@@ -175,7 +176,8 @@ class Router:
             return
         self.pending.setdefault(kind, []).append(Pending(conn.conn_id, req, work_id))
         try:
-            await self._send_unit(kind, msg, req.payload)
+            reload = conn is self._internal_conn and req.action == "load_resource"
+            await self._send_unit(kind, msg, req.payload, before_resources=reload)
         except StackFlowError:
             self._take_pending(kind, conn.conn_id, req.request_id)
             raise StackFlowError(Code.UNIT_CALL if req.action != "setup" else Code.MODEL_LOADING,
@@ -245,8 +247,12 @@ class Router:
         except StackFlowError as e:
             log.error("the audio unit cannot follow %s: %s", ", ".join(sources), e)
 
-    async def _send_unit(self, kind: str, msg: dict[str, Any], payload: bytes | None = None) -> None:
+    async def _send_unit(self, kind: str, msg: dict[str, Any], payload: bytes | None = None,
+                         before_resources: bool = False) -> None:
         await self.supervisor.ensure(kind)
+        reloading = self._reloading.get(kind)
+        if reloading is not None and not before_resources:
+            await reloading.wait()  # a restarted unit gets its resources back before other requests
         parts = [json.dumps(msg).encode()]
         if payload is not None:
             parts.append(payload)
@@ -275,7 +281,8 @@ class Router:
         if op == "ready":
             self.supervisor.mark_ready(kind, msg.get("schema", {}))
             if self.resources.get(kind):
-                asyncio.get_running_loop().create_task(self._reload_resources(kind))
+                gate = self._reloading[kind] = asyncio.Event()
+                asyncio.get_running_loop().create_task(self._reload_resources(kind, gate))
         elif op == "send":
             out = msg["msg"]
             pending = self._take_pending(kind, msg["conn"], out.get("request_id", ""))
@@ -334,11 +341,17 @@ class Router:
         for kind in self.cfg.preload:
             asyncio.create_task(self._preload(kind))
 
-    async def _reload_resources(self, kind: str) -> None:
-        for res_id, (data, payload) in list(self.resources.get(kind, {}).items()):
-            answer = await self.internal.request(kind, "load_resource", f"{kind}.resource", data, payload=payload)
-            if answer["error"]["code"] != 0:
-                log.error("reloading resource %s of %s after a restart failed: %s", res_id, kind, answer)
+    async def _reload_resources(self, kind: str, gate: asyncio.Event) -> None:
+        try:
+            for res_id, (data, payload) in list(self.resources.get(kind, {}).items()):
+                answer = await self.internal.request(kind, "load_resource", f"{kind}.resource", data,
+                                                     payload=payload)
+                if answer["error"]["code"] != 0:
+                    log.error("reloading resource %s of %s after a restart failed: %s", res_id, kind, answer)
+        finally:
+            gate.set()
+            if self._reloading.get(kind) is gate:
+                del self._reloading[kind]
 
     async def _preload(self, kind: str) -> None:
         try:

@@ -70,3 +70,50 @@ def test_preloaded_llm_is_warm_before_health_says_ok(tmp_path, monkeypatch):
             assert c.request(warm[0], "taskinfo")["data"]["stats"]["inferences"] == 1
     finally:
         s.stop()
+
+
+@pytest.mark.slow
+def test_a_crashed_preloaded_llm_is_loaded_again_and_health_says_so(tmp_path, monkeypatch):
+    """After the LLM process is killed, the gateway does not wait for a request: the supervisor
+    restarts the process, the default model is set up again at once (/health 503 meanwhile), and
+    the next chat runs on that new warm task. sys.reset does the same."""
+    import signal
+
+    from emberflow.client import Client
+
+    here = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
+    s = Server(tmp_path, config={"token": "k", "preload": ["llm"], "units": {"llm": "slow_llm_unit:SlowSetupLLM"}})
+    url = f"http://127.0.0.1:{s.http_port}"
+
+    def wait_healthy() -> list[int]:
+        codes, deadline = [], time.monotonic() + 60
+        while (code := requests.get(url + "/health", timeout=5).status_code) != 200 or not codes:
+            codes.append(code)
+            assert time.monotonic() < deadline, codes[-5:]
+            time.sleep(0.05)
+        return codes
+
+    try:
+        wait_healthy()
+        with Client("127.0.0.1", s.port) as c:
+            c.request("sys", "auth", data="k")
+
+            def llm_tasks() -> list[str]:
+                return [t["work_id"] for t in c.request("sys", "lstask")["data"]["tasks"] if t["unit"] == "llm"]
+
+            before = llm_tasks()
+            os.kill(s.unit_pid("llm"), signal.SIGKILL)
+            time.sleep(0.3)  # the supervisor notices the death
+            assert 503 in wait_healthy()  # the model is loading again: health says so
+            after = llm_tasks()
+            assert len(after) == 1 and after != before  # set up again without any request
+            r = requests.post(url + "/v1/chat/completions", headers={"Authorization": "Bearer k"}, timeout=60,
+                              json={"model": "smollm2-135m-instruct", "max_tokens": 4,
+                                    "messages": [{"role": "user", "content": "Hi"}]})
+            assert r.status_code == 200 and llm_tasks() == after  # it ran on the re-warmed task
+            c.request("sys", "reset", check=False)
+            time.sleep(0.3)
+            assert 503 in wait_healthy() and len(llm_tasks()) == 1
+    finally:
+        s.stop()

@@ -43,6 +43,7 @@ class Gateway:
         self._max_tasks: dict[str, int] = {}
         self._check_instances()
         self.tasks = UnitTasks(router, instances=self.instances_for)
+        router.tasks_lost_listeners.append(self._on_tasks_lost)
         self.metrics.add_depth_source(self.tasks.queue_depth)
         self.metrics.add_instances_source(self.tasks.live_instances)
         self.repository: Any = None  # KServe model repository, when configured
@@ -114,14 +115,21 @@ class Gateway:
                 log.warning("instances: %s asks for %d tasks per model, but the %s unit hosts at most %d "
                             "(its max_tasks); using %d", kind, wanted, kind, limit, limit)
 
-    def warm_preloaded(self) -> None:
+    def _on_tasks_lost(self, kind: str) -> None:
+        """A unit process died or sys.reset ran: forget its tasks, and load a preloaded model again
+        right away, so /health says 503 until it is back and the next request finds it warm."""
+        self.tasks.forget(kind)
+        if kind in self.cfg.preload:
+            self.warm_preloaded(kinds=[kind])
+
+    def warm_preloaded(self, kinds: list[str] | None = None) -> None:
         """`preload` means a warm default model: for each preloaded kind that an OpenAI route serves,
         set up the task that route will use (same params) in the background; /health answers 503
         until it is loaded. Kinds whose unit hosts a single task (tts, whisper) keep only their
         process preloaded, so StackFlow clients and flows can still set that task up."""
         # the params each route really sends (the embeddings batcher may adjust its own)
         routes = {"llm": self.llm_params, "embed": lambda model: self.embed_batcher(model).params}
-        for kind in dict.fromkeys(self.cfg.preload):
+        for kind in dict.fromkeys(self.cfg.preload if kinds is None else kinds):
             params = routes.get(kind)
             model = self.default_model(kind) if params else None
             if params is None or model is None:

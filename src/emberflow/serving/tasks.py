@@ -139,6 +139,20 @@ class UnitTasks:
             out[p.model] = out.get(p.model, 0) + sum(1 for i in p.instances if i.work_id is not None)
         return out
 
+    def forget(self, kind: str) -> None:
+        """Every task of `kind` is gone (its process died, or sys.reset): idle instances are
+        dropped; busy ones keep their place and set a task up again on their retry."""
+        for pool in self._pools.values():
+            if pool.kind != kind:
+                continue
+            for inst in list(pool.instances):
+                inst.work_id = None
+                if inst.idle is not None:
+                    inst.idle.cancel()
+                    inst.idle = None
+                if not inst.inflight and not inst.loading:
+                    pool.instances.remove(inst)
+
     def work_ids(self, kind: str, params: dict[str, Any]) -> list[str]:
         """The live tasks serving (kind, params), first task first."""
         return [i.work_id for i in self._pool(kind, params).instances if i.work_id is not None]

@@ -80,6 +80,9 @@ class Router:
         # A unit process that restarts gets them again, so a crash does not lose them.
         self.resources: dict[str, dict[str, tuple[Any, bytes | None]]] = {}
         self._reloading: dict[str, asyncio.Event] = {}  # kind -> set once its resources are back
+        # In-process clients (the HTTP gateway) told when every task of a kind is gone: its
+        # process died, or sys.reset ran. They may set their warm tasks up again at once.
+        self.tasks_lost_listeners: list[Callable[[str], None]] = []
 
     # --- connections ----------------------------------------------------------------------
     def new_conn_id(self) -> int:
@@ -330,6 +333,15 @@ class Router:
             wid = p.request.unit if p.request.action == "setup" else p.request.work_id
             self.deliver(p.conn, error_reply(p.request.request_id, wid,
                                              StackFlowError(code, detail=f"unit process {kind!r} {why}")))
+        self._tasks_lost(kind)
+
+    def _tasks_lost(self, *kinds: str) -> None:
+        for kind in kinds:
+            for listener in self.tasks_lost_listeners:
+                try:
+                    listener(kind)
+                except Exception:  # a listener's bug must not stop the others or the router
+                    log.exception("tasks-lost listener failed for %s", kind)
 
     # --- lifecycle ------------------------------------------------------------------------
     async def reset(self) -> None:
@@ -340,6 +352,7 @@ class Router:
         self.counter = FIRST_WORK_ID
         for kind in self.cfg.preload:
             asyncio.create_task(self._preload(kind))
+        self._tasks_lost(*self.units)
 
     async def _reload_resources(self, kind: str, gate: asyncio.Event) -> None:
         try:

@@ -5,6 +5,8 @@ Replies are compact JSON with sorted keys, UTF-8 unescaped, one `\\n` per messag
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 from dataclasses import dataclass, field
@@ -16,6 +18,16 @@ NONE = "None"  # StackFlow's "no payload" marker is this *string*
 # emberflow's unit-level actions (work_id is the unit kind, as for setup): personalisation
 # resources belong to the unit process and are shared by its tasks.
 RESOURCE_ACTIONS = ("load_resource", "unload_resource", "list_resources")
+
+
+def decode_base64(text: Any, what: str = "base64 data") -> bytes:
+    """Base64 from a client, strictly (-23 on anything else): the only place bytes leave JSON."""
+    if not isinstance(text, str):
+        raise StackFlowError(Code.BASE64, detail=f"{what} must be a base64 string")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise StackFlowError(Code.BASE64, detail=str(e)) from None
 
 
 @dataclass(slots=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import hashlib
 import hmac
 import os
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emberflow import STACKFLOW_VERSION, __version__
-from emberflow.protocol.envelope import Request, notice, reply
+from emberflow.protocol.envelope import Request, decode_base64, notice, reply
 from emberflow.protocol.errors import Code, StackFlowError
 
 if TYPE_CHECKING:
@@ -193,10 +192,7 @@ async def push(router: Router, conn: Connection, req: Request) -> None:
     content = req.payload if req.payload is not None else data
     if isinstance(content, str):
         if ".base64." in req.object:
-            try:
-                content = base64.b64decode(content, validate=True)
-            except (binascii.Error, ValueError):
-                raise StackFlowError(Code.BASE64) from None
+            content = decode_base64(content)
         else:
             content = content.encode()
     if not isinstance(content, bytes):

@@ -10,8 +10,6 @@ never needs to know what a unit does. Data between tasks flows over each task's 
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import logging
 import os
 import queue
@@ -25,7 +23,7 @@ from pydantic import ValidationError
 from emberflow.bus.frame import BusFrame, topic_of
 from emberflow.bus.queue import Policy
 from emberflow.models.catalogue import Catalogue, ModelRef
-from emberflow.protocol.envelope import RESOURCE_ACTIONS, Request, error_reply, reply
+from emberflow.protocol.envelope import RESOURCE_ACTIONS, Request, decode_base64, error_reply, reply
 from emberflow.protocol.errors import Code, StackFlowError
 from emberflow.unit.base import IO, TaskContext, Unit
 from emberflow.unit.registry import load_unit_class
@@ -394,14 +392,7 @@ def _resource_value(kind: IO, data: Any, payload: bytes | None) -> Any:
     if data is None and payload is None:
         raise StackFlowError(Code.EMPTY_DATA, detail="data.data (the resource) is missing")
     if kind in (IO.AUDIO_PCM, IO.IMAGE, IO.TENSOR):
-        if payload is not None:
-            return payload
-        if not isinstance(data, str):
-            raise StackFlowError(Code.BASE64, detail=f"a {kind.value} resource is base64 text or a RAW frame")
-        try:
-            return base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError) as e:
-            raise StackFlowError(Code.BASE64, detail=str(e)) from None
+        return payload if payload is not None else decode_base64(data, f"a {kind.value} resource")
     if kind in (IO.TEXT, IO.TEXT_STREAM) and not isinstance(data, str):
         raise StackFlowError(Code.PARAMETER, detail="this unit's resources are text: data.data must be a string")
     return data

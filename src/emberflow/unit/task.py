@@ -8,18 +8,18 @@ Outputs for clients go to the host's main loop through a per-thread PUSH to `inp
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from contextlib import closing
+from typing import Any, Callable, Iterator
 
 import zmq
 
 from emberflow.bus.frame import BusFrame
 from emberflow.bus.queue import LinkQueue, Policy
-from emberflow.protocol.envelope import NONE, reply
+from emberflow.protocol.envelope import NONE, decode_base64, reply
 from emberflow.protocol.errors import Code, StackFlowError
 from emberflow.unit.base import IO, Chunk, Final, TaskContext, Unit, UnitParams, collect
 
@@ -45,7 +45,8 @@ class Task:
         self._ctx = ctx
         self._epoch = 0  # bumped by a wake: queued and running work of older epochs is cancelled
         self._abort_current = False  # set by pause: the running item stops at its next piece
-        self._chunks: list[Any] = []  # input stream being assembled
+        self._next_index = 0  # of the next chunk of the input being streamed in
+        self._chunks: list[Any] = []  # pieces gathered for `infer` (units without on_chunk)
         self._b64_carry = ""  # base64 of a streamed chunk that ended mid-quantum
         self._stream_collected: list[Any] = []  # whole-format results of a chunked input so far
         self._out_index = 0  # output stream index; back to 0 after each finish chunk
@@ -87,8 +88,7 @@ class Task:
         self._epoch += 1
         self.unit.context.cancelled.set()
         self.queue.flush(keep=lambda item: item[0] in ("infer", "chunk"))
-        self._chunks.clear()
-        self._b64_carry = ""
+        self._restart_input()
 
     def stop_current(self) -> None:
         """`pause`: abort the running work only (StackFlow); queued requests still run."""
@@ -138,21 +138,19 @@ class Task:
             return self._check_kind(self._decode(object, data, payload))
         index = data.get("index")
         streams_input = type(self.unit).streams_input()
-        if streams_input and index == 0 and not isinstance(index, bool):
-            self._chunks, self._b64_carry = [], ""  # index 0 begins a new input, even after a failed one
-        if isinstance(index, bool) or not isinstance(index, int) or index != len(self._chunks):
-            expected = len(self._chunks)
-            self._chunks.clear()
-            self._b64_carry = ""
-            raise StackFlowError(Code.STREAM_INDEX, detail=f"expected index {expected}, got {index!r}")
+        if isinstance(index, bool) or not isinstance(index, int):
+            index = repr(index)
+        elif streams_input and index == 0:
+            self._restart_input()  # index 0 begins a new input, even after a failed one
+        if index != self._next_index:
+            expected = self._next_index
+            self._restart_input()
+            raise StackFlowError(Code.STREAM_INDEX, detail=f"expected index {expected}, got {index}")
         last = _truthy(data.get("finish"))
+        self._next_index = 0 if last else index + 1
         delta = data.get("delta", "")
-        if streams_input:
-            self._chunks.append(None)  # only counted: the unit keeps what it needs
-            value = self._check_kind(self._decode_piece(object, delta, payload, last))
-            if last:
-                self._chunks = []
-            return Chunk(value, index, last)
+        if streams_input:  # the unit keeps what it needs of each piece
+            return Chunk(self._check_kind(self._decode_piece(object, delta, payload, last)), index, last)
         self._chunks.append(payload if payload is not None else delta)
         if not last:
             return _INCOMPLETE
@@ -163,17 +161,13 @@ class Task:
             return self._check_kind(self._decode(object, "".join(parts), None))
         return self._check_kind(parts[0] if len(parts) == 1 else parts)  # JSON values
 
+    def _restart_input(self) -> None:
+        self._next_index, self._chunks, self._b64_carry = 0, [], ""
+
     def _decode(self, object: str, data: Any, payload: bytes | None) -> Any:
         if payload is not None:
             return payload  # RAW frame: already binary, never base64 on the bus
-        if "base64" not in object:
-            return data
-        if not isinstance(data, str):
-            raise StackFlowError(Code.BASE64, detail="base64 data must be a string")
-        try:
-            return base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError) as e:
-            raise StackFlowError(Code.BASE64, detail=str(e)) from None
+        return decode_base64(data) if "base64" in object else data
 
     def _decode_piece(self, object: str, delta: Any, payload: bytes | None, last: bool) -> Any:
         """One chunk on its own. Clients may split a base64 text anywhere, so a tail shorter
@@ -264,18 +258,29 @@ class Task:
             self._send_error(StackFlowError(Code.MODEL_RUN, detail=f"{type(e).__name__}: {e}"))
         self.stats["last_ms"] = round((time.monotonic() - started) * 1000, 2)
 
+    def _pieces(self, result: Any, epoch: int) -> Iterator[Any]:
+        """What the unit produced, piece by piece, until a wake or `pause` aborts it. Use it with
+        `closing()`: leaving early closes the unit's generator at once (stops llama.cpp decoding)."""
+        it = iter(collect(result))
+        try:
+            for piece in it:
+                if epoch != self._epoch or self._abort_current:
+                    self.stats["aborted"] += 1
+                    return
+                yield piece
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
     def _emit_result(self, produce: Callable[[], Any], hops: list, epoch: int) -> None:
         result = produce()
         if result is None:
             return  # e.g. on_frame waiting for the rest of an upstream stream
         stream, per_call = self.params.streams_output, self.unit.stream_per_call
-        collected, aborted, finished = [], False, False
-        it = iter(collect(result))
-        try:
-            for piece in it:
-                if epoch != self._epoch or self._abort_current:
-                    aborted = True
-                    break
+        collected, finished = [], False
+        with closing(self._pieces(result, epoch)) as pieces:
+            for piece in pieces:
                 if isinstance(piece, Final):
                     finished = True
                     if stream:
@@ -289,12 +294,6 @@ class Task:
                 elif per_call:
                     collected.append(piece)
                 # else: a partial result in a non-stream format is not sent (only Final is)
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()  # stops a generator at once (e.g. llama.cpp decoding)
-        if aborted:
-            self.stats["aborted"] += 1
         if not per_call or finished:
             return
         if stream:
@@ -312,12 +311,8 @@ class Task:
             self._stream_collected = []
         stream = self.params.streams_output
         final: Final | None = None
-        it = iter(collect(produce()))
-        try:
-            for piece in it:
-                if epoch != self._epoch or self._abort_current:
-                    self.stats["aborted"] += 1
-                    break
+        with closing(self._pieces(produce(), epoch)) as pieces:
+            for piece in pieces:
                 if chunk.last and isinstance(piece, Final):
                     final = piece
                     break
@@ -326,10 +321,6 @@ class Task:
                     self._stream_collected.append(value)
                 elif value not in ("", b""):
                     self._chunk(value, False, hops)
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
         if not chunk.last:
             return
         pieces, self._stream_collected = self._stream_collected, []

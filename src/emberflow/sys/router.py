@@ -104,10 +104,7 @@ class Router:
         if conn is None:
             self.stats["undeliverable"] += 1  # client went away; counted, not silent
             return
-        if failed_request is None:
-            conn.send(msg)
-        else:
-            conn.send(msg, failed_request=failed_request)
+        conn.send(msg, failed_request)
 
     # --- requests -------------------------------------------------------------------------
     async def handle(self, conn: Connection, req: Request, received: float) -> None:
@@ -179,7 +176,7 @@ class Router:
             return
         self.pending.setdefault(kind, []).append(Pending(conn.conn_id, req, work_id))
         try:
-            reload = conn is self._internal_conn and req.action == "load_resource"
+            reload = conn.conn_id == self._internal_id and req.action == "load_resource"
             await self._send_unit(kind, msg, req.payload, before_resources=reload)
         except StackFlowError:
             self._take_pending(kind, conn.conn_id, req.request_id)
@@ -208,6 +205,11 @@ class Router:
         return {"links": links, "policies": policies}
 
     # --- the audio unit: sys.pcm and the speaker ------------------------------------------
+    @property
+    def _internal_id(self) -> int | None:
+        """sys's own connection id, without creating that connection."""
+        return self._internal_conn.conn_id if self._internal_conn is not None else None
+
     @property
     def internal(self):
         """sys's own client connection, for the requests it makes itself (implicit audio)."""
@@ -306,7 +308,7 @@ class Router:
                         asyncio.get_running_loop().create_task(self._audio_follows(wid))  # its chime
             if msg.get("released"):
                 self.tasks.pop(msg["released"], None)
-            if msg.get("resource_loaded") and pending is not None and pending.conn != self.internal.conn_id:
+            if msg.get("resource_loaded") and pending is not None and pending.conn != self._internal_id:
                 self.resources.setdefault(kind, {})[msg["resource_loaded"]] = (pending.request.data,
                                                                                pending.request.payload)
             if msg.get("resource_unloaded"):

@@ -40,7 +40,7 @@ class Gateway:
         # Only positives are kept, so a model installed while serving is found at once.
         self._installed: set[str] = set()
         self.metrics = Metrics()
-        self._max_tasks: dict[str, int] = {}
+        self._unit_classes: dict[str, Any] = {}
         self._check_instances()
         self.tasks = UnitTasks(router, instances=self.instances_for)
         router.tasks_lost_listeners.append(self._on_tasks_lost)
@@ -89,16 +89,23 @@ class Gateway:
                                                                  label=model, metrics=self.metrics)
         return batcher
 
-    def max_tasks(self, kind: str) -> int | None:
-        """The unit's own limit on tasks per process (None: the kind cannot be loaded)."""
-        if kind not in self._max_tasks:
+    def unit_class(self, kind: str) -> Any:
+        """A unit kind's class, for its declared schema and limits (it runs in its own process,
+        never here); None when the kind is unknown or its module is broken."""
+        if kind not in self._unit_classes:
             from emberflow.unit.registry import load_unit_class
 
             try:
-                self._max_tasks[kind] = load_unit_class(kind, self.router.units.get(kind)).max_tasks
-            except Exception:  # unknown or broken: the setup itself reports why
-                return None
-        return self._max_tasks[kind]
+                self._unit_classes[kind] = load_unit_class(kind, self.router.units.get(kind))
+            except Exception as e:  # a broken user unit must not take the gateway down
+                log.warning("unit %s: %s", kind, e)
+                self._unit_classes[kind] = None
+        return self._unit_classes[kind]
+
+    def max_tasks(self, kind: str) -> int | None:
+        """The unit's own limit on tasks per process (None: the kind cannot be loaded)."""
+        cls = self.unit_class(kind)
+        return None if cls is None else cls.max_tasks
 
     def instances_for(self, kind: str) -> int:
         """Tasks per model for a unit kind: the configured `instances`, capped by `max_tasks`."""

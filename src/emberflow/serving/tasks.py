@@ -126,18 +126,20 @@ class UnitTasks:
         """Tasks being set up, as `kind model` (health answers 503 meanwhile)."""
         return [f"{p.kind} {p.model}" for p in self._pools.values() for i in p.instances if i.loading]
 
-    def queue_depth(self) -> dict[str, int]:
-        """Requests waiting or running, per model (all its tasks and setup params together)."""
+    def _per_model(self, count: Callable[[_Pool], int]) -> dict[str, int]:
+        """A count summed over each model's pools (all its setup params together)."""
         out: dict[str, int] = {}
         for p in self._pools.values():
-            out[p.model] = out.get(p.model, 0) + p.inflight
+            out[p.model] = out.get(p.model, 0) + count(p)
         return out
 
+    def queue_depth(self) -> dict[str, int]:
+        """Requests waiting or running, per model."""
+        return self._per_model(lambda p: p.inflight)
+
     def live_instances(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for p in self._pools.values():
-            out[p.model] = out.get(p.model, 0) + sum(1 for i in p.instances if i.work_id is not None)
-        return out
+        """Warm tasks, per model."""
+        return self._per_model(lambda p: sum(1 for i in p.instances if i.work_id is not None))
 
     def forget(self, kind: str) -> None:
         """Every task of `kind` is gone (its process died, or sys.reset): idle instances are

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import logging
 from typing import TYPE_CHECKING, Any, Optional
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
@@ -33,7 +32,6 @@ from emberflow.unit.base import IO, Unit
 if TYPE_CHECKING:
     from emberflow.serving.app import Gateway
 
-log = logging.getLogger("emberflow.serving.units")
 
 BINARY = {IO.AUDIO_PCM, IO.IMAGE, IO.TENSOR}
 STATUS_BEGIN, STATUS_CONTINUE, STATUS_END, STATUS_ONCE = 0, 1, 2, 3
@@ -61,15 +59,8 @@ def _data_type(io: IO | None) -> tuple[Any, str]:
 
 
 def unit_classes(gateway: "Gateway") -> dict[str, type[Unit]]:
-    from emberflow.unit.registry import load_unit_class
-
-    out = {}
-    for kind, path in sorted(gateway.router.units.items()):
-        try:
-            out[kind] = load_unit_class(kind, path)
-        except Exception as e:  # a broken user unit must not take the gateway down
-            log.warning("unit %s has no REST routes: %s", kind, e)
-    return out
+    """Every unit kind that loads (a broken one gets no routes; the gateway logs why)."""
+    return {kind: cls for kind in sorted(gateway.router.units) if (cls := gateway.unit_class(kind)) is not None}
 
 
 def _first_input(cls: type[Unit]) -> IO | None:
@@ -165,7 +156,7 @@ def _add_unit_routes(router: APIRouter, gateway: "Gateway", kind: str, cls: type
         return cls.schema()
 
     async def session(ws: WebSocket) -> None:
-        await UnitSession(gateway, kind, cls, io, object_name).run(ws)
+        await UnitSession(gateway, kind, cls, io).run(ws)
 
     router.add_api_websocket_route(f"/{kind}/session", session)
     if cls.resource is not None:
@@ -217,9 +208,9 @@ class UnitSession:
     they are produced with status 1, and a status 2 frame ends each answer.
     """
 
-    def __init__(self, gateway: "Gateway", kind: str, cls: type[Unit], io: IO | None, object_name: str):
+    def __init__(self, gateway: "Gateway", kind: str, cls: type[Unit], io: IO | None):
         self.gw, self.kind, self.cls, self.io = gateway, kind, cls, io
-        self.object = f"{kind}.base64.stream" if io in BINARY else f"{kind}.utf-8.stream"
+        self.object = f"{_object(kind, io)}.stream"
         self.work_id: str | None = None
         self.params: dict[str, Any] | None = None
         self.index = 0  # of the next chunk of the input being streamed

@@ -11,6 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from support import Server
+
 pytestmark = pytest.mark.slow
 
 scalars = st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False) | st.text(max_size=30)
@@ -50,10 +52,15 @@ class Conn:
 
 
 @pytest.fixture(scope="module")
-def conn(server):
+def conn(tmp_path_factory):
+    """A server of its own: random setups leave echo and ticker tasks behind, which would fill
+    the task slots of tests that share the session's server."""
+    server = Server(tmp_path_factory.mktemp("fuzz"))
     c = Conn(server.port)
     c.roundtrip_ping("warmup")
-    return c
+    yield c
+    c.sock.close()
+    server.stop()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import Enum, IntEnum
+
+from emberflow.errors import EmberflowError
 
 
 class Code(IntEnum):
@@ -26,6 +28,8 @@ class Code(IntEnum):
     STREAM_INDEX = -25
     # emberflow extension: a token is configured and this connection has not sent sys.auth.
     UNAUTHORIZED = -26
+    # emberflow extension: the task belongs to another client (see "Task ownership" in the README).
+    FORBIDDEN = -27
 
 
 MESSAGES: dict[Code, str] = {
@@ -48,18 +52,31 @@ MESSAGES: dict[Code, str] = {
     Code.EMPTY_DATA: "The inference data is empty.",
     Code.STREAM_INDEX: "Stream data index error.",
     Code.UNAUTHORIZED: "Unauthorized: send sys.auth with the server token first.",
+    Code.FORBIDDEN: "Forbidden: the task belongs to another client.",
 }
 
 
-class StackFlowError(Exception):
+class Reason(str, Enum):
+    """Why a request failed, for machines: in-process clients (HTTP) decide by it, never by the
+    message text. It never reaches the StackFlow wire, whose bytes stay StackFlow's."""
+
+    TASK_LOST = "task_lost"  # the task died with its unit process, or sys.reset: set it up again
+    NOT_FOUND = "not_found"  # what the request names does not exist (a resource id, a task)
+    QUEUE_FULL = "queue_full"  # the task's request queue is full: retry later
+    CANCELLED = "cancelled"  # the client gave the request up
+
+
+class StackFlowError(EmberflowError):
     """An error that travels to the client as `{"error": {"code", "message"}}`.
 
     `message` defaults to the exact StackFlow text for the code; `detail` is emberflow's
     explanation for humans and goes into `data` so the message itself stays verbatim.
     """
 
-    def __init__(self, code: Code | int, message: str | None = None, detail: str | None = None):
+    def __init__(self, code: Code | int, message: str | None = None, detail: str | None = None,
+                 reason: Reason | None = None):
         self.code = Code(code)
         self.message = MESSAGES[self.code] if message is None else message
         self.detail = detail
+        self.reason = reason
         super().__init__(f"{int(self.code)} {self.message}" + (f" ({detail})" if detail else ""))

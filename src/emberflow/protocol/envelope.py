@@ -101,7 +101,15 @@ def notice(code: int, message: str) -> dict[str, Any]:
             "work_id": "sys"}
 
 
+def _base64(value: Any) -> str:
+    """Binary data inside a message (PCM, embeddings, images) as base64: the JSON edge."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def encode(msg: dict[str, Any]) -> bytes:
     # ensure_ascii=False: the real server sends raw UTF-8. No raw newline can appear inside, since
     # json.dumps escapes control characters, so `\n` safely terminates every message.
-    return json.dumps(msg, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+    return json.dumps(msg, ensure_ascii=False, separators=(",", ":"), sort_keys=True,
+                      default=_base64).encode() + b"\n"

@@ -32,5 +32,5 @@ def test_whisper_base_is_assembled_once_and_transcribes(tmp_path, monkeypatch):
     assert cat.resolve("sherpa-ncnn-streaming-zipformer-zh-14M-2023-02-23").name == "whisper-base"
     with LocalTask(ASRUnit, {"model": "whisper-base", "language": "en"}) as task:
         assert task.unit.multilingual
-        text = task.infer(utterance(0.3, "The quick brown fox jumps over the lazy dog.", 0.5).tobytes())[0].value
+        text = task.infer(utterance(0.3, "The quick brown fox jumps over the lazy dog.", 0.5).tobytes())[0]  # the Final text, shaped as the host sends it
     assert "fox" in text.lower() and "dog" in text.lower()

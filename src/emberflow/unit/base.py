@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -36,6 +36,8 @@ from emberflow.protocol.errors import Code, StackFlowError
 
 if TYPE_CHECKING:
     from emberflow.bus.frame import BusFrame
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class IO(str, Enum):
@@ -148,6 +150,18 @@ class TaskContext:
             self._emit(object, data, payload, system, client)
 
 
+def action(name: str) -> Callable[[_F], _F]:
+    """Declare a unit's own action: `@action("trigger") def trigger(self, data): ...` answers
+    `{"action": "trigger", "work_id": "kws.1002", "data": ...}`. It runs on the task's thread,
+    ahead of queued data, and is acked at once."""
+
+    def mark(fn: _F) -> _F:
+        fn.__emberflow_action__ = name  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
 class Unit:
     kind: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -174,11 +188,26 @@ class Unit:
     # by all its tasks, which pick one by id (usually a setup parameter) with `get_resource`.
     # The kind of data a resource is (IO.TEXT, IO.JSON, binary); None: no resources.
     resource: ClassVar[IO | None] = None
+    # The unit's outputs are system frames downstream: linked tasks are interrupted and their
+    # queued input flushed before `on_wake` (a wake word). Extra `emit`s say so themselves.
+    system_frames: ClassVar[bool] = False
+    # One task per process whose work id is the kind itself (StackFlow's `audio`): a device.
+    # Every client may drive it, and a repeated setup reconfigures it in place.
+    singleton: ClassVar[bool] = False
+    # The unit's own actions, name -> method name: methods marked with `@action(name)`.
+    custom_actions: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        # Custom actions are methods named on_action_<name> (e.g. kws `trigger`).
-        cls.custom_actions = tuple(n[len("on_action_"):] for n in dir(cls) if n.startswith("on_action_"))
+        found = {}
+        for attr in dir(cls):
+            if attr.startswith("on_action_") and not hasattr(getattr(cls, attr), "__emberflow_action__"):
+                raise TypeError(f"{cls.__name__}.{attr}: declare unit actions with a decorator: "
+                                f"`@action({attr[len('on_action_'):]!r})` (from emberflow.unit import action)")
+            name = getattr(getattr(cls, attr, None), "__emberflow_action__", None)
+            if isinstance(name, str):
+                found[name] = attr
+        cls.custom_actions = found
 
     context: TaskContext
 
@@ -283,7 +312,7 @@ class Unit:
         if action in RESOURCE_ACTIONS:
             return cls.resource is not None
         return action in ("setup", "exit", "pause", "link", "unlink", "taskinfo", "inference") or \
-            action in getattr(cls, "custom_actions", ())
+            action in cls.custom_actions
 
     @classmethod
     def schema(cls) -> dict[str, Any]:
@@ -299,7 +328,9 @@ class Unit:
             "streams_input": cls.streams_input(),
             "resource": cls.resource.value if cls.resource is not None else None,
             "actions": [a for a in ("setup", "exit", "pause", "work", "link", "unlink", "taskinfo", "inference",
-                                    *RESOURCE_ACTIONS, *getattr(cls, "custom_actions", ())) if cls.supports(a)],
+                                    *RESOURCE_ACTIONS, *cls.custom_actions) if cls.supports(a)],
+            "singleton": cls.singleton,
+            "system_frames": cls.system_frames,
         }
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import Field
 
-from emberflow.unit import IO, Code, Unit, UnitError, UnitParams
+from emberflow.unit import IO, Code, Unit, UnitError, UnitParams, action
 from emberflow.voice import pcm
 from emberflow.voice.latency import turn_breakdown
 
@@ -62,6 +62,7 @@ class AudioUnit(Unit):
 
     kind = "audio"
     needs_model = False
+    singleton = True  # the machine's microphone and speaker: one task, work id `audio`, shared
     Params = AudioParams
     inputs = {"pcm": IO.AUDIO_PCM}
     outputs = {"pcm": IO.AUDIO_PCM}
@@ -165,7 +166,8 @@ class AudioUnit(Unit):
             self._enqueue(frame.payload, frame.hops)
         return None
 
-    def on_action_play(self, data: Any) -> None:
+    @action("play")
+    def play(self, data: Any) -> None:
         """StackFlow `audio.play`: base64 WAV (or raw PCM) from the client, played on the sink."""
         import base64
 

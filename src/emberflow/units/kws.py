@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from emberflow.unit import IO, Code, Unit, UnitError, UnitParams
+from emberflow.unit import IO, Code, Unit, UnitError, UnitParams, action
 from emberflow.voice import pcm
 
 # StackFlow clients name keywords their own way ("HELLO" for sherpa); these are what we have.
@@ -51,6 +51,7 @@ class KWSUnit(Unit):
 
     kind = "kws"
     Params = KWSParams
+    system_frames = True  # a wake interrupts linked LLM/TTS tasks and flushes their queues (barge-in)
     inputs = {"audio": IO.AUDIO_PCM}
     outputs = {"wake": IO.EVENT}
     model_path: Any = None
@@ -111,7 +112,8 @@ class KWSUnit(Unit):
             self._woke()
         return None
 
-    def on_action_trigger(self, data: Any) -> None:
+    @action("trigger")
+    def trigger(self, data: Any) -> None:
         """StackFlow `kws.trigger`: a simulated wake-up, reported like a real one."""
         self.context.mark("wake")
         self._woke()

@@ -181,7 +181,7 @@ def test_base64_chunks_may_be_split_anywhere():
     task = Task(unit, UnitParams(), "bytes.1", data_addr="inproc://unused", setup_request_id="0", ctx=ctx, model=None)
     got, cuts = b"", [0, 5, 6, 77, 500, len(text)]
     for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
-        chunk = task._assemble("bytes.base64.stream", {"delta": text[a:b], "index": i, "finish": b == len(text)}, None)
+        chunk = task.input.feed("bytes.base64.stream", {"delta": text[a:b], "index": i, "finish": b == len(text)}, None)
         assert isinstance(chunk, Chunk) and chunk.index == i
         got += chunk.data
     assert got == blob

@@ -66,6 +66,20 @@ class LinkQueue:
             self._cond.notify_all()
             return True
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def remove(self, match: Callable[[Any], bool]) -> list[Any]:
+        """Take out the queued data items `match` accepts (a request whose client left)."""
+        with self._cond:
+            taken = [item for _, item in self._data if match(item)]
+            if taken:
+                self._data = deque(entry for entry in self._data if not match(entry[1]))
+                self._lossless = sum(1 for key, _ in self._data if key is None)
+                self._cond.notify_all()
+            return taken
+
     def full(self) -> bool:
         with self._cond:
             return self._lossless >= self.maxsize

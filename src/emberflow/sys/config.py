@@ -26,6 +26,9 @@ class Config:
     uart: str | None = None  # e.g. /dev/ttyS1
     baud: int = 115200
     token: str | None = None  # when set, clients must send sys.auth first
+    # More secrets, each its own principal (`{alice: s3cret}`): a client that authenticated as one
+    # cannot drive the tasks of another. Clients sending `token` are the principal "token".
+    tokens: dict[str, str] = field(default_factory=dict)
     max_frame: int = 16 * 1024 * 1024
     max_connections: int = 64
     preload: list[str] = field(default_factory=list)  # unit kinds started at boot
@@ -33,6 +36,11 @@ class Config:
     rundir: str = ""  # ipc sockets live here; default: a fresh private temp dir
     sandbox: str = ""  # sys.push/pull files live here only
     unit_ready_timeout: float = 60.0
+    # A unit process sends a heartbeat every second; one silent this long is killed and restarted.
+    unit_heartbeat_timeout: float = 15.0
+    # Directories an absolute file path given as `model` may point into, besides the user models
+    # directory, the model cache and the sandbox (a client must not make units read any file).
+    model_dirs: list[str] = field(default_factory=list)
     restart_backoff: tuple[float, float] = (0.5, 10.0)  # first and max delay between restarts
     flow: str | None = None
     audio: dict[str, Any] = field(default_factory=dict)  # defaults for the audio unit: source, sink, ...
@@ -48,6 +56,20 @@ class Config:
     log_level: str = "INFO"
     rundir_is_temporary: bool = False
 
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.token or self.tokens)
+
+    def principal_for(self, secret: str) -> str | None:
+        """The principal a secret authenticates as (compared in constant time), or None."""
+        import hmac
+
+        found = None
+        for name, expected in [("token", self.token), *((f"token:{n}", t) for n, t in self.tokens.items())]:
+            if expected and hmac.compare_digest(secret.encode(), expected.encode()):
+                found = name  # no early exit: the time taken does not tell which one matched
+        return found
+
     def instances_for(self, kind: str) -> int:
         """How many tasks per model the HTTP gateway may run at once for a unit kind."""
         return self.instances.get(kind, DEFAULT_INSTANCES.get(kind, 1))
@@ -59,6 +81,9 @@ class Config:
         Path(self.rundir).mkdir(parents=True, exist_ok=True)
         os.chmod(self.rundir, 0o700)  # ipc sockets: this user only
         return Path(self.rundir)
+
+    def model_path_roots(self) -> list[Path]:
+        return [Path(d).expanduser() for d in self.model_dirs] + [self.resolved_sandbox()]
 
     def resolved_sandbox(self) -> Path:
         p = Path(self.sandbox or Path.home() / ".local" / "share" / "emberflow" / "files")
@@ -81,6 +106,10 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> Config:
     for k, v in overrides.items():
         if v is not None:
             setattr(cfg, k, v)
+    if not (isinstance(cfg.tokens, dict) and all(isinstance(k, str) and isinstance(v, str) and v
+                                                 for k, v in cfg.tokens.items())):
+        raise ValueError(f"tokens: expected a mapping of name to a non-empty secret, e.g. {{alice: s3cret}}; "
+                         f"got {cfg.tokens!r}")
     if not (isinstance(cfg.instances, dict) and all(isinstance(k, str) and type(n) is int and n >= 1
                                                     for k, n in cfg.instances.items())):
         raise ValueError(f"instances: expected a mapping of unit kind to a whole number >= 1, "

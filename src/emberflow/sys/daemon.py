@@ -7,8 +7,12 @@ import ipaddress
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from emberflow.sys.config import Config
+
+if TYPE_CHECKING:
+    from emberflow.sys.router import Router
 
 log = logging.getLogger("emberflow.sys")
 
@@ -28,16 +32,12 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> bool:
     import psutil
 
     from emberflow.gateways.tcp import start_tcp
-    from emberflow.sys.actions import ACTIONS
-    from emberflow.sys.router import Router
-    from emberflow.unit.registry import known_units
 
     psutil.cpu_percent(interval=None)  # prime, so hwinfo answers at once with a real figure
-    router = Router(cfg, known_units(cfg.units))
-    router.sys_actions = ACTIONS
+    router = build_router(cfg)
     unit_server = asyncio.create_task(router.serve_units())
     for kind in cfg.preload:
-        asyncio.create_task(router._preload(kind))
+        asyncio.create_task(router.preload(kind))
     if not _is_loopback(cfg.host):
         log.warning("TCP bound to %s: reachable beyond this machine%s", cfg.host,
                     "" if cfg.token else " and no token is set (--token)")
@@ -79,6 +79,26 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> bool:
 
         shutil.rmtree(cfg.rundir, ignore_errors=True)
     return router.reboot_requested
+
+
+def build_router(cfg: Config) -> Router:
+    """The router with its table, sys actions, sys's own connection and the audio policy: the
+    one place where these are wired together (none of them imports another)."""
+    from emberflow.gateways.local import LocalConnection
+    from emberflow.sys.actions import ACTIONS
+    from emberflow.sys.audio_policy import AudioPolicy
+    from emberflow.sys.router import Router
+    from emberflow.sys.tasks import SYSTEM, TaskTable
+    from emberflow.unit.registry import known_units
+
+    table = TaskTable()
+    router = Router(cfg, known_units(cfg.units), table, sys_actions=ACTIONS)
+    router.internal = LocalConnection(router, "sys", principal=SYSTEM)
+    policy = AudioPolicy(table, router.internal, cfg.audio)
+    table.subscribe(policy.on_event)
+    router.resolve_source = policy.resolve_source
+    router.setup_defaults = {"audio": cfg.audio}
+    return router
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,62 +1,47 @@
 """The router: takes parsed requests from any gateway connection and routes them.
 
-It owns the global work-id counter, the table of live tasks (who owns each, where its data
-socket is) and the set of connections. It does not know what any unit computes: unit actions
-go to the unit's process unchanged, and the unit's replies come back through `on_unit_message`.
+It writes the task table (`sys.tasks`: work ids, owners, who waits on what) and talks to unit
+processes with the typed messages of `bus.control`. It knows nothing of what any unit computes,
+nor of any policy about particular units: the audio routing and wake handling live in
+`sys.audio_policy`, which subscribes to the table's lifecycle events. Connections are given to it
+(`gateways.base.ClientConnection`); it imports none.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import zmq
 import zmq.asyncio
 
+from emberflow.bus import control
+from emberflow.bus.control import NO_CONN
+from emberflow.gateways.base import ClientConnection, Delivery
 from emberflow.protocol.envelope import RESOURCE_ACTIONS, Request, error_reply, reply
-from emberflow.protocol.errors import Code, StackFlowError
+from emberflow.protocol.errors import Code, Reason, StackFlowError
 from emberflow.sys.config import Config
 from emberflow.sys.supervisor import Supervisor
-
-if TYPE_CHECKING:
-    from emberflow.gateways.connection import Connection
+from emberflow.sys.tasks import SHARED, SYSTEM, LossReason, Pending, TaskRecord, TaskTable
 
 log = logging.getLogger("emberflow.router")
 
-FIRST_WORK_ID = 1000  # StackFlow's config_work_id
-AUDIO = "audio"  # the audio task has no number: StackFlow answers work_id "audio"
-# Actions after which a task's output goes to the connection that sent them (StackFlow §2.5).
-TOUCHING = {"setup", "link", "unlink", "work", "pause", "exit", "taskinfo", "inference"}
+SysAction = Callable[["Router", ClientConnection, Request], Awaitable[None]]
 
 
-@dataclass
-class TaskRecord:
-    work_id: str
-    kind: str
-    owner: int  # connection id that receives the task's asynchronous output
-    data_addr: str
-    model: str | None
-    last_request_id: str
-    created: float = field(default_factory=time.time)
-    inputs: list[str] = field(default_factory=list)
-    plays: bool = False  # response_format sys.pcm: the audio task plays this task's output
-
-
-@dataclass
-class Pending:
-    conn: int
-    request: Request
-    work_id: str | None  # allocated work_id of a setup
+async def _same_source(entry: str) -> str:
+    return entry
 
 
 class Router:
-    def __init__(self, cfg: Config, units: dict[str, str]):
+    def __init__(self, cfg: Config, units: dict[str, str], table: TaskTable | None = None,
+                 sys_actions: dict[str, SysAction] | None = None):
         self.cfg = cfg
         self.units = units
+        self.tasks = table if table is not None else TaskTable()
         self.ctx = zmq.asyncio.Context(io_threads=1)
         self.control = self.ctx.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unroutable = error, not a silent drop
@@ -64,53 +49,62 @@ class Router:
         self.control_addr = f"ipc://{cfg.resolved_rundir()}/control"
         self.control.bind(self.control_addr)
         self.supervisor = Supervisor(cfg, self.control_addr, units, self._on_unit_exit)
-        self.conns: dict[int, Connection] = {}
-        self.tasks: dict[str, TaskRecord] = {}
-        self.pending: dict[str, list[Pending]] = {}  # kind -> unanswered control requests
-        self.counter = FIRST_WORK_ID
-        self.sys_actions: dict[str, Callable] = {}  # filled by emberflow.sys.actions
+        self.conns: dict[int, ClientConnection] = {}
+        self.sys_actions: dict[str, SysAction] = dict(sys_actions or {})
         self.started = time.time()
         self._next_tcp_id = 8000  # StackFlow numbers TCP connections from 8000
         self.stats = {"requests": 0, "errors": 0, "outputs": 0, "undeliverable": 0}
         self.stop_event = asyncio.Event()  # set by signals and sys.reboot
         self.reboot_requested = False
-        self.uart = None  # the UART gateway, when configured (sys.uartsetup reconfigures it)
-        self._internal_conn = None
+        self.uart: Any = None  # the UART gateway, when configured (sys.uartsetup reconfigures it)
+        # sys's own client connection (resource reloads, policies), given by the daemon.
+        self.internal: Any = None
+        # What a setup's `input` entry names: a work id, or an alias a policy resolves (sys.pcm).
+        self.resolve_source: Callable[[str], Awaitable[str]] = _same_source
+        # Setup data a kind gets under the client's keys (the configured audio source and sink).
+        self.setup_defaults: dict[str, dict[str, Any]] = {}
         # Loaded personalisation resources as their clients sent them: kind -> id -> (data, payload).
         # A unit process that restarts gets them again, so a crash does not lose them.
         self.resources: dict[str, dict[str, tuple[Any, bytes | None]]] = {}
         self._reloading: dict[str, asyncio.Event] = {}  # kind -> set once its resources are back
-        # In-process clients (the HTTP gateway) told when every task of a kind is gone: its
-        # process died, or sys.reset ran. They may set their warm tasks up again at once.
-        self.tasks_lost_listeners: list[Callable[[str], None]] = []
+        self._on: dict[type[control.Message], Callable[[str, Any], None]] = {
+            control.Ready: self._on_ready, control.Heartbeat: self._on_heartbeat, control.Answer: self._on_answer,
+            control.TaskCreated: self._on_created, control.SetupFailed: self._on_answer,
+            control.TaskReleased: self._on_released, control.Linked: self._on_linked,
+            control.ResourceChanged: self._on_resource, control.Output: self._on_output,
+            control.Failed: self._on_failed, control.Done: self._on_done}
 
-    # --- connections ----------------------------------------------------------------------
+    # --- connections -------------------------------------------------------------------------------
     def new_conn_id(self) -> int:
         cid = self._next_tcp_id
         self._next_tcp_id = 8000 if self._next_tcp_id >= 65535 else self._next_tcp_id + 1
         return cid
 
-    def attach(self, conn: Connection) -> None:
+    def attach(self, conn: ClientConnection) -> None:
         self.conns[conn.conn_id] = conn
 
-    def detach(self, conn: Connection) -> None:
+    def detach(self, conn: ClientConnection) -> None:
+        """A client left: the requests it still waited for are cancelled (nobody reads them)."""
         self.conns.pop(conn.conn_id, None)
+        for rec in self.tasks:
+            for cid, rid in [key for key in rec.waiting if key[0] == conn.conn_id]:
+                self._cancel(rec, cid, rid)
 
-    def deliver(self, conn_id: int, msg: dict[str, Any], failed_request: str | None = None) -> None:
-        """`failed_request`: for an inference error, the request that failed. StackFlow's error
-        names only the unit and the last control request; in-process clients use the hint to
-        fail just that request instead of every request waiting on the unit."""
+    def wire_connections(self) -> int:
+        return sum(1 for c in self.conns.values() if c.kind != "local")
+
+    def deliver(self, conn_id: int, msg: dict[str, Any], delivery: Delivery | None = None) -> None:
         conn = self.conns.get(conn_id)
         if conn is None:
             self.stats["undeliverable"] += 1  # client went away; counted, not silent
             return
-        conn.send(msg, failed_request)
+        conn.send(msg, delivery)
 
-    # --- requests -------------------------------------------------------------------------
-    async def handle(self, conn: Connection, req: Request, received: float) -> None:
+    # --- requests ----------------------------------------------------------------------------------
+    async def handle(self, conn: ClientConnection, req: Request, received: float) -> None:
         self.stats["requests"] += 1
         try:
-            if self.cfg.token and not conn.authed and not (req.unit == "sys" and req.action in ("auth", "ping")):
+            if self.cfg.auth_required and not conn.authed and not (req.unit == "sys" and req.action in ("auth", "ping")):
                 raise StackFlowError(Code.UNAUTHORIZED)
             if req.action == "inference":
                 await self._inference(conn, req, received)
@@ -123,238 +117,272 @@ class Router:
                 await self._unit_action(conn, req)
         except StackFlowError as e:
             self.stats["errors"] += 1
-            conn.send(error_reply(req.request_id, req.work_id, e))
+            conn.send(error_reply(req.request_id, req.work_id, e), Delivery(req.request_id, e.reason))
 
-    async def _inference(self, conn: Connection, req: Request, received: float) -> None:
+    def _drive(self, rec: TaskRecord, conn: ClientConnection, req: Request) -> None:
+        """Check that `conn` may do this to the task; driving it makes `conn` its owner."""
+        self.tasks.check_driver(rec, conn.principal, req.action)
+        if req.action != "taskinfo":
+            rec.owner = conn.conn_id
+
+    async def _inference(self, conn: ClientConnection, req: Request, received: float) -> None:
         rec = self.tasks.get(req.work_id)
         if rec is None:
-            raise StackFlowError(Code.INFERENCE_PUSH)
-        rec.owner, rec.last_request_id = conn.conn_id, req.request_id
-        await self._send_unit(rec.kind, {"op": "inference", "req": _wire(req), "conn": conn.conn_id,
-                                         "hops": [[f"{conn.kind}.recv", received]]}, req.payload)
+            raise StackFlowError(Code.INFERENCE_PUSH, reason=Reason.TASK_LOST)
+        self._drive(rec, conn, req)
+        rec.last_request_id = req.request_id
+        rec.waiting[(conn.conn_id, req.request_id)] = time.monotonic()
+        try:
+            await self._send_unit(rec.kind, control.Inference(req, conn.conn_id, [(f"{conn.kind}.recv", received)]))
+        except StackFlowError:
+            rec.waiting.pop((conn.conn_id, req.request_id), None)
+            raise
 
-    async def _unit_action(self, conn: Connection, req: Request) -> None:
+    def cancel(self, conn: ClientConnection, work_id: str, request_id: str) -> None:
+        rec = self.tasks.get(work_id)
+        if rec is not None and (conn.conn_id, request_id) in rec.waiting:
+            self._cancel(rec, conn.conn_id, request_id)
+
+    def _cancel(self, rec: TaskRecord, conn_id: int, request_id: str) -> None:
+        rec.waiting.pop((conn_id, request_id), None)
+        up = self.supervisor.running(rec.kind)
+        if up is not None and up.ready.is_set():
+            asyncio.get_running_loop().create_task(
+                self._send_quietly(rec.kind, control.Cancel(rec.work_id, conn_id, request_id)))
+
+    async def _send_quietly(self, kind: str, msg: control.Message) -> None:
+        try:
+            await self._send_unit(kind, msg)
+        except StackFlowError:
+            pass  # the process is gone: so is the work to cancel
+
+    async def _unit_action(self, conn: ClientConnection, req: Request) -> None:
         kind = req.unit
         if not self.supervisor.knows(kind):
             raise StackFlowError(Code.UNIT_CALL, detail=f"no unit {kind!r}; installed: {', '.join(sorted(self.units))}")
-        msg: dict[str, Any] = {"op": "control", "req": _wire(req), "conn": conn.conn_id}
-        work_id = None
+        msg: control.Message
         if req.action == "setup":
-            implicit = conn is self.internal  # sys setting up the audio unit for a sys.pcm input
-            work_id = AUDIO if kind == AUDIO else f"{kind}.{self.counter}"
-            if not implicit:
-                self.counter += 1  # consumed even if the setup fails (and by audio), as StackFlow does
-            if kind == AUDIO:
-                if isinstance(req.data, dict):  # configured defaults (source, sink) under the client's keys
-                    req.data = {**self.cfg.audio, **req.data}
-                    msg["req"] = _wire(req)
-                if AUDIO in self.tasks:
-                    await self._reconfigure_audio(conn, req)
-                    return
-            msg.update(op="setup", work_id=work_id, **await self._resolve_inputs(req.data))
-        elif req.work_id in self.tasks or req.is_task_id:
+            await self._setup(conn, req)
+            return
+        if req.work_id in self.tasks or req.is_task_id:
             rec = self.tasks.get(req.work_id)
             if rec is None:
                 raise StackFlowError(Code.UNIT_NOT_EXIST)
-            if req.action in ("link", "unlink"):
-                # An unknown target is still forwarded: the unit answers -20, and (as in StackFlow)
-                # that request becomes the unit's last control request for later error replies.
-                target = self.tasks.get(req.data) if isinstance(req.data, str) else None
-                if target is not None:
-                    msg["addr"] = target.data_addr
-                    msg["policy"] = (req.extra.get("policy") or "lossless")
-                    if req.action == "link" and rec.plays and target.kind == "kws":  # the player's new wake word
-                        asyncio.get_running_loop().create_task(self._audio_follows(target.work_id))
-            if req.action in TOUCHING:
-                rec.owner = conn.conn_id
+            self._drive(rec, conn, req)
+            msg = self._task_action(rec, conn, req)
         elif req.action in RESOURCE_ACTIONS and req.work_id == kind:
-            pass  # unit-level: the unit's process holds its resources (started if needed)
+            msg = control.Action(req, conn.conn_id)  # unit-level: the unit's process holds its resources
         elif req.action != "taskinfo":
             raise StackFlowError(Code.UNIT_NOT_EXIST)
         elif self.supervisor.running(kind) is None:
             conn.send(reply(req.request_id, req.work_id, data=[], object=f"{kind}.tasklist"))
             return
-        self.pending.setdefault(kind, []).append(Pending(conn.conn_id, req, work_id))
+        else:
+            msg = control.Action(req, conn.conn_id)
+        pending = Pending(conn.conn_id, conn.principal, req, None)
+        self.tasks.add_pending(kind, pending)
         try:
-            reload = conn.conn_id == self._internal_id and req.action == "load_resource"
-            await self._send_unit(kind, msg, req.payload, before_resources=reload)
+            reload = conn.principal == SYSTEM and req.action == "load_resource"
+            await self._send_unit(kind, msg, before_resources=reload)
         except StackFlowError:
-            self._take_pending(kind, conn.conn_id, req.request_id)
-            raise StackFlowError(Code.UNIT_CALL if req.action != "setup" else Code.MODEL_LOADING,
-                                 detail=f"unit {kind!r} is not available") from None
+            self.tasks.take_pending(kind, conn.conn_id, req.request_id)
+            raise StackFlowError(Code.UNIT_CALL, detail=f"unit {kind!r} is not available") from None
 
-    async def _resolve_inputs(self, data: Any) -> dict[str, Any]:
-        """Data addresses for the live tasks named in a setup's `input` (StackFlow §8.2).
-        `sys.pcm` is the microphone: the audio task, set up on demand with the configured defaults."""
+    def _task_action(self, rec: TaskRecord, conn: ClientConnection, req: Request) -> control.Action:
+        if req.action not in ("link", "unlink"):
+            return control.Action(req, conn.conn_id)
+        # An unknown target is still forwarded: the unit answers -20, and (as in StackFlow) that
+        # request becomes the unit's last control request for later error replies.
+        target = self.tasks.get(req.data) if isinstance(req.data, str) else None
+        if target is None:
+            return control.Action(req, conn.conn_id)
+        if req.action == "link":
+            cycle = self.tasks.would_cycle(rec.work_id, target.work_id)
+            if cycle is not None:
+                raise StackFlowError(Code.LINK, detail="linking would make a cycle: " + " <- ".join(cycle))
+        return control.Action(req, conn.conn_id, target.data_addr, req.extra.get("policy") or "lossless")
+
+    async def _setup(self, conn: ClientConnection, req: Request) -> None:
+        kind = req.unit
+        pending = Pending(conn.conn_id, conn.principal, req, None)
+        self.tasks.add_pending(kind, pending)  # from now on, the setup is under way (health: loading)
+        try:
+            up = await self.supervisor.ensure(kind)
+            if up.schema.get("singleton"):
+                # A singleton's work id is its kind (StackFlow answers `audio`), yet a client's
+                # setup consumes a number all the same, as StackFlow counts; sys's own does not.
+                pending.work_id = kind
+                if conn.principal != SYSTEM:
+                    self.tasks.counter += 1
+            else:
+                pending.work_id = self.tasks.next_work_id(kind)  # consumed even if the setup fails
+            if isinstance(req.data, dict):
+                req.data = {**self.setup_defaults.get(kind, {}), **req.data}
+            links, policies = await self._resolve_inputs(req.data)
+            await self._send_unit(kind, control.Setup(req, conn.conn_id, pending.work_id, links, policies))
+        except StackFlowError as e:
+            self.tasks.take_pending(kind, conn.conn_id, req.request_id)
+            if e.code == Code.LINK:
+                raise
+            raise StackFlowError(Code.MODEL_LOADING, detail=f"unit {kind!r} is not available") from None
+
+    async def _resolve_inputs(self, data: Any) -> tuple[dict[str, str], dict[str, str]]:
+        """Data addresses and queue policies of the live tasks a setup's `input` names (StackFlow
+        §8.2); `input_policy` may key a policy by the entry as written (`sys.pcm`)."""
         if not isinstance(data, dict):
-            return {"links": {}}
+            return {}, {}
         inputs = data.get("input", [])
         inputs = [inputs] if isinstance(inputs, str) else inputs if isinstance(inputs, list) else []
-        links, policies = {}, {}
         wanted = data.get("input_policy") if isinstance(data.get("input_policy"), dict) else {}
+        links, policies = {}, {}
         for entry in inputs:
             if not isinstance(entry, str):
                 continue
-            source = AUDIO if entry.startswith("sys") else entry
-            if source == AUDIO and AUDIO not in self.tasks:
-                await self._ensure_audio()
-            rec = self.tasks.get(source)
+            rec = self.tasks.get(await self.resolve_source(entry))
             if rec is not None:
-                links[source] = rec.data_addr
-                policies[source] = wanted.get(entry, "lossless")
-        return {"links": links, "policies": policies}
+                links[rec.work_id] = rec.data_addr
+                policies[rec.work_id] = wanted.get(entry, "lossless")
+        return links, policies
 
-    # --- the audio unit: sys.pcm and the speaker ------------------------------------------
-    @property
-    def _internal_id(self) -> int | None:
-        """sys's own connection id, without creating that connection."""
-        return self._internal_conn.conn_id if self._internal_conn is not None else None
-
-    @property
-    def internal(self):
-        """sys's own client connection, for the requests it makes itself (implicit audio)."""
-        if self._internal_conn is None:
-            from emberflow.gateways.local import LocalConnection
-
-            self._internal_conn = LocalConnection(self, "sys")
-        return self._internal_conn
-
-    async def _ensure_audio(self) -> None:
-        reply_ = await self.internal.request(AUDIO, "setup", "audio.setup", dict(self.cfg.audio))
-        if reply_["error"]["code"] != 0:
-            raise StackFlowError(Code.LINK, detail=f"the audio unit (sys.pcm) failed: {reply_.get('data')}")
-
-    async def _reconfigure_audio(self, conn: Connection, req: Request) -> None:
-        """A repeated audio setup: StackFlow acks it (legacy keys are ignored); emberflow keys
-        (source, sink, ...) recreate the task at the same address, so subscribers stay linked."""
-        from emberflow.units.audio import AudioParams
-
-        ours = set(AudioParams.model_fields) - {"model", "response_format", "enoutput", "input"}
-        if isinstance(req.data, dict) and ours & set(req.data):
-            await self.internal.request(AUDIO, "exit")
-            created = await self.internal.request(AUDIO, "setup", "audio.setup", {**self.cfg.audio, **req.data})
-            if created["error"]["code"] != 0:
-                conn.send(error_reply(req.request_id, AUDIO, StackFlowError(Code.PARAMETER,
-                                                                             detail=str(created.get("data")))))
-                return
-        conn.send(reply(req.request_id, AUDIO))
-
-    async def _audio_follows(self, *sources: str) -> None:
-        """Link the audio unit to these tasks (creating it if needed). It follows a TTS whose
-        response_format is `sys.pcm` to play it, and wake words to stop at once on barge-in and
-        play their chime, on its own thread rather than after the TTS finishes a clause."""
-        try:
-            if AUDIO not in self.tasks:
-                await self._ensure_audio()
-            for source in sources:
-                if source in self.tasks:
-                    await self.internal.request(AUDIO, "link", "work_id", source)
-        except StackFlowError as e:
-            log.error("the audio unit cannot follow %s: %s", ", ".join(sources), e)
-
-    async def _send_unit(self, kind: str, msg: dict[str, Any], payload: bytes | None = None,
-                         before_resources: bool = False) -> None:
+    async def _send_unit(self, kind: str, msg: control.Message, before_resources: bool = False) -> None:
         await self.supervisor.ensure(kind)
         reloading = self._reloading.get(kind)
         if reloading is not None and not before_resources:
             await reloading.wait()  # a restarted unit gets its resources back before other requests
-        parts = [json.dumps(msg).encode()]
-        if payload is not None:
-            parts.append(payload)
         try:
-            await self.control.send_multipart([kind.encode(), *parts])
+            await self.control.send_multipart([kind.encode(), *control.encode(msg)])
         except zmq.ZMQError as e:  # EHOSTUNREACH: the process died between ensure and send
             raise StackFlowError(Code.UNIT_CALL, detail=str(e)) from None
 
-    def _take_pending(self, kind: str, conn: int, request_id: str) -> Pending | None:
-        for i, p in enumerate(self.pending.get(kind, [])):
-            if p.conn == conn and p.request.request_id == request_id:
-                return self.pending[kind].pop(i)
-        return None
-
-    # --- unit side ------------------------------------------------------------------------
+    # --- unit side ---------------------------------------------------------------------------------
     async def serve_units(self) -> None:
         while True:
             ident, *parts = await self.control.recv_multipart()
             try:
-                self.on_unit_message(ident.decode(), json.loads(parts[0]))
+                msg = control.decode(parts)
+                self._on[type(msg)](ident.decode(), msg)
             except Exception:
                 log.exception("bad message from unit %s", ident)
 
-    def on_unit_message(self, kind: str, msg: dict[str, Any]) -> None:
-        op = msg.get("op")
-        if op == "ready":
-            self.supervisor.mark_ready(kind, msg.get("schema", {}))
-            if self.resources.get(kind):
-                gate = self._reloading[kind] = asyncio.Event()
-                asyncio.get_running_loop().create_task(self._reload_resources(kind, gate))
-        elif op == "send":
-            out = msg["msg"]
-            pending = self._take_pending(kind, msg["conn"], out.get("request_id", ""))
-            if msg.get("created"):
-                wid = msg["created"]
-                self.tasks[wid] = TaskRecord(wid, kind, msg["conn"], msg.get("data_addr", ""), msg.get("model"),
-                                             out.get("request_id", ""))
-                data = pending.request.data if pending else None
-                if isinstance(data, dict):
-                    inputs = data.get("input", [])
-                    self.tasks[wid].inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
-                    rec = self.tasks[wid]
-                    if kind != AUDIO and str(data.get("response_format", "")).startswith("sys"):
-                        rec.plays = True
-                        wakes = [i for i in rec.inputs if i.startswith("kws")]
-                        asyncio.get_running_loop().create_task(self._audio_follows(wid, *wakes))
-                    if kind == "kws" and data.get("enwake_audio", True) is not False:
-                        asyncio.get_running_loop().create_task(self._audio_follows(wid))  # its chime
-            if msg.get("released"):
-                self.tasks.pop(msg["released"], None)
-            if msg.get("resource_loaded") and pending is not None and pending.conn != self._internal_id:
-                self.resources.setdefault(kind, {})[msg["resource_loaded"]] = (pending.request.data,
-                                                                               pending.request.payload)
-            if msg.get("resource_unloaded"):
-                self.resources.get(kind, {}).pop(msg["resource_unloaded"], None)
-            self.deliver(msg["conn"], out, msg.get("failed_request"))
-        elif op == "output":
-            rec = self.tasks.get(msg["work_id"])
-            if rec is not None:
-                self.stats["outputs"] += 1
-                self.deliver(rec.owner, msg["msg"])
+    def _on_ready(self, kind: str, msg: control.Ready) -> None:
+        self.supervisor.mark_ready(kind, msg.schema)
+        if self.resources.get(kind):
+            gate = self._reloading[kind] = asyncio.Event()
+            asyncio.get_running_loop().create_task(self._reload_resources(kind, gate))
 
-    async def _on_unit_exit(self, kind: str, returncode: int) -> None:
-        """Tell every client whose task or request died with the process, instead of letting it hang."""
+    def _on_heartbeat(self, kind: str, msg: control.Heartbeat) -> None:
+        self.supervisor.beat(kind)
+
+    def _reply(self, kind: str, conn: int, reply_: dict[str, Any], reason: Reason | None = None) -> Pending | None:
+        """Deliver the answer to a control request; returns the request it answered."""
+        rid = reply_.get("request_id", "")
+        pending = self.tasks.take_pending(kind, conn, rid)
+        self.deliver(conn, reply_, Delivery(rid, reason))
+        return pending
+
+    def _on_answer(self, kind: str, msg: control.Answer | control.SetupFailed) -> None:
+        self._reply(kind, msg.conn, msg.reply, getattr(msg, "reason", None))
+
+    def _on_created(self, kind: str, msg: control.TaskCreated) -> None:
+        pending = self.tasks.take_pending(kind, msg.conn, msg.reply.get("request_id", ""))
+        data = pending.request.data if pending is not None and isinstance(pending.request.data, dict) else {}
+        inputs = data.get("input", [])
+        up = self.supervisor.procs.get(kind)
+        schema = up.schema if up is not None else {}
+        principal = pending.principal if pending is not None else SYSTEM
+        rec = TaskRecord(msg.work_id, kind, principal=SHARED if schema.get("singleton") else principal,
+                         owner=msg.conn, data_addr=msg.data_addr, model=msg.model, params=data,
+                         inputs=[inputs] if isinstance(inputs, str) else list(inputs or []),
+                         last_request_id=msg.reply.get("request_id", ""),
+                         system_frames=bool(schema.get("system_frames")))
+        self.tasks.add(rec)
+        self.deliver(msg.conn, msg.reply, Delivery(msg.reply.get("request_id")))
+
+    def _on_released(self, kind: str, msg: control.TaskReleased) -> None:
+        rec = self.tasks.end(msg.work_id)
+        if rec is not None:
+            self._finish_waiting(rec)
+        self._reply(kind, msg.conn, msg.reply)
+
+    def _on_linked(self, kind: str, msg: control.Linked) -> None:
+        self.tasks.relink(msg.work_id, msg.source, msg.linked)
+        self._reply(kind, msg.conn, msg.reply)
+
+    def _on_resource(self, kind: str, msg: control.ResourceChanged) -> None:
+        pending = self._reply(kind, msg.conn, msg.reply)
+        if not msg.loaded:
+            self.resources.get(kind, {}).pop(msg.res_id, None)
+        elif pending is not None and pending.principal != SYSTEM:  # not a reload of our own
+            self.resources.setdefault(kind, {})[msg.res_id] = (pending.request.data, pending.request.payload)
+
+    def _on_output(self, kind: str, msg: control.Output) -> None:
+        rec = self.tasks.get(msg.work_id)
+        if rec is None:
+            self.stats["undeliverable"] += 1
+            return
+        self.stats["outputs"] += 1
+        out = reply(msg.request_id, msg.work_id, data=msg.client_data(), object=msg.object)
+        if msg.conn == NO_CONN:
+            self.deliver(rec.owner, out)
+        elif (msg.conn, msg.request_id) in rec.waiting:
+            self.deliver(msg.conn, out, Delivery(msg.request_id))
+        else:
+            self.stats["undeliverable"] += 1  # its client cancelled it or left
+
+    def _on_failed(self, kind: str, msg: control.Failed) -> None:
+        rec = self.tasks.get(msg.work_id)
+        conn = msg.conn if msg.conn != NO_CONN else (rec.owner if rec is not None else NO_CONN)
+        self.deliver(conn, msg.reply, Delivery(msg.request_id, msg.reason))
+
+    def _on_done(self, kind: str, msg: control.Done) -> None:
+        rec = self.tasks.get(msg.work_id)
+        if rec is not None:
+            rec.waiting.pop((msg.conn, msg.request_id), None)
+        conn = self.conns.get(msg.conn)
+        if conn is not None:
+            conn.request_done(msg.request_id)
+
+    def _finish_waiting(self, rec: TaskRecord) -> None:
+        """The task exited: requests still waiting on it get no more output."""
+        for cid, rid in list(rec.waiting):
+            conn = self.conns.get(cid)
+            if conn is not None:
+                conn.request_done(rid)
+        rec.waiting.clear()
+
+    async def _on_unit_exit(self, kind: str, returncode: int, hung: bool) -> None:
+        """Tell every client whose task or request died with the process, at once, instead of
+        letting it hang: each waiting request gets -11, and so does each task's owner."""
         why = f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
-        for wid, rec in list(self.tasks.items()):
-            if rec.kind != kind:
-                continue
-            del self.tasks[wid]
-            detail = f"unit process {kind!r} {why}; task {wid} is gone, set it up again"
-            self.deliver(rec.owner, reply(rec.last_request_id, wid, data={"detail": detail},
-                                          code=Code.MODEL_RUN, message="Model run failed."))
-        for p in self.pending.pop(kind, []):
+        if hung:
+            why = f"stopped answering (no heartbeat for {self.cfg.unit_heartbeat_timeout:.0f} s) and was killed"
+        for rec in self.tasks.lose_kind(kind, LossReason.HUNG if hung else LossReason.CRASHED, why):
+            detail = f"unit process {kind!r} {why}; task {rec.work_id} is gone, set it up again"
+            told = set()
+            for cid, rid in sorted(rec.waiting, key=rec.waiting.__getitem__):
+                self.deliver(cid, reply(rid, rec.work_id, data={"detail": detail}, code=Code.MODEL_RUN,
+                                        message="Model run failed."), Delivery(rid, Reason.TASK_LOST))
+                told.add(cid)
+                if (conn := self.conns.get(cid)) is not None:
+                    conn.request_done(rid)
+            if rec.owner not in told:
+                self.deliver(rec.owner, reply(rec.last_request_id, rec.work_id, data={"detail": detail},
+                                              code=Code.MODEL_RUN, message="Model run failed."),
+                             Delivery(rec.last_request_id, Reason.TASK_LOST))
+        for p in self.tasks.pending.pop(kind, []):
             code = Code.MODEL_LOADING if p.request.action == "setup" else Code.UNIT_CALL
             wid = p.request.unit if p.request.action == "setup" else p.request.work_id
-            self.deliver(p.conn, error_reply(p.request.request_id, wid,
-                                             StackFlowError(code, detail=f"unit process {kind!r} {why}")))
-        self._tasks_lost(kind)
+            err = StackFlowError(code, detail=f"unit process {kind!r} {why}", reason=Reason.TASK_LOST)
+            self.deliver(p.conn, error_reply(p.request.request_id, wid, err), Delivery(p.request.request_id,
+                                                                                      err.reason))
 
-    def _tasks_lost(self, *kinds: str) -> None:
-        for kind in kinds:
-            for listener in self.tasks_lost_listeners:
-                try:
-                    listener(kind)
-                except Exception:  # a listener's bug must not stop the others or the router
-                    log.exception("tasks-lost listener failed for %s", kind)
-
-    # --- lifecycle ------------------------------------------------------------------------
+    # --- lifecycle ---------------------------------------------------------------------------------
     async def reset(self) -> None:
         await self.supervisor.stop_all()
-        self.tasks.clear()
-        self.pending.clear()
         self.resources.clear()
-        self.counter = FIRST_WORK_ID
+        self.tasks.clear(list(self.units))
         for kind in self.cfg.preload:
-            asyncio.create_task(self._preload(kind))
-        self._tasks_lost(*self.units)
+            asyncio.create_task(self.preload(kind))
 
     async def _reload_resources(self, kind: str, gate: asyncio.Event) -> None:
         try:
@@ -368,7 +396,7 @@ class Router:
             if self._reloading.get(kind) is gate:
                 del self._reloading[kind]
 
-    async def _preload(self, kind: str) -> None:
+    async def preload(self, kind: str) -> None:
         try:
             await self.supervisor.ensure(kind)
         except StackFlowError as e:
@@ -380,8 +408,6 @@ class Router:
         self.ctx.term()
 
 
-def _wire(req: Request) -> dict[str, Any]:
-    """The request as the unit host rebuilds it (payload travels as a separate binary part)."""
-    return {"request_id": req.request_id, "work_id": req.work_id, "action": req.action, "object": req.object,
-            "data": req.data, "extra": req.extra}
-
+def _orphan(principal: str) -> str:
+    """The principal of tasks whose client left: the next client of that kind to drive them adopts them."""
+    return "orphan:" + principal.split(":", 1)[0]

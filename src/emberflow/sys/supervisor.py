@@ -32,6 +32,8 @@ class UnitProcess:
     schema: dict[str, Any] = field(default_factory=dict)
     started_at: float = 0.0
     ready_after: float | None = None  # seconds from spawn to ready
+    last_beat: float = 0.0  # monotonic time of its last heartbeat
+    hung: bool = False  # missed its heartbeats: killed by the watchdog
 
     @property
     def pid(self) -> int | None:
@@ -40,13 +42,14 @@ class UnitProcess:
 
 class Supervisor:
     def __init__(self, cfg: Config, control_addr: str, units: dict[str, str],
-                 on_exit: Callable[[str, int], Awaitable[None]]):
+                 on_exit: Callable[[str, int, bool], Awaitable[None]]):
         self.cfg = cfg
         self.control_addr = control_addr
         self.units = units  # kind -> "module:Class"
-        self.on_exit = on_exit
+        self.on_exit = on_exit  # (kind, return code, hung)
         self.procs: dict[str, UnitProcess] = {}
-        self._watchers: set[asyncio.Task] = set()
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
         self.closing = False  # sys is shutting down: exits are expected, nothing restarts
 
     def knows(self, kind: str) -> bool:
@@ -78,15 +81,39 @@ class Supervisor:
         if up is not None:
             up.schema = schema
             up.ready_after = time.monotonic() - up.started_at
+            up.last_beat = time.monotonic()
             up.ready.set()
             log.info("unit %s ready (pid %s, %.2f s)", kind, up.pid, up.ready_after)
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch_heartbeats())
+
+    def beat(self, kind: str) -> None:
+        up = self.procs.get(kind)
+        if up is not None:
+            up.last_beat = time.monotonic()
+
+    async def _watch_heartbeats(self) -> None:
+        """A unit process whose main loop stops (SIGSTOP, a deadlock) sends no heartbeat: after
+        `unit_heartbeat_timeout` it is killed, which answers everyone waiting on it (-11) and
+        restarts it like any crash."""
+        timeout = self.cfg.unit_heartbeat_timeout
+        while not self.closing:
+            await asyncio.sleep(min(1.0, timeout / 4))
+            now = time.monotonic()
+            for up in list(self.procs.values()):
+                silent = now - up.last_beat
+                if up.ready.is_set() and not up.hung and silent > timeout and up.proc and up.proc.returncode is None:
+                    log.error("unit %s (pid %s) sent no heartbeat for %.1f s: killing it", up.kind, up.pid, silent)
+                    up.hung = True
+                    up.proc.kill()
 
     async def _spawn(self, kind: str) -> UnitProcess:
         old = self.procs.get(kind)
         up = UnitProcess(kind, self.units[kind], crashes=old.crashes if old else [])
         self.procs[kind] = up
         cmd = [sys.executable, "-m", "emberflow.unit.host", "--kind", kind, "--control", self.control_addr,
-               "--rundir", str(self.cfg.resolved_rundir()), "--unit-path", up.path]
+               "--rundir", str(self.cfg.resolved_rundir()), "--unit-path", up.path,
+               *(arg for d in self.cfg.model_path_roots() for arg in ("--model-dir", str(d)))]
         up.started_at = time.monotonic()
         try:
             up.proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL)
@@ -108,7 +135,8 @@ class Supervisor:
             return
         why = f"signal {signal.Signals(-rc).name}" if rc < 0 else f"exit code {rc}"
         log.warning("unit %s (pid %s) died: %s", up.kind, up.pid, why)
-        await self.on_exit(up.kind, rc)
+        self._sweep_ipc(up.kind)
+        await self.on_exit(up.kind, rc, up.hung)
         now = time.monotonic()
         up.crashes = [t for t in up.crashes if now - t < 60] + [now]
         first, cap = self.cfg.restart_backoff
@@ -136,8 +164,28 @@ class Supervisor:
 
     def begin_shutdown(self) -> None:
         self.closing = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+
+    def _sweep_ipc(self, kind: str) -> None:
+        """A killed process leaves its tasks' ipc socket files behind: remove them."""
+        rundir = self.cfg.resolved_rundir()
+        for path in [*rundir.glob(f"{kind}.pub"), *rundir.glob(f"{kind}.*.pub")]:
+            path.unlink(missing_ok=True)
+
+    def state(self, up: UnitProcess) -> str:
+        if up.hung:
+            return "hung"
+        if up.proc is None or up.proc.returncode is not None:
+            return "restarting"
+        if not up.ready.is_set():
+            return "starting"
+        if time.monotonic() - up.last_beat > self.cfg.unit_heartbeat_timeout / 2:
+            return "unresponsive"  # late with its heartbeat; killed if it stays silent
+        return "ready"
 
     def status(self) -> list[dict[str, Any]]:
-        return [{"kind": k, "pid": up.pid, "ready": up.ready.is_set(), "crashes_last_minute": len(up.crashes),
+        return [{"kind": k, "pid": up.pid, "ready": up.ready.is_set(), "state": self.state(up),
+                 "crashes_last_minute": len(up.crashes),
                  "ready_after_s": None if up.ready_after is None else round(up.ready_after, 3)}
                 for k, up in self.procs.items()]

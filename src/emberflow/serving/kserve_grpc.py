@@ -18,7 +18,7 @@ from emberflow.serving.kserve_proto import RPCS, SERVICE, messages
 from emberflow.serving.tensors import DTYPES, TensorError, from_raw, order_inputs, to_datatype, to_raw
 
 if TYPE_CHECKING:
-    from emberflow.serving.app import Gateway
+    from emberflow.serving.gateway import Gateway
     from emberflow.sys.config import Config
 
 # typed `contents` field per datatype

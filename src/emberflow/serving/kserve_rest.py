@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from emberflow.serving.batching import DeadlineExceeded, QueueFull
-from emberflow.serving.tasks import GatewayError
+from emberflow.serving.errors import GatewayError
 from emberflow.serving.tensors import DTYPES, TensorError, from_raw, order_inputs, to_datatype, to_raw
 
 router = APIRouter(prefix="/v2", tags=["KServe v2"])

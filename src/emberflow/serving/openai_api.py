@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from emberflow.serving.batching import DeadlineExceeded, QueueFull
 from emberflow.serving.errors import error_body
-from emberflow.serving.tasks import GatewayError
+from emberflow.serving.errors import GatewayError
 
 router = APIRouter(prefix="/v1", tags=["OpenAI"])
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from emberflow.serving.tasks import GatewayError
+from emberflow.serving.errors import GatewayError
 
 router = APIRouter(prefix="/v1/audio", tags=["OpenAI"])
 MAX_AUDIO_BYTES = 25 * 1024 * 1024  # OpenAI's own upload limit

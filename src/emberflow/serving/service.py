@@ -26,7 +26,8 @@ async def start(router: "Router", cfg: "Config") -> Callable[[], Awaitable[None]
     except ImportError:
         log.warning("HTTP gateway disabled: install the serving extra (pip install 'emberflow[serving]')")
         return None
-    from emberflow.serving.app import Gateway, create_app
+    from emberflow.serving.app import create_app
+    from emberflow.serving.gateway import Gateway
 
     gateway = Gateway(router, cfg)
     gateway.warm_preloaded()  # before the first probe: /health is 503 until the preloaded models are loaded

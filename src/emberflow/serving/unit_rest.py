@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, Any, Optional
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from emberflow.serving.tasks import GatewayError, unit_error
+from emberflow.serving.errors import GatewayError, unit_error
 from emberflow.unit.base import IO, Unit
 
 if TYPE_CHECKING:
-    from emberflow.serving.app import Gateway
+    from emberflow.serving.gateway import Gateway
+    from emberflow.sys.tasks import Lease
 
 
 BINARY = {IO.AUDIO_PCM, IO.IMAGE, IO.TENSOR}
@@ -172,10 +173,7 @@ def _add_resource_routes(router: APIRouter, gateway: "Gateway", kind: str, resou
     async def call(action: str, data: dict[str, Any]) -> dict[str, Any]:
         reply = await gateway.tasks.conn.request(kind, action, f"{kind}.resource", data)
         if reply.get("error", {}).get("code", 0) != 0:
-            err = unit_error(reply)
-            if "is not loaded" in err.message:
-                err.status, err.type = 404, "not_found_error"
-            raise err
+            raise unit_error(reply)  # an unknown resource id is a 404 (by its reason, not its text)
         return reply
 
     async def load(res_id: str, body: body_model) -> ResourceReply:  # type: ignore[valid-type]
@@ -200,7 +198,8 @@ def _add_resource_routes(router: APIRouter, gateway: "Gateway", kind: str, resou
 
 
 class UnitSession:
-    """One WebSocket session on a task of its own (set up at begin, released at close).
+    """One WebSocket session on a task of its own (an exclusive lease, set up at begin,
+    released at close).
 
     Each input frame goes to the task as soon as it arrives, as a StackFlow streamed input
     (`{"delta", "index", "finish"}`). Units with `on_chunk` answer while input still streams
@@ -211,7 +210,7 @@ class UnitSession:
     def __init__(self, gateway: "Gateway", kind: str, cls: type[Unit], io: IO | None):
         self.gw, self.kind, self.cls, self.io = gateway, kind, cls, io
         self.object = f"{_object(kind, io)}.stream"
-        self.work_id: str | None = None
+        self.lease: Lease | None = None
         self.params: dict[str, Any] | None = None
         self.index = 0  # of the next chunk of the input being streamed
         self.rid: str | None = None
@@ -235,8 +234,8 @@ class UnitSession:
         finally:
             if self.reader is not None:
                 self.reader.cancel()
-            if self.work_id is not None:
-                await self.gw.tasks.conn.request(self.work_id, "exit", timeout=5)
+            if self.lease is not None:
+                await self.gw.tasks.close_session(self.lease)
 
     async def _on_frame(self, ws: WebSocket, frame: Any) -> None:
         if not isinstance(frame, dict) or frame.get("status") not in (0, 1, 2, 3):
@@ -253,12 +252,13 @@ class UnitSession:
             await self._begin(frame.get("params") or {})
         last = status in (STATUS_END, STATUS_ONCE)
         data, payload = _encode(frame["data"], self.io, "data") if "data" in frame else ("", None)
-        conn = self.gw.tasks.conn
+        conn = self.gw.tasks.sessions
         if starts:
             self.rid = conn.new_request_id()
             self.reader = asyncio.create_task(self._forward(ws, self.rid))
-        await conn.infer(self.work_id, {"delta": "" if data is None else data, "index": self.index, "finish": last},
-                         self.object, payload, rid=self.rid)
+        assert self.lease is not None and self.rid is not None
+        await conn.infer(self.lease.work_id, {"delta": "" if data is None else data, "index": self.index,
+                                              "finish": last}, self.object, payload, rid=self.rid)
         self.index = 0 if last else self.index + 1
 
     async def _begin(self, params: dict) -> None:
@@ -266,15 +266,12 @@ class UnitSession:
             raise GatewayError(400, "params must be an object")
         clean = self._session_params(params)
         self.seq = 0
-        if self.work_id is not None and clean != self.params:  # new params: a fresh task
-            await self.gw.tasks.conn.request(self.work_id, "exit", timeout=5)
-            self.work_id = None
+        if self.lease is not None and (clean != self.params or not self.lease.alive):  # a fresh task
+            await self.gw.tasks.close_session(self.lease)
+            self.lease = None
         self.params = clean
-        if self.work_id is None:
-            reply = await self.gw.tasks.conn.request(self.kind, "setup", f"{self.kind}.setup", clean)
-            if reply.get("error", {}).get("code", 0) != 0:
-                raise unit_error(reply)
-            self.work_id = reply["work_id"]
+        if self.lease is None:
+            self.lease = await self.gw.tasks.open_session(self.kind, clean)
 
     def _session_params(self, params: dict) -> dict[str, Any]:
         """The caller's params; without a response_format, the unit's streaming one when it has
@@ -295,8 +292,9 @@ class UnitSession:
 
     async def _forward(self, ws: WebSocket, rid: str) -> None:
         """Results of one streamed input, sent back as they come, until its answer ends."""
+        assert self.lease is not None
         try:
-            async for msg in self.gw.tasks.conn.outputs(self.work_id, rid):
+            async for msg in self.gw.tasks.sessions.outputs(self.lease.work_id, rid):
                 if msg.get("error", {}).get("code", 0) != 0:
                     err = unit_error(msg)
                     self.index = 0  # the unit dropped the stream (e.g. bad chunk): the next begins anew

@@ -12,9 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+# The TFLite flatbuffer reader lives with the runtime (which runs .tflite files); the toolchain
+# builds on it, never the other way round.
+from emberflow.runtime.tflite_format import ModelError, TFL_DTYPES, read_tflite_model, tflite_op_names, tflite_schema
 
-class ModelError(ValueError):
-    """A model file cannot be read or understood; the message says what to do."""
+__all__ = ["TFL_DTYPES", "Graph", "ModelError", "Node", "TensorInfo", "load_graph", "read_tflite_model",
+           "tflite_op_names", "tflite_schema"]
 
 
 @dataclass
@@ -327,33 +330,6 @@ def _probe_shapes(path: Path, graph: Graph, input_shapes: dict, missing: list[st
 
 
 # ----------------------------------------------------------------------------- TFLite
-
-TFL_DTYPES = {  # schema TensorType -> numpy names
-    0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool", 7: "int16",
-    9: "int8", 10: "float64", 12: "uint64", 13: "resource", 14: "variant", 15: "uint32", 16: "uint16",
-}
-
-
-def tflite_schema():
-    try:
-        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ModelError("reading .tflite needs the tflite-micro package: pip install 'emberflow[toolchain]'") from exc
-    return schema
-
-
-def read_tflite_model(buf: bytes):
-    """Parse a .tflite flatbuffer into the schema's object API (ModelT)."""
-    schema = tflite_schema()
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise ModelError("not a .tflite flatbuffer (missing the TFL3 identifier)")
-    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(buf, 0))
-
-
-def tflite_op_names() -> dict[int, str]:
-    schema = tflite_schema()
-    return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-
 
 def _load_tflite(path: Path) -> Graph:
     buf = path.read_bytes()

@@ -30,7 +30,10 @@ from typing import Any
 
 from pydantic import Field
 
+from emberflow.bus.f32 import pack_f32, unpack_f32
 from emberflow.unit import IO, Code, Unit, UnitError, UnitParams
+
+__all__ = ["EmbedUnit", "pack_f32", "unpack_f32"]
 
 MAX_TEXTS = 256
 BUCKET_MIN_TOKENS = 32  # shorter texts share a run whatever their lengths: padding them is cheap
@@ -162,27 +165,6 @@ def _buckets(lengths: Any, rows: Any) -> list[Any]:
             start = i
     out.append(rows[start:])
     return out
-
-
-def pack_f32(vectors: Any, tokens: Any) -> bytes:
-    """The `embed.f32` output: header (n, dim), token counts, then the float32 rows."""
-    import numpy as np
-
-    n, dim = vectors.shape
-    return (np.array([n, dim], "<u4").tobytes() + np.asarray(tokens, "<u4").tobytes()
-            + np.ascontiguousarray(vectors, "<f4").tobytes())
-
-
-def unpack_f32(blob: bytes) -> tuple[Any, Any]:
-    """(vectors float32 [n, dim], token counts uint32 [n]) from an `embed.f32` output."""
-    import numpy as np
-
-    if len(blob) < 8:
-        raise ValueError(f"embed.f32: {len(blob)} bytes is shorter than the header")
-    n, dim = (int(v) for v in np.frombuffer(blob, "<u4", 2))
-    if len(blob) != 8 + 4 * n + 4 * n * dim:
-        raise ValueError(f"embed.f32: {len(blob)} bytes do not hold {n} x {dim} floats")
-    return np.frombuffer(blob, "<f4", n * dim, 8 + 4 * n).reshape(n, dim), np.frombuffer(blob, "<u4", n, 8)
 
 
 def _texts(data: Any) -> list[str]:

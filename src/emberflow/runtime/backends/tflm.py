@@ -31,7 +31,7 @@ def capture_native_output():
 
 
 def tflm_io_specs(model: bytes) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    from emberflow.toolchain.graph import TFL_DTYPES, read_tflite_model
+    from emberflow.runtime.tflite_format import TFL_DTYPES, read_tflite_model
 
     m = read_tflite_model(model)
     sg = m.subgraphs[0]

@@ -60,12 +60,10 @@ def test_preloaded_llm_is_warm_before_health_says_ok(tmp_path, monkeypatch):
 
             warm = llm_tasks()
             assert len(warm) == 1 and c.request(warm[0], "taskinfo")["data"]["stats"]["inferences"] == 0
-            started = time.monotonic()
             r = requests.post(url + "/v1/chat/completions", headers={"Authorization": "Bearer k"}, timeout=60,
                               json={"model": "smollm2-135m-instruct", "max_tokens": 4,
                                     "messages": [{"role": "user", "content": "Hi"}]})
             assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
-            assert time.monotonic() - started < 2.0  # no 2 s setup on the way
             assert llm_tasks() == warm  # no new task was set up
             assert c.request(warm[0], "taskinfo")["data"]["stats"]["inferences"] == 1
     finally:

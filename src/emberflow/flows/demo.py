@@ -61,7 +61,7 @@ def run_voice_demo(input: Path | None, output: Path | None, flow_name: str = "vo
     from emberflow.flows import runner
     from emberflow.flows.spec import load
     from emberflow.sys.launch import Launched
-    from emberflow.units.audio import microphone_available
+    from emberflow.voice.devices import microphone_available
 
     console = Console()
     if input is None and not microphone_available():

@@ -102,6 +102,7 @@ class ASRUnit(Unit):
     # --- decoding -------------------------------------------------------------------------
     def transcribe(self, audio: bytes) -> str:
         samples = pcm.to_float(audio)
+        self.decoded_seconds = getattr(self, "decoded_seconds", 0.0) + len(samples) / pcm.RATE
         segments, _ = self.model.transcribe(
             samples, language=self.p.language if self.multilingual else None, beam_size=self.p.beam_size,
             vad_filter=False, without_timestamps=True, condition_on_previous_text=False,
@@ -242,7 +243,8 @@ class ASRUnit(Unit):
         self.on_wake()
 
     def info(self) -> dict[str, Any]:
-        return {"listening": self.listening, "in_speech": self.ep.in_speech, "recent": list(self.history)}
+        return {"listening": self.listening, "in_speech": self.ep.in_speech, "recent": list(self.history),
+                "decoded_seconds": round(getattr(self, "decoded_seconds", 0.0), 2)}
 
     def teardown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

@@ -24,27 +24,10 @@ from pydantic import Field
 
 from emberflow.unit import IO, Code, Unit, UnitError, UnitParams, action
 from emberflow.voice import pcm
+from emberflow.voice.devices import microphone_available, speaker_available
 from emberflow.voice.latency import turn_breakdown
 
 log = logging.getLogger("emberflow.audio")
-
-
-def microphone_available() -> bool:
-    try:
-        import sounddevice as sd
-
-        return any(d["max_input_channels"] > 0 for d in sd.query_devices())
-    except Exception:  # no PortAudio, no devices, no permission: all mean "no microphone"
-        return False
-
-
-def speaker_available() -> bool:
-    try:
-        import sounddevice as sd
-
-        return any(d["max_output_channels"] > 0 for d in sd.query_devices())
-    except Exception:
-        return False
 
 
 class AudioParams(UnitParams):
@@ -77,6 +60,7 @@ class AudioUnit(Unit):
         self._running = True
         self.played_samples = 0
         self.stops: list[float] = []  # when playback was stopped by barge-in
+        self.stopped_by: list[str | None] = []  # the task whose system frame stopped it (a wake word)
         self.playing = False
         self._sink = self._open_sink(params.sink)
         self._player = threading.Thread(target=self._play_loop, name="audio-play", daemon=True)
@@ -191,6 +175,7 @@ class AudioUnit(Unit):
             self.playing = False
         if was_playing:
             self.stops.append(time.monotonic())
+            self.stopped_by.append(frame.source if frame is not None else None)
         return None
 
     def _play_loop(self) -> None:
@@ -245,7 +230,7 @@ class AudioUnit(Unit):
     def info(self) -> dict[str, Any]:
         return {"source": self.source, "sink": self.sink, "captured_frames": self.seq,
                 "played_seconds": round(self.played_samples / pcm.RATE, 3), "playing": self.playing,
-                "barge_ins": len(self.stops), "stopped_at": self.stops[-20:], "turns": list(self.turns)}
+                "barge_ins": len(self.stops), "stopped_at": self.stops[-20:], "stopped_by": self.stopped_by[-20:], "turns": list(self.turns)}
 
     def teardown(self) -> None:
         self._running = False

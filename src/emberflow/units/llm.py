@@ -8,6 +8,7 @@ streamed delta never splits a UTF-8 character.
 from __future__ import annotations
 
 import codecs
+import collections
 import os
 from typing import Any, Iterator, Literal
 
@@ -61,6 +62,7 @@ class LLMUnit(Unit):
         if self.model_path is None:
             raise UnitError(Code.MODEL_LOADING, detail="model weights not found")
         self.params = params
+        self.generated: collections.deque[int] = collections.deque(maxlen=8)  # tokens of recent answers
         self.llm = Llama(
             model_path=str(self.model_path),
             n_ctx=params.n_ctx,
@@ -153,6 +155,7 @@ class LLMUnit(Unit):
         counts = counts if counts is not None else {}
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         generated = 0
+        self.generated.append(0)
         for token in self.llm.generate(tokens, top_k=p.top_k, top_p=top_p, temp=temperature,
                                        repeat_penalty=p.repetition_penalty, reset=True):
             if llama_vocab_is_eog(self.vocab, token):
@@ -161,7 +164,7 @@ class LLMUnit(Unit):
                 counts["length"] = True
                 break
             generated += 1
-            counts["generated"] = generated
+            counts["generated"] = self.generated[-1] = generated
             piece = decoder.decode(self.llm.detokenize([token], special=False))
             if not piece:
                 continue  # an incomplete UTF-8 sequence: wait for the next token
@@ -174,6 +177,9 @@ class LLMUnit(Unit):
         tail = decoder.decode(b"", final=True)
         if tail:
             yield tail
+
+    def info(self) -> dict[str, Any]:
+        return {"generated_tokens": list(self.generated)}  # an aborted answer shows as a short one
 
     def _prompt_tokens(self, turn: dict[str, str]) -> tuple[list[int], list[str]]:
         p = self.params

@@ -5,12 +5,12 @@ PIP     := $(PY) -m pip
 STAMP   := $(VENV)/.emberflow-installed
 PYTHON  ?= python3
 
-.PHONY: run test install bench clean
+.PHONY: run test test-fast lint install bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
-	$(PIP) install -q -e ".[llm,voice,toolchain,serving,test]"
+	$(PIP) install -q -e ".[llm,voice,toolchain,serving,test,lint]"
 	$(VENV)/bin/emberflow models install --defaults
 	touch $(STAMP)
 
@@ -21,6 +21,15 @@ run: install
 
 test: install
 	$(PY) -m pytest
+
+# Process-free tests of the core (router table, unit contract, queues, control messages, layers): seconds.
+test-fast: install
+	$(PY) -m pytest tests/unit -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) bench/run_all.py

@@ -17,7 +17,7 @@ class EchoParams(UnitParams):
     fail_on: str = Field("", description="Raise when the input equals this text.")
 
 
-class EchoUnit(Unit):
+class EchoUnit(Unit[EchoParams]):
     """Repeats its input; repeats upstream text too (for link tests)."""
 
     kind = "echo"
@@ -48,7 +48,7 @@ class TickerParams(UnitParams):
     system: bool = Field(False, description="Emit each tick as a system frame (like a wake word).")
 
 
-class TickerUnit(Unit):
+class TickerUnit(Unit[TickerParams]):
     """Emits one bus event per inference: a stand-in for wake-word or sensor units."""
 
     kind = "ticker"
@@ -75,7 +75,7 @@ class TallyResult(BaseModel):
     chunks: int = Field(ge=1)
 
 
-class TallyUnit(Unit):
+class TallyUnit(Unit[TallyParams]):
     """Counts the words of a text as it streams in, skipping a personalised stop-word list."""
 
     kind = "tally"

@@ -68,15 +68,15 @@ class Client:
                 return self._held.pop(i)
         while True:
             try:
-                m = self._inbox.get(timeout=self.timeout if timeout is None else timeout)
+                got = self._inbox.get(timeout=self.timeout if timeout is None else timeout)
             except queue.Empty:
                 raise TimeoutError("no matching message from the server") from None
-            if m is None:
+            if got is None:
                 self._inbox.put(None)
                 raise ConnectionError("server closed the connection")
-            if match(m):
-                return m
-            self._held.append(m)
+            if match(got):
+                return got
+            self._held.append(got)
 
     # --- protocol -------------------------------------------------------------------------
     def request(self, work_id: str, action: str, object: str = "None", data: Any = "None",

@@ -45,6 +45,8 @@ class ClientConnection(Protocol):
         """Request `request_id` is fully answered (nothing more will come for it)."""
         ...
 
+    def close(self) -> None: ...
+
 
 class RequestHandler(Protocol):
     cfg: Config

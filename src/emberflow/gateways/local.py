@@ -85,7 +85,7 @@ class LocalConnection:
             while True:
                 msg = await asyncio.wait_for(q.get(), timeout)
                 if msg is not DONE:
-                    return msg  # type: ignore[no-any-return]
+                    return msg
         finally:
             self._waiters.pop(rid, None)
 

@@ -154,7 +154,7 @@ class Catalogue:
         targets = self.aliases.get(alias)
         options = [t for t in ([targets] if isinstance(targets, str) else targets or []) if t in self.models]
         installed = [t for t in options if self.is_installed(self.models[t])]
-        return (installed or options or [None])[0]
+        return next(iter(installed or options), None)
 
     def aliases_of(self, mode: str) -> list[str]:
         return sorted(a for a in self.aliases if self.alias_target(a) == mode)
@@ -229,9 +229,9 @@ class Catalogue:
             out.append(public)
         for alias in sorted(self.aliases):
             target = self.alias_target(alias)
-            desc = self.models.get(target) if target else None
-            if desc is not None and self.is_installed(desc):
-                entry = copy.deepcopy({k: v for k, v in desc.items() if not k.startswith("_")})
+            target_desc = self.models.get(target) if target else None
+            if target_desc is not None and self.is_installed(target_desc):
+                entry = copy.deepcopy({k: v for k, v in target_desc.items() if not k.startswith("_")})
                 entry.pop("default", None)
                 entry["mode"], entry["alias_of"] = alias, target
                 out.append(entry)

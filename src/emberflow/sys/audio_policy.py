@@ -51,8 +51,8 @@ class AudioPolicy:
             if rec.system_frames and rec.params.get("enwake_audio", True) is not False:
                 self._follow(rec.work_id)  # its chime
         elif isinstance(event, TaskLinked) and event.linked:
-            rec = self.table.get(event.work_id)
-            if rec is not None and _plays(rec) and self._is_wake(event.source):
+            player = self.table.get(event.work_id)
+            if player is not None and _plays(player) and self._is_wake(event.source):
                 self._follow(event.source)  # the player's new wake word
 
     def _is_wake(self, work_id: str) -> bool:

@@ -42,6 +42,7 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> bool:
         log.warning("TCP bound to %s: reachable beyond this machine%s", cfg.host,
                     "" if cfg.token else " and no token is set (--token)")
     server = await start_tcp(router, cfg.host, cfg.port)
+    assert isinstance(server, asyncio.Server)
     port = cfg.port = server.sockets[0].getsockname()[1]  # the real one when 0 asked for any
     uart = None
     if cfg.uart:

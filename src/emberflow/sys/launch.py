@@ -47,6 +47,7 @@ class Launched:
         self.startup_s = self.listened_at[0] - launched  # launch -> accepting connections
 
     def _pump(self) -> None:
+        assert self.proc.stdout is not None  # started with stdout=PIPE
         for line in self.proc.stdout:
             if line.startswith("emberflow: http on "):
                 self.http_port = int(line.rsplit(":", 1)[1])

@@ -233,7 +233,7 @@ class Router:
             return {}, {}
         inputs = data.get("input", [])
         inputs = [inputs] if isinstance(inputs, str) else inputs if isinstance(inputs, list) else []
-        wanted = data.get("input_policy") if isinstance(data.get("input_policy"), dict) else {}
+        wanted: dict[str, Any] = data["input_policy"] if isinstance(data.get("input_policy"), dict) else {}
         links, policies = {}, {}
         for entry in inputs:
             if not isinstance(entry, str):

@@ -27,7 +27,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Iterable, Iterator, Mapping, TypeVar
+
+from typing_extensions import TypeVar as DefaultTypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -162,7 +164,12 @@ def action(name: str) -> Callable[[_F], _F]:
     return mark
 
 
-class Unit:
+P = DefaultTypeVar("P", bound=UnitParams, default=UnitParams)
+
+
+class Unit(Generic[P]):
+    """Subclass it as `class MyUnit(Unit[MyParams])` so `setup(self, params: MyParams)` is typed."""
+
     kind: ClassVar[str] = ""
     description: ClassVar[str] = ""
     max_tasks: ClassVar[int] = 1
@@ -212,7 +219,7 @@ class Unit:
     context: TaskContext
 
     # --- lifecycle -----------------------------------------------------------------------
-    def setup(self, params: UnitParams) -> None:
+    def setup(self, params: P) -> None:
         """Load the model. Raise (any exception, or UnitError) to fail the setup with -5."""
 
     def teardown(self) -> None:
@@ -340,4 +347,4 @@ def collect(result: Any) -> Iterable[Any]:
         return ()
     if isinstance(result, (str, bytes, dict, list, bool, int, float, Final)):
         return (result,)
-    return result
+    return result  # type: ignore[no-any-return]  # a generator or another iterable of pieces

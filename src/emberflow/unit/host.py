@@ -64,7 +64,7 @@ class UnitHost:
         self.outbox = self.ctx.socket(zmq.PULL)
         self.outbox.bind(OUTBOX)
         self.tasks: dict[str, Task] = {}
-        self.subs: dict[str, zmq.Socket] = {}  # work_id -> its SUB socket for upstream links
+        self.subs: dict[str, zmq.Socket[bytes]] = {}  # work_id -> its SUB socket for upstream links
         self.pending_setups = 0
         self.catalogue = Catalogue() if unit_cls.needs_model else None
         self.model_dirs = list(model_dirs or [])  # where a file path given as `model` may point
@@ -97,7 +97,7 @@ class UnitHost:
         poller = zmq.Poller()
         poller.register(self.control, zmq.POLLIN)
         poller.register(self.outbox, zmq.POLLIN)
-        polled: set[zmq.Socket] = set()  # SUB sockets currently in the poller
+        polled: set[zmq.Socket[bytes]] = set()  # SUB sockets currently in the poller
         next_beat = 0.0
         while self._running:
             now = time.monotonic()
@@ -134,7 +134,7 @@ class UnitHost:
             else:
                 self.control.send_multipart(parts)
 
-    def _on_frame(self, sock: zmq.Socket) -> None:
+    def _on_frame(self, sock: zmq.Socket[bytes]) -> None:
         for wid, sub in self.subs.items():
             if sub is sock:
                 task = self.tasks.get(wid)
@@ -166,12 +166,13 @@ class UnitHost:
         if handler is None:
             log.error("unexpected control message %s", type(msg).__name__)
             return
-        request = getattr(msg, "request", None)
+        request: Request | None = getattr(msg, "request", None)
         try:
             handler(msg)
         except StackFlowError as e:
             if request is not None:
-                self._to_sys(control.Answer(msg.conn, error_reply(request.request_id, request.work_id, e), e.reason))
+                conn: int = getattr(msg, "conn", NO_CONN)
+                self._to_sys(control.Answer(conn, error_reply(request.request_id, request.work_id, e), e.reason))
 
     def _answer(self, conn: int, msg: dict[str, Any]) -> None:
         self._to_sys(control.Answer(conn, msg))

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +56,7 @@ class WorkItem:
 
 class Task:
     def __init__(self, unit: Unit, params: UnitParams, work_id: str, *, data_addr: str,
-                 setup_request_id: str, ctx: zmq.Context, model: dict[str, Any] | None,
+                 setup_request_id: str, ctx: zmq.Context[Any], model: dict[str, Any] | None,
                  last_control: Callable[[], tuple[str, int]] = lambda: ("0", NO_CONN), queue_size: int = 64):
         self.unit = unit
         self.params = params
@@ -254,7 +254,7 @@ class Task:
         with closing(self._pieces(result, item.epoch)) as pieces:
             self._send_outs(shape(pieces, stream=stream, per_call=self.unit.stream_per_call), hops)
 
-    def _pieces(self, result: Any, epoch: int) -> Iterator[Any]:
+    def _pieces(self, result: Any, epoch: int) -> Generator[Any, None, None]:
         """What the unit produced, piece by piece, until a wake, `pause` or cancel aborts it. Use
         it with `closing()`: leaving early closes the unit's generator (stops llama.cpp decoding)."""
         it = iter(collect(result))

@@ -54,7 +54,7 @@ class ASRParams(UnitParams):
                                                           "(e.g. contacts, product names).")
 
 
-class ASRUnit(Unit):
+class ASRUnit(Unit[ASRParams]):
     """Speech to text (Whisper via faster-whisper)."""
 
     kind = "asr"

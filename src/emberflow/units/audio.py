@@ -13,6 +13,7 @@ The first sample of each answer closes that turn's latency breakdown.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import threading
 import time
@@ -40,7 +41,7 @@ class AudioParams(UnitParams):
     volume: float = Field(1.0, ge=0.0, le=4.0)
 
 
-class AudioUnit(Unit):
+class AudioUnit(Unit[AudioParams]):
     """Microphone capture and speaker playback."""
 
     kind = "audio"
@@ -66,7 +67,7 @@ class AudioUnit(Unit):
         self._player = threading.Thread(target=self._play_loop, name="audio-play", daemon=True)
         self._player.start()
         self._capture: threading.Thread | None = None
-        self._mic = None
+        self._mic: Any = None  # a sounddevice stream, when the source is the microphone
         self._start_source(params.source)
 
     # --- capture --------------------------------------------------------------------------
@@ -107,7 +108,7 @@ class AudioUnit(Unit):
                 delay = start + i * pcm.FRAME / pcm.RATE - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            self.context.post(lambda f=frame: self._publish(f))
+            self.context.post(functools.partial(self._publish, frame))
 
     def _publish(self, frame: bytes) -> None:
         self.seq += 1

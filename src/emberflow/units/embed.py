@@ -51,7 +51,7 @@ class EmbedParams(UnitParams):
                                                       "0 = one per CPU core, 1 = one run at a time.")
 
 
-class EmbedUnit(Unit):
+class EmbedUnit(Unit[EmbedParams]):
     """Sentence embeddings from an ONNX encoder (mean pooling, L2 norm)."""
 
     kind = "embed"
@@ -75,7 +75,7 @@ class EmbedUnit(Unit):
         self.tokenizer = Tokenizer.from_file(str(tok_path))
         self.tokenizer.enable_truncation(params.max_length)
         self.tokenizer.enable_padding()
-        options = {"threads": params.n_threads} if params.n_threads else {}
+        options: dict[str, Any] = {"threads": params.n_threads} if params.n_threads else {}
         self.engine = Engine(self.model_path, **options)
         self.input_names = [t.name for t in next(iter(self.engine.graphs.values())).inputs]
         self.parallel = params.parallel or _cores()
@@ -99,7 +99,9 @@ class EmbedUnit(Unit):
         lengths = mask.sum(axis=1)
         parts = _split(lengths, self.parallel)
         # the other sub-batches run on the pool while this thread runs the first
-        futures = [self._pool.submit(self._encode, ids, mask, lengths, rows) for rows in parts[1:]]
+        pool = self._pool
+        assert pool is not None or len(parts) == 1  # made in setup when parallel > 1
+        futures = [pool.submit(self._encode, ids, mask, lengths, rows) for rows in parts[1:]] if pool else []
         runs = self._encode(ids, mask, lengths, parts[0]) + [run for f in futures for run in f.result()]
         pooled = np.empty((len(texts), runs[0][1].shape[1]), np.float32)
         for rows, vectors in runs:

@@ -46,7 +46,7 @@ class KWSParams(UnitParams):
         return v[0] if isinstance(v, list) and v else v
 
 
-class KWSUnit(Unit):
+class KWSUnit(Unit[KWSParams]):
     """Wake-word detection on the microphone stream."""
 
     kind = "kws"

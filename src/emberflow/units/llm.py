@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import collections
 import os
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator, Literal, cast
 
 from pydantic import Field
 
@@ -42,7 +42,7 @@ class LLMParams(UnitParams):
         return self.context or self.precompute_len > 0
 
 
-class LLMUnit(Unit):
+class LLMUnit(Unit[LLMParams]):
     """Chat with a GGUF language model (llama.cpp)."""
 
     kind = "llm"
@@ -126,7 +126,7 @@ class LLMUnit(Unit):
         if not any(m["role"] == "system" for m in messages):
             messages = [{"role": "system", "content": (p.prompt or DEFAULT_SYSTEM_PROMPT) + p.prompt_suffix},
                         *messages]
-        formatted = self.formatter(messages=messages)
+        formatted = self.formatter(messages=cast(Any, messages))  # llama_cpp types each role's dict
         tokens = self.llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=False, special=True)
         max_tokens = req.max_tokens or p.max_token_len
         if len(tokens) + 1 > p.n_ctx:
@@ -186,7 +186,7 @@ class LLMUnit(Unit):
         system = {"role": "system", "content": (p.prompt or DEFAULT_SYSTEM_PROMPT) + p.prompt_suffix}
         history = list(self.history)
         while True:
-            formatted = self.formatter(messages=[system, *history, turn])
+            formatted = self.formatter(messages=cast(Any, [system, *history, turn]))
             tokens = self.llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=False, special=True)
             if len(tokens) + p.max_token_len <= p.n_ctx or not history:
                 break

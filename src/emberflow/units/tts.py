@@ -33,7 +33,7 @@ class TTSParams(UnitParams):
     voice: str = Field("en-us", description="espeak-ng voice, when engine is espeak.")
 
 
-class TTSUnit(Unit):
+class TTSUnit(Unit[TTSParams]):
     """Text to speech (Piper; espeak-ng fallback)."""
 
     kind = "tts"

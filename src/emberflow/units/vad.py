@@ -21,7 +21,7 @@ class VADParams(UnitParams):
                               validation_alias=AliasChoices("min_speech", "silero_vad.min_speech_duration"))
 
 
-class VADUnit(Unit):
+class VADUnit(Unit[VADParams]):
     """Speech start/end events from the microphone stream."""
 
     kind = "vad"
@@ -58,7 +58,7 @@ class VADUnit(Unit):
         event = self.ep.feed(frame.payload, p, frame.hops[0][1] if frame.hops else 0.0)
         if event == "start":
             return True
-        if event is not None and event != "timeout":
+        if event is not None and not isinstance(event, str):  # an utterance ended ("timeout": none began)
             self.segments += 1
             self.context.mark("speech_end", event.speech_end_t)
             if self.gated:

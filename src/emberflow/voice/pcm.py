@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import wave
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def decode_wav(data: bytes) -> np.ndarray:
     usable = len(raw) - len(raw) % (width * channels)  # a truncated file keeps its whole frames
     if usable <= 0:
         raise StackFlowError(Code.EMPTY_DATA, detail="the WAV file has no audio frames")
-    dtype = {1: np.uint8, 2: "<i2", 4: "<i4"}[width]
+    dtype: Any = {1: np.uint8, 2: "<i2", 4: "<i4"}[width]
     pcm = np.frombuffer(raw[:usable], dtype=dtype).astype(np.float32)
     if width == 1:
         pcm = (pcm - 128.0) * 256.0

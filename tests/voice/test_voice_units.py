@@ -65,9 +65,10 @@ def test_barge_in_stops_playback_at_the_wake(voice_server):
     audio = c.request("audio", "taskinfo")["data"]["unit"]
     detected = c.request(kws, "taskinfo")["data"]["unit"]["detected_at"][-1]
     assert not audio["playing"] and audio["stopped_at"], audio
-    # stopped by the wake frame itself, on the audio unit's own thread (a system frame that jumps
-    # its queue), after the detection and not at the end of a TTS clause
-    assert audio["stopped_by"][-1] == kws and audio["stopped_at"][-1] >= detected, audio
+    # stopped at once by the wake (a system frame that jumps the audio unit's queue; a TTS relays
+    # it too), after the detection and not at the end of a TTS clause
+    first = next(i for i, t in enumerate(audio["stopped_at"]) if t >= detected)
+    assert str(audio["stopped_by"][first]).startswith(kws), audio
     assert audio["played_seconds"] < 8  # the announcement was cut short
     assert c.request(tts, "taskinfo")["data"]["unit"]["pending_chars"] == 0  # unspoken text dropped
 

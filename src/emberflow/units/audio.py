@@ -61,7 +61,7 @@ class AudioUnit(Unit[AudioParams]):
         self._running = True
         self.played_samples = 0
         self.stops: list[float] = []  # when playback was stopped by barge-in
-        self.stopped_by: list[str | None] = []  # the task whose system frame stopped it (a wake word)
+        self.stopped_by: list[str | None] = []  # where the system frame that stopped it began (a wake)
         self.playing = False
         self._sink = self._open_sink(params.sink)
         self._player = threading.Thread(target=self._play_loop, name="audio-play", daemon=True)
@@ -176,7 +176,9 @@ class AudioUnit(Unit[AudioParams]):
             self.playing = False
         if was_playing:
             self.stops.append(time.monotonic())
-            self.stopped_by.append(frame.source if frame is not None else None)
+            # what began it: the wake word's detection stamp (also when a TTS relays the stop), else the sender
+            woke = next((name for name, _ in frame.hops if name.endswith(".wake")), frame.source) if frame else None
+            self.stopped_by.append(woke)
         return None
 
     def _play_loop(self) -> None:

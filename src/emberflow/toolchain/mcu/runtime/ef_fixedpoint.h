@@ -40,6 +40,19 @@ EF_INLINE int32_t ef_mbqm(int32_t x, int32_t m, int32_t shift) {
 #endif
 }
 
+/* The same for a multiplier m >= 0 (every requantization multiplier is): the -1 * -1 saturation
+ * of the doubling multiply cannot happen, so it is not tested. */
+EF_INLINE int32_t ef_mbqm_pos(int32_t x, int32_t m, int32_t shift) {
+#if defined(EF_SINGLE_ROUNDING)
+  return ef_mbqm(x, m, shift);
+#else
+  const int32_t left = shift > 0 ? shift : 0;
+  const int32_t right = shift > 0 ? 0 : -shift;
+  const int32_t high = (int32_t)(((int64_t)ef_shl(x, left) * m + (1 << 30)) >> 31);
+  return ef_rdbpot(high, right);
+#endif
+}
+
 /* ...SmallerThanOneExp (ADD): shift <= 0. */
 EF_INLINE int32_t ef_mbqm_small(int32_t x, int32_t m, int32_t shift) {
 #if defined(EF_SINGLE_ROUNDING)

@@ -16,7 +16,13 @@
 #define EF_KERNELS_DSP 1
 #include <arm_acle.h>
 #define EF_SXTB16(x) ((uint32_t)__sxtb16((int32_t)(x)))
-#define EF_SXTB16_ROR8(x) ((uint32_t)__sxtb16((int32_t)__ror((x), 8)))
+/* GCC does not fold a rotate into SXTB16's ROR #8 operand: say it in assembly */
+static inline uint32_t ef_sxtb16_ror8(uint32_t x) {
+  uint32_t r;
+  __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+  return r;
+}
+#define EF_SXTB16_ROR8(x) ef_sxtb16_ror8(x)
 #define EF_SMLAD(x, y, acc) __smlad((int16x2_t)(x), (int16x2_t)(y), (acc))
 #define EF_SMLABB(x, y, acc) __smlabb((int32_t)(x), (int32_t)(y), (acc))
 #define EF_SMLATT(x, y, acc) __smlatt((int32_t)(x), (int32_t)(y), (acc))
@@ -48,38 +54,46 @@ static inline uint32_t ef_read32(const int8_t *p) {
 }
 #endif
 
-static inline int8_t ef_requant_store(int32_t acc, int32_t mult, int32_t shift, const ef_gemm *g) {
-  acc = ef_mbqm(acc, mult, shift) + g->out_zp;
-  return (int8_t)ef_clamp(acc, g->act_min, g->act_max);
-}
+/* Requantize an accumulator of output channel ch. Kernels copy their parameters into locals
+ * first: an int8 store may alias anything, so fields read through a pointer would be reloaded
+ * after every output byte. */
+#define EF_REQUANT(acc, ch) \
+  ((int8_t)ef_clamp(ef_mbqm_pos((acc), mult[(ch) * qs], shift[(ch) * qs]) + zp, lo, hi))
 
 /* out0 = row0 x W^T (+ out1 = row1 x W^T when row1 != NULL), requantized. */
 static void ef_gemm_rows(const ef_gemm *g, const int8_t *row0, const int8_t *row1, int8_t *out0, int8_t *out1) {
-  const uint32_t k = g->k, n = g->n;
-  const int8_t *w = g->weights;
+  const uint32_t k = g->k, n = g->n, qs = g->q.per_channel;
+  const int8_t *w = g->weights, *shift = g->q.shift;
+  const int32_t *bias = g->bias, *mult = g->q.mult;
+  const int32_t zp = g->out_zp, lo = g->act_min, hi = g->act_max;
   uint32_t oc = 0;
-  int32_t m0 = g->q.mult[0], s0 = g->q.shift[0];
   if (row1) {
     for (; oc + 2 <= n; oc += 2, w += 2 * k) {
       const int8_t *w0 = w, *w1 = w + k;
-      int32_t a00 = g->bias[oc], a01 = g->bias[oc + 1], a10 = a00, a11 = a01;
+      int32_t a00 = bias[oc], a01 = bias[oc + 1], a10 = a00, a11 = a01;
       uint32_t i = 0;
 #if defined(EF_KERNELS_DSP)
-      for (; i + 4 <= k; i += 4) {
-        const uint32_t x0 = ef_read32(row0 + i), x1 = ef_read32(row1 + i);
-        const uint32_t y0 = ef_read32(w0 + i), y1 = ef_read32(w1 + i);
-        const uint32_t x0l = EF_SXTB16(x0), x0h = EF_SXTB16_ROR8(x0);
-        const uint32_t x1l = EF_SXTB16(x1), x1h = EF_SXTB16_ROR8(x1);
-        const uint32_t y0l = EF_SXTB16(y0), y0h = EF_SXTB16_ROR8(y0);
-        const uint32_t y1l = EF_SXTB16(y1), y1h = EF_SXTB16_ROR8(y1);
-        a00 = EF_SMLAD(x0l, y0l, a00);
-        a00 = EF_SMLAD(x0h, y0h, a00);
-        a01 = EF_SMLAD(x0l, y1l, a01);
-        a01 = EF_SMLAD(x0h, y1h, a01);
-        a10 = EF_SMLAD(x1l, y0l, a10);
-        a10 = EF_SMLAD(x1h, y0h, a10);
-        a11 = EF_SMLAD(x1l, y1l, a11);
-        a11 = EF_SMLAD(x1h, y1h, a11);
+      {
+        const int8_t *p0 = row0, *p1 = row1, *q0 = w0, *q1 = w1;
+        uint32_t blocks = k >> 2;
+        for (; blocks; --blocks, p0 += 4, p1 += 4, q0 += 4, q1 += 4) {
+          const uint32_t x0 = ef_read32(p0), x1 = ef_read32(p1);
+          const uint32_t x0l = EF_SXTB16(x0), x0h = EF_SXTB16_ROR8(x0);
+          const uint32_t x1l = EF_SXTB16(x1), x1h = EF_SXTB16_ROR8(x1);
+          uint32_t y = ef_read32(q0), yl = EF_SXTB16(y), yh = EF_SXTB16_ROR8(y);
+          a00 = EF_SMLAD(x0l, yl, a00);
+          a00 = EF_SMLAD(x0h, yh, a00);
+          a10 = EF_SMLAD(x1l, yl, a10);
+          a10 = EF_SMLAD(x1h, yh, a10);
+          y = ef_read32(q1);
+          yl = EF_SXTB16(y);
+          yh = EF_SXTB16_ROR8(y);
+          a01 = EF_SMLAD(x0l, yl, a01);
+          a01 = EF_SMLAD(x0h, yh, a01);
+          a11 = EF_SMLAD(x1l, yl, a11);
+          a11 = EF_SMLAD(x1h, yh, a11);
+        }
+        i = k & ~3u;
       }
 #endif
       for (; i < k; ++i) {
@@ -89,63 +103,48 @@ static void ef_gemm_rows(const ef_gemm *g, const int8_t *row0, const int8_t *row
         a10 += x1 * y0;
         a11 += x1 * y1;
       }
-      if (g->q.per_channel) {
-        m0 = g->q.mult[oc];
-        s0 = g->q.shift[oc];
-      }
-      out0[oc] = ef_requant_store(a00, m0, s0, g);
-      out1[oc] = ef_requant_store(a10, m0, s0, g);
-      if (g->q.per_channel) {
-        m0 = g->q.mult[oc + 1];
-        s0 = g->q.shift[oc + 1];
-      }
-      out0[oc + 1] = ef_requant_store(a01, m0, s0, g);
-      out1[oc + 1] = ef_requant_store(a11, m0, s0, g);
+      out0[oc] = EF_REQUANT(a00, oc);
+      out1[oc] = EF_REQUANT(a10, oc);
+      out0[oc + 1] = EF_REQUANT(a01, oc + 1);
+      out1[oc + 1] = EF_REQUANT(a11, oc + 1);
     }
   } else {
     for (; oc + 2 <= n; oc += 2, w += 2 * k) {
       const int8_t *w0 = w, *w1 = w + k;
-      int32_t a0 = g->bias[oc], a1 = g->bias[oc + 1];
+      int32_t a0 = bias[oc], a1 = bias[oc + 1];
       uint32_t i = 0;
 #if defined(EF_KERNELS_DSP)
-      for (; i + 4 <= k; i += 4) {
-        const uint32_t x = ef_read32(row0 + i), y0 = ef_read32(w0 + i), y1 = ef_read32(w1 + i);
-        const uint32_t xl = EF_SXTB16(x), xh = EF_SXTB16_ROR8(x);
-        a0 = EF_SMLAD(xl, EF_SXTB16(y0), a0);
-        a0 = EF_SMLAD(xh, EF_SXTB16_ROR8(y0), a0);
-        a1 = EF_SMLAD(xl, EF_SXTB16(y1), a1);
-        a1 = EF_SMLAD(xh, EF_SXTB16_ROR8(y1), a1);
+      {
+        const int8_t *p0 = row0, *q0 = w0, *q1 = w1;
+        uint32_t blocks = k >> 2;
+        for (; blocks; --blocks, p0 += 4, q0 += 4, q1 += 4) {
+          const uint32_t x = ef_read32(p0), y0 = ef_read32(q0), y1 = ef_read32(q1);
+          const uint32_t xl = EF_SXTB16(x), xh = EF_SXTB16_ROR8(x);
+          a0 = EF_SMLAD(xl, EF_SXTB16(y0), a0);
+          a0 = EF_SMLAD(xh, EF_SXTB16_ROR8(y0), a0);
+          a1 = EF_SMLAD(xl, EF_SXTB16(y1), a1);
+          a1 = EF_SMLAD(xh, EF_SXTB16_ROR8(y1), a1);
+        }
+        i = k & ~3u;
       }
 #endif
       for (; i < k; ++i) {
         a0 += row0[i] * w0[i];
         a1 += row0[i] * w1[i];
       }
-      if (g->q.per_channel) {
-        m0 = g->q.mult[oc];
-        s0 = g->q.shift[oc];
-      }
-      out0[oc] = ef_requant_store(a0, m0, s0, g);
-      if (g->q.per_channel) {
-        m0 = g->q.mult[oc + 1];
-        s0 = g->q.shift[oc + 1];
-      }
-      out0[oc + 1] = ef_requant_store(a1, m0, s0, g);
+      out0[oc] = EF_REQUANT(a0, oc);
+      out0[oc + 1] = EF_REQUANT(a1, oc + 1);
     }
   }
   for (; oc < n; ++oc, w += k) { /* odd last row */
-    int32_t a0 = g->bias[oc], a1 = a0;
+    int32_t a0 = bias[oc], a1 = a0;
     uint32_t i;
     for (i = 0; i < k; ++i) {
       a0 += row0[i] * w[i];
       if (row1) a1 += row1[i] * w[i];
     }
-    if (g->q.per_channel) {
-      m0 = g->q.mult[oc];
-      s0 = g->q.shift[oc];
-    }
-    out0[oc] = ef_requant_store(a0, m0, s0, g);
-    if (row1) out1[oc] = ef_requant_store(a1, m0, s0, g);
+    out0[oc] = EF_REQUANT(a0, oc);
+    if (row1) out1[oc] = EF_REQUANT(a1, oc);
   }
 }
 
@@ -195,78 +194,72 @@ void ef_fc_s8(const ef_fc_params *p, const int8_t *in, int8_t *out) {
   if (b < p->batches) ef_gemm_rows(&p->g, in + b * k, 0, out + b * n, 0);
 }
 
+/* Taps [first, last) of a kernel of k taps, dilation d, starting at o, that land inside [0, size). */
+static inline void ef_valid_taps(int32_t o, uint32_t k, uint32_t d, int32_t size, uint32_t *first, uint32_t *last) {
+  const int32_t f = o >= 0 ? 0 : (-o + (int32_t)d - 1) / (int32_t)d;
+  const int32_t l = size - o <= 0 ? 0 : (size - o + (int32_t)d - 1) / (int32_t)d;
+  *first = (uint32_t)f;
+  *last = (uint32_t)(l < (int32_t)k ? (l > f ? l : f) : (int32_t)k);
+}
+
 void ef_dwconv_s8(const ef_dwconv_params *p, const int8_t *in, int8_t *out) {
-  const uint32_t in_c = p->in_c, out_c = p->out_c, dm = p->depth_mult;
+  const uint32_t in_c = p->in_c, out_c = p->out_c, dm = p->depth_mult, qs = p->q.per_channel;
+  const int32_t *mult = p->q.mult, *bias = p->bias;
+  const int8_t *shift = p->q.shift;
+  const int32_t zp = p->out_zp, lo = p->act_min, hi = p->act_max, in_offset = p->in_offset;
   uint32_t oy, ox, oc;
-  int32_t m = p->q.mult[0], s = p->q.shift[0];
   for (oy = 0; oy < p->out_h; ++oy) {
     const int32_t y0 = (int32_t)(oy * p->stride_h) - p->pad_top;
+    uint32_t ky0, ky1;
+    ef_valid_taps(y0, p->k_h, p->dil_h, p->in_h, &ky0, &ky1);
     for (ox = 0; ox < p->out_w; ++ox) {
       const int32_t x0 = (int32_t)(ox * p->stride_w) - p->pad_left;
       int8_t *o = out + (oy * p->out_w + ox) * out_c;
+      uint32_t kx0, kx1;
+      ef_valid_taps(x0, p->k_w, p->dil_w, p->in_w, &kx0, &kx1);
       oc = 0;
 #if defined(EF_KERNELS_DSP)
       if (dm == 1) {
         /* four channels at a time: SXTB16 splits (c0, c2) and (c1, c3), SMLABB/SMLATT accumulate */
-        const uint32_t offset2 = ((uint32_t)(uint16_t)p->in_offset) * 0x10001u;
+        const uint32_t offset2 = ((uint32_t)(uint16_t)in_offset) * 0x10001u;
+        const uint32_t in_step = p->dil_w * in_c;
         for (; oc + 4 <= out_c; oc += 4) {
-          int32_t a0 = p->bias[oc], a1 = p->bias[oc + 1], a2 = p->bias[oc + 2], a3 = p->bias[oc + 3];
-          uint32_t ky, kx, j;
-          for (ky = 0; ky < p->k_h; ++ky) {
+          int32_t a0 = bias[oc], a1 = bias[oc + 1], a2 = bias[oc + 2], a3 = bias[oc + 3];
+          uint32_t ky, kx;
+          for (ky = ky0; ky < ky1; ++ky) {
             const int32_t y = y0 + (int32_t)(ky * p->dil_h);
-            if (y < 0 || y >= p->in_h) continue;
-            for (kx = 0; kx < p->k_w; ++kx) {
-              const int32_t x = x0 + (int32_t)(kx * p->dil_w);
-              uint32_t xv, wv, xl, xh, wl, wh;
-              if (x < 0 || x >= p->in_w) continue;
-              xv = ef_read32(in + ((uint32_t)y * p->in_w + (uint32_t)x) * in_c + oc);
-              wv = ef_read32(p->weights + (ky * p->k_w + kx) * out_c + oc);
-              xl = EF_SADD16(EF_SXTB16(xv), offset2);
-              xh = EF_SADD16(EF_SXTB16_ROR8(xv), offset2);
-              wl = EF_SXTB16(wv);
-              wh = EF_SXTB16_ROR8(wv);
+            const int8_t *ip = in + ((uint32_t)y * p->in_w + (uint32_t)(x0 + (int32_t)(kx0 * p->dil_w))) * in_c + oc;
+            const int8_t *wp = p->weights + (ky * p->k_w + kx0) * out_c + oc;
+            for (kx = kx0; kx < kx1; ++kx, ip += in_step, wp += out_c) {
+              const uint32_t xv = ef_read32(ip), wv = ef_read32(wp);
+              const uint32_t xl = EF_SADD16(EF_SXTB16(xv), offset2), xh = EF_SADD16(EF_SXTB16_ROR8(xv), offset2);
+              const uint32_t wl = EF_SXTB16(wv), wh = EF_SXTB16_ROR8(wv);
               a0 = EF_SMLABB(xl, wl, a0);
               a2 = EF_SMLATT(xl, wl, a2);
               a1 = EF_SMLABB(xh, wh, a1);
               a3 = EF_SMLATT(xh, wh, a3);
             }
           }
-          {
-            int32_t acc[4];
-            acc[0] = a0;
-            acc[1] = a1;
-            acc[2] = a2;
-            acc[3] = a3;
-            for (j = 0; j < 4; ++j) {
-              if (p->q.per_channel) {
-                m = p->q.mult[oc + j];
-                s = p->q.shift[oc + j];
-              }
-              o[oc + j] = (int8_t)ef_clamp(ef_mbqm(acc[j], m, s) + p->out_zp, p->act_min, p->act_max);
-            }
-          }
+          o[oc] = EF_REQUANT(a0, oc);
+          o[oc + 1] = EF_REQUANT(a1, oc + 1);
+          o[oc + 2] = EF_REQUANT(a2, oc + 2);
+          o[oc + 3] = EF_REQUANT(a3, oc + 3);
         }
       }
 #endif
       for (; oc < out_c; ++oc) {
         const uint32_t ic = oc / dm;
-        int32_t acc = p->bias[oc];
+        int32_t acc = bias[oc];
         uint32_t ky, kx;
-        for (ky = 0; ky < p->k_h; ++ky) {
+        for (ky = ky0; ky < ky1; ++ky) {
           const int32_t y = y0 + (int32_t)(ky * p->dil_h);
-          if (y < 0 || y >= p->in_h) continue;
-          for (kx = 0; kx < p->k_w; ++kx) {
+          for (kx = kx0; kx < kx1; ++kx) {
             const int32_t x = x0 + (int32_t)(kx * p->dil_w);
-            if (x < 0 || x >= p->in_w) continue;
-            acc += (in[((uint32_t)y * p->in_w + (uint32_t)x) * in_c + ic] + p->in_offset) *
+            acc += (in[((uint32_t)y * p->in_w + (uint32_t)x) * in_c + ic] + in_offset) *
                    p->weights[(ky * p->k_w + kx) * out_c + oc];
           }
         }
-        if (p->q.per_channel) {
-          m = p->q.mult[oc];
-          s = p->q.shift[oc];
-        }
-        o[oc] = (int8_t)ef_clamp(ef_mbqm(acc, m, s) + p->out_zp, p->act_min, p->act_max);
+        o[oc] = EF_REQUANT(acc, oc);
       }
     }
   }

@@ -181,16 +181,25 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def validate(
-        reference: Path = typer.Argument(..., help="Reference model (e.g. the fp32 ONNX)."),
-        candidate: Path = typer.Argument(..., help="Model to check (int8 ONNX, .tflite or .ember)."),
+        reference: Path = typer.Argument(..., help="Reference model (e.g. the fp32 ONNX, or the .tflite you compiled)."),
+        candidate: Path = typer.Argument(..., help="Model to check (int8 ONNX, .tflite, .ember, or a compiled folder)."),
         inputs: str = typer.Option("random", help="Inputs: random[:N], a .npz file or a directory of .npz/.npy."),
         shape: list[str] = typer.Option([], "--shape", help=SHAPE_HELP),
         per_layer: bool = typer.Option(False, "--per-layer", help="Compare every intermediate tensor (ONNX pairs)."),
         tolerance: float = typer.Option(0.99, help="Per-layer: cosine below this counts as diverged."),
+        on: Optional[str] = typer.Option(
+            None, "--on", help="Compiled folder: run it on host, qemu-m4, qemu-m7, qemu-m33 or serial:URL (default host)."),
         as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
         report: Optional[Path] = typer.Option(None, "--report", help=REPORT_HELP),
     ) -> None:
-        """Compare a candidate to a reference: acc, rmse, mae, l2r, mean/std, nse, cos, max error, LSB histogram."""
+        """Compare a candidate to a reference: acc, rmse, mae, l2r, mean/std, nse, cos, max error, LSB histogram.
+
+        With a folder from `emberflow compile`, the compiled C runs (here, under QEMU or on a board)
+        against TFLite-Micro, every layer; exit 0 only when it is bit-exact."""
+        if (candidate / "manifest.json").is_file() or on is not None:
+            from emberflow.toolchain.mcu.commands import validate_on
+
+            raise typer.Exit(validate_on(reference, candidate, inputs, on or "host", per_layer, as_json))
         from emberflow.runtime import Engine, EngineError
         from emberflow.toolchain.graph import ModelError, parse_shape_overrides
         from emberflow.toolchain.inputs import InputsError, concrete_specs, load_samples
@@ -267,7 +276,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def profile(
-        model: Path = typer.Argument(..., help="Model file (.onnx or .tflite)."),
+        model: Path = typer.Argument(..., help="Model file (.onnx or .tflite), or a folder from `emberflow compile`."),
+        on: Optional[str] = typer.Option(
+            None, "--on", help="Compiled folder: run the SystemPerformance app on qemu-m4, qemu-m7 or qemu-m33."),
+        kernels: Optional[str] = typer.Option(None, help="Compiled folder: dsp or portable (default: as compiled)."),
         target: Optional[str] = typer.Option(None, "--target", "-t", help="Also estimate per-op time on this device."),
         runs: int = typer.Option(20, help="Timed runs after 2 warm-up runs."),
         inputs: str = typer.Option("random", help="Input: random, or a .npz / directory (the first sample is used)."),
@@ -279,7 +291,13 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
         report: Optional[Path] = typer.Option(None, "--report", help=REPORT_HELP),
     ) -> None:
-        """Measured per-op latency here (onnxruntime profiler), throughput, peak RSS, and a target estimate."""
+        """Measured per-op latency here (onnxruntime profiler), throughput, peak RSS, and a target estimate.
+
+        With a compiled folder and --on qemu-*: per-layer emulated instructions and flash/RAM by section."""
+        if (model / "manifest.json").is_file() or on is not None:
+            from emberflow.toolchain.mcu.commands import profile_on
+
+            raise typer.Exit(profile_on(model, on or "qemu-m4", kernels, as_json))
         from emberflow.runtime import Engine, EngineError
         from emberflow.targets import TargetError, load_target
         from emberflow.toolchain.graph import ModelError, load_graph, parse_shape_overrides
@@ -323,3 +341,19 @@ def register(app: typer.Typer) -> None:
         except (ExportError, KeyError) as exc:
             _fail(str(exc))
         typer.echo(f"wrote {output}: {fmt_bytes(size)}; check it with `emberflow validate {model} {output}`")
+
+    @app.command("compile")
+    def compile_cmd(
+        model: Path = typer.Argument(..., help="int8 .tflite, or emberflow's int8 ONNX (from `emberflow quantize`)."),
+        target: str = typer.Option(..., "--target", "-t", help="MCU device profile, e.g. stm32h747 or stm32f412."),
+        output: Path = typer.Option(..., "--output", "-o", help="Folder to write (NAME.c/.h, NAME_data.c, runtime, build files)."),
+        name: Optional[str] = typer.Option(None, help="C prefix of the API (ai_NAME_*); default: the folder name."),
+        kernels: str = typer.Option("dsp", help="dsp (SMLAD when __ARM_FEATURE_DSP) or portable C."),
+        shared_arena: bool = typer.Option(
+            False, "--shared-arena", help="Share one arena with other models compiled so (never run at the same time)."),
+        as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    ) -> None:
+        """Emit C for a microcontroller: const weights in flash, one planned arena, the ai_NAME_* API."""
+        from emberflow.toolchain.mcu.commands import compile_to
+
+        raise typer.Exit(compile_to(model, target, output, name, kernels, shared_arena, as_json))

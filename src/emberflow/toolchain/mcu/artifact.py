@@ -40,7 +40,7 @@ class Artifact:
 
     @classmethod
     def open(cls, path: str | Path) -> "Artifact":
-        d = Path(path)
+        d = Path(path).resolve()
         if not (d / MANIFEST).is_file():
             raise BuildError(f"{d} is not a compiled model folder (no {MANIFEST}); run `emberflow compile` first")
         return cls(d)

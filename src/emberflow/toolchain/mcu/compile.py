@@ -93,9 +93,30 @@ def _check_fit(program: Program, target: Target) -> None:
                            f"than {target.name}'s {ram.name} ({ram.bytes} bytes)")
 
 
+def _measure(stage: Path, info: dict[str, Any], target: Target) -> None:
+    from emberflow.toolchain.mcu.artifact import BuildError
+    from emberflow.toolchain.mcu.cross import have_cross_toolchain
+    from emberflow.toolchain.mcu.perf import target_sizes
+
+    if not have_cross_toolchain():
+        info["build"] = None
+        return
+    try:
+        sizes = target_sizes(Artifact(stage))
+    except BuildError as exc:
+        if str(exc).startswith("does not fit"):
+            raise CompileError(f"{info['name']} {exc} on {target.name}") from None
+        raise
+    info["build"] = {"core": target.cpu, **sizes.to_dict()}
+    (stage / MANIFEST).write_text(json.dumps(info, indent=2))
+
+
 def compile_model(model: str | Path, target: str, output: str | Path, *, name: str | None = None,
-                  kernels: str = "dsp", shared_arena: bool = False) -> Artifact:
-    model, output = Path(model), Path(output)
+                  kernels: str = "dsp", shared_arena: bool = False, measure: bool = True) -> Artifact:
+    """Compile `model` into the folder `output`. With `measure` and the Cortex-M toolchain installed,
+    a cross build for the target's core records exact flash/RAM in the manifest (and a model over
+    the target's memory fails here, as the link error it is)."""
+    model, output = Path(model), Path(output).resolve()
     if kernels not in KERNELS:
         raise CompileError(f"--kernels {kernels!r}: choose {' or '.join(KERNELS)}")
     tgt = load_target(target)
@@ -130,6 +151,8 @@ def compile_model(model: str | Path, target: str, output: str | Path, *, name: s
         from emberflow.toolchain.mcu.buildfiles import write_build_files
 
         write_build_files(Artifact(stage), tgt)
+        if measure:
+            _measure(stage, info, tgt)
         if output.exists():
             shutil.rmtree(output)
         stage.rename(output)

@@ -85,6 +85,7 @@ def build_app(arts: list[Artifact], core: Core, memory: str, app: str, out: Path
               defines: list[str] | None = None, stack: int = 4096) -> CrossBuild:
     """Link `app` with the models for `core`; a model that does not fit is a BuildError naming the region."""
     gcc = cross_gcc()
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     runtime = arts[0].runtime
     (out / "link.ld").write_text(linker_script(memory))
@@ -96,7 +97,7 @@ def build_app(arts: list[Artifact], core: Core, memory: str, app: str, out: Path
     for art in arts:
         sources += art.c_sources()
     objects = []
-    for src in sources:
+    for src in map(Path.resolve, sources):
         obj = out / (src.stem + ".o")
         include = [f"-I{src.parent}"]
         res = subprocess.run([gcc, *cflags, *include, "-c", str(src), "-o", str(obj)], capture_output=True, text=True,

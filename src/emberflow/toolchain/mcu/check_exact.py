@@ -81,7 +81,7 @@ def npz_inputs(art: Artifact, path: str) -> list[list[np.ndarray]]:
 
 
 def validate_compiled(model: str | Path, compiled: str | Path, samples: list[list[np.ndarray]], on: str = "host",
-                      per_layer: bool = True) -> ExactResult:
+                      per_layer: bool = True, host_kernels: str = "portable") -> ExactResult:
     art = Artifact.open(compiled)
     reference_model = Path(art.dir / f"{art.name}.tflite")
     if not reference_model.is_file():  # compiled straight from a .tflite: that file is the reference
@@ -95,7 +95,7 @@ def validate_compiled(model: str | Path, compiled: str | Path, samples: list[lis
     refs: list[list[np.ndarray]] = [[] for _ in range(n_out)]
     gots: list[list[np.ndarray]] = [[] for _ in range(n_out)]
     result = ExactResult(str(model), str(compiled), on, len(samples), [])
-    runner = open_runner(art, on)
+    runner = open_runner(art, on, host_kernels)
     try:
         for sample in samples:
             got, layers, ticks = runner.run(sample)

@@ -95,9 +95,10 @@ def validation_elf(art: Artifact, board_key: str, out: Path) -> Path:
     return build.elf
 
 
-def open_runner(art: Artifact, on: str) -> Runner:
+def open_runner(art: Artifact, on: str, host_kernels: str = "portable") -> Runner:
+    """`host_kernels` picks the host build's code path: portable C, or "dsp" with the intrinsics emulated."""
     if on == "host":
-        return HostRunner(art)
+        return HostRunner(art, host_kernels)
     if on.startswith("serial:"):
         url = on[len("serial:"):]
         return DeviceRunner(art, Link(url))

@@ -35,11 +35,11 @@ def main() -> None:
     args = ap.parse_args()
 
     from mcu_models import mlperf_model, residual_cnn
+    from toolchain_models import real_model
 
     from emberflow.toolchain.mcu.check_exact import random_inputs, validate_compiled
     from emberflow.toolchain.mcu.compile import compile_model
     from emberflow.toolchain.mcu.perf import profile_compiled
-    from toolchain_models import real_model
 
     tmp = Path(tempfile.mkdtemp(prefix="emberflow-mcu-bench-"))
     models = {name: mlperf_model(f"{name}.tflite") for name in TFLM}
@@ -70,7 +70,7 @@ def main() -> None:
         size = path_size = models[name].stat().st_size
         line = (f"{name:16} | {b['model_flash']:>8} B | ")
         if name in TFLM:
-            (ref_code, ref_arena, ref_instr), (cm_code, cm_arena, cm_instr) = TFLM[name]
+            (ref_code, ref_arena, ref_instr), (cm_code, _cm_arena, cm_instr) = TFLM[name]
             line += (f"{b['model_flash'] / (ref_code + path_size):.2f}x | {b['model_flash'] / (cm_code + size):.2f}x | "
                      f"{art.manifest['arena_bytes']} ({art.manifest['arena_lower_bound']}) | "
                      f"{art.manifest['arena_bytes'] / ref_arena:.2f}x | {dsp.instructions / 1e6:.3f}M | "

@@ -7,7 +7,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-
 from toolchain_models import real_model
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -39,7 +39,7 @@ class Artifact:
     dir: Path
 
     @classmethod
-    def open(cls, path: str | Path) -> "Artifact":
+    def open(cls, path: str | Path) -> Artifact:
         d = Path(path).resolve()
         if not (d / MANIFEST).is_file():
             raise BuildError(f"{d} is not a compiled model folder (no {MANIFEST}); run `emberflow compile` first")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 
 from emberflow.targets import MemoryRegion, Target
 from emberflow.toolchain.mcu.lower import CompileError
@@ -92,5 +93,5 @@ def region_origins(target: Target) -> dict[str, int]:
     """`origin` of each memory region, an optional field of the profile."""
     if not target.path:
         return {}
-    data = tomllib.loads(open(target.path, encoding="utf-8").read())
+    data = tomllib.loads(Path(target.path).read_text(encoding="utf-8"))
     return {m["name"]: int(m["origin"]) for m in data.get("memory", []) if "origin" in m}

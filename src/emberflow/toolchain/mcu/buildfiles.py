@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from emberflow.targets import Target
 from emberflow.toolchain.mcu.artifact import RUNTIME_SUBDIR, Artifact, apps_dir
-from emberflow.toolchain.mcu.board import Board, flash_region, ram_region, region_origins, target_core
+from emberflow.toolchain.mcu.board import (
+    Board,
+    flash_region,
+    ram_region,
+    region_origins,
+    target_core,
+)
 
 
 def memory_block(flash_origin: int, flash_bytes: int, ram_origin: int, ram_bytes: int) -> str:

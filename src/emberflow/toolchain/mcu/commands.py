@@ -54,7 +54,11 @@ def compile_to(model: Path, target: str, output: Path, name: str | None, kernels
 
 def validate_on(reference: Path, compiled: Path, inputs: str, on: str, per_layer: bool, as_json: bool) -> int:
     from emberflow.toolchain.mcu.artifact import Artifact
-    from emberflow.toolchain.mcu.check_exact import npz_inputs, random_inputs, validate_compiled
+    from emberflow.toolchain.mcu.check_exact import (
+        npz_inputs,
+        random_inputs,
+        validate_compiled,
+    )
 
     try:
         art = Artifact.open(compiled)

@@ -18,7 +18,13 @@ from typing import Any
 from emberflow.targets import Target, load_target
 from emberflow.toolchain.graph import ModelError
 from emberflow.toolchain.mcu import emit
-from emberflow.toolchain.mcu.artifact import MANIFEST, RUNTIME_FILES, RUNTIME_SUBDIR, Artifact, package_runtime_dir
+from emberflow.toolchain.mcu.artifact import (
+    MANIFEST,
+    RUNTIME_FILES,
+    RUNTIME_SUBDIR,
+    Artifact,
+    package_runtime_dir,
+)
 from emberflow.toolchain.mcu.board import flash_region, ram_region
 from emberflow.toolchain.mcu.lower import CompileError
 from emberflow.toolchain.mcu.program import Program, build_program

@@ -100,7 +100,7 @@ def build_app(arts: list[Artifact], core: Core, memory: str, app: str, out: Path
     for src in map(Path.resolve, sources):
         obj = out / (src.stem + ".o")
         include = [f"-I{src.parent}"]
-        res = subprocess.run([gcc, *cflags, *include, "-c", str(src), "-o", str(obj)], capture_output=True, text=True,
+        res = subprocess.run([gcc, *cflags, *include, "-c", str(src), "-o", str(obj)], capture_output=True, text=True, check=False,
                              cwd=out)
         if res.returncode != 0:
             raise BuildError(f"arm-none-eabi-gcc failed on {src.name}:\n{res.stderr.strip()[-2000:]}")
@@ -109,7 +109,7 @@ def build_app(arts: list[Artifact], core: Core, memory: str, app: str, out: Path
     link = [gcc, *core.cflags, "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-T", str(out / "link.ld"),
             f"-Wl,--defsym=__stack_size={stack}", "-Wl,--gc-sections", f"-Wl,-Map={map_file}",
             *map(str, objects), "-o", str(elf)]
-    res = subprocess.run(link, capture_output=True, text=True)
+    res = subprocess.run(link, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         over = _LINK_ERROR.findall(res.stderr)
         if over:

@@ -13,9 +13,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from emberflow.toolchain.graph import Graph, Node, TensorInfo
-from emberflow.toolchain.memplan import MemoryPlan, plan_memory
-from emberflow.toolchain.mcu.lower import ALIAS_OPS, CompileError, ConstArray, Layer, Lowering
+from emberflow.toolchain.mcu.lower import (
+    ALIAS_OPS,
+    CompileError,
+    ConstArray,
+    Layer,
+    Lowering,
+)
 from emberflow.toolchain.mcu.tflite_model import Op, Subgraph, Tensor, TfliteModel
+from emberflow.toolchain.memplan import MemoryPlan, plan_memory
 
 ALIGN = 16
 

@@ -17,7 +17,7 @@ INT_LOWEST = -(2**31)
 
 def round_half_away(x: float) -> int:
     """std::round: halves go away from zero."""
-    return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
+    return math.floor(x + 0.5) if x >= 0 else -math.floor(-x + 0.5)
 
 
 def quantize_multiplier(real: float, single_rounding: bool = False) -> tuple[int, int]:
@@ -87,7 +87,7 @@ def mul_params(s1: float, s2: float, s_out: float) -> dict[str, int]:
 def input_radius(integer_bits: int, left_shift: int, total_bits: int = 31) -> int:
     """CalculateInputRadius: the largest input whose rescaled value does not saturate."""
     max_rescaled = 1.0 * ((1 << integer_bits) - 1) * (1 << (total_bits - integer_bits)) / (1 << left_shift)
-    return int(math.floor(max_rescaled))
+    return math.floor(max_rescaled)
 
 
 def softmax_params(beta: float, in_scale: float, single_rounding: bool = False) -> dict[str, int]:

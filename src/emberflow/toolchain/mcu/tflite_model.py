@@ -13,7 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from emberflow.toolchain.graph import TFL_DTYPES, ModelError, read_tflite_model, tflite_op_names
+from emberflow.toolchain.graph import (
+    TFL_DTYPES,
+    ModelError,
+    read_tflite_model,
+    tflite_op_names,
+)
 
 
 @dataclass
@@ -103,7 +108,7 @@ def load_tflite(path: str | Path) -> TfliteModel:
         model = read_tflite_model(buf)
     except ModelError as exc:
         raise ModelError(f"{path.name}: {exc}") from None
-    except Exception as exc:  # a truncated or corrupt flatbuffer fails deep inside the parser
+    except Exception as exc:  # noqa: BLE001 - a corrupt flatbuffer fails deep inside the parser, any type
         raise ModelError(f"{path.name}: corrupt .tflite file ({type(exc).__name__}: {exc})") from None
     names = tflite_op_names()
     try:

@@ -42,7 +42,9 @@ class Artifact:
     def open(cls, path: str | Path) -> Artifact:
         d = Path(path).resolve()
         if not (d / MANIFEST).is_file():
-            raise BuildError(f"{d} is not a compiled model folder (no {MANIFEST}); run `emberflow compile` first")
+            raise BuildError(
+                f"{d} is not a compiled model folder (no {MANIFEST}); run `emberflow compile` first"
+            )
         return cls(d)
 
     @cached_property
@@ -62,5 +64,8 @@ class Artifact:
 
     def layer_outputs(self) -> list[tuple[int, int, int]]:
         """(layer, output index, tensor index) of every tensor a layer writes."""
-        return [(layer["index"], k, out["tensor"]) for layer in self.manifest["layers"]
-                for k, out in enumerate(layer["outputs"])]
+        return [
+            (layer["index"], k, out["tensor"])
+            for layer in self.manifest["layers"]
+            for k, out in enumerate(layer["outputs"])
+        ]

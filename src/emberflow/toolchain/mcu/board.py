@@ -20,11 +20,16 @@ from emberflow.toolchain.mcu.lower import CompileError
 @dataclass(frozen=True)
 class Core:
     name: str  # -mcpu
-    fpu: str   # -mfpu
+    fpu: str  # -mfpu
 
     @property
     def cflags(self) -> list[str]:
-        return [f"-mcpu={self.name}", "-mthumb", "-mfloat-abi=hard", f"-mfpu={self.fpu}"]
+        return [
+            f"-mcpu={self.name}",
+            "-mthumb",
+            "-mfloat-abi=hard",
+            f"-mfpu={self.fpu}",
+        ]
 
 
 CORES = {
@@ -38,24 +43,51 @@ CORES = {
 class Board:
     """A QEMU machine: its core, memory map, UART and SysTick clock."""
 
-    key: str      # what --on takes: qemu-m4 ...
+    key: str  # what --on takes: qemu-m4 ...
     machine: str  # qemu -M
     core: Core
     flash_origin: int
     flash_bytes: int
     ram_origin: int
     ram_bytes: int
-    uart: int          # CMSDK APB UART0 base
-    systick_hz: int    # the SysTick clock with CLKSOURCE = processor clock
+    uart: int  # CMSDK APB UART0 base
+    systick_hz: int  # the SysTick clock with CLKSOURCE = processor clock
 
 
 BOARDS = {
-    "qemu-m4": Board("qemu-m4", "mps2-an386", CORES["cortex-m4"], 0x00000000, 4 << 20, 0x20000000, 4 << 20,
-                     0x40004000, 25_000_000),
-    "qemu-m7": Board("qemu-m7", "mps2-an500", CORES["cortex-m7"], 0x00000000, 4 << 20, 0x20000000, 4 << 20,
-                     0x40004000, 25_000_000),
-    "qemu-m33": Board("qemu-m33", "mps2-an505", CORES["cortex-m33"], 0x10000000, 4 << 20, 0x38000000, 2 << 20,
-                      0x50200000, 20_000_000),
+    "qemu-m4": Board(
+        "qemu-m4",
+        "mps2-an386",
+        CORES["cortex-m4"],
+        0x00000000,
+        4 << 20,
+        0x20000000,
+        4 << 20,
+        0x40004000,
+        25_000_000,
+    ),
+    "qemu-m7": Board(
+        "qemu-m7",
+        "mps2-an500",
+        CORES["cortex-m7"],
+        0x00000000,
+        4 << 20,
+        0x20000000,
+        4 << 20,
+        0x40004000,
+        25_000_000,
+    ),
+    "qemu-m33": Board(
+        "qemu-m33",
+        "mps2-an505",
+        CORES["cortex-m33"],
+        0x10000000,
+        4 << 20,
+        0x38000000,
+        2 << 20,
+        0x50200000,
+        20_000_000,
+    ),
 }
 
 
@@ -68,8 +100,10 @@ def board(key: str) -> Board:
 def target_core(target: Target) -> Core:
     m = re.search(r"cortex-(m\d+)", target.cpu.lower())
     if not m or f"cortex-{m.group(1)}" not in CORES:
-        raise CompileError(f"target {target.name}: its cpu {target.cpu!r} is not a Cortex-M core emberflow builds for "
-                           f"({', '.join(CORES)})")
+        raise CompileError(
+            f"target {target.name}: its cpu {target.cpu!r} is not a Cortex-M core emberflow builds for "
+            f"({', '.join(CORES)})"
+        )
     return CORES[f"cortex-{m.group(1)}"]
 
 
@@ -77,7 +111,9 @@ def _first(target: Target, holds: str, kinds: tuple[str, ...]) -> MemoryRegion:
     for region in target.memory:
         if holds in region.holds and region.kind in kinds:
             return region
-    raise CompileError(f"target {target.name} has no {'/'.join(kinds)} region that holds {holds}")
+    raise CompileError(
+        f"target {target.name} has no {'/'.join(kinds)} region that holds {holds}"
+    )
 
 
 def flash_region(target: Target) -> MemoryRegion:
@@ -94,4 +130,6 @@ def region_origins(target: Target) -> dict[str, int]:
     if not target.path:
         return {}
     data = tomllib.loads(Path(target.path).read_text(encoding="utf-8"))
-    return {m["name"]: int(m["origin"]) for m in data.get("memory", []) if "origin" in m}
+    return {
+        m["name"]: int(m["origin"]) for m in data.get("memory", []) if "origin" in m
+    }

@@ -41,7 +41,9 @@ class ExactResult:
 
     @property
     def bit_exact(self) -> bool:
-        return self.differing_outputs == 0 and all(x.differing == 0 for x in self.layers)
+        return self.differing_outputs == 0 and all(
+            x.differing == 0 for x in self.layers
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -57,7 +59,9 @@ def random_inputs(art: Artifact, count: int, seed: int = 0) -> list[list[np.ndar
         sample = []
         for s in art.manifest["inputs"]:
             info = np.iinfo(np.dtype(s["dtype"]))
-            sample.append(rng.integers(info.min, int(info.max) + 1, s["shape"]).astype(s["dtype"]))
+            sample.append(
+                rng.integers(info.min, int(info.max) + 1, s["shape"]).astype(s["dtype"])
+            )
         samples.append(sample)
     return samples
 
@@ -75,22 +79,38 @@ def npz_inputs(art: Artifact, path: str) -> list[list[np.ndarray]]:
             info = np.iinfo(np.dtype(s["dtype"]))
             if s["scale"]:
                 x = np.round(x / s["scale"]) + s["zero_point"]
-            row.append(np.clip(x, info.min, info.max).astype(s["dtype"]).reshape(s["shape"]))
+            row.append(
+                np.clip(x, info.min, info.max).astype(s["dtype"]).reshape(s["shape"])
+            )
         out.append(row)
     return out
 
 
-def validate_compiled(model: str | Path, compiled: str | Path, samples: list[list[np.ndarray]], on: str = "host",
-                      per_layer: bool = True, host_kernels: str = "portable") -> ExactResult:
+def validate_compiled(
+    model: str | Path,
+    compiled: str | Path,
+    samples: list[list[np.ndarray]],
+    on: str = "host",
+    per_layer: bool = True,
+    host_kernels: str = "portable",
+) -> ExactResult:
     art = Artifact.open(compiled)
     reference_model = Path(art.dir / f"{art.name}.tflite")
-    if not reference_model.is_file():  # compiled straight from a .tflite: that file is the reference
+    if (
+        not reference_model.is_file()
+    ):  # compiled straight from a .tflite: that file is the reference
         reference_model = Path(model)
     ref = TflmReference(reference_model)
     layer_outs = art.layer_outputs()
-    checks = {(layer, k): LayerCheck(layer, art.manifest["layers"][layer]["op"],
-                                     art.manifest["layers"][layer]["outputs"][k]["name"], 0)
-              for layer, k, _ in layer_outs}
+    checks = {
+        (layer, k): LayerCheck(
+            layer,
+            art.manifest["layers"][layer]["op"],
+            art.manifest["layers"][layer]["outputs"][k]["name"],
+            0,
+        )
+        for layer, k, _ in layer_outs
+    }
     n_out = len(art.manifest["outputs"])
     refs: list[list[np.ndarray]] = [[] for _ in range(n_out)]
     gots: list[list[np.ndarray]] = [[] for _ in range(n_out)]
@@ -99,28 +119,40 @@ def validate_compiled(model: str | Path, compiled: str | Path, samples: list[lis
     try:
         for sample in samples:
             got, layers, ticks = runner.run(sample)
-            want, values = ref.run(sample, n_out, [t for _, _, t in layer_outs] if per_layer else [])
+            want, values = ref.run(
+                sample, n_out, [t for _, _, t in layer_outs] if per_layer else []
+            )
             if ticks is not None:
                 result.ticks.append(ticks)
             for i in range(n_out):
                 refs[i].append(want[i])
                 gots[i].append(got[i])
-                result.differing_outputs += int(np.sum(np.asarray(got[i]).ravel() != np.asarray(want[i]).ravel()))
+                result.differing_outputs += int(
+                    np.sum(np.asarray(got[i]).ravel() != np.asarray(want[i]).ravel())
+                )
             if per_layer:
                 for layer, k, t in layer_outs:
                     check = checks[(layer, k)]
                     expected = values[t]
-                    mine = np.frombuffer(layers.get((layer, k), b""), dtype=expected.dtype)
+                    mine = np.frombuffer(
+                        layers.get((layer, k), b""), dtype=expected.dtype
+                    )
                     check.elements += expected.size
                     if mine.size != expected.size:
                         check.differing += expected.size
                         continue
-                    diff = np.abs(mine.astype(np.int64) - expected.ravel().astype(np.int64))
+                    diff = np.abs(
+                        mine.astype(np.int64) - expected.ravel().astype(np.int64)
+                    )
                     check.differing += int(np.count_nonzero(diff))
-                    check.max_abs_diff = max(check.max_abs_diff, int(diff.max(initial=0)))
+                    check.max_abs_diff = max(
+                        check.max_abs_diff, int(diff.max(initial=0))
+                    )
     finally:
         runner.close()
     for i, spec in enumerate(art.manifest["outputs"]):
-        result.outputs.append(compare(np.stack(refs[i]), np.stack(gots[i]), spec["name"], len(samples)))
+        result.outputs.append(
+            compare(np.stack(refs[i]), np.stack(gots[i]), spec["name"], len(samples))
+        )
     result.layers = list(checks.values()) if per_layer else []
     return result

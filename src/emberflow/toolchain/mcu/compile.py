@@ -52,16 +52,33 @@ def _tflite_input(model: Path, work: Path) -> Path:
         except (ExportError, KeyError) as exc:
             raise CompileError(f"{model.name}: {exc}") from None
         return out
-    raise ModelError(f"{model.name}: compile reads int8 .tflite or emberflow's int8 ONNX (from `emberflow quantize`)")
+    raise ModelError(
+        f"{model.name}: compile reads int8 .tflite or emberflow's int8 ONNX (from `emberflow quantize`)"
+    )
 
 
 def _tensor_entry(program: Program, index: int) -> dict[str, Any]:
     t = program.sg.tensors[index]
-    return {"tensor": index, "name": t.name, "shape": list(t.shape), "dtype": t.dtype, "bytes": t.nbytes,
-            "scale": t.sc, "zero_point": t.zp, "offset": program.storage[index][1]}
+    return {
+        "tensor": index,
+        "name": t.name,
+        "shape": list(t.shape),
+        "dtype": t.dtype,
+        "bytes": t.nbytes,
+        "scale": t.sc,
+        "zero_point": t.zp,
+        "offset": program.storage[index][1],
+    }
 
 
-def manifest(program: Program, model: Path, source: Path, target: Target, kernels: str, shared_arena: bool) -> dict[str, Any]:
+def manifest(
+    program: Program,
+    model: Path,
+    source: Path,
+    target: Target,
+    kernels: str,
+    shared_arena: bool,
+) -> dict[str, Any]:
     return {
         "name": program.name,
         "model": str(model),
@@ -79,10 +96,21 @@ def manifest(program: Program, model: Path, source: Path, target: Target, kernel
         "weights_bytes": emit.weights_bytes(program),
         "inputs": [_tensor_entry(program, i) for i in program.sg.inputs],
         "outputs": [_tensor_entry(program, i) for i in program.sg.outputs],
-        "layers": [{"index": pos, "op": layer.op.op_type, "node": layer.op.name, "macc": layer.macc,
-                    "scratch": layer.scratch, "outputs": [_tensor_entry(program, i) for i in layer.writes]}
-                   for pos, layer in enumerate(program.layers)],
-        "variables": [{"name": v.name, "offset": v.offset, "bytes": v.nbytes} for v in program.variables],
+        "layers": [
+            {
+                "index": pos,
+                "op": layer.op.op_type,
+                "node": layer.op.name,
+                "macc": layer.macc,
+                "scratch": layer.scratch,
+                "outputs": [_tensor_entry(program, i) for i in layer.writes],
+            }
+            for pos, layer in enumerate(program.layers)
+        ],
+        "variables": [
+            {"name": v.name, "offset": v.offset, "bytes": v.nbytes}
+            for v in program.variables
+        ],
     }
 
 
@@ -90,13 +118,17 @@ def _check_fit(program: Program, target: Target) -> None:
     flash, ram = flash_region(target), ram_region(target)
     need = emit.weights_bytes(program) + CODE_ALLOWANCE
     if need > flash.bytes:
-        raise CompileError(f"{program.name} needs about {need} bytes of flash (weights {emit.weights_bytes(program)} "
-                           f"+ code), {need - flash.bytes} bytes more than {target.name}'s {flash.name} "
-                           f"({flash.bytes} bytes)")
+        raise CompileError(
+            f"{program.name} needs about {need} bytes of flash (weights {emit.weights_bytes(program)} "
+            f"+ code), {need - flash.bytes} bytes more than {target.name}'s {flash.name} "
+            f"({flash.bytes} bytes)"
+        )
     if program.arena_bytes + program.state_bytes > ram.bytes:
-        raise CompileError(f"{program.name} needs {program.arena_bytes + program.state_bytes} bytes of RAM for "
-                           f"activations and state, {program.arena_bytes + program.state_bytes - ram.bytes} bytes more "
-                           f"than {target.name}'s {ram.name} ({ram.bytes} bytes)")
+        raise CompileError(
+            f"{program.name} needs {program.arena_bytes + program.state_bytes} bytes of RAM for "
+            f"activations and state, {program.arena_bytes + program.state_bytes - ram.bytes} bytes more "
+            f"than {target.name}'s {ram.name} ({ram.bytes} bytes)"
+        )
 
 
 def _measure(stage: Path, info: dict[str, Any], target: Target) -> None:
@@ -117,8 +149,16 @@ def _measure(stage: Path, info: dict[str, Any], target: Target) -> None:
     (stage / MANIFEST).write_text(json.dumps(info, indent=2))
 
 
-def compile_model(model: str | Path, target: str, output: str | Path, *, name: str | None = None,
-                  kernels: str = "dsp", shared_arena: bool = False, measure: bool = True) -> Artifact:
+def compile_model(
+    model: str | Path,
+    target: str,
+    output: str | Path,
+    *,
+    name: str | None = None,
+    kernels: str = "dsp",
+    shared_arena: bool = False,
+    measure: bool = True,
+) -> Artifact:
     """Compile `model` into the folder `output`. With `measure` and the Cortex-M toolchain installed,
     a cross build for the target's core records exact flash/RAM in the manifest (and a model over
     the target's memory fails here, as the link error it is)."""
@@ -127,15 +167,21 @@ def compile_model(model: str | Path, target: str, output: str | Path, *, name: s
         raise CompileError(f"--kernels {kernels!r}: choose {' or '.join(KERNELS)}")
     tgt = load_target(target)
     if tgt.kind != "mcu":
-        raise CompileError(f"target {tgt.name} is a {tgt.kind or 'non-MCU'} device; compile emits C for microcontrollers "
-                           "(e.g. --target stm32h747 or stm32f412)")
+        raise CompileError(
+            f"target {tgt.name} is a {tgt.kind or 'non-MCU'} device; compile emits C for microcontrollers "
+            "(e.g. --target stm32h747 or stm32f412)"
+        )
     if not model.is_file():
         raise ModelError(f"model file not found: {model}")
     if output.exists() and not (output / MANIFEST).is_file() and any(output.iterdir()):
-        raise CompileError(f"{output} exists and is not a compiled model folder; choose another -o")
+        raise CompileError(
+            f"{output} exists and is not a compiled model folder; choose another -o"
+        )
     cname = c_name(name or output.name or model.stem)
     output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{output.name}-", dir=output.parent) as tmp:
+    with tempfile.TemporaryDirectory(
+        prefix=f".{output.name}-", dir=output.parent
+    ) as tmp:
         work = Path(tmp)
         tflite = _tflite_input(model, work)
         program = build_program(load_tflite(tflite), cname)
@@ -151,7 +197,9 @@ def compile_model(model: str | Path, target: str, output: str | Path, *, name: s
         for f in RUNTIME_FILES:
             shutil.copy2(package_runtime_dir() / f, stage / RUNTIME_SUBDIR / f)
         if tflite != model:
-            shutil.copy2(tflite, stage / f"{cname}.tflite")  # the lowered model: the reference for validate
+            shutil.copy2(
+                tflite, stage / f"{cname}.tflite"
+            )  # the lowered model: the reference for validate
         info = manifest(program, model, tflite, tgt, kernels, shared_arena)
         (stage / MANIFEST).write_text(json.dumps(info, indent=2))
         from emberflow.toolchain.mcu.buildfiles import write_build_files

@@ -19,8 +19,10 @@ from emberflow.toolchain.mcu.board import Board, Core
 from emberflow.toolchain.mcu.buildfiles import linker_script
 
 APPS = {"perf": "app_perf.c", "validation": "app_validation.c"}
-INSTALL_HINT = ("the Cortex-M cross toolchain is missing: `make mcu-tools` installs gcc-arm-none-eabi, "
-                "libnewlib-arm-none-eabi and qemu-system-arm (Debian packages)")
+INSTALL_HINT = (
+    "the Cortex-M cross toolchain is missing: `make mcu-tools` installs gcc-arm-none-eabi, "
+    "libnewlib-arm-none-eabi and qemu-system-arm (Debian packages)"
+)
 
 
 def cross_gcc() -> str:
@@ -31,23 +33,28 @@ def cross_gcc() -> str:
 
 
 def have_cross_toolchain() -> bool:
-    return shutil.which("arm-none-eabi-gcc") is not None and Path("/usr/lib/arm-none-eabi/newlib").exists()
+    return (
+        shutil.which("arm-none-eabi-gcc") is not None
+        and Path("/usr/lib/arm-none-eabi/newlib").exists()
+    )
 
 
 @dataclass
 class Sizes:
     """Bytes by what they hold; flash = text + rodata + data initialisers, RAM = data + bss + stack."""
 
-    weights: int = 0         # .nn_weights: weights, biases, multipliers, layer parameter structs
-    model_code: int = 0      # the generated run function and API
-    runtime_code: int = 0    # ef_kernels.o: the shared kernels
-    libc_code: int = 0       # memcpy/memset and friends the kernels call
-    app_code: int = 0        # the SystemPerformance/Validation app and startup
+    weights: int = (
+        0  # .nn_weights: weights, biases, multipliers, layer parameter structs
+    )
+    model_code: int = 0  # the generated run function and API
+    runtime_code: int = 0  # ef_kernels.o: the shared kernels
+    libc_code: int = 0  # memcpy/memset and friends the kernels call
+    app_code: int = 0  # the SystemPerformance/Validation app and startup
     arena: int = 0
     state: int = 0
     data_bss: int = 0
     stack_reserved: int = 0
-    kernel_stack: int = 0    # deepest kernel frame from -fstack-usage
+    kernel_stack: int = 0  # deepest kernel frame from -fstack-usage
     kernel_stack_function: str = ""
     by_object: dict[str, int] = field(default_factory=dict)
 
@@ -66,7 +73,11 @@ class Sizes:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d.update(model_flash=self.model_flash, runtime_and_kernels=self.runtime_and_kernels, ram=self.ram)
+        d.update(
+            model_flash=self.model_flash,
+            runtime_and_kernels=self.runtime_and_kernels,
+            ram=self.ram,
+        )
         return d
 
 
@@ -81,46 +92,95 @@ class CrossBuild:
 _LINK_ERROR = re.compile(r"region `(\w+)' overflowed by (\d+) bytes")
 
 
-def build_app(arts: list[Artifact], core: Core, memory: str, app: str, out: Path, *, kernels: str = "dsp",
-              defines: list[str] | None = None, stack: int = 4096) -> CrossBuild:
+def build_app(
+    arts: list[Artifact],
+    core: Core,
+    memory: str,
+    app: str,
+    out: Path,
+    *,
+    kernels: str = "dsp",
+    defines: list[str] | None = None,
+    stack: int = 4096,
+) -> CrossBuild:
     """Link `app` with the models for `core`; a model that does not fit is a BuildError naming the region."""
     gcc = cross_gcc()
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     runtime = arts[0].runtime
     (out / "link.ld").write_text(linker_script(memory))
-    cflags = [*core.cflags, "-O2", "-std=c99", "-Wall", "-Wextra", "-ffunction-sections", "-fdata-sections",
-              "-fstack-usage", "-fwrapv", f"-I{runtime}", f"-I{apps_dir()}", *(f"-D{d}" for d in defines or [])]
+    cflags = [
+        *core.cflags,
+        "-O2",
+        "-std=c99",
+        "-Wall",
+        "-Wextra",
+        "-ffunction-sections",
+        "-fdata-sections",
+        "-fstack-usage",
+        "-fwrapv",
+        f"-I{runtime}",
+        f"-I{apps_dir()}",
+        *(f"-D{d}" for d in defines or []),
+    ]
     if kernels == "portable":
         cflags.append("-DEF_KERNELS_PORTABLE")
-    sources = [runtime / "ef_kernels.c", apps_dir() / "ef_board.c", apps_dir() / APPS[app]]
+    sources = [
+        runtime / "ef_kernels.c",
+        apps_dir() / "ef_board.c",
+        apps_dir() / APPS[app],
+    ]
     for art in arts:
         sources += art.c_sources()
     objects = []
     for src in map(Path.resolve, sources):
         obj = out / (src.stem + ".o")
         include = [f"-I{src.parent}"]
-        res = subprocess.run([gcc, *cflags, *include, "-c", str(src), "-o", str(obj)], capture_output=True, text=True, check=False,
-                             cwd=out)
+        res = subprocess.run(
+            [gcc, *cflags, *include, "-c", str(src), "-o", str(obj)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=out,
+        )
         if res.returncode != 0:
-            raise BuildError(f"arm-none-eabi-gcc failed on {src.name}:\n{res.stderr.strip()[-2000:]}")
+            raise BuildError(
+                f"arm-none-eabi-gcc failed on {src.name}:\n{res.stderr.strip()[-2000:]}"
+            )
         objects.append(obj)
     elf, map_file = out / f"{app}.elf", out / f"{app}.map"
-    link = [gcc, *core.cflags, "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", "-T", str(out / "link.ld"),
-            f"-Wl,--defsym=__stack_size={stack}", "-Wl,--gc-sections", f"-Wl,-Map={map_file}",
-            *map(str, objects), "-o", str(elf)]
+    link = [
+        gcc,
+        *core.cflags,
+        "-nostartfiles",
+        "--specs=nano.specs",
+        "--specs=nosys.specs",
+        "-T",
+        str(out / "link.ld"),
+        f"-Wl,--defsym=__stack_size={stack}",
+        "-Wl,--gc-sections",
+        f"-Wl,-Map={map_file}",
+        *map(str, objects),
+        "-o",
+        str(elf),
+    ]
     res = subprocess.run(link, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         over = _LINK_ERROR.findall(res.stderr)
         if over:
-            raise BuildError("does not fit: " + "; ".join(f"region {r} overflowed by {n} bytes" for r, n in over))
+            raise BuildError(
+                "does not fit: "
+                + "; ".join(f"region {r} overflowed by {n} bytes" for r, n in over)
+            )
         raise BuildError(f"link failed:\n{res.stderr.strip()[-2000:]}")
     sizes = measure(map_file, [a.name for a in arts], out)
     sizes.stack_reserved = stack
     return CrossBuild(elf, map_file, sizes, core.name)
 
 
-_MAP_LINE = re.compile(r"^\s*(\.[\w.$]+|nn_models|COMMON)?\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S+\.o\)?|\S+\.a\(\S+\))\s*$")
+_MAP_LINE = re.compile(
+    r"^\s*(\.[\w.$]+|nn_models|COMMON)?\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s+(\S+\.o\)?|\S+\.a\(\S+\))\s*$"
+)
 
 
 def measure(map_file: Path, model_names: list[str], build_dir: Path) -> Sizes:
@@ -139,7 +199,9 @@ def measure(map_file: Path, model_names: list[str], build_dir: Path) -> Sizes:
         pending = ""
         stripped = line.strip()
         if re.fullmatch(r"(\.[\w.$]+|nn_models|COMMON)", stripped):
-            pending = stripped + " "  # long section names put the address on the next line
+            pending = (
+                stripped + " "
+            )  # long section names put the address on the next line
             continue
         m = _MAP_LINE.match(line)
         if not m:
@@ -171,13 +233,24 @@ def measure(map_file: Path, model_names: list[str], build_dir: Path) -> Sizes:
     if su.exists():
         for row in su.read_text().splitlines():
             parts = row.split("\t")
-            if len(parts) >= 2 and parts[1].strip().isdigit() and int(parts[1]) > sizes.kernel_stack:
-                sizes.kernel_stack, sizes.kernel_stack_function = int(parts[1]), parts[0].split(":")[-1]
+            if (
+                len(parts) >= 2
+                and parts[1].strip().isdigit()
+                and int(parts[1]) > sizes.kernel_stack
+            ):
+                sizes.kernel_stack, sizes.kernel_stack_function = (
+                    int(parts[1]),
+                    parts[0].split(":")[-1],
+                )
     return sizes
 
 
 def board_memory(board: Board, flash_limit: int, ram_limit: int) -> str:
     from emberflow.toolchain.mcu.buildfiles import memory_block
 
-    return memory_block(board.flash_origin, min(board.flash_bytes, flash_limit), board.ram_origin,
-                        min(board.ram_bytes, ram_limit))
+    return memory_block(
+        board.flash_origin,
+        min(board.flash_bytes, flash_limit),
+        board.ram_origin,
+        min(board.ram_bytes, ram_limit),
+    )

@@ -44,7 +44,9 @@ class McuProfile:
         return asdict(self)
 
 
-def profile_compiled(compiled: str | Path, on: str = "qemu-m4", kernels: str | None = None) -> McuProfile:
+def profile_compiled(
+    compiled: str | Path, on: str = "qemu-m4", kernels: str | None = None
+) -> McuProfile:
     art = Artifact.open(compiled)
     b = board(on)
     kernels = kernels or art.manifest["kernels"]
@@ -54,20 +56,41 @@ def profile_compiled(compiled: str | Path, on: str = "qemu-m4", kernels: str | N
         build = build_app([art], b.core, memory, "perf", Path(tmp), kernels=kernels)
         run = run_console(b, build.elf)
     if run.exit_code != 0:
-        raise BuildError(f"SystemPerformance exited with {run.exit_code} under {b.machine}: {run.console.strip()[-400:]}")
+        raise BuildError(
+            f"SystemPerformance exited with {run.exit_code} under {b.machine}: {run.console.strip()[-400:]}"
+        )
     total = re.search(r"EFPERF total (\d+)", run.console)
     stack = re.search(r"EFPERF stack (\d+)", run.console)
     if total is None:
-        raise BuildError(f"SystemPerformance printed no total: {run.console.strip()[-400:]}")
-    per_layer = {int(i): int(t) for i, t in re.findall(r"EFPERF layer (\d+) (\d+)", run.console)}
-    layers = [LayerPerf(layer["index"], layer["op"], layer["node"], layer["macc"],
-                        ticks_to_instructions(per_layer.get(layer["index"], 0), b))
-              for layer in art.manifest["layers"]]
+        raise BuildError(
+            f"SystemPerformance printed no total: {run.console.strip()[-400:]}"
+        )
+    per_layer = {
+        int(i): int(t) for i, t in re.findall(r"EFPERF layer (\d+) (\d+)", run.console)
+    }
+    layers = [
+        LayerPerf(
+            layer["index"],
+            layer["op"],
+            layer["node"],
+            layer["macc"],
+            ticks_to_instructions(per_layer.get(layer["index"], 0), b),
+        )
+        for layer in art.manifest["layers"]
+    ]
     return McuProfile(
-        model=art.name, on=f"{on} ({b.machine})", core=b.core.name, kernels=kernels,
-        instructions=ticks_to_instructions(int(total.group(1)), b), macc=int(art.manifest["macc"]),
-        layers=layers, sizes=build.sizes.to_dict(), stack_used=int(stack.group(1)) if stack else 0,
-        notes=["emulated instructions (QEMU -icount), not cycles: no pipeline, caches or flash wait states"],
+        model=art.name,
+        on=f"{on} ({b.machine})",
+        core=b.core.name,
+        kernels=kernels,
+        instructions=ticks_to_instructions(int(total.group(1)), b),
+        macc=int(art.manifest["macc"]),
+        layers=layers,
+        sizes=build.sizes.to_dict(),
+        stack_used=int(stack.group(1)) if stack else 0,
+        notes=[
+            "emulated instructions (QEMU -icount), not cycles: no pipeline, caches or flash wait states"
+        ],
     )
 
 
@@ -78,5 +101,11 @@ def target_sizes(art: Artifact) -> Sizes:
 
     target = load_target(art.manifest.get("target_path") or art.manifest["target"])
     with tempfile.TemporaryDirectory(prefix="emberflow-size-") as tmp:
-        return build_app([art], target_core(target), target_memory(target), "perf", Path(tmp),
-                         kernels=art.manifest["kernels"]).sizes
+        return build_app(
+            [art],
+            target_core(target),
+            target_memory(target),
+            "perf",
+            Path(tmp),
+            kernels=art.manifest["kernels"],
+        ).sizes

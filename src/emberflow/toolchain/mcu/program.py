@@ -39,10 +39,14 @@ class Program:
     name: str
     model: TfliteModel
     layers: list[Layer]
-    storage: dict[int, tuple[str, int]]  # tensor -> ("arena" | "state" | "const", offset or -1)
+    storage: dict[
+        int, tuple[str, int]
+    ]  # tensor -> ("arena" | "state" | "const", offset or -1)
     plan: MemoryPlan
     variables: list[Variable] = field(default_factory=list)
-    scratch_offsets: dict[int, int] = field(default_factory=dict)  # layer position -> arena offset
+    scratch_offsets: dict[int, int] = field(
+        default_factory=dict
+    )  # layer position -> arena offset
     const_tensors: list[ConstArray] = field(default_factory=list)
 
     @property
@@ -78,15 +82,21 @@ def _variables(model: TfliteModel, op: Op | None) -> dict[str, np.ndarray]:
     values: dict[str, np.ndarray] = {}
     for iop in init.ops:
         if iop.op_type == "VAR_HANDLE":
-            handles[iop.outputs[0]] = f"{iop.options.get('container', '')}/{iop.options.get('sharedName', '')}"
+            handles[iop.outputs[0]] = (
+                f"{iop.options.get('container', '')}/{iop.options.get('sharedName', '')}"
+            )
         elif iop.op_type == "ASSIGN_VARIABLE":
             value = init.tensors[iop.inputs[1]]
             if value.data is None:
-                raise CompileError(f"CALL_ONCE {op.name}: init subgraph assigns a computed value; only constants are supported")
+                raise CompileError(
+                    f"CALL_ONCE {op.name}: init subgraph assigns a computed value; only constants are supported"
+                )
             values[handles[iop.inputs[0]]] = value.data
         else:
-            raise CompileError(f"CALL_ONCE {op.name}: init subgraph runs {iop.op_type}; only VAR_HANDLE and "
-                               "ASSIGN_VARIABLE of constants are supported")
+            raise CompileError(
+                f"CALL_ONCE {op.name}: init subgraph runs {iop.op_type}; only VAR_HANDLE and "
+                "ASSIGN_VARIABLE of constants are supported"
+            )
     return values
 
 
@@ -102,17 +112,27 @@ def build_program(model: TfliteModel, name: str) -> Program:
         nonlocal state_end
         if key not in variables:
             init = inits.get(key)
-            data = init.astype(like.dtype).tobytes() if init is not None else bytes(like.nbytes)
+            data = (
+                init.astype(like.dtype).tobytes()
+                if init is not None
+                else bytes(like.nbytes)
+            )
             if len(data) != like.nbytes:
-                raise CompileError(f"variable {key}: initial value has {len(data)} bytes, the graph uses {like.nbytes}")
-            variables[key] = Variable(key, state_end, like.nbytes, np.frombuffer(data, np.uint8))
+                raise CompileError(
+                    f"variable {key}: initial value has {len(data)} bytes, the graph uses {like.nbytes}"
+                )
+            variables[key] = Variable(
+                key, state_end, like.nbytes, np.frombuffer(data, np.uint8)
+            )
             state_end = _align(state_end + like.nbytes)
         return variables[key]
 
     lowering = Lowering(sg, f"ai_{name}")
     storage: dict[int, tuple[str, int]] = {}
     layers: list[Layer] = []
-    alias_nodes: list[tuple[int, Op]] = []  # (position among layers, op) for the planner
+    alias_nodes: list[
+        tuple[int, Op]
+    ] = []  # (position among layers, op) for the planner
     # the last op index reading each tensor, to know whether a variable read can alias the state
     last_read: dict[int, int] = {}
     for op in sg.ops:
@@ -121,7 +141,9 @@ def build_program(model: TfliteModel, name: str) -> Program:
     first_assign: dict[str, int] = {}
     for op in sg.ops:
         if op.op_type == "VAR_HANDLE":
-            handle_of[op.outputs[0]] = f"{op.options.get('container', '')}/{op.options.get('sharedName', '')}"
+            handle_of[op.outputs[0]] = (
+                f"{op.options.get('container', '')}/{op.options.get('sharedName', '')}"
+            )
     for op in sg.ops:
         if op.op_type == "ASSIGN_VARIABLE":
             first_assign.setdefault(handle_of.get(op.inputs[0], "?"), op.index)
@@ -132,26 +154,47 @@ def build_program(model: TfliteModel, name: str) -> Program:
         if op.op_type == "READ_VARIABLE":
             key, out = handle_of.get(op.inputs[0]), sg.tensors[op.outputs[0]]
             if key is None:
-                raise CompileError(f"READ_VARIABLE {op.name}: its resource does not come from a VAR_HANDLE")
+                raise CompileError(
+                    f"READ_VARIABLE {op.name}: its resource does not come from a VAR_HANDLE"
+                )
             var = variable(key, out)
             if last_read.get(out.index, -1) < first_assign.get(key, 1 << 30):
-                storage[out.index] = ("state", var.offset)  # read before any write: use the state in place
+                storage[out.index] = (
+                    "state",
+                    var.offset,
+                )  # read before any write: use the state in place
             else:
-                layers.append(Layer(op, [f"ef_memcpy({{t{out.index}}}, S + {var.offset}, {var.nbytes});"],
-                                    writes=[out.index]))
+                layers.append(
+                    Layer(
+                        op,
+                        [
+                            f"ef_memcpy({{t{out.index}}}, S + {var.offset}, {var.nbytes});"
+                        ],
+                        writes=[out.index],
+                    )
+                )
             continue
         if op.op_type == "ASSIGN_VARIABLE":
             key, value = handle_of.get(op.inputs[0]), sg.tensors[op.inputs[1]]
             if key is None:
-                raise CompileError(f"ASSIGN_VARIABLE {op.name}: its resource does not come from a VAR_HANDLE")
+                raise CompileError(
+                    f"ASSIGN_VARIABLE {op.name}: its resource does not come from a VAR_HANDLE"
+                )
             var = variable(key, value)
-            layers.append(Layer(op, [f"ef_memcpy(S + {var.offset}, {{t{value.index}}}, {var.nbytes});"],
-                                reads=[value.index]))
+            layers.append(
+                Layer(
+                    op,
+                    [f"ef_memcpy(S + {var.offset}, {{t{value.index}}}, {var.nbytes});"],
+                    reads=[value.index],
+                )
+            )
             continue
         if op.op_type in ALIAS_OPS:
             src, dst = sg.tensors[op.inputs[0]], sg.tensors[op.outputs[0]]
             if src.nbytes != dst.nbytes:
-                raise CompileError(f"{op.op_type} {op.name}: input and output sizes differ")
+                raise CompileError(
+                    f"{op.op_type} {op.name}: input and output sizes differ"
+                )
             if src.index in storage:  # state or flash: the view lives there too
                 storage[dst.index] = storage[src.index]
             elif src.is_const:
@@ -169,22 +212,42 @@ def build_program(model: TfliteModel, name: str) -> Program:
             t = sg.tensors[i]
             if t.is_const and i not in storage:
                 storage[i] = ("const", i)
-                const_tensors.append(ConstArray(f"ai_{name}_c{i}", "uint8_t", np.frombuffer(t.data.tobytes(), np.uint8)))
+                const_tensors.append(
+                    ConstArray(
+                        f"ai_{name}_c{i}",
+                        "uint8_t",
+                        np.frombuffer(t.data.tobytes(), np.uint8),
+                    )
+                )
     plan, scratch = _plan(sg, layers, alias_nodes, storage)
     for buf in plan.buffers:
         for tname in buf.tensors:
             if tname.startswith("t"):
                 storage[int(tname[1:])] = ("arena", buf.offset)
-    program = Program(name, model, layers, storage, plan, sorted(variables.values(), key=lambda v: v.offset),
-                      scratch, const_tensors)
+    program = Program(
+        name,
+        model,
+        layers,
+        storage,
+        plan,
+        sorted(variables.values(), key=lambda v: v.offset),
+        scratch,
+        const_tensors,
+    )
     for i in list(sg.inputs) + list(sg.outputs):
         if storage.get(i, ("", 0))[0] != "arena":
-            raise CompileError(f"graph input/output {sg.tensors[i].name} is not an activation; cannot compile")
+            raise CompileError(
+                f"graph input/output {sg.tensors[i].name} is not an activation; cannot compile"
+            )
     return program
 
 
-def _plan(sg: Subgraph, layers: list[Layer], alias_nodes: list[tuple[int, Op]],
-          storage: dict[int, tuple[str, int]]) -> tuple[MemoryPlan, dict[int, int]]:
+def _plan(
+    sg: Subgraph,
+    layers: list[Layer],
+    alias_nodes: list[tuple[int, Op]],
+    storage: dict[int, tuple[str, int]],
+) -> tuple[MemoryPlan, dict[int, int]]:
     """Arena offsets from the shared planner: one node per layer (plus the reshape aliases),
     each layer's scratch a tensor alive during that layer only."""
     tensors: dict[str, TensorInfo] = {}
@@ -195,7 +258,9 @@ def _plan(sg: Subgraph, layers: list[Layer], alias_nodes: list[tuple[int, Op]],
         if key not in tensors:
             t = sg.tensors[i]
             outside = i in storage or t.is_const or t.itemsize == 0
-            tensors[key] = TensorInfo(key, t.shape, t.dtype if t.itemsize else "resource", is_const=outside)
+            tensors[key] = TensorInfo(
+                key, t.shape, t.dtype if t.itemsize else "resource", is_const=outside
+            )
         return key
 
     aliases = iter(alias_nodes)
@@ -203,7 +268,9 @@ def _plan(sg: Subgraph, layers: list[Layer], alias_nodes: list[tuple[int, Op]],
     for pos, layer in enumerate(layers + [None]):  # type: ignore[list-item]
         while pending is not None and pending[0] == pos:
             op = pending[1]
-            nodes.append(Node(op.name, op.op_type, [info(op.inputs[0])], [info(op.outputs[0])]))
+            nodes.append(
+                Node(op.name, op.op_type, [info(op.inputs[0])], [info(op.outputs[0])])
+            )
             pending = next(aliases, None)
         if layer is None:
             break
@@ -212,13 +279,21 @@ def _plan(sg: Subgraph, layers: list[Layer], alias_nodes: list[tuple[int, Op]],
             key = f"scratch{pos}"
             tensors[key] = TensorInfo(key, (layer.scratch,), "int8")
             outs.append(key)
-        nodes.append(Node(layer.op.name, layer.op.op_type, [info(i) for i in layer.reads], outs))
-    graph = Graph(name="program", format="tflite", nodes=nodes, tensors=tensors,
-                  inputs=[info(i) for i in sg.inputs], outputs=[info(i) for i in sg.outputs])
+        nodes.append(
+            Node(layer.op.name, layer.op.op_type, [info(i) for i in layer.reads], outs)
+        )
+    graph = Graph(
+        name="program",
+        format="tflite",
+        nodes=nodes,
+        tensors=tensors,
+        inputs=[info(i) for i in sg.inputs],
+        outputs=[info(i) for i in sg.outputs],
+    )
     plan = plan_memory(graph, alignment=ALIGN)
     scratch = {}
     for buf in plan.buffers:
         for tname in buf.tensors:
             if tname.startswith("scratch"):
-                scratch[int(tname[len("scratch"):])] = buf.offset
+                scratch[int(tname[len("scratch") :])] = buf.offset
     return plan, scratch

@@ -13,7 +13,17 @@ from dataclasses import dataclass
 
 PROTOCOL_VERSION = 1
 SYNC = b"\xa5\x5a"
-HELLO, HELLO_ACK, RUN, LAYER, OUTPUT, DONE, RESET, BYE, ERROR = 1, 2, 3, 4, 5, 6, 7, 8, 15
+HELLO, HELLO_ACK, RUN, LAYER, OUTPUT, DONE, RESET, BYE, ERROR = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    15,
+)
 
 
 class ProtocolError(RuntimeError):
@@ -43,7 +53,9 @@ def frame(kind: int, payload: bytes) -> bytes:
 class Link:
     """A framed, CRC-checked link to the Validation app."""
 
-    def __init__(self, url: str, timeout: float = 120.0, baudrate: int = 115200) -> None:
+    def __init__(
+        self, url: str, timeout: float = 120.0, baudrate: int = 115200
+    ) -> None:
         import serial
 
         try:
@@ -60,7 +72,9 @@ class Link:
         while len(data) < n:
             chunk = self.port.read(n - len(data))
             if not chunk:
-                raise ProtocolError(f"no answer from the device on {self.url} (timed out)")
+                raise ProtocolError(
+                    f"no answer from the device on {self.url} (timed out)"
+                )
             data += chunk
         return bytes(data)
 
@@ -78,7 +92,9 @@ class Link:
         if crc != zlib.crc32(head + payload):
             raise ProtocolError("a frame from the device failed its CRC check")
         if kind == ERROR:
-            raise ProtocolError(f"device error {payload[0]}: {payload[1:].decode(errors='replace')}")
+            raise ProtocolError(
+                f"device error {payload[0]}: {payload[1:].decode(errors='replace')}"
+            )
         return kind, payload
 
     def hello(self) -> list[DeviceModel]:
@@ -87,11 +103,13 @@ class Link:
         if kind != HELLO_ACK:
             raise ProtocolError(f"expected HELLO_ACK, got frame type {kind}")
         if p[0] != PROTOCOL_VERSION:
-            raise ProtocolError(f"device speaks protocol version {p[0]}, this emberflow speaks {PROTOCOL_VERSION}")
+            raise ProtocolError(
+                f"device speaks protocol version {p[0]}, this emberflow speaks {PROTOCOL_VERSION}"
+            )
         models, at = [], 2
         for _ in range(p[1]):
             n = p[at]
-            name = p[at + 1: at + 1 + n].decode()
+            name = p[at + 1 : at + 1 + n].decode()
             at += 1 + n
             n_in, n_out = p[at], p[at + 1]
             (layers,) = struct.unpack_from("<I", p, at + 2)
@@ -114,7 +132,9 @@ class Link:
                 outputs[p[0]] = p[1:]
             elif kind == DONE:
                 _, lo, hi = struct.unpack("<iII", p)
-                return DeviceResult([outputs[i] for i in sorted(outputs)], layers, lo | hi << 32)
+                return DeviceResult(
+                    [outputs[i] for i in sorted(outputs)], layers, lo | hi << 32
+                )
             else:
                 raise ProtocolError(f"unexpected frame type {kind} during RUN")
 

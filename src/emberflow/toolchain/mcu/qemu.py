@@ -32,8 +32,22 @@ def ticks_to_instructions(ticks: int, board: Board) -> int:
 
 
 def qemu_command(board: Board, elf: Path, serial: str = "null") -> list[str]:
-    return [qemu_binary(), "-M", board.machine, "-nographic", "-monitor", "none", "-serial", serial,
-            "-semihosting-config", "enable=on,target=native", "-icount", f"shift={ICOUNT_SHIFT}", "-kernel", str(elf)]
+    return [
+        qemu_binary(),
+        "-M",
+        board.machine,
+        "-nographic",
+        "-monitor",
+        "none",
+        "-serial",
+        serial,
+        "-semihosting-config",
+        "enable=on,target=native",
+        "-icount",
+        f"shift={ICOUNT_SHIFT}",
+        "-kernel",
+        str(elf),
+    ]
 
 
 @dataclass
@@ -45,9 +59,17 @@ class QemuRun:
 def run_console(board: Board, elf: Path, timeout: float = 600) -> QemuRun:
     """Run to the program's semihosting exit; its console text is what it printed."""
     try:
-        res = subprocess.run(qemu_command(board, elf), capture_output=True, text=True, check=False, timeout=timeout)
+        res = subprocess.run(
+            qemu_command(board, elf),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired as exc:
-        raise BuildError(f"{elf.name} did not finish under {board.machine} within {timeout:.0f} s") from exc
+        raise BuildError(
+            f"{elf.name} did not finish under {board.machine} within {timeout:.0f} s"
+        ) from exc
     return QemuRun(res.returncode, res.stdout + res.stderr)
 
 
@@ -60,6 +82,10 @@ def free_port() -> int:
 def start_serial(board: Board, elf: Path) -> tuple[subprocess.Popen, str]:
     """Start the Validation app with its UART on a TCP socket; returns the process and a pyserial URL."""
     port = free_port()
-    proc = subprocess.Popen(qemu_command(board, elf, f"tcp:127.0.0.1:{port},server=on,wait=on"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        qemu_command(board, elf, f"tcp:127.0.0.1:{port},server=on,wait=on"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     return proc, f"socket://127.0.0.1:{port}"

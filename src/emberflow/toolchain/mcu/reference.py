@@ -21,11 +21,14 @@ class TflmReference:
         data = Path(model).read_bytes()
         with capture_native_output():
             self.it = runtime.Interpreter.from_bytes(
-                data, arena_size=max(1 << 20, 16 * len(data)),
-                intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+                data,
+                arena_size=max(1 << 20, 16 * len(data)),
+                intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors,
+            )
 
-    def run(self, inputs: list[np.ndarray], n_outputs: int, tensors: list[int] | None = None
-            ) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
+    def run(
+        self, inputs: list[np.ndarray], n_outputs: int, tensors: list[int] | None = None
+    ) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
         """Outputs of one invoke, and the values of `tensors` (main subgraph indexes) after it."""
         from emberflow.runtime.backends.tflm import capture_native_output
 
@@ -37,5 +40,7 @@ class TflmReference:
         values = {}
         for i in tensors or []:
             got = self.it.GetTensor(i, 0)
-            values[i] = np.array(got["tensor_data"]).reshape([int(d) for d in got["shape"]])
+            values[i] = np.array(got["tensor_data"]).reshape(
+                [int(d) for d in got["shape"]]
+            )
         return outputs, values

@@ -21,7 +21,9 @@ PLACES = ("host", *BOARDS, "serial:URL")
 
 
 class Runner:
-    def run(self, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], dict[tuple[int, int], bytes], int | None]:
+    def run(
+        self, inputs: list[np.ndarray]
+    ) -> tuple[list[np.ndarray], dict[tuple[int, int], bytes], int | None]:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -29,7 +31,10 @@ class Runner:
 
 
 def _arrays(art: Artifact, raw: list[bytes]) -> list[np.ndarray]:
-    return [np.frombuffer(b, dtype=s["dtype"]).reshape(s["shape"]).copy() for b, s in zip(raw, art.manifest["outputs"])]
+    return [
+        np.frombuffer(b, dtype=s["dtype"]).reshape(s["shape"]).copy()
+        for b, s in zip(raw, art.manifest["outputs"])
+    ]
 
 
 class HostRunner(Runner):
@@ -46,7 +51,9 @@ class HostRunner(Runner):
 class DeviceRunner(Runner):
     """The Validation app over the framed serial protocol (a QEMU UART on TCP, or a real port)."""
 
-    def __init__(self, art: Artifact, link: Link, proc: subprocess.Popen | None = None, tmp=None) -> None:
+    def __init__(
+        self, art: Artifact, link: Link, proc: subprocess.Popen | None = None, tmp=None
+    ) -> None:
         self.art, self.link, self.proc, self.tmp = art, link, proc, tmp
         try:
             models = link.hello()
@@ -56,11 +63,16 @@ class DeviceRunner(Runner):
         names = [m.name for m in models]
         if art.name not in names:
             self.close()
-            raise ProtocolError(f"the device runs {names}, not {art.name}: flash the Validation app built for it")
+            raise ProtocolError(
+                f"the device runs {names}, not {art.name}: flash the Validation app built for it"
+            )
         self.index = names.index(art.name)
 
     def run(self, inputs):
-        raw = [np.ascontiguousarray(x, dtype=s["dtype"]).tobytes() for x, s in zip(inputs, self.art.manifest["inputs"])]
+        raw = [
+            np.ascontiguousarray(x, dtype=s["dtype"]).tobytes()
+            for x, s in zip(inputs, self.art.manifest["inputs"])
+        ]
         res = self.link.run(self.index, raw, per_layer=True)
         return _arrays(self.art, res.outputs), res.layers, res.ticks
 
@@ -90,8 +102,15 @@ def validation_elf(art: Artifact, board_key: str, out: Path) -> Path:
     board = BOARDS[board_key]
     target = load_target(art.manifest.get("target_path") or art.manifest["target"])
     memory = board_memory(board, flash_region(target).bytes, ram_region(target).bytes)
-    build = build_app([art], board.core, memory, "validation", out, kernels=art.manifest["kernels"],
-                      defines=[f"EF_UART_BASE={board.uart:#x}u"])
+    build = build_app(
+        [art],
+        board.core,
+        memory,
+        "validation",
+        out,
+        kernels=art.manifest["kernels"],
+        defines=[f"EF_UART_BASE={board.uart:#x}u"],
+    )
     return build.elf
 
 
@@ -100,7 +119,7 @@ def open_runner(art: Artifact, on: str, host_kernels: str = "portable") -> Runne
     if on == "host":
         return HostRunner(art, host_kernels)
     if on.startswith("serial:"):
-        url = on[len("serial:"):]
+        url = on[len("serial:") :]
         return DeviceRunner(art, Link(url))
     if on in BOARDS:
         from emberflow.toolchain.mcu.qemu import start_serial
@@ -120,9 +139,15 @@ def open_runner(art: Artifact, on: str, host_kernels: str = "portable") -> Runne
 
                 time.sleep(0.05)
         if link is None:
-            out = proc.communicate()[0].decode(errors="replace") if proc.poll() is not None else ""
+            out = (
+                proc.communicate()[0].decode(errors="replace")
+                if proc.poll() is not None
+                else ""
+            )
             proc.kill()
             tmp.cleanup()
-            raise BuildError(f"could not connect to QEMU's UART for {on}: {out.strip()[-300:]}")
+            raise BuildError(
+                f"could not connect to QEMU's UART for {on}: {out.strip()[-300:]}"
+            )
         return DeviceRunner(art, link, proc, tmp)
     raise BuildError(f"--on {on!r}: choose one of {', '.join(PLACES)}")

@@ -38,7 +38,11 @@ class Tensor:
 
     @property
     def itemsize(self) -> int:
-        return 0 if self.dtype in ("resource", "variant", "string") else np.dtype(self.dtype).itemsize
+        return (
+            0
+            if self.dtype in ("resource", "variant", "string")
+            else np.dtype(self.dtype).itemsize
+        )
 
     @property
     def nbytes(self) -> int:
@@ -109,12 +113,18 @@ def load_tflite(path: str | Path) -> TfliteModel:
     except ModelError as exc:
         raise ModelError(f"{path.name}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a corrupt flatbuffer fails deep inside the parser, any type
-        raise ModelError(f"{path.name}: corrupt .tflite file ({type(exc).__name__}: {exc})") from None
+        raise ModelError(
+            f"{path.name}: corrupt .tflite file ({type(exc).__name__}: {exc})"
+        ) from None
     names = tflite_op_names()
     try:
-        return TfliteModel(str(path), [_subgraph(model, sg, names) for sg in model.subgraphs or []])
+        return TfliteModel(
+            str(path), [_subgraph(model, sg, names) for sg in model.subgraphs or []]
+        )
     except (IndexError, ValueError, TypeError, AttributeError) as exc:
-        raise ModelError(f"{path.name}: corrupt .tflite file ({type(exc).__name__}: {exc})") from None
+        raise ModelError(
+            f"{path.name}: corrupt .tflite file ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _subgraph(model: Any, sg: Any, names: dict[int, str]) -> Subgraph:
@@ -127,12 +137,23 @@ def _subgraph(model: Any, sg: Any, names: dict[int, str]) -> Subgraph:
         q = t.quantization
         if q is not None and q.scale is not None and len(q.scale):
             tensor.scale = [float(s) for s in q.scale]
-            tensor.zero_point = [int(z) for z in q.zeroPoint] if q.zeroPoint is not None else [0] * len(q.scale)
+            tensor.zero_point = (
+                [int(z) for z in q.zeroPoint]
+                if q.zeroPoint is not None
+                else [0] * len(q.scale)
+            )
             tensor.quant_axis = int(q.quantizedDimension)
         buffer = model.buffers[t.buffer] if t.buffer < len(model.buffers) else None
-        if buffer is not None and buffer.data is not None and len(buffer.data) and dtype not in ("resource", "string", "unknown"):
+        if (
+            buffer is not None
+            and buffer.data is not None
+            and len(buffer.data)
+            and dtype not in ("resource", "string", "unknown")
+        ):
             raw = np.asarray(buffer.data, dtype=np.uint8).tobytes()
-            tensor.data = np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape).copy()
+            tensor.data = (
+                np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape).copy()
+            )
         tensors.append(tensor)
     ops = []
     for i, op in enumerate(sg.operators or []):

@@ -70,6 +70,11 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
+def _handle_key(op: Op) -> str:
+    """A resource variable's identity: VAR_HANDLE's container and shared name."""
+    return f"{op.options.get('container', '')}/{op.options.get('sharedName', '')}"
+
+
 def _variables(model: TfliteModel, op: Op | None) -> dict[str, np.ndarray]:
     """Initial values of the resource variables, from the CALL_ONCE init subgraph."""
     if op is None:
@@ -82,9 +87,7 @@ def _variables(model: TfliteModel, op: Op | None) -> dict[str, np.ndarray]:
     values: dict[str, np.ndarray] = {}
     for iop in init.ops:
         if iop.op_type == "VAR_HANDLE":
-            handles[iop.outputs[0]] = (
-                f"{iop.options.get('container', '')}/{iop.options.get('sharedName', '')}"
-            )
+            handles[iop.outputs[0]] = _handle_key(iop)
         elif iop.op_type == "ASSIGN_VARIABLE":
             value = init.tensors[iop.inputs[1]]
             if value.data is None:
@@ -141,9 +144,7 @@ def build_program(model: TfliteModel, name: str) -> Program:
     first_assign: dict[str, int] = {}
     for op in sg.ops:
         if op.op_type == "VAR_HANDLE":
-            handle_of[op.outputs[0]] = (
-                f"{op.options.get('container', '')}/{op.options.get('sharedName', '')}"
-            )
+            handle_of[op.outputs[0]] = _handle_key(op)
     for op in sg.ops:
         if op.op_type == "ASSIGN_VARIABLE":
             first_assign.setdefault(handle_of.get(op.inputs[0], "?"), op.index)
@@ -151,43 +152,24 @@ def build_program(model: TfliteModel, name: str) -> Program:
     for op in sg.ops:
         if op.op_type in ("CALL_ONCE", "VAR_HANDLE"):
             continue
-        if op.op_type == "READ_VARIABLE":
-            key, out = handle_of.get(op.inputs[0]), sg.tensors[op.outputs[0]]
+        if op.op_type in ("READ_VARIABLE", "ASSIGN_VARIABLE"):
+            key = handle_of.get(op.inputs[0])
             if key is None:
                 raise CompileError(
-                    f"READ_VARIABLE {op.name}: its resource does not come from a VAR_HANDLE"
+                    f"{op.op_type} {op.name}: its resource does not come from a VAR_HANDLE"
                 )
-            var = variable(key, out)
-            if last_read.get(out.index, -1) < first_assign.get(key, 1 << 30):
-                storage[out.index] = (
-                    "state",
-                    var.offset,
-                )  # read before any write: use the state in place
+            reads = op.op_type == "READ_VARIABLE"
+            t = sg.tensors[op.outputs[0] if reads else op.inputs[1]]
+            var = variable(key, t)
+            if reads and last_read.get(t.index, -1) < first_assign.get(key, 1 << 30):
+                # read before any write: the tensor is the state itself, no copy
+                storage[t.index] = ("state", var.offset)
+            elif reads:
+                copy = f"ef_memcpy({{t{t.index}}}, S + {var.offset}, {var.nbytes});"
+                layers.append(Layer(op, [copy], writes=[t.index]))
             else:
-                layers.append(
-                    Layer(
-                        op,
-                        [
-                            f"ef_memcpy({{t{out.index}}}, S + {var.offset}, {var.nbytes});"
-                        ],
-                        writes=[out.index],
-                    )
-                )
-            continue
-        if op.op_type == "ASSIGN_VARIABLE":
-            key, value = handle_of.get(op.inputs[0]), sg.tensors[op.inputs[1]]
-            if key is None:
-                raise CompileError(
-                    f"ASSIGN_VARIABLE {op.name}: its resource does not come from a VAR_HANDLE"
-                )
-            var = variable(key, value)
-            layers.append(
-                Layer(
-                    op,
-                    [f"ef_memcpy(S + {var.offset}, {{t{value.index}}}, {var.nbytes});"],
-                    reads=[value.index],
-                )
-            )
+                copy = f"ef_memcpy(S + {var.offset}, {{t{t.index}}}, {var.nbytes});"
+                layers.append(Layer(op, [copy], reads=[t.index]))
             continue
         if op.op_type in ALIAS_OPS:
             src, dst = sg.tensors[op.inputs[0]], sg.tensors[op.outputs[0]]
@@ -202,9 +184,7 @@ def build_program(model: TfliteModel, name: str) -> Program:
             else:
                 alias_nodes.append((len(layers), op))
             continue
-        layer = lowering.lower(op)
-        if layer is not None:
-            layers.append(layer)
+        layers.append(lowering.lower(op))
 
     const_tensors = []
     for layer in layers:

@@ -116,10 +116,10 @@ def load_tflite(path: str | Path) -> TfliteModel:
         raise ModelError(
             f"{path.name}: corrupt .tflite file ({type(exc).__name__}: {exc})"
         ) from None
-    names = tflite_op_names()
     try:
+        op_types = _op_types(model)
         return TfliteModel(
-            str(path), [_subgraph(model, sg, names) for sg in model.subgraphs or []]
+            str(path), [_subgraph(model, sg, op_types) for sg in model.subgraphs or []]
         )
     except (IndexError, ValueError, TypeError, AttributeError) as exc:
         raise ModelError(
@@ -127,7 +127,22 @@ def load_tflite(path: str | Path) -> TfliteModel:
         ) from None
 
 
-def _subgraph(model: Any, sg: Any, names: dict[int, str]) -> Subgraph:
+def _op_types(model: Any) -> list[str]:
+    """The op type of each entry of the model's operator-code table: the builtin's name
+    from the schema (`tflite_op_names`), or CUSTOM:<name>."""
+    names = tflite_op_names()
+    types = []
+    for code in model.operatorCodes or []:
+        # builtins past 127 live in builtinCode, older files use only the deprecated byte
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        op_type = names.get(builtin, f"BUILTIN_{builtin}")
+        if op_type == "CUSTOM":
+            op_type = f"CUSTOM:{code.customCode.decode() if code.customCode else '?'}"
+        types.append(op_type)
+    return types
+
+
+def _subgraph(model: Any, sg: Any, op_types: list[str]) -> Subgraph:
     tensors = []
     for i, t in enumerate(sg.tensors or []):
         name = (t.name.decode() if isinstance(t.name, bytes) else t.name) or f"t{i}"
@@ -157,14 +172,9 @@ def _subgraph(model: Any, sg: Any, names: dict[int, str]) -> Subgraph:
         tensors.append(tensor)
     ops = []
     for i, op in enumerate(sg.operators or []):
-        code = model.operatorCodes[op.opcodeIndex]
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        op_type = names.get(builtin, f"BUILTIN_{builtin}")
-        if op_type == "CUSTOM":
-            op_type = f"CUSTOM:{code.customCode.decode() if code.customCode else '?'}"
         ins = [int(j) for j in (op.inputs if op.inputs is not None else [])]
         outs = [int(j) for j in (op.outputs if op.outputs is not None else [])]
-        ops.append(Op(i, op_type, ins, outs, _options(op)))
+        ops.append(Op(i, op_types[op.opcodeIndex], ins, outs, _options(op)))
     name = sg.name.decode() if isinstance(sg.name, bytes) else (sg.name or "")
     inputs = [int(j) for j in (sg.inputs if sg.inputs is not None else [])]
     outputs = [int(j) for j in (sg.outputs if sg.outputs is not None else [])]

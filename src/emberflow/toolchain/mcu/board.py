@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from emberflow.targets import MemoryRegion, Target
@@ -54,39 +54,34 @@ class Board:
     systick_hz: int  # the SysTick clock with CLKSOURCE = processor clock
 
 
+# mps2-an386 (M4) and mps2-an500 (M7) are two FPGA images of the same MPS2 board: one
+# memory map, UART and 25 MHz clock; the AN505 (M33) is laid out for TrustZone.
+_MPS2_M4 = Board(
+    "qemu-m4",
+    "mps2-an386",
+    CORES["cortex-m4"],
+    flash_origin=0x00000000,
+    flash_bytes=4 << 20,
+    ram_origin=0x20000000,
+    ram_bytes=4 << 20,
+    uart=0x40004000,
+    systick_hz=25_000_000,
+)
 BOARDS = {
-    "qemu-m4": Board(
-        "qemu-m4",
-        "mps2-an386",
-        CORES["cortex-m4"],
-        0x00000000,
-        4 << 20,
-        0x20000000,
-        4 << 20,
-        0x40004000,
-        25_000_000,
-    ),
-    "qemu-m7": Board(
-        "qemu-m7",
-        "mps2-an500",
-        CORES["cortex-m7"],
-        0x00000000,
-        4 << 20,
-        0x20000000,
-        4 << 20,
-        0x40004000,
-        25_000_000,
+    "qemu-m4": _MPS2_M4,
+    "qemu-m7": replace(
+        _MPS2_M4, key="qemu-m7", machine="mps2-an500", core=CORES["cortex-m7"]
     ),
     "qemu-m33": Board(
         "qemu-m33",
         "mps2-an505",
         CORES["cortex-m33"],
-        0x10000000,
-        4 << 20,
-        0x38000000,
-        2 << 20,
-        0x50200000,
-        20_000_000,
+        flash_origin=0x10000000,
+        flash_bytes=4 << 20,
+        ram_origin=0x38000000,
+        ram_bytes=2 << 20,
+        uart=0x50200000,
+        systick_hz=20_000_000,
     ),
 }
 

@@ -45,7 +45,7 @@ class ExactResult:
             x.differing == 0 for x in self.layers
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["bit_exact"] = self.bit_exact
         return d

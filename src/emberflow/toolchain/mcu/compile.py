@@ -13,7 +13,6 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from emberflow.targets import Target, load_target
 from emberflow.toolchain.graph import ModelError
@@ -23,6 +22,10 @@ from emberflow.toolchain.mcu.artifact import (
     RUNTIME_FILES,
     RUNTIME_SUBDIR,
     Artifact,
+    LayerEntry,
+    Manifest,
+    TensorEntry,
+    VariableEntry,
     package_runtime_dir,
 )
 from emberflow.toolchain.mcu.board import flash_region, ram_region
@@ -57,18 +60,18 @@ def _tflite_input(model: Path, work: Path) -> Path:
     )
 
 
-def _tensor_entry(program: Program, index: int) -> dict[str, Any]:
+def _tensor_entry(program: Program, index: int) -> TensorEntry:
     t = program.sg.tensors[index]
-    return {
-        "tensor": index,
-        "name": t.name,
-        "shape": list(t.shape),
-        "dtype": t.dtype,
-        "bytes": t.nbytes,
-        "scale": t.sc,
-        "zero_point": t.zp,
-        "offset": program.storage[index][1],
-    }
+    return TensorEntry(
+        tensor=index,
+        name=t.name,
+        shape=list(t.shape),
+        dtype=t.dtype,
+        bytes=t.nbytes,
+        scale=t.sc,
+        zero_point=t.zp,
+        offset=program.storage[index][1],
+    )
 
 
 def manifest(
@@ -78,40 +81,40 @@ def manifest(
     target: Target,
     kernels: str,
     shared_arena: bool,
-) -> dict[str, Any]:
-    return {
-        "name": program.name,
-        "model": str(model),
-        "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
-        "compiled_from": str(source),
-        "target": target.name,
-        "target_path": target.path,
-        "kernels": kernels,
-        "shared_arena": shared_arena,
-        "tool": emit.tool_version(),
-        "macc": program.macc,
-        "arena_bytes": program.arena_bytes,
-        "arena_lower_bound": program.plan.lower_bound_bytes,
-        "state_bytes": program.state_bytes,
-        "weights_bytes": emit.weights_bytes(program),
-        "inputs": [_tensor_entry(program, i) for i in program.sg.inputs],
-        "outputs": [_tensor_entry(program, i) for i in program.sg.outputs],
-        "layers": [
-            {
-                "index": pos,
-                "op": layer.op.op_type,
-                "node": layer.op.name,
-                "macc": layer.macc,
-                "scratch": layer.scratch,
-                "outputs": [_tensor_entry(program, i) for i in layer.writes],
-            }
+) -> Manifest:
+    return Manifest(
+        name=program.name,
+        model=str(model),
+        model_sha256=hashlib.sha256(model.read_bytes()).hexdigest(),
+        compiled_from=str(source),
+        target=target.name,
+        target_path=target.path,
+        kernels=kernels,
+        shared_arena=shared_arena,
+        tool=emit.tool_version(),
+        macc=program.macc,
+        arena_bytes=program.arena_bytes,
+        arena_lower_bound=program.plan.lower_bound_bytes,
+        state_bytes=program.state_bytes,
+        weights_bytes=emit.weights_bytes(program),
+        inputs=[_tensor_entry(program, i) for i in program.sg.inputs],
+        outputs=[_tensor_entry(program, i) for i in program.sg.outputs],
+        layers=[
+            LayerEntry(
+                index=pos,
+                op=layer.op.op_type,
+                node=layer.op.name,
+                macc=layer.macc,
+                scratch=layer.scratch,
+                outputs=[_tensor_entry(program, i) for i in layer.writes],
+            )
             for pos, layer in enumerate(program.layers)
         ],
-        "variables": [
-            {"name": v.name, "offset": v.offset, "bytes": v.nbytes}
+        variables=[
+            VariableEntry(name=v.name, offset=v.offset, bytes=v.nbytes)
             for v in program.variables
         ],
-    }
+    )
 
 
 def _check_fit(program: Program, target: Target) -> None:
@@ -131,21 +134,17 @@ def _check_fit(program: Program, target: Target) -> None:
         )
 
 
-def _measure(stage: Path, info: dict[str, Any], target: Target) -> None:
-    from emberflow.toolchain.mcu.artifact import BuildError
-    from emberflow.toolchain.mcu.cross import have_cross_toolchain
-    from emberflow.toolchain.mcu.perf import target_sizes
+def _measure(stage: Path, info: Manifest, target: Target, fit: bool) -> None:
+    from emberflow.toolchain.mcu.cross import DoesNotFit, have_cross_toolchain
+    from emberflow.toolchain.mcu.perf import build_record
 
     if not have_cross_toolchain():
         info["build"] = None
         return
     try:
-        sizes = target_sizes(Artifact(stage))
-    except BuildError as exc:
-        if str(exc).startswith("does not fit"):
-            raise CompileError(f"{info['name']} {exc} on {target.name}") from None
-        raise
-    info["build"] = {"core": target.cpu, **sizes.to_dict()}
+        info["build"] = build_record(Artifact(stage), roomy=not fit)
+    except DoesNotFit as exc:
+        raise CompileError(f"{info['name']} {exc} on {target.name}") from None
     (stage / MANIFEST).write_text(json.dumps(info, indent=2))
 
 
@@ -158,10 +157,12 @@ def compile_model(
     kernels: str = "dsp",
     shared_arena: bool = False,
     measure: bool = True,
+    fit: bool = True,
 ) -> Artifact:
     """Compile `model` into the folder `output`. With `measure` and the Cortex-M toolchain installed,
     a cross build for the target's core records exact flash/RAM in the manifest (and a model over
-    the target's memory fails here, as the link error it is)."""
+    the target's memory fails here, as the link error it is). `fit=False` skips both fit checks
+    (the build links into roomy regions), for `check` to report by how much a model is over."""
     model, output = Path(model), Path(output).resolve()
     if kernels not in KERNELS:
         raise CompileError(f"--kernels {kernels!r}: choose {' or '.join(KERNELS)}")
@@ -185,7 +186,8 @@ def compile_model(
         work = Path(tmp)
         tflite = _tflite_input(model, work)
         program = build_program(load_tflite(tflite), cname)
-        _check_fit(program, tgt)
+        if fit:
+            _check_fit(program, tgt)
         stage = work / "out"
         stage.mkdir()
         (stage / f"{cname}.h").write_text(emit.header(program))
@@ -196,17 +198,15 @@ def compile_model(
         (stage / RUNTIME_SUBDIR).mkdir()
         for f in RUNTIME_FILES:
             shutil.copy2(package_runtime_dir() / f, stage / RUNTIME_SUBDIR / f)
-        if tflite != model:
-            shutil.copy2(
-                tflite, stage / f"{cname}.tflite"
-            )  # the lowered model: the reference for validate
+        if tflite != model:  # the lowered model: the reference for validate
+            shutil.copy2(tflite, stage / f"{cname}.tflite")
         info = manifest(program, model, tflite, tgt, kernels, shared_arena)
         (stage / MANIFEST).write_text(json.dumps(info, indent=2))
         from emberflow.toolchain.mcu.buildfiles import write_build_files
 
         write_build_files(Artifact(stage), tgt)
         if measure:
-            _measure(stage, info, tgt)
+            _measure(stage, info, tgt, fit)
         if output.exists():
             shutil.rmtree(output)
         stage.rename(output)

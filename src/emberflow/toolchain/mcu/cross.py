@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from emberflow.toolchain.mcu.artifact import Artifact, BuildError, apps_dir
+from emberflow.toolchain.mcu.artifact import Artifact, BuildError, SizesRecord, apps_dir
 from emberflow.toolchain.mcu.board import Board, Core
 from emberflow.toolchain.mcu.buildfiles import linker_script
 
@@ -52,7 +52,10 @@ class Sizes:
     app_code: int = 0  # the SystemPerformance/Validation app and startup
     arena: int = 0
     state: int = 0
-    data_bss: int = 0
+    model_data_bss: int = (
+        0  # .data/.bss of the model and runtime objects (0: all const)
+    )
+    data_bss: int = 0  # .data/.bss of everything else (the app, libc)
     stack_reserved: int = 0
     kernel_stack: int = 0  # deepest kernel frame from -fstack-usage
     kernel_stack_function: str = ""
@@ -68,17 +71,53 @@ class Sizes:
         return self.runtime_code + self.libc_code
 
     @property
-    def ram(self) -> int:
-        return self.arena + self.state + self.data_bss + self.stack_reserved
+    def model_ram(self) -> int:
+        """What the model costs in RAM: arena, state, its own data/bss and the deepest
+        kernel frame (on the caller's stack)."""
+        return self.arena + self.state + self.model_data_bss + self.kernel_stack
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d.update(
+    @property
+    def ram(self) -> int:
+        """RAM of the whole build: the model, the app's data/bss and the reserved stack."""
+        return (
+            self.arena
+            + self.state
+            + self.model_data_bss
+            + self.data_bss
+            + self.stack_reserved
+        )
+
+    def to_record(self) -> SizesRecord:
+        return SizesRecord(
+            weights=self.weights,
+            model_code=self.model_code,
+            runtime_code=self.runtime_code,
+            libc_code=self.libc_code,
+            app_code=self.app_code,
+            arena=self.arena,
+            state=self.state,
+            model_data_bss=self.model_data_bss,
+            data_bss=self.data_bss,
+            stack_reserved=self.stack_reserved,
+            kernel_stack=self.kernel_stack,
+            kernel_stack_function=self.kernel_stack_function,
+            by_object=dict(self.by_object),
             model_flash=self.model_flash,
             runtime_and_kernels=self.runtime_and_kernels,
+            model_ram=self.model_ram,
             ram=self.ram,
         )
-        return d
+
+
+class DoesNotFit(BuildError):
+    """The link failed because memory regions overflowed (region -> bytes over)."""
+
+    def __init__(self, over: dict[str, int]) -> None:
+        self.over = over
+        super().__init__(
+            "does not fit: "
+            + "; ".join(f"region {r} overflowed by {n} bytes" for r, n in over.items())
+        )
 
 
 @dataclass
@@ -168,10 +207,7 @@ def build_app(
     if res.returncode != 0:
         over = _LINK_ERROR.findall(res.stderr)
         if over:
-            raise BuildError(
-                "does not fit: "
-                + "; ".join(f"region {r} overflowed by {n} bytes" for r, n in over)
-            )
+            raise DoesNotFit({region: int(n) for region, n in over})
         raise BuildError(f"link failed:\n{res.stderr.strip()[-2000:]}")
     sizes = measure(map_file, [a.name for a in arts], out)
     sizes.stack_reserved = stack
@@ -199,9 +235,8 @@ def measure(map_file: Path, model_names: list[str], build_dir: Path) -> Sizes:
         pending = ""
         stripped = line.strip()
         if re.fullmatch(r"(\.[\w.$]+|nn_models|COMMON)", stripped):
-            pending = (
-                stripped + " "
-            )  # long section names put the address on the next line
+            # long section names put the address on the next line
+            pending = stripped + " "
             continue
         m = _MAP_LINE.match(line)
         if not m:
@@ -219,7 +254,10 @@ def measure(map_file: Path, model_names: list[str], build_dir: Path) -> Sizes:
         elif name.startswith(".nn_state"):
             sizes.state += size
         elif name.startswith((".data", ".bss", "COMMON")):
-            sizes.data_bss += size
+            if is_model or obj == "ef_kernels.o":
+                sizes.model_data_bss += size
+            else:
+                sizes.data_bss += size
         elif name.startswith((".text", ".rodata", "nn_models")):
             if is_model:
                 sizes.model_code += size
@@ -233,15 +271,11 @@ def measure(map_file: Path, model_names: list[str], build_dir: Path) -> Sizes:
     if su.exists():
         for row in su.read_text().splitlines():
             parts = row.split("\t")
-            if (
-                len(parts) >= 2
-                and parts[1].strip().isdigit()
-                and int(parts[1]) > sizes.kernel_stack
-            ):
-                sizes.kernel_stack, sizes.kernel_stack_function = (
-                    int(parts[1]),
-                    parts[0].split(":")[-1],
-                )
+            if len(parts) < 2 or not parts[1].strip().isdigit():
+                continue
+            if int(parts[1]) > sizes.kernel_stack:
+                sizes.kernel_stack = int(parts[1])
+                sizes.kernel_stack_function = parts[0].split(":")[-1]
     return sizes
 
 

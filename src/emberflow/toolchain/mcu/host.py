@@ -103,12 +103,13 @@ class HostModel:
                 f"ai_{n}_create_and_init failed (error type {err & 0xFFFFFFFF:#x})"
             )
         self.captured: dict[tuple[int, int], bytes] = {}
-        self._callback = OBSERVER(
-            self._on_layer
-        )  # kept alive as long as the library may call it
+        # kept alive as long as the library may call it
+        self._callback = OBSERVER(self._on_layer)
         self._observe(self.handle, self._callback, None)
 
-    def _on_layer(self, _ctx, layer: int, output: int, data, nbytes: int) -> None:
+    def _on_layer(
+        self, _ctx: int | None, layer: int, output: int, data: int | None, nbytes: int
+    ) -> None:
         if data and nbytes:
             self.captured[(layer, output)] = ctypes.string_at(data, nbytes)
 

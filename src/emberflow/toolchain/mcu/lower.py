@@ -239,7 +239,7 @@ class Lowering:
     def op_conv_2d(self, op: Op) -> Layer:
         x, w, y = self.t(op.inputs[0]), self.t(op.inputs[1]), self.t(op.outputs[0])
         self.need_int8(op, x, y)
-        o = op.options
+        o = op.int_opt
         _, in_h, in_w, in_c = x.shape
         cout, kh, kw, cin = w.shape
         _, out_h, out_w, _ = y.shape
@@ -248,14 +248,12 @@ class Lowering:
                 op,
                 f"grouped convolution ({in_c} input channels, filter has {cin}) is not supported",
             )
-        sh, sw = o["strideH"], o["strideW"]
-        dh, dw = o.get("dilationHFactor", 1), o.get("dilationWFactor", 1)
-        pt = _padding(o["padding"], in_h, kh, sh, dh, out_h)
-        pl = _padding(o["padding"], in_w, kw, sw, dw, out_w)
+        sh, sw = o("strideH"), o("strideW")
+        dh, dw = o("dilationHFactor", 1), o("dilationWFactor", 1)
+        pt = _padding(o("padding"), in_h, kh, sh, dh, out_h)
+        pl = _padding(o("padding"), in_w, kw, sw, dw, out_w)
         weights = self.const(op, op.inputs[1], "weights").reshape(cout, -1)
-        gemm, consts = self._gemm(
-            op, x, w, y, weights, o.get("fusedActivationFunction", 0)
-        )
+        gemm, consts = self._gemm(op, x, w, y, weights, o("fusedActivationFunction", 0))
         init = (
             f"{{{gemm}, {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, {kh}, {kw}, {sh}, {sw}, {dh}, {dw}, "
             f"{pt}, {pl}, {x.zp}}}"
@@ -292,7 +290,7 @@ class Lowering:
             )
         weights = self.const(op, op.inputs[1], "weights")
         gemm, consts = self._gemm(
-            op, x, w, y, weights, op.options.get("fusedActivationFunction", 0)
+            op, x, w, y, weights, op.int_opt("fusedActivationFunction", 0)
         )
         batches = x.size // k
         init = f"{{{gemm}, {batches}}}"
@@ -313,15 +311,15 @@ class Lowering:
         if w.dtype != "int8":
             raise self.fail(op, "weights must be constant int8")
         weights = self.const(op, op.inputs[1], "weights")
-        o = op.options
+        o = op.int_opt
         _, in_h, in_w, in_c = x.shape
         _, kh, kw, out_c = w.shape
         _, out_h, out_w, _ = y.shape
         dm = out_c // in_c
-        sh, sw = o["strideH"], o["strideW"]
-        dh, dw = o.get("dilationHFactor", 1), o.get("dilationWFactor", 1)
-        pt = _padding(o["padding"], in_h, kh, sh, dh, out_h)
-        pl = _padding(o["padding"], in_w, kw, sw, dw, out_w)
+        sh, sw = o("strideH"), o("strideW")
+        dh, dw = o("dilationHFactor", 1), o("dilationWFactor", 1)
+        pt = _padding(o("padding"), in_h, kh, sh, dh, out_h)
+        pl = _padding(o("padding"), in_w, kw, sw, dw, out_w)
         name = self.name(op)
         bias = np.zeros(out_c, np.int64)
         if len(op.inputs) > 2 and op.inputs[2] >= 0:
@@ -329,7 +327,7 @@ class Lowering:
         mults, shifts = qm.per_channel_multipliers(x.sc, w.scale, y.sc, out_c)
         rq, rq_consts = _requant_init(name, mults, shifts)
         lo, hi = qm.activation_range(
-            o.get("fusedActivationFunction", 0), y.sc, y.zp, y.dtype
+            o("fusedActivationFunction", 0), y.sc, y.zp, y.dtype
         )
         consts = [
             ConstArray(f"{name}_w", "int8_t", weights.astype(np.int64).ravel()),
@@ -359,14 +357,14 @@ class Lowering:
             raise self.fail(
                 op, "input and output quantization differ (TFLM pools keep the input's)"
             )
-        o = op.options
+        o = op.int_opt
         n, in_h, in_w, c = x.shape
         _, out_h, out_w, _ = y.shape
-        kh, kw, sh, sw = o["filterHeight"], o["filterWidth"], o["strideH"], o["strideW"]
-        pt = _padding(o["padding"], in_h, kh, sh, 1, out_h)
-        pl = _padding(o["padding"], in_w, kw, sw, 1, out_w)
+        kh, kw, sh, sw = o("filterHeight"), o("filterWidth"), o("strideH"), o("strideW")
+        pt = _padding(o("padding"), in_h, kh, sh, 1, out_h)
+        pl = _padding(o("padding"), in_w, kw, sw, 1, out_w)
         lo, hi = qm.activation_range(
-            o.get("fusedActivationFunction", 0), y.sc, y.zp, y.dtype
+            o("fusedActivationFunction", 0), y.sc, y.zp, y.dtype
         )
         init = f"{{{in_h}, {in_w}, {c}, {out_h}, {out_w}, {n}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {lo}, {hi}}}"
         return self.kernel(
@@ -413,7 +411,7 @@ class Lowering:
             ]
 
         lo, hi = qm.activation_range(
-            op.options.get("fusedActivationFunction", 0), y.sc, y.zp, y.dtype
+            op.int_opt("fusedActivationFunction", 0), y.sc, y.zp, y.dtype
         )
         p = params
         init = (
@@ -442,7 +440,7 @@ class Lowering:
     def op_softmax(self, op: Op) -> Layer:
         x, y = self.t(op.inputs[0]), self.t(op.outputs[0])
         self._q8_output(op, x, y)
-        p = qm.softmax_params(float(op.options.get("beta", 1.0)), x.sc)
+        p = qm.softmax_params(op.float_opt("beta", 1.0), x.sc)
         depth = x.shape[-1]
         init = f"{{{x.size // depth}, {depth}, {p['input_multiplier']}, {p['input_left_shift']}, {p['diff_min']}}}"
         return self.kernel(
@@ -514,12 +512,8 @@ class Lowering:
         begin, end, strides = (
             self.const(op, i, "begin, end and strides") for i in op.inputs[1:4]
         )
-        o = op.options
-        if (
-            o.get("ellipsisMask", 0)
-            or o.get("newAxisMask", 0)
-            or o.get("offset", False)
-        ):
+        o = op.int_opt
+        if o("ellipsisMask", 0) or o("newAxisMask", 0) or o("offset", 0):
             raise self.fail(
                 op, "ellipsis, new-axis masks and offset mode are not supported"
             )
@@ -530,12 +524,12 @@ class Lowering:
             # a masked begin/end runs to the limit of the axis in the step's direction
             whole = (qm.INT_LOWEST, qm.INT32_MAX)
             lowest, highest = whole if step > 0 else whole[::-1]
-            first = lowest if o.get("beginMask", 0) & bit else int(begin[axis])
+            first = lowest if o("beginMask", 0) & bit else int(begin[axis])
             start = _slice_index(first, step, size)
-            if o.get("shrinkAxisMask", 0) & bit:
+            if o("shrinkAxisMask", 0) & bit:
                 stop = start + 1
             else:
-                last = highest if o.get("endMask", 0) & bit else int(end[axis])
+                last = highest if o("endMask", 0) & bit else int(end[axis])
                 stop = _slice_index(last, step, size)
             span = stop - start if step > 0 else start - stop
             count = max(0, -(-span // abs(step)))
@@ -593,7 +587,7 @@ class Lowering:
         y = self.t(op.outputs[0])
         if len(ins) > 8:
             raise self.fail(op, f"{len(ins)} inputs; at most 8 are supported")
-        if op.options.get("fusedActivationFunction", 0):
+        if op.int_opt("fusedActivationFunction", 0):
             raise self.fail(op, "a fused activation on CONCATENATION is not supported")
         for x in ins:
             if x.scale and (x.sc, x.zp) != (y.sc, y.zp):
@@ -602,7 +596,7 @@ class Lowering:
                     f"input {x.name} has another scale or zero point than the output "
                     "(TFLM's int8 CONCATENATION requires them equal)",
                 )
-        axis = int(op.options.get("axis", 0)) % len(y.shape)
+        axis = op.int_opt("axis", 0) % len(y.shape)
         outer = int(np.prod(y.shape[:axis], dtype=np.int64))
         inner = [int(np.prod(x.shape[axis:], dtype=np.int64)) * x.itemsize for x in ins]
         name = self.name(op)

@@ -11,10 +11,15 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from emberflow.targets import load_target
-from emberflow.toolchain.mcu.artifact import Artifact, BuildError
+from emberflow.toolchain.mcu.artifact import (
+    Artifact,
+    BuildError,
+    BuildRecord,
+    SizesRecord,
+)
 from emberflow.toolchain.mcu.board import board, flash_region, ram_region
-from emberflow.toolchain.mcu.cross import Sizes, board_memory, build_app
+from emberflow.toolchain.mcu.buildfiles import memory_block
+from emberflow.toolchain.mcu.cross import board_memory, build_app
 from emberflow.toolchain.mcu.qemu import run_console, ticks_to_instructions
 
 
@@ -36,11 +41,11 @@ class McuProfile:
     instructions: int
     macc: int
     layers: list[LayerPerf]
-    sizes: dict
+    sizes: SizesRecord
     stack_used: int
     notes: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
@@ -50,7 +55,7 @@ def profile_compiled(
     art = Artifact.open(compiled)
     b = board(on)
     kernels = kernels or art.manifest["kernels"]
-    target = load_target(art.manifest.get("target_path") or art.manifest["target"])
+    target = art.target()
     memory = board_memory(b, flash_region(target).bytes, ram_region(target).bytes)
     with tempfile.TemporaryDirectory(prefix="emberflow-perf-") as tmp:
         build = build_app([art], b.core, memory, "perf", Path(tmp), kernels=kernels)
@@ -86,7 +91,7 @@ def profile_compiled(
         instructions=ticks_to_instructions(int(total.group(1)), b),
         macc=int(art.manifest["macc"]),
         layers=layers,
-        sizes=build.sizes.to_dict(),
+        sizes=build.sizes.to_record(),
         stack_used=int(stack.group(1)) if stack else 0,
         notes=[
             "emulated instructions (QEMU -icount), not cycles: no pipeline, caches or flash wait states"
@@ -94,18 +99,23 @@ def profile_compiled(
     )
 
 
-def target_sizes(art: Artifact) -> Sizes:
-    """Exact flash/RAM of the model on its target's core, from a cross build (the perf app links it)."""
+# A map with room for any model: sizes of a model however large, for `check` to compare
+# with the target (which a link against the target's own regions cannot report).
+ROOMY_MEMORY = memory_block(0x00000000, 0x20000000, 0x20000000, 0x20000000)
+
+
+def build_record(art: Artifact, *, roomy: bool = False) -> BuildRecord:
+    """Exact flash/RAM of the model on its target's core, from a cross build (the
+    SystemPerformance app links it). Linked into the target's regions, so a model over
+    them raises DoesNotFit; `roomy` links into 512 MiB regions instead."""
     from emberflow.toolchain.mcu.board import target_core
     from emberflow.toolchain.mcu.buildfiles import target_memory
 
-    target = load_target(art.manifest.get("target_path") or art.manifest["target"])
+    target = art.target()
+    core = target_core(target)
+    memory = ROOMY_MEMORY if roomy else target_memory(target)
     with tempfile.TemporaryDirectory(prefix="emberflow-size-") as tmp:
-        return build_app(
-            [art],
-            target_core(target),
-            target_memory(target),
-            "perf",
-            Path(tmp),
-            kernels=art.manifest["kernels"],
-        ).sizes
+        build = build_app(
+            [art], core, memory, "perf", Path(tmp), kernels=art.manifest["kernels"]
+        )
+    return BuildRecord(core=core.name, **build.sizes.to_record())

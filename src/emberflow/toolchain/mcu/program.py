@@ -72,14 +72,14 @@ def _align(n: int) -> int:
 
 def _handle_key(op: Op) -> str:
     """A resource variable's identity: VAR_HANDLE's container and shared name."""
-    return f"{op.options.get('container', '')}/{op.options.get('sharedName', '')}"
+    return f"{op.str_opt('container')}/{op.str_opt('sharedName')}"
 
 
 def _variables(model: TfliteModel, op: Op | None) -> dict[str, np.ndarray]:
     """Initial values of the resource variables, from the CALL_ONCE init subgraph."""
     if op is None:
         return {}
-    index = int(op.options.get("initSubgraphIndex", -1))
+    index = op.int_opt("initSubgraphIndex", -1)
     if not 0 < index < len(model.subgraphs):
         raise CompileError(f"CALL_ONCE {op.name}: init subgraph {index} does not exist")
     init = model.subgraphs[index]
@@ -190,15 +190,10 @@ def build_program(model: TfliteModel, name: str) -> Program:
     for layer in layers:
         for i in layer.reads:
             t = sg.tensors[i]
-            if t.is_const and i not in storage:
+            if t.data is not None and i not in storage:
                 storage[i] = ("const", i)
-                const_tensors.append(
-                    ConstArray(
-                        f"ai_{name}_c{i}",
-                        "uint8_t",
-                        np.frombuffer(t.data.tobytes(), np.uint8),
-                    )
-                )
+                raw = np.frombuffer(t.data.tobytes(), np.uint8)
+                const_tensors.append(ConstArray(f"ai_{name}_c{i}", "uint8_t", raw))
     plan, scratch = _plan(sg, layers, alias_nodes, storage)
     for buf in plan.buffers:
         for tname in buf.tensors:
@@ -245,15 +240,17 @@ def _plan(
 
     aliases = iter(alias_nodes)
     pending = next(aliases, None)
-    for pos, layer in enumerate(layers + [None]):  # type: ignore[list-item]
+    for pos in range(len(layers) + 1):
+        # the reshape aliases before this layer (or after the last one)
         while pending is not None and pending[0] == pos:
             op = pending[1]
             nodes.append(
                 Node(op.name, op.op_type, [info(op.inputs[0])], [info(op.outputs[0])])
             )
             pending = next(aliases, None)
-        if layer is None:
+        if pos == len(layers):
             break
+        layer = layers[pos]
         outs = [info(i) for i in layer.writes]
         if layer.scratch:
             key = f"scratch{pos}"

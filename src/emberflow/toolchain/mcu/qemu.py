@@ -79,7 +79,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_serial(board: Board, elf: Path) -> tuple[subprocess.Popen, str]:
+def start_serial(board: Board, elf: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start the Validation app with its UART on a TCP socket; returns the process and a pyserial URL."""
     port = free_port()
     proc = subprocess.Popen(

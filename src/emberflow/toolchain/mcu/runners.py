@@ -9,10 +9,10 @@ from __future__ import annotations
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from emberflow.targets import load_target
 from emberflow.toolchain.mcu.artifact import Artifact, BuildError
 from emberflow.toolchain.mcu.board import BOARDS, flash_region, ram_region
 from emberflow.toolchain.mcu.protocol import Link, ProtocolError
@@ -20,10 +20,17 @@ from emberflow.toolchain.mcu.protocol import Link, ProtocolError
 PLACES = ("host", *BOARDS, "serial:URL")
 
 
+class RunResult(NamedTuple):
+    """One inference: the outputs, each layer's outputs by (layer, output index), and
+    the device's SysTick count (None on the host)."""
+
+    outputs: list[np.ndarray]
+    layers: dict[tuple[int, int], bytes]
+    ticks: int | None
+
+
 class Runner:
-    def run(
-        self, inputs: list[np.ndarray]
-    ) -> tuple[list[np.ndarray], dict[tuple[int, int], bytes], int | None]:
+    def run(self, inputs: list[np.ndarray]) -> RunResult:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -43,16 +50,20 @@ class HostRunner(Runner):
 
         self.model = HostModel(art, kernels)
 
-    def run(self, inputs):
+    def run(self, inputs: list[np.ndarray]) -> RunResult:
         outs = self.model.run(inputs)
-        return outs, dict(self.model.captured), None
+        return RunResult(outs, dict(self.model.captured), None)
 
 
 class DeviceRunner(Runner):
     """The Validation app over the framed serial protocol (a QEMU UART on TCP, or a real port)."""
 
     def __init__(
-        self, art: Artifact, link: Link, proc: subprocess.Popen | None = None, tmp=None
+        self,
+        art: Artifact,
+        link: Link,
+        proc: subprocess.Popen[bytes] | None = None,
+        tmp: tempfile.TemporaryDirectory[str] | None = None,
     ) -> None:
         self.art, self.link, self.proc, self.tmp = art, link, proc, tmp
         try:
@@ -68,13 +79,13 @@ class DeviceRunner(Runner):
             )
         self.index = names.index(art.name)
 
-    def run(self, inputs):
+    def run(self, inputs: list[np.ndarray]) -> RunResult:
         raw = [
             np.ascontiguousarray(x, dtype=s["dtype"]).tobytes()
             for x, s in zip(inputs, self.art.manifest["inputs"])
         ]
         res = self.link.run(self.index, raw, per_layer=True)
-        return _arrays(self.art, res.outputs), res.layers, res.ticks
+        return RunResult(_arrays(self.art, res.outputs), res.layers, res.ticks)
 
     def close(self) -> None:
         try:
@@ -100,7 +111,7 @@ def validation_elf(art: Artifact, board_key: str, out: Path) -> Path:
     from emberflow.toolchain.mcu.cross import board_memory, build_app
 
     board = BOARDS[board_key]
-    target = load_target(art.manifest.get("target_path") or art.manifest["target"])
+    target = art.target()
     memory = board_memory(board, flash_region(target).bytes, ram_region(target).bytes)
     build = build_app(
         [art],

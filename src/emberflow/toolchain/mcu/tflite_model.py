@@ -67,11 +67,34 @@ class Op:
     op_type: str
     inputs: list[int]  # -1: an omitted optional input
     outputs: list[int]
-    options: dict[str, Any]
+    options: dict[str, object]  # the builtin options table, by the schema's field names
 
     @property
     def name(self) -> str:
         return f"{self.op_type.lower()}_{self.index}"
+
+    def _option(self, key: str, default: object) -> object:
+        value = self.options.get(key, default)
+        if value is None:
+            raise ModelError(f"{self.op_type} {self.name}: option {key} is missing")
+        return value
+
+    def int_opt(self, key: str, default: int | None = None) -> int:
+        """An integer (or boolean, or enum) option; `default` when the op has none."""
+        value = self._option(key, default)
+        if not isinstance(value, int):
+            raise ModelError(f"{self.op_type} {self.name}: option {key} is {value!r}")
+        return int(value)
+
+    def float_opt(self, key: str, default: float | None = None) -> float:
+        value = self._option(key, default)
+        if not isinstance(value, int | float):
+            raise ModelError(f"{self.op_type} {self.name}: option {key} is {value!r}")
+        return float(value)
+
+    def str_opt(self, key: str, default: str = "") -> str:
+        value = self._option(key, default)
+        return value if isinstance(value, str) else str(value)
 
 
 @dataclass
@@ -93,11 +116,11 @@ class TfliteModel:
         return self.subgraphs[0]
 
 
-def _options(op: Any) -> dict[str, Any]:
+def _options(op: Any) -> dict[str, object]:
     opt = op.builtinOptions
     if opt is None:
         return {}
-    out = {}
+    out: dict[str, object] = {}
     for key, value in vars(opt).items():
         out[key] = value.decode() if isinstance(value, bytes) else value
     return out

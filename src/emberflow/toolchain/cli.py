@@ -9,14 +9,24 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 if TYPE_CHECKING:
+    from emberflow.targets import Target
     from emberflow.toolchain.graph import Graph
+    from emberflow.toolchain.mcu.footprint import Footprint
 
 SHAPE_HELP = "Fix a dynamic input shape, e.g. --shape x=1x3x48x320 (repeatable). Default: batch 1, other dynamic axes 32."
 JSON_HELP = "Print machine-readable JSON instead of tables."
 REPORT_HELP = "Also write an HTML report with charts to this file."
+COMPILED_HELP = "A folder from `emberflow compile` of this model: flash/RAM from its cross build."
+BUILD_HELP = (
+    "MCU targets: compile the model into a temporary folder and cross-build it for exact flash/RAM "
+    "(needs arm-none-eabi-gcc and a model `emberflow compile` takes); --no-build: the graph's estimate."
+)
+
 JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 ReportOpt = Annotated[Path | None, typer.Option("--report", help=REPORT_HELP)]
 ShapeOpt = Annotated[list[str] | None, typer.Option("--shape", help=SHAPE_HELP)]
+CompiledOpt = Annotated[Path | None, typer.Option("--compiled", help=COMPILED_HELP)]
+BuildOpt = Annotated[bool, typer.Option("--build/--no-build", help=BUILD_HELP)]
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -52,6 +62,30 @@ def _print_json(obj: object) -> None:
     typer.echo(json.dumps(obj, indent=2, default=str))
 
 
+def _footprint(model: Path, target: Target, compiled: Path | None, build: bool) -> Footprint:
+    """Flash/RAM from the compile step's cross build when there is one (see mcu/footprint.py)."""
+    from emberflow.toolchain.mcu.artifact import BuildError
+    from emberflow.toolchain.mcu.footprint import model_footprint
+
+    try:
+        return model_footprint(model, target, compiled=compiled, build=build)
+    except BuildError as exc:
+        _fail(str(exc))
+
+
+def _target_for(target: str | None, compiled: Path | None) -> Target | None:
+    """The profile named, else the one a compiled folder was built for, else None."""
+    from emberflow.targets import TargetError, load_target
+    from emberflow.toolchain.mcu.artifact import Artifact, BuildError
+
+    try:
+        if target is not None:
+            return load_target(target)
+        return Artifact.open(compiled).target() if compiled is not None else None
+    except (TargetError, BuildError) as exc:
+        _fail(str(exc))
+
+
 def register(app: typer.Typer) -> None:
     """Add the toolchain commands to the top-level `emberflow` app."""
 
@@ -82,10 +116,19 @@ def register(app: typer.Typer) -> None:
         inplace: Annotated[bool, typer.Option(help="Let reshape-like ops share their input's buffer.")] = True,
         layers: Annotated[bool, typer.Option(help="Print the per-layer table.")] = True,
         plan_rows: Annotated[int, typer.Option(help="Rows of the memory-plan table to print (0: none).")] = 40,
+        target: Annotated[
+            str | None,
+            typer.Option("--target", "-t", help="MCU profile: also the compiled model's exact flash/RAM on it."),
+        ] = None,
+        compiled: CompiledOpt = None,
+        build: BuildOpt = True,
         as_json: JsonOpt = False,
         report: ReportOpt = None,
     ) -> None:
-        """Per-layer ops, shapes, params, MACC, weight/activation bytes and the activation memory plan."""
+        """Per-layer ops, shapes, params, MACC, weight/activation bytes and the activation memory plan.
+
+        Weights and arena are the graph's estimate of flash and RAM; with --target (an MCU) or
+        --compiled, the exact flash/RAM by section from the compile step's cross build too."""
         from emberflow.toolchain.analyze import layer_stats, rows_as_dicts, summarize
         from emberflow.toolchain.graph import device_dtypes
         from emberflow.toolchain.memplan import plan_memory
@@ -97,8 +140,13 @@ def register(app: typer.Typer) -> None:
             plan = plan_memory(graph, strategy, inplace=inplace, dtypes=device_dtypes(graph)).to_dict()
         except ValueError as exc:
             _fail(str(exc))
+        tgt = _target_for(target, compiled)
+        fp = _footprint(model, tgt, compiled, build) if tgt else None
+        summary["sizes"] = fp.source if fp else "estimate"
         layer_rows = rows_as_dicts(rows)
         result: dict[str, object] = {"summary": summary, "layers": layer_rows, "memory_plan": plan}
+        if fp and tgt:
+            result["footprint"] = {"target": tgt.name, **fp.to_dict()}
         if report:
             from emberflow.toolchain.report import write_analyze_report
 
@@ -106,9 +154,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             _print_json(result)
         else:
-            from emberflow.toolchain.tables import print_analysis
+            from emberflow.toolchain.tables import print_analysis, print_footprint
 
             print_analysis(summary, layer_rows, plan, layers=layers, plan_rows=plan_rows)
+            if fp and tgt:
+                print_footprint(fp, tgt.name)
 
     @app.command()
     def check(
@@ -117,10 +167,16 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--target", "-t", help="Device profile name (see `emberflow targets`) or a .toml path.")
         ],
         shape: ShapeOpt = None,
+        compiled: CompiledOpt = None,
+        build: BuildOpt = True,
         as_json: JsonOpt = False,
         report: ReportOpt = None,
     ) -> None:
-        """Does the model fit the target? Lists every violation; exit code 1 if any."""
+        """Does the model fit the target? Lists every violation; exit code 1 if any.
+
+        On an MCU, flash/RAM are exact when the compile step's cross build can say (--compiled DIR,
+        or a compile into a temporary folder when arm-none-eabi-gcc is installed); else estimates.
+        The output says which."""
         from emberflow.targets import TargetError, load_target
         from emberflow.toolchain.check import check_model
         from emberflow.toolchain.graph import device_dtypes
@@ -131,7 +187,8 @@ def register(app: typer.Typer) -> None:
         except TargetError as exc:
             _fail(str(exc))
         graph = _load_graph(model, shape)
-        result = check_model(graph, plan_memory(graph, dtypes=device_dtypes(graph)), tgt)
+        fp = _footprint(model, tgt, compiled, build)
+        result = check_model(graph, plan_memory(graph, dtypes=device_dtypes(graph)), tgt, fp)
         if report:
             from emberflow.toolchain.report import write_check_report
 

@@ -100,14 +100,15 @@ def profile_compiled(
 
 
 # A map with room for any model: sizes of a model however large, for `check` to compare
-# with the target (which a link against the target's own regions cannot report).
-ROOMY_MEMORY = memory_block(0x00000000, 0x20000000, 0x20000000, 0x20000000)
+# with the target (which a link against the target's own regions cannot report). Flash at
+# the STM32 address, as in the targets' own maps (and not at 0, which the map reader skips).
+ROOMY_MEMORY = memory_block(0x08000000, 0x18000000, 0x20000000, 0x20000000)
 
 
 def build_record(art: Artifact, *, roomy: bool = False) -> BuildRecord:
     """Exact flash/RAM of the model on its target's core, from a cross build (the
     SystemPerformance app links it). Linked into the target's regions, so a model over
-    them raises DoesNotFit; `roomy` links into 512 MiB regions instead."""
+    them raises DoesNotFit; `roomy` links into ROOMY_MEMORY instead."""
     from emberflow.toolchain.mcu.board import target_core
     from emberflow.toolchain.mcu.buildfiles import target_memory
 

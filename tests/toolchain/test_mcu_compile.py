@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from mcu_models import mlperf_model, residual_cnn, wake_word
+from mcu_models import float_io_edge_inputs, float_io_model, mlperf_model, residual_cnn, wake_word
 from typer.testing import CliRunner
 
 from emberflow.cli import app
@@ -137,3 +137,33 @@ def test_model_over_the_target_flash_is_refused(tmp_path, monkeypatch):
         compile_model(model, str(target), tmp_path / "o", measure=False)
     res = _cli("compile", model, "--target", target, "-o", tmp_path / "o")
     assert res.exit_code == 1 and "flash" in res.output and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("kernels", ["portable", "dsp"])
+def test_float_input_and_output_are_bit_exact(tmp_path, kernels):
+    """QUANTIZE from float and DEQUANTIZE to float against tflite-micro: random floats over the
+    quantizer's range and beyond it (saturation), and the values where rounding is decided."""
+    model = float_io_model(tmp_path / "float_io.tflite")
+    art = compile_model(model, "stm32h747", tmp_path / "fio", measure=False)
+    assert art.manifest["inputs"][0]["dtype"] == "float32" and art.manifest["outputs"][0]["dtype"] == "float32"
+    lo, hi = art.manifest["inputs"][0]["float_range"]
+    assert (lo, hi) == pytest.approx(((-128 - 3) * 0.1, (127 - 3) * 0.1))
+    samples = random_inputs(art, 10) + float_io_edge_inputs()
+    assert min(float(s[0].min()) for s in samples) < lo and max(float(s[0].max()) for s in samples) > hi
+    r = validate_compiled(model, art.dir, samples, on="host", host_kernels=kernels)
+    assert [x.op for x in r.layers] == ["QUANTIZE", "FULLY_CONNECTED", "DEQUANTIZE"]
+    assert r.bit_exact and all(x.elements > 0 and x.max_abs_diff == 0 for x in r.layers), r.layers
+
+
+def test_float_input_outside_the_guarantee_saturates(tmp_path):
+    """Infinities, NaN and quotients beyond int32: TFLM's float-to-int cast is undefined there (on x86
+    every one becomes -128); the compiled code saturates and maps NaN to the zero point."""
+    from emberflow.toolchain.mcu.host import HostModel
+
+    art = compile_model(float_io_model(tmp_path / "f.tflite"), "stm32h747", tmp_path / "fio", measure=False)
+    x = np.zeros((1, 256), np.float32)
+    x[0, :6] = [np.inf, -np.inf, np.nan, 1e10, -1e10, 3e9]
+    host = HostModel(art)
+    host.run([x])
+    quantized = np.frombuffer(host.captured[(0, 0)], np.int8)[:6]
+    assert quantized.tolist() == [127, -128, 3, 127, -128, 127]

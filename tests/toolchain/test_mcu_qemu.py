@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from mcu_models import mlperf_model, residual_cnn, wake_word
+from mcu_models import float_io_edge_inputs, float_io_model, mlperf_model, residual_cnn, wake_word
 from typer.testing import CliRunner
 
 from emberflow.cli import app
@@ -114,3 +114,12 @@ def test_kws_meets_the_instruction_target_on_m4(tmp_path):
     art = compile_model(mlperf_model("kws_ref_model.tflite"), "stm32h747", tmp_path / "kws")
     p = profile_compiled(art.dir, "qemu-m4")
     assert p.instructions * 2.5 <= 43.0e6 and p.instructions <= 1.3 * 7.70e6
+
+
+@pytest.mark.parametrize("on", ["qemu-m4", "qemu-m33"])
+def test_float_input_and_output_are_bit_exact_on_the_fpu(tmp_path, on):
+    """QUANTIZE/DEQUANTIZE in single precision on the Cortex-M FPU, against tflite-micro on the host."""
+    model = float_io_model(tmp_path / "float_io.tflite")
+    art = compile_model(model, "stm32h747", tmp_path / "fio", measure=False)
+    r = validate_compiled(model, art.dir, random_inputs(art, 2) + float_io_edge_inputs(), on=on)
+    assert r.bit_exact and [x.op for x in r.layers] == ["QUANTIZE", "FULLY_CONNECTED", "DEQUANTIZE"]

@@ -32,6 +32,8 @@ class TensorEntry(TypedDict):
     scale: float
     zero_point: int
     offset: int
+    # a float graph input: the values its QUANTIZE maps onto the integer range [lo, hi]
+    float_range: NotRequired[list[float]]
 
 
 class LayerEntry(TypedDict):

@@ -25,7 +25,7 @@ class LayerCheck:
     tensor: str
     elements: int
     differing: int = 0
-    max_abs_diff: int = 0
+    max_abs_diff: float = 0.0  # in the tensor's units (LSB for integer layers)
 
 
 @dataclass
@@ -51,13 +51,33 @@ class ExactResult:
         return d
 
 
+def _differing(mine: np.ndarray, want: np.ndarray) -> int:
+    """Elements whose bytes differ: integer and float tensors alike, no tolerance (a float
+    NaN equals the same NaN)."""
+    a = np.ascontiguousarray(mine).view(np.uint8).reshape(mine.size, -1)
+    b = (
+        np.ascontiguousarray(want.astype(mine.dtype))
+        .view(np.uint8)
+        .reshape(want.size, -1)
+    )
+    return int(np.count_nonzero(~(a == b).all(axis=1)))
+
+
 def random_inputs(art: Artifact, count: int, seed: int = 0) -> list[list[np.ndarray]]:
-    """Uniform over each input's integer range (what an int8 model can receive)."""
+    """Uniform over each input's integer range (what an int8 model can receive); a float
+    input uniform over the range its QUANTIZE covers and a quarter of it beyond each end
+    (values that saturate)."""
     rng = np.random.default_rng(seed)
     samples = []
     for _ in range(count):
         sample = []
         for s in art.manifest["inputs"]:
+            if np.dtype(s["dtype"]).kind == "f":
+                lo, hi = s.get("float_range", [-1.0, 1.0])
+                margin = (hi - lo) / 4
+                x = rng.uniform(lo - margin, hi + margin, s["shape"])
+                sample.append(x.astype(s["dtype"]))
+                continue
             info = np.iinfo(np.dtype(s["dtype"]))
             sample.append(
                 rng.integers(info.min, int(info.max) + 1, s["shape"]).astype(s["dtype"])
@@ -67,7 +87,8 @@ def random_inputs(art: Artifact, count: int, seed: int = 0) -> list[list[np.ndar
 
 
 def npz_inputs(art: Artifact, path: str) -> list[list[np.ndarray]]:
-    """Samples from a .npz (or directory); float data is quantized with the input's scale and zero point."""
+    """Samples from a .npz (or directory); float data for an integer input is quantized with
+    the input's scale and zero point, a float input takes it as it is."""
     from emberflow.toolchain.inputs import load_samples
 
     specs = [(s["name"], tuple(s["shape"]), "float32") for s in art.manifest["inputs"]]
@@ -76,6 +97,9 @@ def npz_inputs(art: Artifact, path: str) -> list[list[np.ndarray]]:
         row = []
         for s in art.manifest["inputs"]:
             x = np.asarray(sample[s["name"]])
+            if np.dtype(s["dtype"]).kind == "f":
+                row.append(x.astype(s["dtype"]).reshape(s["shape"]))
+                continue
             info = np.iinfo(np.dtype(s["dtype"]))
             if s["scale"]:
                 x = np.round(x / s["scale"]) + s["zero_point"]
@@ -127,8 +151,8 @@ def validate_compiled(
             for i in range(n_out):
                 refs[i].append(want[i])
                 gots[i].append(got[i])
-                result.differing_outputs += int(
-                    np.sum(np.asarray(got[i]).ravel() != np.asarray(want[i]).ravel())
+                result.differing_outputs += _differing(
+                    np.asarray(got[i]).ravel(), np.asarray(want[i]).ravel()
                 )
             if per_layer:
                 for layer, k, t in layer_outs:
@@ -141,12 +165,13 @@ def validate_compiled(
                     if mine.size != expected.size:
                         check.differing += expected.size
                         continue
+                    want_flat = expected.ravel()
+                    check.differing += _differing(mine, want_flat)
                     diff = np.abs(
-                        mine.astype(np.int64) - expected.ravel().astype(np.int64)
+                        mine.astype(np.float64) - want_flat.astype(np.float64)
                     )
-                    check.differing += int(np.count_nonzero(diff))
                     check.max_abs_diff = max(
-                        check.max_abs_diff, int(diff.max(initial=0))
+                        check.max_abs_diff, float(np.nan_to_num(diff).max(initial=0))
                     )
     finally:
         runner.close()

@@ -14,6 +14,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from emberflow.targets import Target, load_target
 from emberflow.toolchain.graph import ModelError
 from emberflow.toolchain.mcu import emit
@@ -74,6 +76,19 @@ def _tensor_entry(program: Program, index: int) -> TensorEntry:
     )
 
 
+def _input_entry(program: Program, index: int) -> TensorEntry:
+    entry = _tensor_entry(program, index)
+    for layer in program.layers:  # a float input: the range its QUANTIZE covers
+        if layer.op.op_type == "QUANTIZE" and layer.reads == [index]:
+            q = program.sg.tensors[layer.writes[0]]
+            info = np.iinfo(np.dtype(q.dtype))
+            entry["float_range"] = [
+                (int(info.min) - q.zp) * q.sc,
+                (int(info.max) - q.zp) * q.sc,
+            ]
+    return entry
+
+
 def manifest(
     program: Program,
     model: Path,
@@ -97,7 +112,7 @@ def manifest(
         arena_lower_bound=program.plan.lower_bound_bytes,
         state_bytes=program.state_bytes,
         weights_bytes=emit.weights_bytes(program),
-        inputs=[_tensor_entry(program, i) for i in program.sg.inputs],
+        inputs=[_input_entry(program, i) for i in program.sg.inputs],
         outputs=[_tensor_entry(program, i) for i in program.sg.outputs],
         layers=[
             LayerEntry(

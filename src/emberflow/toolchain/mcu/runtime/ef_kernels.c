@@ -480,13 +480,29 @@ void ef_requantize(const ef_requantize_params *p, const void *in, void *out) {
 
 #if !defined(EF_NO_FLOAT_IO)
 /* Only for models whose graph inputs or outputs are float: the one place the runtime uses float. */
+
+/* std::round of a float quotient (halves away from zero), as TFLM's AffineQuantize does after
+ * dividing in float. Without libm: the fraction a - trunc(a) of a float is exact (Sterbenz), so
+ * the comparison with 0.5 is too; adding 0.5 first would round 0.49999997 up to 1. Quotients
+ * beyond +-512 clamp to the int8 range whatever the zero point, so they saturate there, and NaN
+ * gives 0 (the zero point): TFLM casts such values to int32 out of range, which is undefined
+ * (x86 gives INT_MIN, Arm saturates), so they are outside the bit-exact guarantee. */
+static int32_t ef_round_half_away(float v) {
+  float a;
+  int32_t t;
+  if (v != v) return 0;
+  if (v > 512.0f) return 512;
+  if (v < -512.0f) return -512;
+  a = v < 0.0f ? -v : v;
+  t = (int32_t)a;
+  if (a - (float)t >= 0.5f) ++t;
+  return v < 0.0f ? -t : t;
+}
+
 void ef_quantize_f32(const ef_float_params *p, const float *in, int8_t *out) {
   uint32_t i;
-  for (i = 0; i < p->size; ++i) {
-    const float v = in[i] / p->scale;
-    const int32_t r = (int32_t)(v >= 0 ? v + 0.5f : v - 0.5f);
-    out[i] = (int8_t)ef_clamp(r + p->zp, -128, 127);
-  }
+  for (i = 0; i < p->size; ++i)
+    out[i] = (int8_t)ef_clamp(ef_round_half_away(in[i] / p->scale) + p->zp, -128, 127);
 }
 
 void ef_dequantize_s8(const ef_float_params *p, const int8_t *in, float *out) {

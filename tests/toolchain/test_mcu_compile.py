@@ -6,7 +6,13 @@ import json
 
 import numpy as np
 import pytest
-from mcu_models import float_io_edge_inputs, float_io_model, mlperf_model, residual_cnn, wake_word
+from mcu_models import (
+    float_io_edge_inputs,
+    float_io_model,
+    mlperf_model,
+    residual_cnn,
+    wake_word,
+)
 from typer.testing import CliRunner
 
 from emberflow.cli import app

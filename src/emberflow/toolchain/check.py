@@ -118,6 +118,8 @@ def check_model(
         )
 
     notes: list[str] = []
+    w_region: MemoryRegion | None
+    a_region: MemoryRegion | None
     if footprint is not None and footprint.build is not None:
         weights, w_region, arena, a_region = _exact_fit(target, footprint.build, violations)
     else:

@@ -5,7 +5,7 @@ PIP     := $(PY) -m pip
 STAMP   := $(VENV)/.emberflow-installed
 PYTHON  ?= python3
 
-.PHONY: run test test-fast lint install bench clean
+.PHONY: run test test-fast lint install bench clean mcu-tools
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,10 +16,22 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+# The Cortex-M cross toolchain and QEMU for `emberflow compile` builds and emulated runs (Debian
+# packages, installed non-interactively; needs root or password-less sudo). A few checks when they
+# are installed, so `make test` runs it every time; it fails with what to do when they are missing
+# and cannot be installed. MCU_TOOLS=skip leaves them out (the cross-build and QEMU tests skip).
+MCU_TOOLS ?= install
+mcu-tools:
+ifeq ($(MCU_TOOLS),skip)
+	@echo "mcu-tools: skipped (MCU_TOOLS=skip): the cross-build and QEMU tests will skip"
+else
+	@bash scripts/mcu-tools.sh
+endif
+
 run: install
 	$(VENV)/bin/emberflow up --preload llm
 
-test: install
+test: install mcu-tools
 	$(PY) -m pytest
 
 # Process-free tests of the core (router table, unit contract, queues, control messages, layers): seconds.

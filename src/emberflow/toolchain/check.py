@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-from emberflow.targets import Target
+from emberflow.targets import MemoryRegion, Target
 from emberflow.toolchain.fmt import fmt_bytes
 from emberflow.toolchain.graph import Graph, device_dtypes
 from emberflow.toolchain.memplan import MemoryPlan
+
+if TYPE_CHECKING:
+    from emberflow.toolchain.mcu.artifact import BuildRecord
+    from emberflow.toolchain.mcu.footprint import Footprint
 
 # Known ways around ops that small targets lack; the generic advice applies to the rest.
 OP_HINTS = {
@@ -40,6 +45,11 @@ class CheckResult:
     ram_region: str
     violations: list[Violation]
     notes: list[str] = field(default_factory=list)  # fits, but not where one would like (e.g. external RAM)
+    # "build": flash/RAM are exact, from a cross build of the compiled C (weights_bytes is then
+    # all the model's flash, arena_bytes all its RAM); "estimate": weights and the planned arena
+    sizes: str = "estimate"
+    sizes_how: str = ""  # where exact sizes come from, or why these are estimates
+    build: BuildRecord | None = None  # the cross build's bytes by section
 
     @property
     def fits(self) -> bool:
@@ -54,16 +64,21 @@ class CheckResult:
             f"{verdict} {self.target}: flash {fmt_bytes(self.weights_bytes)} / {fmt_bytes(self.weights_capacity)} "
             f"({pct(self.weights_bytes, self.weights_capacity)}, {self.weights_region}), "
             f"RAM {fmt_bytes(self.arena_bytes)} / {fmt_bytes(self.ram_capacity)} "
-            f"({pct(self.arena_bytes, self.ram_capacity)}, {self.ram_region})"
+            f"({pct(self.arena_bytes, self.ram_capacity)}, {self.ram_region}); "
+            + ("exact, from the cross build" if self.sizes == "build" else "estimated")
         )
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["fits"] = self.fits
         return d
 
 
-def check_model(graph: Graph, plan: MemoryPlan, target: Target) -> CheckResult:
+def check_model(
+    graph: Graph, plan: MemoryPlan, target: Target, footprint: Footprint | None = None
+) -> CheckResult:
+    """Every reason the model does not fit. Flash and RAM come from `footprint` when it
+    has a cross build (see toolchain/mcu/footprint.py), else from the graph and `plan`."""
     violations: list[Violation] = []
 
     by_op: dict[str, list[str]] = {}
@@ -103,31 +118,12 @@ def check_model(graph: Graph, plan: MemoryPlan, target: Target) -> CheckResult:
         )
 
     notes: list[str] = []
-    weights = graph.weight_bytes
-    w_region = _place_in(target.regions_for("weights"), weights, "weights", notes)
-    if w_region is None or weights > w_region.bytes:
-        cap = w_region.bytes if w_region else 0
-        violations.append(
-            Violation(
-                "flash",
-                f"weights need {fmt_bytes(weights)} but the largest weight memory on {target.name} "
-                f"({w_region.name if w_region else 'none'}) holds {fmt_bytes(cap)}"
-                + (f" ({weights / cap:.1f}x too big)" if cap else ""),
-                hint="quantize to int8 (4x smaller than float32), prune, or choose a smaller model or a bigger target",
-            )
-        )
-
-    a_region = _place_in(target.regions_for("activations"), plan.arena_bytes, "the activation arena", notes)
-    if a_region is None or plan.arena_bytes > a_region.bytes:
-        cap = a_region.bytes if a_region else 0
-        violations.append(
-            Violation(
-                "ram",
-                f"activation arena needs {fmt_bytes(plan.arena_bytes)} (lower bound {fmt_bytes(plan.lower_bound_bytes)}) "
-                f"but the largest RAM on {target.name} ({a_region.name if a_region else 'none'}) holds {fmt_bytes(cap)}",
-                hint="reduce the input resolution or sequence length, quantize activations to int8, or split the model",
-            )
-        )
+    w_region: MemoryRegion | None
+    a_region: MemoryRegion | None
+    if footprint is not None and footprint.build is not None:
+        weights, w_region, arena, a_region = _exact_fit(target, footprint.build, violations)
+    else:
+        weights, w_region, arena, a_region = _estimated_fit(target, graph, plan, violations, notes)
 
     for limit in target.limits:
         for node in graph.nodes:
@@ -155,12 +151,87 @@ def check_model(graph: Graph, plan: MemoryPlan, target: Target) -> CheckResult:
         weights_bytes=weights,
         weights_capacity=w_region.bytes if w_region else 0,
         weights_region=w_region.name if w_region else "none",
-        arena_bytes=plan.arena_bytes,
+        arena_bytes=arena,
         ram_capacity=a_region.bytes if a_region else 0,
         ram_region=a_region.name if a_region else "none",
         violations=violations,
         notes=notes,
+        sizes=footprint.source if footprint else "estimate",
+        sizes_how=footprint.how if footprint else "",
+        build=footprint.build if footprint else None,
     )
+
+
+def _exact_fit(
+    target: Target, b: BuildRecord, violations: list[Violation]
+) -> tuple[int, MemoryRegion, int, MemoryRegion]:
+    """The compiled model against the regions `emberflow compile` links it into."""
+    from emberflow.toolchain.mcu.board import flash_region, ram_region
+
+    flash, ram = flash_region(target), ram_region(target)
+    place = "the region `emberflow compile` links the model into"
+    if b["model_flash"] > flash.bytes:
+        violations.append(
+            Violation(
+                "flash",
+                f"the compiled model needs {fmt_bytes(b['model_flash'])} of flash (weights and "
+                f"parameters {fmt_bytes(b['weights'])}, code {fmt_bytes(b['model_code'])}, runtime "
+                f"and kernels {fmt_bytes(b['runtime_and_kernels'])}), {b['model_flash'] - flash.bytes} "
+                f"bytes more than {target.name}'s {flash.name} ({fmt_bytes(flash.bytes)}), {place}",
+                hint="prune or choose a smaller model or a bigger target; or place .nn_weights in "
+                "external flash with your own linker script",
+            )
+        )
+    if b["model_ram"] > ram.bytes:
+        violations.append(
+            Violation(
+                "ram",
+                f"the compiled model needs {fmt_bytes(b['model_ram'])} of RAM (arena "
+                f"{fmt_bytes(b['arena'])}, state {fmt_bytes(b['state'])}, its data "
+                f"{fmt_bytes(b['model_data_bss'])}, kernel stack {b['kernel_stack']} B), "
+                f"{b['model_ram'] - ram.bytes} bytes more than {target.name}'s {ram.name} "
+                f"({fmt_bytes(ram.bytes)}), {place}",
+                hint="reduce the input resolution or sequence length, or split the model",
+            )
+        )
+    return b["model_flash"], flash, b["model_ram"], ram
+
+
+def _estimated_fit(
+    target: Target,
+    graph: Graph,
+    plan: MemoryPlan,
+    violations: list[Violation],
+    notes: list[str],
+) -> tuple[int, MemoryRegion | None, int, MemoryRegion | None]:
+    """The graph's weights and the planned arena against the target's memories."""
+    weights = graph.weight_bytes
+    w_region = _place_in(target.regions_for("weights"), weights, "weights", notes)
+    if w_region is None or weights > w_region.bytes:
+        cap = w_region.bytes if w_region else 0
+        violations.append(
+            Violation(
+                "flash",
+                f"weights need {fmt_bytes(weights)} but the largest weight memory on {target.name} "
+                f"({w_region.name if w_region else 'none'}) holds {fmt_bytes(cap)}"
+                + (f" ({weights / cap:.1f}x too big)" if cap else ""),
+                hint="quantize to int8 (4x smaller than float32), prune, or choose a smaller model or a bigger target",
+            )
+        )
+
+    a_region = _place_in(target.regions_for("activations"), plan.arena_bytes, "the activation arena", notes)
+    if a_region is None or plan.arena_bytes > a_region.bytes:
+        cap = a_region.bytes if a_region else 0
+        violations.append(
+            Violation(
+                "ram",
+                f"activation arena needs {fmt_bytes(plan.arena_bytes)} (lower bound {fmt_bytes(plan.lower_bound_bytes)}) "
+                f"but the largest RAM on {target.name} ({a_region.name if a_region else 'none'}) holds {fmt_bytes(cap)}",
+                hint="reduce the input resolution or sequence length, quantize activations to int8, or split the model",
+            )
+        )
+
+    return weights, w_region, plan.arena_bytes, a_region
 
 
 def _place_in(regions, size: int, what: str, notes: list[str]):

@@ -60,10 +60,15 @@ def write_check_report(path: Path, result) -> None:
     d = result.to_dict()
     verdict = f"<p class='{'ok' if result.fits else 'bad'}'>{html.escape(result.summary())}</p>"
     rows = [{"kind": v["kind"], "problem": v["message"], "what to do": v["hint"]} for v in d["violations"]]
+    exact = d["sizes"] == "build"
+    if d["sizes_how"]:
+        verdict += f"<p>sizes: {html.escape(d['sizes_how'])}</p>"
     body = verdict + table(rows, ["kind", "problem", "what to do"])
     body += bar_chart("Use of the target's memory (%)", [
-        ("flash (weights)", 100 * d["weights_bytes"] / max(d["weights_capacity"], 1)),
-        ("RAM (activation arena)", 100 * d["arena_bytes"] / max(d["ram_capacity"], 1)),
+        ("flash (the compiled model)" if exact else "flash (weights, estimate)",
+         100 * d["weights_bytes"] / max(d["weights_capacity"], 1)),
+        ("RAM (the compiled model)" if exact else "RAM (activation arena, estimate)",
+         100 * d["arena_bytes"] / max(d["ram_capacity"], 1)),
     ], lambda v: f"{v:.0f}%")
     Path(path).write_text(page(f"check on {d['target']}", body, d))
 

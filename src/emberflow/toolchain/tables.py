@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
 
 from emberflow.toolchain.fmt import fmt_bytes, fmt_count
+
+if TYPE_CHECKING:
+    from emberflow.toolchain.check import CheckResult
+    from emberflow.toolchain.mcu.artifact import BuildRecord
+    from emberflow.toolchain.mcu.footprint import Footprint
 
 console = Console()
 
@@ -35,6 +42,8 @@ def print_analysis(summary: dict, rows: list[dict], plan: dict, *, layers: bool 
     s.add_row("lower bound (max live bytes)", fmt_bytes(plan["lower_bound_bytes"]))
     s.add_row("without reuse", fmt_bytes(plan["no_reuse_bytes"]))
     s.add_row("strategies tried", ", ".join(f"{k} {fmt_bytes(v)}" for k, v in plan["tried"].items()))
+    if summary.get("sizes") != "build":
+        s.add_row("flash/RAM", "estimates (weights, arena); exact: --target MCU or --compiled DIR")
     console.print(s)
     if plan_rows:
         p = Table(title=f"Memory plan (first {plan_rows} of {len(plan['table'])} tensors by offset)")
@@ -47,9 +56,52 @@ def print_analysis(summary: dict, rows: list[dict], plan: dict, *, layers: bool 
         console.print(f"[yellow]warning:[/] {w}")
 
 
-def print_check(result) -> None:
+def _build_sections(b: BuildRecord) -> tuple[str, str]:
+    """One line each for the flash and the RAM of a cross build, by section."""
+    flash = (
+        f"flash {fmt_bytes(b['model_flash'])} = weights+params {fmt_bytes(b['weights'])} + model code "
+        f"{fmt_bytes(b['model_code'])} + runtime/kernels {fmt_bytes(b['runtime_and_kernels'])}"
+    )
+    ram = (
+        f"RAM {fmt_bytes(b['model_ram'])} = arena {fmt_bytes(b['arena'])} + state {fmt_bytes(b['state'])} "
+        f"+ model data/bss {fmt_bytes(b['model_data_bss'])} + kernel stack {b['kernel_stack']} B "
+        f"({b['kernel_stack_function'] or '-'})"
+    )
+    return flash, ram
+
+
+def print_footprint(fp: Footprint, target: str) -> None:
+    """The compiled model's flash/RAM on `target` (analyze --target/--compiled)."""
+    if fp.build is None:
+        console.print(f"[yellow]flash/RAM on {target}:[/] {fp.how}")
+        return
+    t = Table(title=f"Flash/RAM on {target} ({fp.build['core']}), {fp.how}", show_header=False)
+    t.add_column(justify="left")
+    t.add_column(justify="right")
+    b = fp.build
+    for label, value in (
+        ("weights + layer parameters (.nn_weights)", b["weights"]),
+        ("model code (run function, API)", b["model_code"]),
+        ("runtime + kernels (+ libc helpers)", b["runtime_and_kernels"]),
+        ("flash, model total", b["model_flash"]),
+        ("activation arena (.nn_data_act)", b["arena"]),
+        ("streaming state (.nn_state)", b["state"]),
+        ("model data/bss", b["model_data_bss"]),
+        (f"deepest kernel frame ({b['kernel_stack_function'] or '-'})", b["kernel_stack"]),
+        ("RAM, model total", b["model_ram"]),
+    ):
+        t.add_row(label, fmt_bytes(value))
+    console.print(t)
+
+
+def print_check(result: CheckResult) -> None:
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
+    if result.build is not None:
+        flash, ram = _build_sections(result.build)
+        console.print(f"sizes: {result.sizes_how}\n  {flash}\n  {ram}")
+    elif result.sizes_how:
+        console.print(f"sizes: {result.sizes_how}")
     if result.fits:
         console.print(f"[green]{result.summary()}[/]")
         return

@@ -37,3 +37,18 @@ def read_tflite_model(buf: bytes) -> Any:
 def tflite_op_names() -> dict[int, str]:
     schema = tflite_schema()
     return {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def tflite_op_types(model: Any) -> list[str]:
+    """The op type of each entry of a model's operator-code table: the builtin's name from the
+    schema, or CUSTOM:<name>."""
+    names = tflite_op_names()
+    types = []
+    for code in model.operatorCodes or []:
+        # builtins past 127 live in builtinCode, older files use only the deprecated byte
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        op_type = names.get(builtin, f"BUILTIN_{builtin}")
+        if op_type == "CUSTOM":
+            op_type = f"CUSTOM:{code.customCode.decode() if code.customCode else '?'}"
+        types.append(op_type)
+    return types

@@ -14,7 +14,8 @@ import numpy as np
 
 # The TFLite flatbuffer reader lives with the runtime (which runs .tflite files); the toolchain
 # builds on it, never the other way round.
-from emberflow.runtime.tflite_format import ModelError, TFL_DTYPES, read_tflite_model, tflite_op_names, tflite_schema
+from emberflow.runtime.tflite_format import (
+    TFL_DTYPES, ModelError, read_tflite_model, tflite_op_names, tflite_op_types, tflite_schema)
 
 __all__ = ["TFL_DTYPES", "Graph", "ModelError", "Node", "TensorInfo", "load_graph", "read_tflite_model",
            "tflite_op_names", "tflite_schema"]
@@ -337,7 +338,6 @@ def _load_tflite(path: Path) -> Graph:
         model = read_tflite_model(buf)
     except ModelError as exc:
         raise ModelError(f"{path.name}: {exc}") from None
-    names = tflite_op_names()
     sg = model.subgraphs[0]  # the main graph; others are init/called subgraphs
     tensors: dict[str, TensorInfo] = {}
     tname: list[str] = []
@@ -357,12 +357,9 @@ def _load_tflite(path: Path) -> Graph:
             quant = {"scale": [float(s) for s in q.scale], "zero_point": [int(z) for z in q.zeroPoint]}
         tensors[name] = TensorInfo(name, shape, TFL_DTYPES.get(t.type, "unknown"), is_const, quant)
     nodes = []
+    op_types = tflite_op_types(model)
     for i, op in enumerate(sg.operators or []):
-        code = model.operatorCodes[op.opcodeIndex]
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        op_type = names.get(builtin, f"BUILTIN_{builtin}")
-        if op_type == "CUSTOM":
-            op_type = f"CUSTOM:{code.customCode.decode() if code.customCode else '?'}"
+        op_type = op_types[op.opcodeIndex]
         ins = [tname[j] if j >= 0 else "" for j in (op.inputs if op.inputs is not None else [])]
         outs = [tname[j] for j in (op.outputs if op.outputs is not None else [])]
         nodes.append(Node(f"{op_type.lower()}_{i}", op_type, ins, outs))

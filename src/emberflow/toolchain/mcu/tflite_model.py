@@ -13,12 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from emberflow.toolchain.graph import (
-    TFL_DTYPES,
-    ModelError,
-    read_tflite_model,
-    tflite_op_names,
-)
+from emberflow.runtime.tflite_format import TFL_DTYPES, ModelError, read_tflite_model, tflite_op_types
 
 
 @dataclass
@@ -140,7 +135,7 @@ def load_tflite(path: str | Path) -> TfliteModel:
             f"{path.name}: corrupt .tflite file ({type(exc).__name__}: {exc})"
         ) from None
     try:
-        op_types = _op_types(model)
+        op_types = tflite_op_types(model)
         return TfliteModel(
             str(path), [_subgraph(model, sg, op_types) for sg in model.subgraphs or []]
         )
@@ -148,21 +143,6 @@ def load_tflite(path: str | Path) -> TfliteModel:
         raise ModelError(
             f"{path.name}: corrupt .tflite file ({type(exc).__name__}: {exc})"
         ) from None
-
-
-def _op_types(model: Any) -> list[str]:
-    """The op type of each entry of the model's operator-code table: the builtin's name
-    from the schema (`tflite_op_names`), or CUSTOM:<name>."""
-    names = tflite_op_names()
-    types = []
-    for code in model.operatorCodes or []:
-        # builtins past 127 live in builtinCode, older files use only the deprecated byte
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        op_type = names.get(builtin, f"BUILTIN_{builtin}")
-        if op_type == "CUSTOM":
-            op_type = f"CUSTOM:{code.customCode.decode() if code.customCode else '?'}"
-        types.append(op_type)
-    return types
 
 
 def _subgraph(model: Any, sg: Any, op_types: list[str]) -> Subgraph:

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -201,7 +201,7 @@ class Batcher:
             self._slots.release()
 
     # --- how requests combine: numpy tensors along axis 0 (subclasses batch other things) ---------
-    def rows(self, inputs: list) -> int:
+    def rows(self, inputs: Sequence[Any]) -> int:
         return int(inputs[0].shape[0]) if inputs and inputs[0].ndim else 1
 
     def compatible(self, a: list, b: list) -> bool:

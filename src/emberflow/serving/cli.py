@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
 
         path = Path(target)
         config = path / "emberflow.yaml" if path.is_dir() else None
-        if path.is_dir() and not config.is_file():
+        if config is not None and not config.is_file():
             typer.echo(f"emberflow serve: {config} not found (make a project with `emberflow create -n NAME`)", err=True)
             raise typer.Exit(2)
         cfg = load_config(config, host=host, port=port, token=token, http_port=http_port, grpc_port=grpc_port,

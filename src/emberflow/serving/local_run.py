@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emberflow.unit.base import Unit
 
 
 def load_project(path: Path) -> tuple[str, type, Path]:
@@ -32,7 +35,7 @@ def load_project(path: Path) -> tuple[str, type, Path]:
     return kind, getattr(importlib.import_module(module), attr), root
 
 
-def check_output(cls: type, piece: Any) -> list[str]:
+def check_output(cls: type[Unit], piece: Any) -> list[str]:
     """Problems with one output piece, judged against the unit's declaration."""
     from pydantic import ValidationError
 

@@ -70,5 +70,5 @@ def _set_largest(gauge: Gauge, sources: list[Callable[[], dict[str, int]]]) -> N
     for source in sources:
         for model, value in source().items():
             values[model] = max(values.get(model, 0.0), value)
-    for model, value in values.items():
-        gauge.labels(model).set(value)
+    for model, largest in values.items():
+        gauge.labels(model).set(largest)

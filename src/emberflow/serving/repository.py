@@ -133,6 +133,7 @@ class ModelRepository:
 
     def _signature(self, name: str) -> tuple:
         """What the poller compares: every file of the model with its size and mtime."""
+        assert self.root is not None  # no directory: no models to sign
         base = self.root / name
         files = []
         for p in sorted(base.rglob("*")):
@@ -196,6 +197,7 @@ class ModelRepository:
     def _build(self, name: str) -> dict[str, ModelVersion]:
         from emberflow.runtime import Engine
 
+        assert self.root is not None  # no directory: no models to build
         base = self.root / name
         policy = BatchPolicy.from_dict(_read_config(base))
         versions: dict[str, ModelVersion] = {}

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -342,7 +342,7 @@ class TextBatcher(Batcher):
         self.tasks, self.kind = tasks, kind
         self.params = {**params, "response_format": f"{kind}.f32"}
 
-    def rows(self, inputs: list[Any]) -> int:
+    def rows(self, inputs: Sequence[Any]) -> int:
         return len(inputs[0])
 
     def compatible(self, a: list[Any], b: list[Any]) -> bool:

@@ -211,7 +211,7 @@ def _load_onnx(path: Path, shapes: dict, probe: bool, feeds: dict | None = None,
         if t.HasField("shape"):
             dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
             if all(d is not None for d in dims):
-                shape = tuple(int(d) for d in dims)
+                shape = tuple(int(d) for d in dims if d is not None)
         tensors[vi.name] = TensorInfo(vi.name, shape, dtype)
 
     for vi in list(ig.input) + list(ig.value_info) + list(ig.output):
@@ -223,16 +223,17 @@ def _load_onnx(path: Path, shapes: dict, probe: bool, feeds: dict | None = None,
         tensors.setdefault(sub_const.name, sub_const)
 
     nodes: list[Node] = []
-    for i, n in enumerate(g.node):
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute if a.type not in (5, 10)}
-        if n.op_type == "Constant":
+    for i, proto in enumerate(g.node):
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in proto.attribute if a.type not in (5, 10)}
+        if proto.op_type == "Constant":
             # A Constant node is a weight in flash, not a computation.
-            value = next((a for a in n.attribute if a.name == "value"), None)
+            value = next((a for a in proto.attribute if a.name == "value"), None)
             if value is not None:
                 arr = numpy_helper.to_array(value.t)
-                tensors[n.output[0]] = TensorInfo(n.output[0], tuple(arr.shape), str(arr.dtype), True)
+                tensors[proto.output[0]] = TensorInfo(proto.output[0], tuple(arr.shape), str(arr.dtype), True)
                 continue
-        nodes.append(Node(n.name or f"{n.op_type}_{i}", n.op_type, list(n.input), list(n.output), attrs))
+        nodes.append(Node(proto.name or f"{proto.op_type}_{i}", proto.op_type, list(proto.input), list(proto.output),
+                          attrs))
 
     graph = Graph(
         name=g.name or path.stem, format="onnx", nodes=nodes, tensors=tensors,

@@ -207,6 +207,7 @@ def plan_memory(
         tried[s] = arena
         if best is None or arena < best[0]:
             best = (arena, s, buffers)
+    assert best is not None  # at least one strategy was tried
     arena, chosen, buffers = best
     return MemoryPlan(
         strategy=chosen,

@@ -7,6 +7,7 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 from emberflow.runtime.bundle import KIND_BLOB, KIND_MODEL, Section, read_bundle, write_bundle
 from emberflow.toolchain.graph import Graph, device_dtypes, load_graph
@@ -53,7 +54,7 @@ def _io(graph: Graph, names: list[str], norms: dict) -> list[dict]:
     rows = []
     for n in names:
         t = graph.tensors[n]
-        row = {"name": n, "shape": list(t.shape or []), "dtype": t.dtype}
+        row: dict[str, Any] = {"name": n, "shape": list(t.shape or []), "dtype": t.dtype}
         if t.quant:
             row["quant"] = t.quant
         if n in norms:

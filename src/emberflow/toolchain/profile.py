@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -172,7 +173,8 @@ def chrome_trace(result: ProfileResult) -> dict:
 
 
 def speedscope(result: ProfileResult) -> dict:
-    frames, profiles = [], []
+    frames: list[dict[str, str]] = []
+    profiles: list[dict[str, Any]] = []
     index: dict[str, int] = {}
     for label, key in (("host measured", "measured_us"), (f"{result.target} estimated", "estimated_us")):
         evs, t = [], 0.0

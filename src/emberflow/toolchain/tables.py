@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from rich.console import Console
 from rich.table import Table
@@ -20,8 +20,9 @@ console = Console()
 def print_analysis(summary: dict, rows: list[dict], plan: dict, *, layers: bool = True, plan_rows: int = 40) -> None:
     if layers:
         t = Table(title=f"Layers of {summary['model']}", show_lines=False)
-        for col, just in (("#", "right"), ("name", "left"), ("op", "left"), ("output", "left"), ("params", "right"),
-                          ("MACC", "right"), ("weights", "right"), ("activations", "right")):
+        columns: tuple[tuple[str, Literal["left", "right"]], ...] = (("#", "right"), ("name", "left"), ("op", "left"), ("output", "left"), ("params", "right"),
+                          ("MACC", "right"), ("weights", "right"), ("activations", "right"))
+        for col, just in columns:
             t.add_column(col, justify=just)
         for r in rows:
             t.add_row(str(r["index"]), r["name"][:40], r["op"], r["output_shape"], fmt_count(r["params"]),

@@ -66,6 +66,8 @@ class _Lowering:
             q = self.producer[qname]
             scale, zp = self.qparams(q)
             shape = self.shapes.get(qname) or self.shapes.get(q.input[0])
+            if shape is None:
+                raise ExportError(f"{qname}: no shape known for this activation (run shape inference first)")
             self.layout4d[qname] = len(shape) == 4
             self.index[qname] = self.b.tensor(qname, _nhwc(shape), TFL_TYPES[str(zp.dtype)], scale=scale, zero_point=zp)
         return self.index[qname]

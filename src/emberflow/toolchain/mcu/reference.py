@@ -30,9 +30,7 @@ class _Interpreter(Protocol):
 
 class TflmReference:
     def __init__(self, model: str | Path) -> None:
-        from tflite_micro.python.tflite_micro import (  # type: ignore[import-untyped]
-            runtime,
-        )
+        from tflite_micro.python.tflite_micro import runtime
 
         from emberflow.runtime.backends.tflm import capture_native_output
 

@@ -131,8 +131,10 @@ class CameraPreview:
 
     def tasks(self) -> dict[str, list[str]]:
         """The camera tasks and the yolo tasks, for the page to know whether to show the panel."""
-        return {"cameras": [r.work_id for r in self.table.of_kind("camera")],
-                "detectors": [r.work_id for r in self.table.of_kind("yolo")]}
+        return {
+            "cameras": [r.work_id for r in self.table.of_kind("camera")],
+            "detectors": [r.work_id for r in self.table.of_kind("yolo")],
+        }
 
     def _tap(self, record: TaskRecord, on_frame: Any = None) -> Tap:
         tap = self._taps.get(record.work_id)
@@ -166,10 +168,16 @@ class CameraPreview:
             self._close_idle_locked()
             frame = cam.latest.frame
             jpeg = to_jpeg(frame, record.params) if frame is not None else None
-            return {"work_id": record.work_id, "seq": cam.latest.seq, "jpeg": jpeg,
-                    "width": record.params.get("frame_width"), "height": record.params.get("frame_height"),
-                    "detections": boxes, "box_format": "xywh" if "V2" in box_format else "xyxy",
-                    "detectors": [d.work_id for d in detectors]}
+            return {
+                "work_id": record.work_id,
+                "seq": cam.latest.seq,
+                "jpeg": jpeg,
+                "width": record.params.get("frame_width"),
+                "height": record.params.get("frame_height"),
+                "detections": boxes,
+                "box_format": "xywh" if "V2" in box_format else "xyxy",
+                "detectors": [d.work_id for d in detectors],
+            }
 
     def close_idle(self) -> None:
         with self._lock:

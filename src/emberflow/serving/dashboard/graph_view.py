@@ -20,14 +20,23 @@ def _source_of(entry: str, live: set[str]) -> str | None:
     return None
 
 
-def graph(records: list[TaskRecord], infos: dict[str, dict[str, Any]], outputs_before: dict[str, int],
-          states: dict[str, str]) -> dict[str, Any]:
+def graph(
+    records: list[TaskRecord], infos: dict[str, dict[str, Any]], outputs_before: dict[str, int], states: dict[str, str]
+) -> dict[str, Any]:
     live = {r.work_id for r in records}
-    nodes = [{"id": r.work_id, "kind": r.kind, "state": states.get(r.work_id, "ready"),
-              "model": (infos.get(r.work_id) or {}).get("resolved_model") or r.model} for r in records]
+    nodes = [
+        {
+            "id": r.work_id,
+            "kind": r.kind,
+            "state": states.get(r.work_id, "ready"),
+            "model": (infos.get(r.work_id) or {}).get("resolved_model") or r.model,
+        }
+        for r in records
+    ]
     edges = []
     for rec in records:
-        policies = rec.params.get("input_policy") if isinstance(rec.params.get("input_policy"), dict) else {}
+        wanted = rec.params.get("input_policy")
+        policies: dict[str, Any] = wanted if isinstance(wanted, dict) else {}
         dropped = (infos.get(rec.work_id) or {}).get("queue", {}).get("dropped", {})
         seen: set[str] = set()
         for entry in rec.inputs:
@@ -36,10 +45,16 @@ def graph(records: list[TaskRecord], infos: dict[str, dict[str, Any]], outputs_b
                 continue
             seen.add(source)
             now = _outputs(infos, source)
-            edges.append({"id": f"{source}->{rec.work_id}", "source": source, "target": rec.work_id,
-                          "policy": str(policies.get(entry) or policies.get(source) or "lossless"),
-                          "drops": int(dropped.get(source, 0)),
-                          "lit": now is not None and now > outputs_before.get(source, now)})
+            edges.append(
+                {
+                    "id": f"{source}->{rec.work_id}",
+                    "source": source,
+                    "target": rec.work_id,
+                    "policy": str(policies.get(entry) or policies.get(source) or "lossless"),
+                    "drops": int(dropped.get(source, 0)),
+                    "lit": now is not None and now > outputs_before.get(source, now),
+                }
+            )
     return {"nodes": nodes, "edges": edges}
 
 

@@ -36,6 +36,7 @@ METRICS_EVERY = 1.0
 TASKINFO_TIMEOUT = 2.0  # a unit busy loading a model still answers taskinfo from its host loop
 QUEUE_LIMIT = 256  # events waiting for one page; a page that far behind is dropped (it reconnects)
 KEPT_EVENTS = 50
+FRESH_SECONDS = 5.0  # a snapshot this recent is sent to a page that opens, before a new one is made
 
 
 class Subscriber:
@@ -115,10 +116,20 @@ class Hub:
     def hello(self) -> dict[str, Any]:
         from emberflow import __version__
 
-        return {"version": __version__, "token_required": self.gateway.cfg.token is not None,
-                "events": list(self.events), "metrics": list(self.metrics.points),
-                "exchanges": self.exchanges.public(), "ptt": self.ptt.public(), "flows": self.flows,
-                "snapshot": self.last_snapshot}
+        return {
+            "version": __version__,
+            "token_required": self.gateway.cfg.token is not None,
+            "events": list(self.events),
+            "metrics": list(self.metrics.points),
+            "exchanges": self.exchanges.public(),
+            "ptt": self.ptt.public(),
+            "flows": self.flows,
+            # the last snapshot, if recent, so a page shows something before the next one is made
+            "snapshot": self.last_snapshot if self._fresh() else None,
+        }
+
+    def _fresh(self) -> bool:
+        return self.last_snapshot is not None and time.time() - self.last_snapshot["at"] < FRESH_SECONDS
 
     # --- lifecycle events -------------------------------------------------------------------------
     def _on_event(self, event: Event) -> None:
@@ -170,7 +181,7 @@ class Hub:
     async def _taskinfo(self, work_id: str) -> tuple[str, dict[str, Any] | None]:
         try:
             answer = await self.conn.request(work_id, "taskinfo", timeout=TASKINFO_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return work_id, None
         data = answer.get("data")
         return work_id, data if answer["error"]["code"] == 0 and isinstance(data, dict) else None
@@ -200,19 +211,34 @@ class Hub:
             h = self.history.get(status["kind"])
             if h is not None and h.lost is not None and status["state"] == "ready" and status["pid"] != h.lost_pid:
                 h.lost = None
-        pending = {kind: [(p.request.request_id, p.work_id) for p in ps if p.request.action == "setup"]
-                   for kind, ps in self.table.pending.items()}
-        inputs = Inputs(records, units, infos, self._use([u["pid"] for u in units if u.get("pid")]), self.history,
-                        {k: v for k, v in pending.items() if v})
+        pending = {
+            kind: [(p.request.request_id, p.work_id) for p in ps if p.request.action == "setup"]
+            for kind, ps in self.table.pending.items()
+        }
+        inputs = Inputs(
+            records,
+            units,
+            infos,
+            self._use([u["pid"] for u in units if u.get("pid")]),
+            self.history,
+            {k: v for k, v in pending.items() if v},
+        )
         tasks = units_view.tasks_rows(inputs)
         states = {t["work_id"]: t["state"] for t in tasks}
         flow = graph_view.graph(records, infos, self._outputs, states)
         self._outputs = graph_view.outputs_of(infos)
         turns = (infos.get("audio") or {}).get("unit", {}).get("turns", [])
         self.exchanges.on_turns(turns)
-        return {"at": time.time(), "units": units_view.units_rows(inputs), "tasks": tasks, "graph": flow,
-                "voice": {"turns": turns[-10:], "exchanges": self.exchanges.public()[-10:]},
-                "camera": self.camera.tasks(), "ptt": self.ptt.public(), "flows": self.flows}
+        return {
+            "at": time.time(),
+            "units": units_view.units_rows(inputs),
+            "tasks": tasks,
+            "graph": flow,
+            "voice": {"turns": turns[-10:], "exchanges": self.exchanges.public()[-10:]},
+            "camera": self.camera.tasks(),
+            "ptt": self.ptt.public(),
+            "flows": self.flows,
+        }
 
     async def close(self) -> None:
         if self._sampler is not None:

@@ -68,10 +68,14 @@ def point(before: Reading, now: Reading) -> dict[str, Any]:
     dt = max(now.at - before.at, 1e-6)
     grown = {le: now.buckets.get(le, 0.0) - before.buckets.get(le, 0.0) for le in now.buckets}
     p50, p99 = quantile(0.5, grown), quantile(0.99, grown)
-    return {"t": round(now.at, 3), "rps": round((now.requests - before.requests) / dt, 3),
-            "p50_ms": None if p50 is None else round(p50 * 1000, 2),
-            "p99_ms": None if p99 is None else round(p99 * 1000, 2),
-            "tokens_s": round((now.tokens - before.tokens) / dt, 2), "depth": now.depth}
+    return {
+        "t": round(now.at, 3),
+        "rps": round((now.requests - before.requests) / dt, 3),
+        "p50_ms": None if p50 is None else round(p50 * 1000, 2),
+        "p99_ms": None if p99 is None else round(p99 * 1000, 2),
+        "tokens_s": round((now.tokens - before.tokens) / dt, 2),
+        "depth": now.depth,
+    }
 
 
 class Series:

@@ -46,9 +46,16 @@ def _file(path: Path, source: str, name: str | None = None) -> ModelFile:
 def catalogue_rows(catalogue: Catalogue) -> list[dict[str, Any]]:
     rows = []
     for desc in catalogue.models.values():
-        rows.append({"mode": desc["mode"], "type": desc.get("type"), "installed": catalogue.is_installed(desc),
-                     "default": bool(desc.get("default")), "aliases": catalogue.aliases_of(desc["mode"]),
-                     "package": (desc.get("package") or {}).get("name") or desc.get("requires_binary")})
+        rows.append(
+            {
+                "mode": desc["mode"],
+                "type": desc.get("type"),
+                "installed": catalogue.is_installed(desc),
+                "default": bool(desc.get("default")),
+                "aliases": catalogue.aliases_of(desc["mode"]),
+                "package": (desc.get("package") or {}).get("name") or desc.get("requires_binary"),
+            }
+        )
     return sorted(rows, key=lambda r: (r["type"] or "", r["mode"]))
 
 
@@ -99,11 +106,12 @@ class Reports:
             cmd += ["--target", target or "host"]
         for shape in shapes:
             cmd += ["--shape", shape]
-        proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
         try:
             stdout, stderr = await asyncio.wait_for(proc.communicate(), REPORT_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
             return {"ok": False, "error": f"the report took longer than {REPORT_TIMEOUT:.0f} s"}
@@ -118,5 +126,11 @@ class Reports:
             result = json.loads(stdout)
         except ValueError:
             result = None
-        return {"ok": True, "kind": kind, "file": file.public(), "target": target, "html": html,
-                "fits": result.get("fits") if isinstance(result, dict) and kind == "check" else None}
+        return {
+            "ok": True,
+            "kind": kind,
+            "file": file.public(),
+            "target": target,
+            "html": html,
+            "fits": result.get("fits") if isinstance(result, dict) and kind == "check" else None,
+        }

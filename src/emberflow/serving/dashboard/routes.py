@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Body, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from emberflow.serving.dashboard.hub import Hub
 from emberflow.serving.dashboard.reports import Reports, catalogue_rows
@@ -28,12 +30,46 @@ STATIC = Path(__file__).parent / "static"
 VENDOR_FILES = ("alpine.min.js", "cytoscape.min.js", "uPlot.iife.min.js", "uPlot.min.css")
 # The page runs only its own files. Alpine evaluates its attribute expressions with Function(),
 # hence 'unsafe-eval'; no inline script runs, and nothing is fetched from another origin.
-CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
-       "img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; frame-src 'self'; "
-       "worker-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-PAGE_HEADERS = {"content-security-policy": CSP, "x-frame-options": "DENY", "referrer-policy": "no-referrer",
-                "x-content-type-options": "nosniff", "cache-control": "no-cache"}
+CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; frame-src 'self'; "
+    "worker-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+PAGE_HEADERS = {
+    "content-security-policy": CSP,
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-cache",
+}
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml", ".html": "text/html"}
+
+
+@dataclass(frozen=True)
+class Asset:
+    body: bytes
+    etag: str
+    media_type: str
+
+
+class Assets:
+    """The page's files, read once and kept in memory (about 600 KB): serving them costs no
+    thread hop or disk access, which matters on a busy 2-core box. Only files inside the static
+    folder with a known type exist here, so no path can leave it."""
+
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+        self._files: dict[str, Asset | None] = {}
+
+    def get(self, name: str) -> Asset | None:
+        if name not in self._files:
+            path = (self.root / name).resolve()
+            ok = self.root in path.parents and path.is_file() and path.suffix in STATIC_TYPES
+            body = path.read_bytes() if ok else b""
+            self._files[name] = (
+                Asset(body, f'"{hashlib.sha1(body).hexdigest()[:16]}"', STATIC_TYPES[path.suffix]) if ok else None
+            )
+        return self._files[name]
 
 
 def vendored() -> list[str]:
@@ -51,6 +87,9 @@ def build_router(gateway: Gateway) -> APIRouter:
     origin = SameOrigin(gateway.cfg.http_host)
     reports = Reports(gateway.catalogue, gateway.cfg.resolved_sandbox(), gateway.cfg.model_repository)
 
+    assets = Assets(STATIC)
+    flow_list: list[dict[str, Any]] = []
+
     def read(request: Request) -> None:
         origin.check(request, action=False)
 
@@ -64,20 +103,24 @@ def build_router(gateway: Gateway) -> APIRouter:
         read(request)
         missing = vendored()
         if missing:
-            return HTMLResponse(f"<!doctype html><title>emberflow</title><p>The dashboard's libraries are not "
-                                f"installed ({', '.join(missing)}): run <code>make dashboard-assets</code>.</p>",
-                                status_code=503, headers=PAGE_HEADERS)
+            return HTMLResponse(
+                f"<!doctype html><title>emberflow</title><p>The dashboard's libraries are not "
+                f"installed ({', '.join(missing)}): run <code>make dashboard-assets</code>.</p>",
+                status_code=503,
+                headers=PAGE_HEADERS,
+            )
         page = (STATIC / "index.html").read_text().replace("{{TOKEN_REQUIRED}}", "1" if gateway.cfg.token else "0")
         return HTMLResponse(page, headers=PAGE_HEADERS)
 
     @router.get("/dashboard/static/{name:path}")
-    async def static(name: str) -> Response:
-        path = (STATIC / name).resolve()
-        if STATIC.resolve() not in path.parents or not path.is_file() or path.suffix not in STATIC_TYPES:
+    async def static(name: str, request: Request) -> Response:
+        file = assets.get(name)
+        if file is None:
             raise HTTPException(404, "no such dashboard file")
-        # vendored files carry their version in the lockfile, not in their names: revalidate
-        return FileResponse(path, media_type=STATIC_TYPES[path.suffix],
-                            headers={"cache-control": "no-cache", "x-content-type-options": "nosniff"})
+        headers = {"cache-control": "no-cache", "etag": file.etag, "x-content-type-options": "nosniff"}
+        if request.headers.get("if-none-match") == file.etag:  # a reload revalidates: nothing to send
+            return Response(status_code=304, headers=headers)
+        return Response(file.body, media_type=file.media_type, headers=headers)
 
     # --- reading ----------------------------------------------------------------------------------
     @router.get("/dashboard/api/stream")
@@ -89,8 +132,9 @@ def build_router(gateway: Gateway) -> APIRouter:
             async for name, data in hub.stream():
                 yield _sse(name, data)
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"cache-control": "no-store", "x-accel-buffering": "no"}
+        )
 
     @router.get("/dashboard/api/state")
     async def state(request: Request) -> JSONResponse:
@@ -100,34 +144,23 @@ def build_router(gateway: Gateway) -> APIRouter:
     @router.get("/dashboard/api/models")
     async def models(request: Request) -> JSONResponse:
         read(request)
-        from emberflow.targets import list_targets
-
-        files = await asyncio.to_thread(reports.files)
-        return JSONResponse({"catalogue": await asyncio.to_thread(catalogue_rows, gateway.catalogue),
-                             "files": [f.public() for f in files],
-                             "targets": [{"name": t.name, "description": t.description} for t in list_targets()],
-                             "chat_models": [r["mode"] for r in catalogue_rows(gateway.catalogue)
-                                             if r["type"] == "llm" and r["installed"]],
-                             "default_llm": gateway.default_model("llm")})
+        # the catalogue checks installed packages on disk: off the event loop, which serves the stream
+        return JSONResponse(await asyncio.to_thread(_models, gateway, reports))
 
     @router.get("/dashboard/api/flows")
     async def flows(request: Request) -> JSONResponse:
         read(request)
-        from emberflow.flows.spec import BUILTIN, load
-
-        out = []
-        for path in sorted(BUILTIN.glob("*.yaml")):
-            flow = load(path)
-            out.append({"name": flow.name, "description": flow.description, "units": list(flow.units),
-                        "running": hub.flows.get(flow.name)})
-        return JSONResponse({"flows": out})
+        if not flow_list:  # the built-in flow files do not change while the daemon runs
+            flow_list.extend(await asyncio.to_thread(_flows))
+        listed = flow_list
+        return JSONResponse({"flows": [{**f, "running": hub.flows.get(f["name"])} for f in listed]})
 
     @router.get("/dashboard/api/camera")
     async def camera(request: Request, work_id: str | None = None) -> JSONResponse:
         read(request)
         latest = await asyncio.to_thread(hub.camera.latest, work_id)
-        if latest is None:
-            raise HTTPException(404, "no camera task is running")
+        if latest is None:  # not an error: the page polls while the last camera task ends
+            return JSONResponse({"work_id": None, "seq": 0, "jpeg": None, "detections": [], "detectors": []})
         jpeg = latest.pop("jpeg")
         latest["jpeg"] = base64.b64encode(jpeg).decode() if jpeg else None
         return JSONResponse(latest)
@@ -230,6 +263,28 @@ def build_router(gateway: Gateway) -> APIRouter:
         return JSONResponse(result, status_code=200 if result["ok"] else 422)
 
     return router
+
+
+def _models(gateway: Gateway, reports: Reports) -> dict[str, Any]:
+    from emberflow.targets import list_targets
+
+    catalogue = catalogue_rows(gateway.catalogue)
+    return {
+        "catalogue": catalogue,
+        "files": [f.public() for f in reports.files()],
+        "targets": [{"name": t.name, "description": t.description} for t in list_targets()],
+        "chat_models": [r["mode"] for r in catalogue if r["type"] == "llm" and r["installed"]],
+        "default_llm": gateway.default_model("llm"),
+    }
+
+
+def _flows() -> list[dict[str, Any]]:
+    from emberflow.flows.spec import BUILTIN, load
+
+    return [
+        {"name": f.name, "description": f.description, "units": list(f.units)}
+        for f in (load(path) for path in sorted(BUILTIN.glob("*.yaml")))
+    ]
 
 
 def _answer(answer: dict[str, Any]) -> JSONResponse:

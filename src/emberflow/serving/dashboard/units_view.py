@@ -65,12 +65,19 @@ def units_rows(inp: Inputs) -> list[dict[str, Any]]:
         kind, pid = status["kind"], status.get("pid")
         history = inp.history.get(kind)
         use = inp.use.get(pid) if pid is not None else None
-        rows.append({"kind": kind, "state": unit_state(status, history), "pid": pid,
-                     "rss": use.rss if use else None, "cpu": round(use.cpu, 1) if use else None,
-                     "restarts": history.restarts if history else 0,
-                     "tasks": sum(1 for r in inp.records if r.kind == kind),
-                     "ready_after_s": status.get("ready_after_s"),
-                     "detail": history.detail if history and history.lost else ""})
+        rows.append(
+            {
+                "kind": kind,
+                "state": unit_state(status, history),
+                "pid": pid,
+                "rss": use.rss if use else None,
+                "cpu": round(use.cpu, 1) if use else None,
+                "restarts": history.restarts if history else 0,
+                "tasks": sum(1 for r in inp.records if r.kind == kind),
+                "ready_after_s": status.get("ready_after_s"),
+                "detail": history.detail if history and history.lost else "",
+            }
+        )
     return rows
 
 
@@ -81,19 +88,48 @@ def tasks_rows(inp: Inputs) -> list[dict[str, Any]]:
         info = inp.infos.get(rec.work_id) or {}
         unit = by_kind.get(rec.kind, {})
         queue, stats = info.get("queue", {}), info.get("stats", {})
-        rows.append({"work_id": rec.work_id, "kind": rec.kind, "state": task_state(rec, info, unit.get("state", "ready")),
-                     "model": info.get("resolved_model") or rec.model or info.get("model"),
-                     "owner": rec.owner, "principal": rec.principal, "waiting": len(rec.waiting),
-                     "leases": rec.leases + (1 if rec.exclusive else 0),
-                     "depth": queue.get("depth", 0), "high_water": queue.get("high_water", 0),
-                     "drops": sum(queue.get("dropped", {}).values()) + queue.get("flushed", 0),
-                     "inferences": stats.get("inferences", 0), "outputs": stats.get("outputs", 0),
-                     "errors": stats.get("errors", 0), "rss": unit.get("rss"), "cpu": unit.get("cpu"),
-                     "restarts": unit.get("restarts", 0)})
+        rows.append(
+            {
+                "work_id": rec.work_id,
+                "kind": rec.kind,
+                "state": task_state(rec, info, unit.get("state", "ready")),
+                "model": info.get("resolved_model") or rec.model or info.get("model"),
+                "owner": rec.owner,
+                "principal": rec.principal,
+                "waiting": len(rec.waiting),
+                "leases": rec.leases + (1 if rec.exclusive else 0),
+                "depth": queue.get("depth", 0),
+                "high_water": queue.get("high_water", 0),
+                "drops": sum(queue.get("dropped", {}).values()) + queue.get("flushed", 0),
+                "inferences": stats.get("inferences", 0),
+                "outputs": stats.get("outputs", 0),
+                "errors": stats.get("errors", 0),
+                "rss": unit.get("rss"),
+                "cpu": unit.get("cpu"),
+                "restarts": unit.get("restarts", 0),
+            }
+        )
     for kind, setups in sorted(inp.pending.items()):
         for request_id, work_id in setups:
-            rows.append({"work_id": work_id or f"{kind} (setup {request_id})", "kind": kind, "state": "starting",
-                         "model": None, "owner": None, "principal": None, "waiting": 0, "leases": 0, "depth": 0,
-                         "high_water": 0, "drops": 0, "inferences": 0, "outputs": 0, "errors": 0,
-                         "rss": None, "cpu": None, "restarts": by_kind.get(kind, {}).get("restarts", 0)})
+            rows.append(
+                {
+                    "work_id": work_id or f"{kind} (setup {request_id})",
+                    "kind": kind,
+                    "state": "starting",
+                    "model": None,
+                    "owner": None,
+                    "principal": None,
+                    "waiting": 0,
+                    "leases": 0,
+                    "depth": 0,
+                    "high_water": 0,
+                    "drops": 0,
+                    "inferences": 0,
+                    "outputs": 0,
+                    "errors": 0,
+                    "rss": None,
+                    "cpu": None,
+                    "restarts": by_kind.get(kind, {}).get("restarts", 0),
+                }
+            )
     return rows

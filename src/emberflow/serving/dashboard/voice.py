@@ -34,10 +34,14 @@ AUDIO = "audio"
 TAIL_SECONDS = 1.0
 # The chain push-to-talk sets up. No wake word: the button is the wake. 0.4 s of silence ends a
 # question, as in the shipped voice-assistant flow.
-ASR = {"model": "whisper-tiny.en", "response_format": "asr.utf-8.stream", "min_silence": 0.4,
-       "partial_interval": 0, "enoutput": True}
-LLM = {"model": "smollm2-135m-instruct", "response_format": "llm.utf-8.stream", "max_token_len": 64,
-       "enoutput": True}
+ASR = {
+    "model": "whisper-tiny.en",
+    "response_format": "asr.utf-8.stream",
+    "min_silence": 0.4,
+    "partial_interval": 0,
+    "enoutput": True,
+}
+LLM = {"model": "smollm2-135m-instruct", "response_format": "llm.utf-8.stream", "max_token_len": 64, "enoutput": True}
 TTS = {"model": "piper-en-us-joe-medium", "response_format": "sys.pcm", "enoutput": True}
 KEEP = 20  # exchanges remembered
 
@@ -68,8 +72,15 @@ class Exchanges:
         work_id, data, obj = msg.get("work_id", ""), msg.get("data"), msg.get("object", "")
         kind = work_id.split(".", 1)[0]
         if msg.get("error", {}).get("code"):
-            self.publish("voice", {"type": "error", "work_id": work_id, "message": msg["error"].get("message", ""),
-                                   "detail": data.get("detail") if isinstance(data, dict) else None})
+            self.publish(
+                "voice",
+                {
+                    "type": "error",
+                    "work_id": work_id,
+                    "message": msg["error"].get("message", ""),
+                    "detail": data.get("detail") if isinstance(data, dict) else None,
+                },
+            )
         elif kind in ("asr", "whisper"):
             text = data.get("delta") if isinstance(data, dict) else data
             if isinstance(text, str) and (not isinstance(data, dict) or data.get("finish")):
@@ -103,7 +114,7 @@ class Exchanges:
             return
         self._last_turn = turns[-1]
         waiting = [e for e in self.items if e.turn is None and e.heard]
-        for turn, exchange in zip(reversed(new), reversed(waiting)):
+        for turn, exchange in zip(reversed(new), reversed(waiting), strict=False):
             exchange.turn = turn
 
     def public(self) -> list[dict[str, Any]]:
@@ -123,8 +134,12 @@ class PushToTalk:
         self._drains: set[asyncio.Task[None]] = set()
 
     def public(self) -> dict[str, Any]:
-        return {"state": self.state, "detail": self.detail, "work_ids": self.work_ids,
-                "pushed_seconds": round(self.pushed_seconds, 3)}
+        return {
+            "state": self.state,
+            "detail": self.detail,
+            "work_ids": self.work_ids,
+            "pushed_seconds": round(self.pushed_seconds, 3),
+        }
 
     async def start(self) -> dict[str, Any]:
         if self.state in ("starting", "ready") and self._alive():
@@ -185,7 +200,7 @@ class PushToTalk:
             async for msg in self.conn.outputs(AUDIO, rid, timeout=30):
                 if msg.get("error", {}).get("code"):
                     self.publish("voice", {"type": "error", "work_id": AUDIO, "message": msg["error"]["message"]})
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.conn.cancel(AUDIO, rid)
 
     async def stop(self, keep_state: bool = False) -> None:

@@ -37,6 +37,7 @@ function dash() {
 
     boot() {
       window.__dashboardLoads = (window.__dashboardLoads || 0) + 1;
+      performance.mark('emberflow:boot');  // bench/dashboard_first_render.py reads these marks
       if (this.tokenRequired && !this.token) { this.askToken(); return; }
       this.start();
     },
@@ -91,6 +92,7 @@ function dash() {
           if (res.status === 401) { this.live = false; this.askToken('The token was refused.'); this.started = false; return; }
           if (!res.ok) throw new Error('stream: ' + res.status);
           this.live = true;
+          performance.mark('emberflow:stream');
           await this.readStream(res.body.getReader());
         } catch (e) { /* the daemon restarts or the network blinked: try again below */ }
         this.live = false;
@@ -98,27 +100,11 @@ function dash() {
       }
     },
     async readStream(reader) {
-      const decoder = new TextDecoder();
-      let buffer = '';
-      for (;;) {
-        const {value, done} = await reader.read();
-        if (done) return;
-        buffer += decoder.decode(value, {stream: true});
-        let cut;
-        while ((cut = buffer.indexOf('\n\n')) >= 0) {
-          const block = buffer.slice(0, cut);
-          buffer = buffer.slice(cut + 2);
-          let name = 'message', data = '';
-          for (const line of block.split('\n')) {
-            if (line.startsWith('event: ')) name = line.slice(7);
-            else if (line.startsWith('data: ')) data += line.slice(6);
-          }
-          if (data) this.on(name, JSON.parse(data));
-        }
-      }
+      await readEvents(reader, (name, data) => { if (data) this.on(name, JSON.parse(data)); });
     },
     on(name, data) {
       if (name === 'hello') {
+        performance.mark('emberflow:hello');
         this.version = data.version;
         this.events = data.events;
         this.exchanges = data.exchanges;
@@ -139,6 +125,12 @@ function dash() {
     },
     onSnapshot(s) {
       this.snapshot = s;
+      if (!window.cytoscape && !this._graphLoading) {
+        // after this first render: parsing the graph library must not delay the tables
+        this._graphLoading = true;
+        requestAnimationFrame(() => setTimeout(() => loadScript('/dashboard/static/vendor/cytoscape.min.js')
+          .then(() => this.drawGraph(this.snapshot.graph)), 0));
+      }
       this.ptt = s.ptt;
       this.exchanges = s.voice.exchanges;
       for (const f of this.flows) f.running = s.flows[f.name] || null;
@@ -176,7 +168,7 @@ function dash() {
     },
     async stopFlow(name) { await this.act('/dashboard/api/flows/' + name + '/stop', undefined, 'stop ' + name); },
     drawGraph(g) {
-      if (typeof cytoscape === 'undefined') return;
+      if (!window.cytoscape) return;
       if (!graph) {
         graph = cytoscape({container: document.getElementById('graph'), userZoomingEnabled: false, maxZoom: 1.2, style: [
           {selector: 'node', style: {label: 'data(id)', 'font-size': 11, 'text-valign': 'bottom', 'text-margin-y': 4,
@@ -369,23 +361,13 @@ function dash() {
         const res = await fetch('/v1/chat/completions', {method: 'POST', headers: this.headers({'Content-Type': 'application/json'}),
           body: JSON.stringify({model: this.chatModel, messages: history, stream: true, temperature: 0, max_tokens: 128})});
         if (!res.ok) throw new Error((await res.json()).error.message);
-        const reader = res.body.getReader(), decoder = new TextDecoder();
-        let buffer = '';
-        for (;;) {
-          const {value, done} = await reader.read();
-          if (done) break;
-          buffer += decoder.decode(value, {stream: true});
-          let cut;
-          while ((cut = buffer.indexOf('\n\n')) >= 0) {
-            const line = buffer.slice(0, cut).trim();
-            buffer = buffer.slice(cut + 2);
-            if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
-            const chunk = JSON.parse(line.slice(6));
-            if (chunk.error) throw new Error(chunk.error.message);
-            const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta.content;
-            if (delta) shown.content += delta;
-          }
-        }
+        await readEvents(res.body.getReader(), (name, data) => {
+          if (!data || data === '[DONE]') return;
+          const chunk = JSON.parse(data);
+          if (chunk.error) throw new Error(chunk.error.message);
+          const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta.content;
+          if (delta) shown.content += delta;
+        });
         document.getElementById('messages').dataset.answers = this.messages.filter(m => m.role === 'assistant').length;
       } catch (e) { shown.content += ' [' + e.message + ']'; }
       this.chatting = false;
@@ -431,6 +413,38 @@ function dash() {
       this.report.busy = false;
     },
   };
+}
+
+function loadScript(src) {
+  return new Promise((resolve, reject) => {
+    const el = document.createElement('script');
+    el.src = src;
+    el.onload = resolve;
+    el.onerror = () => reject(new Error('could not load ' + src));
+    document.head.appendChild(el);
+  });
+}
+
+// Server-sent events from a fetch() body: calls onEvent(name, data) for each event.
+async function readEvents(reader, onEvent) {
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for (;;) {
+    const {value, done} = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, {stream: true});
+    let cut;
+    while ((cut = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      let name = 'message', data = '';
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event: ')) name = line.slice(7);
+        else if (line.startsWith('data: ')) data += line.slice(6);
+      }
+      onEvent(name, data);
+    }
+  }
 }
 
 function toPcm16(floats, rate) {

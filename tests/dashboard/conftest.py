@@ -17,9 +17,18 @@ SCREENSHOTS = Path(__file__).parent / "screenshots"
 QUESTION = "What is the capital of France?"
 # Chromium as the machine notes say it runs here: no sandbox as root, no GPU, and no background
 # connections (the closed network refuses them, many at a time).
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
-         "--use-fake-device-for-media-stream", "--autoplay-policy=no-user-gesture-required"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 
 @pytest.fixture(scope="package")
@@ -43,9 +52,21 @@ def question_wav(tmp_path_factory) -> tuple[Path, float]:
 @pytest.fixture(scope="package")
 def dash_server(tmp_path_factory):
     units = {"camera": "dashboard.vision_units:FakeCamera", "yolo": "dashboard.vision_units:FakeYolo"}
-    s = Server(tmp_path_factory.mktemp("dashboard"), config={"token": TOKEN, "preload": ["llm"], "units": {
-        **{"echo": "units_for_tests:EchoUnit", "ticker": "units_for_tests:TickerUnit",
-           "tally": "units_for_tests:TallyUnit"}, **units}})
+    s = Server(
+        tmp_path_factory.mktemp("dashboard"),
+        config={
+            "token": TOKEN,
+            "preload": ["llm"],
+            "units": {
+                **{
+                    "echo": "units_for_tests:EchoUnit",
+                    "ticker": "units_for_tests:TickerUnit",
+                    "tally": "units_for_tests:TallyUnit",
+                },
+                **units,
+            },
+        },
+    )
     assert s.http_port, "".join(s.log)
     yield s
     s.stop()
@@ -64,8 +85,9 @@ def browser(question_wav):
 
     wav, _ = question_wav
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                              args=[*FLAGS, f"--use-file-for-fake-audio-capture={wav}%noloop"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=[*FLAGS, f"--use-file-for-fake-audio-capture={wav}%noloop"]
+        )
         yield b
         b.close()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import threading
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -38,8 +38,8 @@ class FakeCamera(Unit[CameraParams]):
     kind = "camera"
     needs_model = False
     Params = CameraParams
-    inputs = {"text": IO.TEXT}
-    outputs = {"image": IO.IMAGE}
+    inputs: ClassVar = {"text": IO.TEXT}
+    outputs: ClassVar = {"image": IO.IMAGE}
 
     def setup(self, params: CameraParams) -> None:
         self.p, self.seq, self._running = params, 0, True
@@ -69,8 +69,8 @@ class FakeYolo(Unit[YoloParams]):
     kind = "yolo"
     needs_model = False
     Params = YoloParams
-    inputs = {"image": IO.IMAGE}
-    outputs = {"boxes": IO.JSON}
+    inputs: ClassVar = {"image": IO.IMAGE}
+    outputs: ClassVar = {"boxes": IO.JSON}
 
     def setup(self, params: YoloParams) -> None:
         self.frames = 0

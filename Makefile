@@ -5,7 +5,14 @@ PIP     := $(PY) -m pip
 STAMP   := $(VENV)/.emberflow-installed
 PYTHON  ?= python3
 
-.PHONY: run test test-fast lint install bench clean mcu-tools
+# The dashboard's front-end libraries, vendored from npm as published (no bundler, no CDN): the
+# versions are pinned in web/package-lock.json, whose integrity hashes `npm ci` checks.
+VENDOR     := src/emberflow/serving/dashboard/static/vendor
+VENDOR_STAMP := $(VENDOR)/.installed
+# Debian's Chromium for the dashboard's browser tests (Playwright drives it; it downloads no browser).
+CHROMIUM   := /usr/bin/chromium
+
+.PHONY: run test test-fast lint install bench clean mcu-tools dashboard-assets browser
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,7 +21,24 @@ $(STAMP): pyproject.toml Makefile
 	$(VENV)/bin/emberflow models install --defaults
 	touch $(STAMP)
 
-install: $(STAMP)
+$(VENDOR_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)
+	cp web/node_modules/alpinejs/dist/cdn.min.js $(VENDOR)/alpine.min.js
+	cp web/node_modules/cytoscape/dist/cytoscape.min.js $(VENDOR)/cytoscape.min.js
+	cp web/node_modules/uplot/dist/uPlot.iife.min.js web/node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
+	touch $(VENDOR_STAMP)
+
+dashboard-assets: $(VENDOR_STAMP)
+
+# Idempotent: installs only when missing (CI runs as root on a clean machine).
+$(CHROMIUM):
+	DEBIAN_FRONTEND=noninteractive apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core
+
+browser: $(CHROMIUM)
+
+install: $(STAMP) $(VENDOR_STAMP)
 
 # The Cortex-M cross toolchain and QEMU for `emberflow compile` builds and emulated runs (Debian
 # packages, installed non-interactively; needs root or password-less sudo). A few checks when they
@@ -31,7 +55,7 @@ endif
 run: install
 	$(VENV)/bin/emberflow up --preload llm
 
-test: install mcu-tools
+test: install mcu-tools browser
 	$(PY) -m pytest
 
 # Process-free tests of the core (router table, unit contract, queues, control messages, layers): seconds.

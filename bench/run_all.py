@@ -28,6 +28,7 @@ BENCHES = {
     "toolchain_engine.py": "Engine overhead vs direct onnxruntime / TFLite-Micro calls",
     "toolchain_ocr_quant.py": "PP-OCRv5 rec int8 vs fp32 character error rate",
     "toolchain_speed.py": "analyze + check + quantize + pack wall time on the OCR rec model",
+    "dashboard_first_render.py": "dashboard first render in Chromium (DOMContentLoaded, first live data), page weight",
 }
 
 

@@ -24,7 +24,7 @@ log = logging.getLogger("emberflow.serving")
 
 def create_app(gateway: Gateway) -> Any:
     """The ASGI app: FastAPI routes wrapped in the Guard (API key, body limit, metrics)."""
-    from emberflow.serving import kserve_rest, openai_api, openai_audio, unit_rest
+    from emberflow.serving import dashboard, kserve_rest, openai_api, openai_audio, unit_rest
 
     app = FastAPI(title="emberflow", version=_version(),
                   description="OpenAI-compatible, KServe v2 and unit-native APIs over emberflow units.")
@@ -66,6 +66,7 @@ def create_app(gateway: Gateway) -> Any:
     app.include_router(openai_audio.router)
     app.include_router(kserve_rest.router)
     app.include_router(unit_rest.build_router(gateway))
+    app.include_router(dashboard.build_router(gateway))
     return Guard(app, token=gateway.cfg.token, max_body=gateway.cfg.max_frame, metrics=gateway.metrics), app
 
 

@@ -14,8 +14,10 @@ from typing import Any, Callable
 from emberflow.serving.errors import error_body
 from emberflow.serving.metrics import Metrics
 
-# Probes must work without credentials (load balancers, kubelets, `curl /health`).
-PUBLIC_PATHS = {"/health", "/v2/health/live", "/v2/health/ready"}
+# Probes must work without credentials (load balancers, kubelets, `curl /health`). The dashboard's
+# page and static files hold no data: the page asks for the token and sends it to the API.
+PUBLIC_PATHS = {"/health", "/v2/health/live", "/v2/health/ready", "/", "/dashboard/"}
+PUBLIC_PREFIXES = ("/dashboard/static/",)
 
 
 class Guard:
@@ -30,7 +32,8 @@ class Guard:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if self.token is not None and path not in PUBLIC_PATHS and not self._authorized(scope):
+        public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+        if self.token is not None and not public and not self._authorized(scope):
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008, "reason": "missing or wrong API key"})
                 return

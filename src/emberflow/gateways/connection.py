@@ -1,7 +1,12 @@
 """One client connection speaking the StackFlow protocol, whatever carries the bytes.
 
 TCP and UART differ only in how bytes arrive and leave; both feed `Connection.feed` and hand a
-`write` callable. Requests from one connection are handled in order, as the original's mutex does.
+`write` callable, plus a `Link` for what the transport can do besides writing (pause reading).
+Requests from one connection are handled in order, as the original's mutex does.
+
+Received bytes wait in a bounded inbox until the connection's worker decodes and handles them:
+past `max_inbox` bytes the transport stops reading, so a client that sends faster than sys (or a
+stalled unit) handles is slowed down by TCP itself instead of filling sys's memory.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
 from emberflow.protocol.envelope import encode, error_reply, notice, parse_request
@@ -22,23 +28,50 @@ if TYPE_CHECKING:
 log = logging.getLogger("emberflow.gateway")
 
 
+class Link:
+    """What a byte transport can do besides writing. These defaults suit a transport whose reader
+    pauses by itself when told to."""
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
 class Connection:
-    def __init__(self, router: Router, conn_id: int, kind: str, write: Callable[[bytes], None], max_frame: int):
+    def __init__(self, router: Router, conn_id: int, kind: str, write: Callable[[bytes], None], max_frame: int,
+                 *, link: Link | None = None):
         self.router = router
         self.conn_id = conn_id
         self.kind = kind  # "tcp" | "uart"
         self._write = write
+        self.link = link or Link()
         self.decoder = FrameDecoder(max_frame)
         self.authed = not router.cfg.token
         self.uploads: dict[str, list[str]] = {}  # sys.push streams in progress
-        self._inbox: asyncio.Queue = asyncio.Queue()
-        self._worker = asyncio.create_task(self._serve())
+        self.max_inbox = router.cfg.max_inbox
+        self._chunks: deque[tuple[bytes, float]] = deque()  # received, not yet decoded: (bytes, arrival time)
+        self._backlog = 0  # bytes in _chunks
+        self._arrived = asyncio.Event()
+        self._reading_paused = False
         self.closed = False
+        self._worker = asyncio.create_task(self._serve())
+
+    @property
+    def inbox_bytes(self) -> int:
+        """Received bytes not handled yet (bounded by `max_inbox` plus one read)."""
+        return self._backlog
 
     def feed(self, data: bytes) -> None:
-        received = time.monotonic()
-        for event in self.decoder.feed(data):
-            self._inbox.put_nowait((event, received))
+        if self.closed or not data:
+            return
+        self._chunks.append((data, time.monotonic()))
+        self._backlog += len(data)
+        if self._backlog >= self.max_inbox and not self._reading_paused:
+            self._reading_paused = True
+            self.link.pause_reading()
+        self._arrived.set()
 
     def send(self, msg: dict[str, Any], failed_request: str | None = None) -> None:
         if not self.closed:  # (wire clients match errors as StackFlow says; the hint is for in-process ones)
@@ -46,12 +79,22 @@ class Connection:
 
     async def _serve(self) -> None:
         while True:
-            event, received = await self._inbox.get()
-            try:
-                await self._dispatch(event, received)
-            except Exception:  # the server stays up whatever one request does
-                log.exception("connection %s: request failed", self.conn_id)
-                self.send(error_reply("0", "sys", StackFlowError(Code.JSON_FORMAT, detail="internal error")))
+            while not self._chunks:
+                self._arrived.clear()
+                await self._arrived.wait()
+            data, received = self._chunks.popleft()
+            self._backlog -= len(data)
+            if self._reading_paused and self._backlog <= self.max_inbox // 2:
+                self._reading_paused = False
+                self.link.resume_reading()
+            for event in self.decoder.feed(data):
+                if self.closed:
+                    return
+                try:
+                    await self._dispatch(event, received)
+                except Exception:  # the server stays up whatever one request does
+                    log.exception("connection %s: request failed", self.conn_id)
+                    self.send(error_reply("0", "sys", StackFlowError(Code.JSON_FORMAT, detail="internal error")))
 
     async def _dispatch(self, event: Any, received: float) -> None:
         if isinstance(event, StrayBrace):
@@ -76,4 +119,5 @@ class Connection:
     def close(self) -> None:
         self.closed = True
         self._worker.cancel()
+        self._chunks.clear()
         self.router.detach(self)

@@ -7,7 +7,7 @@ import logging
 import socket
 from typing import TYPE_CHECKING
 
-from emberflow.gateways.connection import Connection
+from emberflow.gateways.connection import Connection, Link
 
 if TYPE_CHECKING:
     from emberflow.sys.router import Router
@@ -16,7 +16,7 @@ log = logging.getLogger("emberflow.tcp")
 MAX_UNSENT = 8 * 1024 * 1024  # a client that stops reading is disconnected, not buffered forever
 
 
-class _Protocol(asyncio.Protocol):
+class _Protocol(asyncio.Protocol, Link):
     def __init__(self, router: Router):
         self.router = router
         self.conn: Connection | None = None
@@ -32,7 +32,8 @@ class _Protocol(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one message per segment, now
-        self.conn = Connection(self.router, self.router.new_conn_id(), "tcp", self._write, self.router.cfg.max_frame)
+        self.conn = Connection(self.router, self.router.new_conn_id(), "tcp", self._write, self.router.cfg.max_frame,
+                               link=self)
         self.router.attach(self.conn)
         log.info("client %s connected as %d", transport.get_extra_info("peername"), self.conn.conn_id)
 
@@ -46,6 +47,14 @@ class _Protocol(asyncio.Protocol):
             t.close()
             return
         t.write(data)  # one write per message, as the real server does
+
+    def pause_reading(self) -> None:  # the connection's inbox is full: TCP holds the client back
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self.conn is not None:

@@ -1,7 +1,8 @@
 """One client connection speaking the StackFlow protocol, whatever carries the bytes.
 
 TCP and UART differ only in how bytes arrive and leave; both feed `Connection.feed` and hand a
-`write` callable, plus a `Link` for what the transport can do besides writing (pause reading).
+`write` callable, plus a `Link` for what the transport can do besides writing (pause reading,
+hang up).
 Requests from one connection are handled in order, as the original's mutex does.
 
 Received bytes wait in a bounded inbox until the connection's worker decodes and handles them:
@@ -20,7 +21,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from emberflow.protocol.envelope import encode, error_reply, notice, parse_request
 from emberflow.protocol.errors import Code, StackFlowError
-from emberflow.protocol.framing import Frame, FrameDecoder, Malformed, Oversize, StrayBrace
+from emberflow.protocol.framing import (HTTP_SNIFF_BYTES, Frame, FrameDecoder, Malformed, Oversize, StrayBrace,
+                                        looks_like_http)
 
 if TYPE_CHECKING:
     from emberflow.sys.router import Router
@@ -29,8 +31,13 @@ log = logging.getLogger("emberflow.gateway")
 
 
 class Link:
-    """What a byte transport can do besides writing. These defaults suit a transport whose reader
-    pauses by itself when told to."""
+    """What a byte transport can do besides writing. These defaults suit a serial line: it cannot
+    hang up, and its reader pauses by itself when told to."""
+
+    can_hang_up = False
+
+    def hang_up(self) -> None:
+        """Close the transport after what is already queued (no-op when it cannot)."""
 
     def pause_reading(self) -> None:
         pass
@@ -41,7 +48,7 @@ class Link:
 
 class Connection:
     def __init__(self, router: Router, conn_id: int, kind: str, write: Callable[[bytes], None], max_frame: int,
-                 *, link: Link | None = None):
+                 *, link: Link | None = None, refuse_http: bool = False):
         self.router = router
         self.conn_id = conn_id
         self.kind = kind  # "tcp" | "uart"
@@ -55,6 +62,8 @@ class Connection:
         self._backlog = 0  # bytes in _chunks
         self._arrived = asyncio.Event()
         self._reading_paused = False
+        # The first bytes are held until they show whether this is HTTP (a browser on the StackFlow port).
+        self._sniff: bytearray | None = bytearray() if refuse_http else None
         self.closed = False
         self._worker = asyncio.create_task(self._serve())
 
@@ -87,7 +96,9 @@ class Connection:
             if self._reading_paused and self._backlog <= self.max_inbox // 2:
                 self._reading_paused = False
                 self.link.resume_reading()
-            for event in self.decoder.feed(data):
+            if self._sniff is not None:
+                data = self._past_http_check(data)
+            for event in self.decoder.feed(data) if data else []:
                 if self.closed:
                     return
                 try:
@@ -116,8 +127,33 @@ class Connection:
                 return
             await self.router.handle(self, req, received)
 
+    # --- HTTP on the StackFlow port ------------------------------------------------------------
+    def _past_http_check(self, data: bytes) -> bytes:
+        """The bytes to decode: nothing while the first bytes could still start an HTTP request,
+        then all of them once they cannot. An HTTP request is answered 400 and the connection closed,
+        so a web page cannot drive the daemon (a text/plain POST would otherwise run its JSON body)."""
+        assert self._sniff is not None
+        self._sniff += data
+        verdict = looks_like_http(bytes(self._sniff[:HTTP_SNIFF_BYTES]))
+        if verdict is None:
+            return b""
+        first, self._sniff = bytes(self._sniff), None
+        if not verdict:
+            return first
+        log.warning("client %s spoke HTTP to the StackFlow port: answered 400 and disconnected", self.conn_id)
+        body = encode(error_reply("0", "sys", StackFlowError(
+            Code.JSON_FORMAT, detail="this port speaks the StackFlow JSON protocol, not HTTP; the HTTP gateway "
+                                     "(OpenAI, KServe) listens on its own port (http_port)")))
+        head = (f"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n").encode()
+        self._write(head + body)
+        self.closed = True
+        self.link.hang_up()
+        return b""
+
     def close(self) -> None:
         self.closed = True
         self._worker.cancel()
         self._chunks.clear()
         self.router.detach(self)
+        self.link.hang_up()

@@ -17,6 +17,8 @@ MAX_UNSENT = 8 * 1024 * 1024  # a client that stops reading is disconnected, not
 
 
 class _Protocol(asyncio.Protocol, Link):
+    can_hang_up = True
+
     def __init__(self, router: Router):
         self.router = router
         self.conn: Connection | None = None
@@ -33,7 +35,7 @@ class _Protocol(asyncio.Protocol, Link):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one message per segment, now
         self.conn = Connection(self.router, self.router.new_conn_id(), "tcp", self._write, self.router.cfg.max_frame,
-                               link=self)
+                               link=self, refuse_http=True)
         self.router.attach(self.conn)
         log.info("client %s connected as %d", transport.get_extra_info("peername"), self.conn.conn_id)
 
@@ -47,6 +49,10 @@ class _Protocol(asyncio.Protocol, Link):
             t.close()
             return
         t.write(data)  # one write per message, as the real server does
+
+    def hang_up(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()  # after the last message
 
     def pause_reading(self) -> None:  # the connection's inbox is full: TCP holds the client back
         if self.transport is not None and not self.transport.is_closing():

@@ -185,6 +185,23 @@ class FrameDecoder:
         return n
 
 
+# A browser (or curl) talking HTTP to the StackFlow port: the request line's method, a space, and
+# a request target. StackFlow clients send JSON objects, so such a start is never theirs.
+HTTP_METHODS = (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE", b"PRI")
+_HTTP_TARGETS = (b"/", b"*", b"http://", b"https://")
+_HTTP_STARTS = tuple(m + b" " + t for m in HTTP_METHODS for t in _HTTP_TARGETS)
+HTTP_SNIFF_BYTES = max(len(s) for s in _HTTP_STARTS)
+
+
+def looks_like_http(first: bytes) -> bool | None:
+    """Whether the first bytes of a connection are an HTTP request line; None: too few bytes to tell."""
+    if any(first.startswith(s) for s in _HTTP_STARTS):
+        return True
+    if any(s.startswith(first) for s in _HTTP_STARTS):
+        return None
+    return False
+
+
 def _raw_size(text: bytes) -> int | None:
     try:
         size = json.loads(text).get("RAW")

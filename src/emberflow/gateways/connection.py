@@ -48,7 +48,7 @@ class Link:
 
 class Connection:
     def __init__(self, router: Router, conn_id: int, kind: str, write: Callable[[bytes], None], max_frame: int,
-                 *, link: Link | None = None, refuse_http: bool = False):
+                 *, link: Link | None = None, frame_timeout: float | None = None, refuse_http: bool = False):
         self.router = router
         self.conn_id = conn_id
         self.kind = kind  # "tcp" | "uart"
@@ -64,7 +64,11 @@ class Connection:
         self._reading_paused = False
         # The first bytes are held until they show whether this is HTTP (a browser on the StackFlow port).
         self._sniff: bytearray | None = bytearray() if refuse_http else None
-        self.closed = False
+        self.frame_timeout = frame_timeout  # None: a frame may take as long as it likes (a serial line)
+        self._frame_since: float | None = None  # arrival of the frame still incomplete, if any
+        self._frame_timer: asyncio.TimerHandle | None = None
+        self.closed = False  # nothing more is sent
+        self._released = False
         self._worker = asyncio.create_task(self._serve())
 
     @property
@@ -86,6 +90,17 @@ class Connection:
         if not self.closed:  # (wire clients match errors as StackFlow says; the hint is for in-process ones)
             self._write(encode(msg))
 
+    def hang_up(self, final: dict[str, Any] | None = None) -> bool:
+        """Send `final`, then close the transport: for a client that must not be served further.
+        Returns False, sending nothing, when the transport cannot hang up (a serial line)."""
+        if not self.link.can_hang_up:
+            return False
+        if final is not None:
+            self.send(final)
+        self.closed = True  # replies to requests still queued would never be read
+        self.link.hang_up()
+        return True
+
     async def _serve(self) -> None:
         while True:
             while not self._chunks:
@@ -98,7 +113,9 @@ class Connection:
                 self.link.resume_reading()
             if self._sniff is not None:
                 data = self._past_http_check(data)
-            for event in self.decoder.feed(data) if data else []:
+            events = self.decoder.feed(data) if data else []
+            self._watch_frame(bool(events), received)
+            for event in events:
                 if self.closed:
                     return
                 try:
@@ -151,9 +168,44 @@ class Connection:
         self.link.hang_up()
         return b""
 
+    # --- partial frames ---------------------------------------------------------------------------
+    def _watch_frame(self, ended_some: bool, received: float) -> None:
+        """Track how long the frame being received has been incomplete. A client gets
+        `frame_timeout` seconds for each frame, however it trickles the bytes, so idle sockets
+        sending one byte a second cannot hold connection slots forever."""
+        if not (self.decoder.in_frame or self._sniff):
+            self._frame_since = None
+            return
+        if ended_some or self._frame_since is None:  # the frame still open began in this chunk
+            self._frame_since = received
+        if self.frame_timeout is not None and self._frame_timer is None:
+            self._frame_timer = asyncio.get_running_loop().call_later(self.frame_timeout, self._frame_overdue)
+
+    def _frame_overdue(self) -> None:
+        self._frame_timer = None
+        if self.closed or self._frame_since is None or self.frame_timeout is None:
+            return
+        if self._chunks:  # bytes wait for us (a slow request ahead), not for the client: look later
+            wait = self.frame_timeout
+        else:
+            wait = self._frame_since + self.frame_timeout - time.monotonic()
+            if wait <= 0:
+                log.warning("client %s left a frame unfinished for %.0f s: disconnecting", self.conn_id,
+                            self.frame_timeout)
+                self.hang_up(error_reply("0", "sys", StackFlowError(
+                    Code.JSON_FORMAT, detail=f"incomplete frame: no complete JSON object within "
+                                             f"{self.frame_timeout:g} s (frame_timeout); disconnecting")))
+                return
+        self._frame_timer = asyncio.get_running_loop().call_later(wait, self._frame_overdue)
+
     def close(self) -> None:
         self.closed = True
+        if self._released:
+            return
+        self._released = True
         self._worker.cancel()
+        if self._frame_timer is not None:
+            self._frame_timer.cancel()
         self._chunks.clear()
         self.router.detach(self)
         self.link.hang_up()

@@ -8,6 +8,8 @@ import socket
 from typing import TYPE_CHECKING
 
 from emberflow.gateways.connection import Connection, Link
+from emberflow.protocol.envelope import encode, error_reply
+from emberflow.protocol.errors import Code, StackFlowError
 
 if TYPE_CHECKING:
     from emberflow.sys.router import Router
@@ -19,23 +21,29 @@ MAX_UNSENT = 8 * 1024 * 1024  # a client that stops reading is disconnected, not
 class _Protocol(asyncio.Protocol, Link):
     can_hang_up = True
 
-    def __init__(self, router: Router):
+    def __init__(self, router: Router, clients: set[_Protocol]):
         self.router = router
+        self.cfg = router.cfg
+        self.clients = clients  # this server's live TCP clients (in-process connections are not counted)
         self.conn: Connection | None = None
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        if len(self.router.conns) >= self.router.cfg.max_connections:
-            log.warning("refusing connection: %d clients already", len(self.router.conns))
+        if len(self.clients) >= self.cfg.max_connections:
+            log.warning("refusing a TCP client: %d clients already (max_connections)", len(self.clients))
+            transport.write(encode(error_reply("0", "sys", StackFlowError(
+                Code.NOT_AVAILABLE, detail=f"the server has {len(self.clients)} clients, its max_connections; "
+                                           "try again later"))))
             transport.close()
             return
+        self.clients.add(self)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one message per segment, now
-        self.conn = Connection(self.router, self.router.new_conn_id(), "tcp", self._write, self.router.cfg.max_frame,
-                               link=self, refuse_http=True)
+        self.conn = Connection(self.router, self.router.new_conn_id(), "tcp", self._write, self.cfg.max_frame,
+                               link=self, frame_timeout=self.cfg.frame_timeout, refuse_http=True)
         self.router.attach(self.conn)
         log.info("client %s connected as %d", transport.get_extra_info("peername"), self.conn.conn_id)
 
@@ -67,10 +75,12 @@ class _Protocol(asyncio.Protocol, Link):
             self.conn.feed(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.clients.discard(self)
         if self.conn is not None:
             self.conn.close()
 
 
 async def start_tcp(router: Router, host: str, port: int) -> asyncio.AbstractServer:
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: _Protocol(router), host, port, reuse_address=True)
+    clients: set[_Protocol] = set()
+    return await loop.create_server(lambda: _Protocol(router, clients), host, port, reuse_address=True)

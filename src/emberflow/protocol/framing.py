@@ -71,6 +71,11 @@ class FrameDecoder:
     def buffered(self) -> int:
         return len(self._buf)
 
+    @property
+    def in_frame(self) -> bool:
+        """A frame has begun and not ended yet (an object, a RAW payload, or a skipped one)."""
+        return bool(self._depth or self._raw_header is not None or self._raw_skip)
+
     def feed(self, data: bytes) -> list[Event]:
         self._buf += data
         events: list[Event] = []

@@ -130,8 +130,14 @@ class Connection:
         elif isinstance(event, Malformed):
             self.send(error_reply("0", "sys", StackFlowError(Code.JSON_FORMAT, detail="raw newline inside a string")))
         elif isinstance(event, Oversize):
-            self.send(error_reply("0", "sys", StackFlowError(
-                Code.JSON_FORMAT, detail=f"frame of {event.size} bytes exceeds the {event.limit}-byte limit")))
+            detail = f"frame of {event.size} bytes exceeds the {event.limit}-byte limit"
+            if event.raw:
+                # Staying in sync would mean discarding every byte the header announced (10^12 of
+                # them, if it says so): the client is told, then disconnected where possible.
+                reply = error_reply("0", "sys", StackFlowError(Code.JSON_FORMAT, detail=detail + "; disconnecting"))
+                if self.hang_up(reply):
+                    return
+            self.send(error_reply("0", "sys", StackFlowError(Code.JSON_FORMAT, detail=detail)))
         elif isinstance(event, Frame):
             try:
                 obj = json.loads(event.text.decode("utf-8"))  # StackFlow is UTF-8; never guess UTF-16/32

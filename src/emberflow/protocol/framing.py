@@ -45,10 +45,15 @@ class Malformed:
 
 @dataclass(slots=True)
 class Oversize:
-    """A frame larger than the limit; it was skipped and the stream is in sync again."""
+    """A frame larger than the limit; it was skipped and the stream is in sync again.
+
+    `raw`: the size came from a `{"RAW":N}` header, so staying in sync means discarding the N
+    bytes the client announced, however many that is; a connection closes instead.
+    """
 
     size: int
     limit: int
+    raw: bool = False
 
 
 Event = Frame | StrayBrace | Malformed | Oversize
@@ -174,7 +179,7 @@ class FrameDecoder:
             if size is not None:
                 if size > self.max_frame:
                     self._raw_skip = size
-                    events.append(Oversize(size, self.max_frame))
+                    events.append(Oversize(size, self.max_frame, raw=True))
                 elif size == 0:
                     events.append(Frame(text, b""))
                 else:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from emberflow.protocol.envelope import encode, error_reply, notice, parse_request
 from emberflow.protocol.errors import Code, StackFlowError
 from emberflow.protocol.framing import (HTTP_SNIFF_BYTES, Frame, FrameDecoder, Malformed, Oversize, StrayBrace,
-                                        looks_like_http)
+                                        has_lone_surrogate, looks_like_http)
 
 if TYPE_CHECKING:
     from emberflow.sys.router import Router
@@ -88,7 +88,7 @@ class Connection:
 
     def send(self, msg: dict[str, Any], failed_request: str | None = None) -> None:
         if not self.closed:  # (wire clients match errors as StackFlow says; the hint is for in-process ones)
-            self._write(encode(msg))
+            self._write(_encode(msg))
 
     def hang_up(self, final: dict[str, Any] | None = None) -> bool:
         """Send `final`, then close the transport: for a client that must not be served further.
@@ -140,6 +140,9 @@ class Connection:
             self.send(error_reply("0", "sys", StackFlowError(Code.JSON_FORMAT, detail=detail)))
         elif isinstance(event, Frame):
             try:
+                if has_lone_surrogate(event.text):  # it would fail later, in a reply or a unit
+                    raise StackFlowError(Code.JSON_FORMAT, detail="a string holds a lone UTF-16 surrogate "
+                                                                  "(an unpaired \\ud800-\\udfff): not Unicode text")
                 obj = json.loads(event.text.decode("utf-8"))  # StackFlow is UTF-8; never guess UTF-16/32
                 req = parse_request(obj, event.payload)
             except (ValueError, RecursionError):
@@ -164,7 +167,7 @@ class Connection:
         if not verdict:
             return first
         log.warning("client %s spoke HTTP to the StackFlow port: answered 400 and disconnected", self.conn_id)
-        body = encode(error_reply("0", "sys", StackFlowError(
+        body = _encode(error_reply("0", "sys", StackFlowError(
             Code.JSON_FORMAT, detail="this port speaks the StackFlow JSON protocol, not HTTP; the HTTP gateway "
                                      "(OpenAI, KServe) listens on its own port (http_port)")))
         head = (f"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
@@ -215,3 +218,10 @@ class Connection:
         self._chunks.clear()
         self.router.detach(self)
         self.link.hang_up()
+
+
+def _encode(msg: dict[str, Any]) -> bytes:
+    try:
+        return encode(msg)
+    except UnicodeEncodeError:  # a lone surrogate from a unit: escaped, the message is still valid JSON
+        return json.dumps(msg, ensure_ascii=True, separators=(",", ":"), sort_keys=True).encode() + b"\n"

@@ -212,6 +212,21 @@ def looks_like_http(first: bytes) -> bool | None:
     return False
 
 
+# JSON escapes, in the order that matters: an escaped backslash (so `\\ud800` in the JSON text is a
+# backslash and `ud800`), a valid surrogate pair, then a surrogate escape on its own.
+_ESCAPES = re.compile(rb"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def has_lone_surrogate(text: bytes) -> bool:
+    """Whether JSON text escapes a lone UTF-16 surrogate (`"\\ud800"`). Python decodes it into a
+    string that cannot be encoded again, so it is refused where JSON enters instead of failing
+    somewhere later (a reply, a unit). Raw UTF-8 bytes cannot carry one: strict decoding refuses them."""
+    if not _SURROGATE_HINT.search(text):
+        return False
+    return any(len(m.group()) == 6 for m in _ESCAPES.finditer(text))
+
+
 def _raw_size(text: bytes) -> int | None:
     try:
         size = json.loads(text).get("RAW")

@@ -45,6 +45,9 @@ class Link:
     def resume_reading(self) -> None:
         pass
 
+    async def writable(self) -> None:
+        """Return once the client has taken most of what was sent (bounded sends, e.g. sys.pull)."""
+
 
 class Connection:
     def __init__(self, router: Router, conn_id: int, kind: str, write: Callable[[bytes], None], max_frame: int,
@@ -89,6 +92,11 @@ class Connection:
     def send(self, msg: dict[str, Any], failed_request: str | None = None) -> None:
         if not self.closed:  # (wire clients match errors as StackFlow says; the hint is for in-process ones)
             self._write(_encode(msg))
+
+    async def writable(self) -> None:
+        """Wait until the client has read most of what was sent to it (or the connection is gone)."""
+        if not self.closed:
+            await self.link.writable()
 
     def hang_up(self, final: dict[str, Any] | None = None) -> bool:
         """Send `final`, then close the transport: for a client that must not be served further.

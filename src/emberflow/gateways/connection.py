@@ -51,14 +51,17 @@ class Link:
 
 class Connection:
     def __init__(self, router: Router, conn_id: int, kind: str, write: Callable[[bytes], None], max_frame: int,
-                 *, link: Link | None = None, frame_timeout: float | None = None, refuse_http: bool = False):
+                 *, link: Link | None = None, frame_timeout: float | None = None, refuse_http: bool = False,
+                 peer: str | None = None):
         self.router = router
         self.conn_id = conn_id
         self.kind = kind  # "tcp" | "uart"
+        self.peer = peer  # the client's address, when the transport has one (auth throttling)
         self._write = write
         self.link = link or Link()
         self.decoder = FrameDecoder(max_frame)
         self.authed = not router.cfg.token
+        self.auth_failures = 0  # wrong sys.auth tokens on this connection
         self.uploads: dict[str, list[str]] = {}  # sys.push streams in progress
         self.max_inbox = router.cfg.max_inbox
         self._chunks: deque[tuple[bytes, float]] = deque()  # received, not yet decoded: (bytes, arrival time)

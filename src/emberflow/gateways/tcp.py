@@ -55,10 +55,12 @@ class _Protocol(asyncio.Protocol, Link):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one message per segment, now
+        peer = transport.get_extra_info("peername")
         self.conn = Connection(self.router, self.router.new_conn_id(), "tcp", self._write, self.cfg.max_frame,
-                               link=self, frame_timeout=self.cfg.frame_timeout, refuse_http=True)
+                               link=self, frame_timeout=self.cfg.frame_timeout, refuse_http=True,
+                               peer=str(peer[0]) if isinstance(peer, tuple) and peer else None)
         self.router.attach(self.conn)
-        log.info("client %s connected as %d", transport.get_extra_info("peername"), self.conn.conn_id)
+        log.info("client %s connected as %d", peer, self.conn.conn_id)
 
     # --- writing ------------------------------------------------------------------------------
     def _unsent(self) -> int:

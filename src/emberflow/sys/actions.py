@@ -11,19 +11,22 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emberflow import STACKFLOW_VERSION, __version__
-from emberflow.protocol.envelope import Request, decode_base64, notice, reply
+from emberflow.protocol.envelope import Request, decode_base64, error_reply, notice, reply
 from emberflow.protocol.errors import Code, StackFlowError
 
 if TYPE_CHECKING:
     from emberflow.gateways.connection import Connection
     from emberflow.sys.router import Router
 
+log = logging.getLogger("emberflow.sys")
 PULL_CHUNK = 1024  # characters of base64 per pull stream chunk, as StackFlow
 ACTIONS: dict[str, Any] = {}
 
@@ -46,11 +49,54 @@ async def ping(router: Router, conn: Connection, req: Request) -> None:
 
 @action("auth")
 async def auth(router: Router, conn: Connection, req: Request) -> None:
+    """Wrong tokens are throttled: after a few, each answer waits longer (per connection and per
+    client address, so reconnecting does not reset it), and the connection is dropped after
+    `auth_max_failures`, so a token cannot be guessed at thousands of tries a second."""
     token = router.cfg.token
-    if token and not (isinstance(req.data, str) and hmac.compare_digest(req.data.encode(), token.encode())):
-        raise StackFlowError(Code.UNAUTHORIZED, "Unauthorized: wrong token.")
-    conn.authed = True
-    ok(conn, req)
+    if not token or (isinstance(req.data, str) and hmac.compare_digest(req.data.encode(), token.encode())):
+        conn.authed = True
+        conn.auth_failures = 0
+        _AUTH_FAILURES.pop(conn.peer or "", None)
+        ok(conn, req)
+        return
+    conn.auth_failures += 1
+    failures = max(conn.auth_failures, _peer_failed(conn.peer))
+    if conn.auth_failures >= router.cfg.auth_max_failures:
+        log.warning("connection %s (%s): %d wrong sys.auth tokens: disconnecting", conn.conn_id, conn.peer,
+                    conn.auth_failures)
+        last = StackFlowError(Code.UNAUTHORIZED, "Unauthorized: wrong token.",
+                              detail=f"{conn.auth_failures} wrong tokens (auth_max_failures): disconnecting")
+        if conn.hang_up(error_reply(req.request_id, req.work_id, last)):
+            return
+    await asyncio.sleep(_auth_delay(failures))
+    raise StackFlowError(Code.UNAUTHORIZED, "Unauthorized: wrong token.")
+
+
+AUTH_FREE_TRIES = 3  # typos are answered at once
+AUTH_FIRST_DELAY, AUTH_MAX_DELAY = 0.05, 2.0  # s before answering each later failure, doubling
+AUTH_FORGET_S = 600.0  # a client address's failures are forgotten after this long without one
+_AUTH_FAILURES: dict[str, tuple[int, float]] = {}  # client address -> (failures, time of the last)
+
+
+def _auth_delay(failures: int) -> float:
+    if failures <= AUTH_FREE_TRIES:
+        return 0.0
+    return min(AUTH_MAX_DELAY, AUTH_FIRST_DELAY * 2 ** min(failures - AUTH_FREE_TRIES - 1, 16))
+
+
+def _peer_failed(peer: str | None) -> int:
+    """Count a failure for a client address; returns its failures within AUTH_FORGET_S."""
+    if not peer:
+        return 0
+    now = time.monotonic()
+    if len(_AUTH_FAILURES) > 1024:  # bounded: forget the stale ones
+        for key, (_, last) in list(_AUTH_FAILURES.items()):
+            if now - last > AUTH_FORGET_S:
+                del _AUTH_FAILURES[key]
+    count, last = _AUTH_FAILURES.get(peer, (0, now))
+    count = 1 if now - last > AUTH_FORGET_S else count + 1
+    _AUTH_FAILURES[peer] = (count, now)
+    return count
 
 
 @action("version")

@@ -2,8 +2,7 @@
 
 TCP and UART differ only in how bytes arrive and leave; both feed `Connection.feed` and hand a
 `write` callable, plus a `Link` for what the transport can do besides writing (pause reading,
-hang up).
-Requests from one connection are handled in order, as the original's mutex does.
+hang up). Requests from one connection are handled in order, as the original's mutex does.
 
 Received bytes wait in a bounded inbox until the connection's worker decodes and handles them:
 past `max_inbox` bytes the transport stops reading, so a client that sends faster than sys (or a
@@ -25,10 +24,10 @@ from emberflow.protocol.framing import (HTTP_SNIFF_BYTES, Frame, FrameDecoder, M
                                         has_lone_surrogate, looks_like_http)
 
 if TYPE_CHECKING:
+    from emberflow.sys.actions import Upload
     from emberflow.sys.router import Router
 
 log = logging.getLogger("emberflow.gateway")
-
 
 class Link:
     """What a byte transport can do besides writing. These defaults suit a serial line: it cannot
@@ -62,7 +61,7 @@ class Connection:
         self.decoder = FrameDecoder(max_frame)
         self.authed = not router.cfg.token
         self.auth_failures = 0  # wrong sys.auth tokens on this connection
-        self.uploads: dict[str, list[str]] = {}  # sys.push streams in progress
+        self.uploads: dict[str, Upload] = {}  # sys.push streams in progress, by target path
         self.max_inbox = router.cfg.max_inbox
         self._chunks: deque[tuple[bytes, float]] = deque()  # received, not yet decoded: (bytes, arrival time)
         self._backlog = 0  # bytes in _chunks
@@ -226,6 +225,9 @@ class Connection:
         self._worker.cancel()
         if self._frame_timer is not None:
             self._frame_timer.cancel()
+        for upload in self.uploads.values():
+            upload.discard()  # an unfinished upload's partial file goes with its connection
+        self.uploads.clear()
         self._chunks.clear()
         self.router.detach(self)
         self.link.hang_up()
@@ -236,3 +238,4 @@ def _encode(msg: dict[str, Any]) -> bytes:
         return encode(msg)
     except UnicodeEncodeError:  # a lone surrogate from a unit: escaped, the message is still valid JSON
         return json.dumps(msg, ensure_ascii=True, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+

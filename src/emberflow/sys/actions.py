@@ -15,8 +15,9 @@ import logging
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from emberflow import STACKFLOW_VERSION, __version__
 from emberflow.protocol.envelope import Request, decode_base64, error_reply, notice, reply
@@ -24,6 +25,7 @@ from emberflow.protocol.errors import Code, StackFlowError
 
 if TYPE_CHECKING:
     from emberflow.gateways.connection import Connection
+    from emberflow.sys.config import Config
     from emberflow.sys.router import Router
 
 log = logging.getLogger("emberflow.sys")
@@ -205,6 +207,11 @@ _refuse("update", "software is updated with pip on the device, not over the prot
 _refuse("upgrade", "software is updated with pip on the device, not over the protocol")
 
 
+PARTIAL_DIR = ".emberflow-uploads"  # unfinished uploads, in the sandbox so that finishing is an atomic rename
+PULL_BLOCK = 64 * (PULL_CHUNK // 4 * 3)  # bytes read per step: 64 whole chunks of 1024 characters
+BIG_WRITE = 256 * 1024  # stream chunks larger than this are written from a worker thread
+
+
 def _sandboxed(router: Router, obj: str, marker: str) -> Path:
     """The path named in `object` after `marker`, which must stay inside the sandbox."""
     raw = obj.split(marker, 1)[1] if marker in obj else ""
@@ -214,53 +221,237 @@ def _sandboxed(router: Router, obj: str, marker: str) -> Path:
     path = (root / raw.lstrip("/")).resolve() if not raw.startswith(str(root)) else Path(raw).resolve()
     if root not in path.parents and path != root:
         raise StackFlowError(Code.FILE, detail=f"only files under {root} can be pushed or pulled")
+    if path != root and path.relative_to(root).parts[0] == PARTIAL_DIR:
+        raise StackFlowError(Code.FILE, detail=f"{PARTIAL_DIR} holds unfinished uploads")
     return path
+
+
+def _file_error(e: OSError) -> StackFlowError:
+    return StackFlowError(Code.FILE, "Internal error, file opening failed.", detail=e.strerror or str(e))
+
+
+def _sandbox_usage(root: Path, leaving: Path | None = None) -> int:
+    """Bytes of the finished files in the sandbox, not counting `leaving` (about to be replaced)."""
+    total = 0
+    for folder, dirs, files in os.walk(root):
+        if folder == str(root):
+            dirs[:] = [d for d in dirs if d != PARTIAL_DIR]  # counted as open uploads instead
+        for name in files:
+            p = os.path.join(folder, name)
+            if leaving is not None and p == str(leaving):
+                continue
+            try:
+                total += os.lstat(p).st_size
+            except OSError:
+                pass
+    return total
+
+
+class Upload:
+    """One sys.push stream being received. Chunks go to a partial file in the sandbox as they
+    arrive (base64 decoded piece by piece), never into memory; the last one moves it into place.
+    Open uploads count against the sandbox quota while they grow."""
+
+    open_bytes: ClassVar[dict[Path, int]] = {}  # sandbox -> bytes written by all its open uploads
+
+    def __init__(self, root: Path, target: Path, encoded: bool, max_size: int, quota: int, usage: int):
+        self.root, self.target, self.encoded = root, target, encoded
+        self.max_size, self.quota, self.usage = max_size, quota, usage  # usage: finished files at the start
+        self.index = 0  # the chunk expected next
+        self.size = 0
+        self.sha = hashlib.sha256()
+        self._tail = ""  # base64 characters not yet forming a whole 4-character group
+        self._padded = False  # base64 padding seen: nothing may follow
+        (root / PARTIAL_DIR).mkdir(exist_ok=True)
+        self.tmp = root / PARTIAL_DIR / f"{uuid.uuid4().hex}.part"
+        self._file: Any = open(self.tmp, "wb")  # noqa: SIM115 -- open across chunks, closed by finish/discard
+
+    @classmethod
+    async def begin(cls, cfg: Config, target: Path, encoded: bool) -> Upload:
+        root = cfg.resolved_sandbox()
+        try:
+            usage = await asyncio.to_thread(_sandbox_usage, root, target)
+            return cls(root, target, encoded, cfg.max_file_size, cfg.sandbox_quota, usage)
+        except OSError as e:
+            raise _file_error(e) from None
+
+    async def write(self, delta: str, payload: bytes | None) -> None:
+        chunk = payload if payload is not None else self._decode(delta)
+        if self.size + len(chunk) > self.max_size:
+            raise StackFlowError(Code.FILE, detail=f"the file would exceed {self.max_size} bytes (max_file_size)")
+        if self.usage + Upload.open_bytes.get(self.root, 0) + len(chunk) > self.quota:
+            raise StackFlowError(Code.FILE, detail=f"the sandbox would exceed its {self.quota}-byte quota "
+                                                   "(sandbox_quota)")
+        try:
+            if len(chunk) > BIG_WRITE:
+                await asyncio.to_thread(self._file.write, chunk)
+            else:
+                self._file.write(chunk)
+        except OSError as e:
+            raise _file_error(e) from None
+        self.sha.update(chunk)
+        self.size += len(chunk)
+        Upload.open_bytes[self.root] = Upload.open_bytes.get(self.root, 0) + len(chunk)
+        self.index += 1
+
+    def _decode(self, delta: str) -> bytes:
+        if not self.encoded:
+            return delta.encode()
+        text = self._tail + delta
+        cut = len(text) - len(text) % 4
+        block, self._tail = text[:cut], text[cut:]
+        if block and self._padded:
+            raise StackFlowError(Code.BASE64, detail="data after the base64 padding")
+        self._padded = block.endswith("=")
+        return decode_base64(block)
+
+    async def finish(self) -> str:
+        """Move the file into place; returns its sha256. The quota is checked again against the
+        sandbox as it is now (other uploads may have finished meanwhile)."""
+        if self._tail:
+            raise StackFlowError(Code.BASE64, detail="the base64 text does not end on a whole 4-character group")
+        try:
+            await asyncio.to_thread(self._file.close)
+            usage = await asyncio.to_thread(_sandbox_usage, self.root, self.target)
+            others = Upload.open_bytes.get(self.root, 0) - self.size
+            if usage + others + self.size > self.quota:
+                raise StackFlowError(Code.FILE, detail=f"the sandbox would exceed its {self.quota}-byte quota "
+                                                       "(sandbox_quota)")
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.tmp, self.target)
+        except OSError as e:
+            raise _file_error(e) from None
+        finally:
+            self.discard()
+        return self.sha.hexdigest()
+
+    def discard(self) -> None:
+        """Forget the upload and remove its partial file (also when its connection closes)."""
+        if self._file is None:
+            return
+        try:
+            self._file.close()
+        except OSError:
+            pass
+        self._file = None
+        Upload.open_bytes[self.root] = Upload.open_bytes.get(self.root, 0) - self.size
+        self.tmp.unlink(missing_ok=True)
+
+
+def _store(root: Path, path: Path, content: bytes, quota: int) -> None:
+    """Write a whole pushed file next to its place, then rename it there (a reader never sees half)."""
+    if _sandbox_usage(root, path) + Upload.open_bytes.get(root, 0) + len(content) > quota:
+        raise StackFlowError(Code.FILE, detail=f"the sandbox would exceed its {quota}-byte quota (sandbox_quota)")
+    (root / PARTIAL_DIR).mkdir(exist_ok=True)
+    tmp = root / PARTIAL_DIR / f"{uuid.uuid4().hex}.part"
+    try:
+        tmp.write_bytes(content)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @action("push")
 async def push(router: Router, conn: Connection, req: Request) -> None:
-    """Upload a file into the sandbox: `sys.file.<p>`, `sys.base64.file.<p>`, stream variants."""
+    """Upload a file into the sandbox: `sys.file.<p>`, `sys.base64.file.<p>`, stream variants.
+    Each file is limited to `max_file_size` bytes and all of them to `sandbox_quota`."""
     path = _sandboxed(router, req.object, ".file.")
-    chunked = ".stream." in req.object
+    encoded = ".base64." in req.object
+    if ".stream." in req.object:
+        await _push_chunk(router, conn, req, path, encoded)
+        return
+    content = req.payload if req.payload is not None else req.data
+    if isinstance(content, str):
+        content = decode_base64(content) if encoded else content.encode()
+    if not isinstance(content, bytes):
+        raise StackFlowError(Code.JSON_FORMAT)
+    cfg = router.cfg
+    if len(content) > cfg.max_file_size:
+        raise StackFlowError(Code.FILE, detail=f"the file has {len(content)} bytes; the limit is "
+                                               f"{cfg.max_file_size} (max_file_size)")
+    try:
+        await asyncio.to_thread(_store, cfg.resolved_sandbox(), path, content, cfg.sandbox_quota)
+    except OSError as e:
+        raise _file_error(e) from None
+    ok(conn, req, message=f"sha256:{hashlib.sha256(content).hexdigest()}")
+
+
+async def _push_chunk(router: Router, conn: Connection, req: Request, path: Path, encoded: bool) -> None:
     data = req.data
-    if chunked:
-        if not isinstance(data, dict):
-            raise StackFlowError(Code.JSON_FORMAT)
-        state = conn.uploads.setdefault(str(path), [])
-        if data.get("index") != len(state):
-            conn.uploads.pop(str(path), None)
+    if not isinstance(data, dict):
+        raise StackFlowError(Code.JSON_FORMAT)
+    key = str(path)
+    upload = conn.uploads.get(key)
+    index = data.get("index")
+    if upload is not None and index != upload.index:
+        conn.uploads.pop(key).discard()
+        raise StackFlowError(Code.STREAM_INDEX)
+    if upload is None:
+        if index != 0:
             raise StackFlowError(Code.STREAM_INDEX)
-        state.append(data.get("delta", ""))
+        if len(conn.uploads) >= router.cfg.max_uploads:
+            raise StackFlowError(Code.FILE, detail=f"{len(conn.uploads)} uploads are unfinished on this connection "
+                                                   "(max_uploads): finish one first")
+        upload = conn.uploads[key] = await Upload.begin(router.cfg, path, encoded)
+    delta = data.get("delta", "")
+    try:
+        if not isinstance(delta, str):
+            raise StackFlowError(Code.JSON_FORMAT, detail="delta must be a string")
+        await upload.write(delta, req.payload)
         if not data.get("finish"):
             ok(conn, req)
             return
-        data = "".join(conn.uploads.pop(str(path)))
-    content = req.payload if req.payload is not None else data
-    if isinstance(content, str):
-        if ".base64." in req.object:
-            content = decode_base64(content)
-        else:
-            content = content.encode()
-    if not isinstance(content, bytes):
-        raise StackFlowError(Code.JSON_FORMAT)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    ok(conn, req, message=f"sha256:{hashlib.sha256(content).hexdigest()}")
+        conn.uploads.pop(key, None)
+        digest = await upload.finish()
+    except StackFlowError:
+        conn.uploads.pop(key, None)
+        upload.discard()
+        raise
+    ok(conn, req, message=f"sha256:{digest}")
+
+
+def _read_base64(path: Path, limit: int) -> str:
+    with open(path, "rb") as f:
+        content = f.read(limit + 1)
+    if len(content) > limit:
+        raise StackFlowError(Code.FILE, detail=f"the file is over {limit} bytes (max_frame): pull it as a stream, "
+                                               "sys.stream.file.<path>")
+    return base64.b64encode(content).decode()
 
 
 @action("pull")
 async def pull(router: Router, conn: Connection, req: Request) -> None:
+    """Download a file from the sandbox, whole (up to `max_frame` bytes) or as a stream of
+    1024-character chunks. Files are read in a worker thread, a block at a time, and each block is
+    sent once the client has taken the previous one, so a big file neither blocks the daemon nor
+    fills its memory."""
     path = _sandboxed(router, req.object, ".file.")
     if not path.is_file():
         raise StackFlowError(Code.FILE, "file does not exist.")
-    b64 = base64.b64encode(path.read_bytes()).decode()
-    if ".stream." not in req.object:
-        ok(conn, req, b64, "sys.base64.stream")
-        return
-    chunks = [b64[i:i + PULL_CHUNK] for i in range(0, len(b64), PULL_CHUNK)]
-    for i, chunk in enumerate(chunks):
-        ok(conn, req, {"delta": chunk, "index": i, "finish": False}, "sys.base64.stream")
-    ok(conn, req, {"delta": "", "index": len(chunks), "finish": True}, "sys.base64.stream")
+    try:
+        if ".stream." not in req.object:
+            ok(conn, req, await asyncio.to_thread(_read_base64, path, router.cfg.max_frame), "sys.base64.stream")
+            return
+        index = 0
+        f = await asyncio.to_thread(open, path, "rb")
+        try:
+            while block := await asyncio.to_thread(f.read, PULL_BLOCK):
+                text = base64.b64encode(block).decode()
+                for i in range(0, len(text), PULL_CHUNK):
+                    ok(conn, req, {"delta": text[i:i + PULL_CHUNK], "index": index, "finish": False},
+                       "sys.base64.stream")
+                    index += 1
+                writable = getattr(conn, "writable", None)  # in-process connections have no backlog
+                if writable is not None:
+                    await writable()
+                if conn.closed:
+                    return
+        finally:
+            f.close()
+    except OSError as e:
+        raise _file_error(e) from None
+    ok(conn, req, {"delta": "", "index": index, "finish": True}, "sys.base64.stream")
 
 
 def restart_command() -> list[str]:

@@ -208,21 +208,33 @@ _refuse("upgrade", "software is updated with pip on the device, not over the pro
 
 
 PARTIAL_DIR = ".emberflow-uploads"  # unfinished uploads, in the sandbox so that finishing is an atomic rename
+MAX_PATH_BYTES, MAX_NAME_BYTES = 4096, 255  # Linux's PATH_MAX and NAME_MAX
 PULL_BLOCK = 64 * (PULL_CHUNK // 4 * 3)  # bytes read per step: 64 whole chunks of 1024 characters
 BIG_WRITE = 256 * 1024  # stream chunks larger than this are written from a worker thread
 
 
 def _sandboxed(router: Router, obj: str, marker: str) -> Path:
-    """The path named in `object` after `marker`, which must stay inside the sandbox."""
+    """The path named in `object` after `marker`, which must name a file inside the sandbox."""
     raw = obj.split(marker, 1)[1] if marker in obj else ""
     root = router.cfg.resolved_sandbox()
     if not raw:
         raise StackFlowError(Code.FILE, detail=f"object must be like sys{marker}<path>")
-    path = (root / raw.lstrip("/")).resolve() if not raw.startswith(str(root)) else Path(raw).resolve()
-    if root not in path.parents and path != root:
+    if "\x00" in raw:
+        raise StackFlowError(Code.FILE, detail="the path contains a NUL character")
+    if len(raw.encode("utf-8", "replace")) > MAX_PATH_BYTES or any(
+            len(part.encode("utf-8", "replace")) > MAX_NAME_BYTES for part in raw.split("/")):
+        raise StackFlowError(Code.FILE, detail=f"the path is too long (at most {MAX_PATH_BYTES} bytes, "
+                                               f"{MAX_NAME_BYTES} per name)")
+    try:
+        path = (root / raw.lstrip("/")).resolve() if not raw.startswith(str(root)) else Path(raw).resolve()
+    except (OSError, RuntimeError, ValueError) as e:  # a symlink loop, an unencodable name
+        raise StackFlowError(Code.FILE, detail=f"the path cannot be resolved: {e}") from None
+    if root not in path.parents:
         raise StackFlowError(Code.FILE, detail=f"only files under {root} can be pushed or pulled")
-    if path != root and path.relative_to(root).parts[0] == PARTIAL_DIR:
+    if path.relative_to(root).parts[0] == PARTIAL_DIR:
         raise StackFlowError(Code.FILE, detail=f"{PARTIAL_DIR} holds unfinished uploads")
+    if path.is_dir():
+        raise StackFlowError(Code.FILE, detail=f"{raw} is a directory, not a file")
     return path
 
 

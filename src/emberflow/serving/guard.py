@@ -7,9 +7,12 @@ and the per-request cost stays a few microseconds.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
+import socket
 import time
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from emberflow.serving.errors import error_body
 from emberflow.serving.metrics import Metrics
@@ -81,6 +84,85 @@ class Guard:
         value = _header(scope, b"authorization") or ""
         scheme, _, key = value.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(key.strip().encode(), self.token or b"")
+
+
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
+ALL_INTERFACES = ("", "0.0.0.0", "::")
+
+
+class HostGuard:
+    """Refuses requests that name another host in `Host` or `Origin`, before anything else runs.
+
+    A page on evil.example can make the browser send requests to 127.0.0.1 (CORS only keeps it
+    from reading the answers), and with DNS rebinding it can even read them: its own name then
+    resolves to 127.0.0.1, but the browser still sends `Host: evil.example`. Allowed are the
+    bound address, localhost (and *.localhost), this machine's host name, names without a dot
+    (they resolve from /etc/hosts or the local network; a page's public domain always has one),
+    any address when bound to all interfaces, and `allowed_hosts` (`["*"]` turns the check off).
+    Clients that are not browsers send no Origin."""
+
+    def __init__(self, app: Callable, *, bound: str, allowed: list[str], metrics: Metrics | None = None):
+        self.app = app
+        self.metrics = metrics
+        self.off = "*" in allowed
+        self.names = {_bare(h) for h in (*LOCAL_NAMES, socket.gethostname(), bound, *allowed)}
+        self.any_address = bound in ALL_INTERFACES
+
+    def allows(self, name: str | None) -> bool:
+        if name is None:
+            return False
+        name = _bare(name)
+        if name in self.names or name.endswith(".localhost") or (self.any_address and _is_address(name)):
+            return True
+        return "." not in name and ":" not in name and name != ""
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if self.off or scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host, origin = _header(scope, b"host"), _header(scope, b"origin")
+        problem = None
+        if host is not None and not self.allows(_host_name(host)):
+            problem = f"Host {host!r} is not a name of this server"
+        elif origin is not None and not self.allows(_origin_name(origin)):
+            problem = f"requests from web pages of {origin!r} are not accepted"
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        message = f"{problem}: add the host to allowed_hosts in the daemon's config if it is one"
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": problem[:120]})  # a 403 to the handshake
+        else:
+            await _send_json(send, 403, error_body(scope["path"], 403, message, code="host_not_allowed"))
+        if self.metrics is not None:
+            self.metrics.observe(_protocol(scope["path"]), "(refused)", 403, 0.0)
+
+
+def _bare(name: str) -> str:
+    return name.strip().strip("[]").rstrip(".").lower()
+
+
+def _host_name(host: str) -> str:
+    """`Host` without its port: `127.0.0.1:8080` -> `127.0.0.1`, `[::1]:8080` -> `::1`."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _origin_name(origin: str) -> str | None:
+    """The host of an `Origin` header; None for `null` (sandboxed pages, files) or a malformed one."""
+    try:
+        return urlsplit(origin).hostname if origin != "null" else None
+    except ValueError:
+        return None
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
 
 
 class BodyTooLarge(Exception):

@@ -36,7 +36,10 @@ async def start(router: "Router", cfg: "Config") -> Callable[[], Awaitable[None]
     await gateway.repository.start()
     closers: list[Callable[[], Awaitable[None]]] = []
     if cfg.http_port is not None:
+        from emberflow.serving.guard import HostGuard
+
         asgi, _ = create_app(gateway)
+        asgi = HostGuard(asgi, bound=cfg.http_host, allowed=cfg.allowed_hosts, metrics=gateway.metrics)
         config = uvicorn.Config(asgi, host=cfg.http_host, port=cfg.http_port, log_level="warning",
                                 access_log=False, lifespan="off", timeout_keep_alive=30)
         server = uvicorn.Server(config)

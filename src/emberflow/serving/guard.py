@@ -14,6 +14,7 @@ import time
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from emberflow.protocol.framing import has_lone_surrogate
 from emberflow.serving.errors import error_body
 from emberflow.serving.metrics import Metrics
 
@@ -55,26 +56,51 @@ class Guard:
         started = time.perf_counter()
         status = [500]
         received = [0]
+        refused: list[str] = []  # set once the Guard has answered for the app (body over the limit, ...)
+        # FastAPI parses a body as JSON when it says so or says nothing (binary KServe bodies are
+        # checked by their route, which knows where the JSON part ends).
+        content_type = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+        json_body = (content_type in ("", "application/json") or content_type.endswith("+json")) and \
+            _header(scope, b"inference-header-content-length") is None
+        chunks: list[bytes] = []  # references to the body's chunks, kept only while it may need the check
+        suspect = [False]
+
+        async def refuse(code: int, message: str) -> None:
+            """Answer now, before the app has the whole body; what the app sends after is dropped."""
+            status[0] = code
+            refused.append(message)
+            await _send_json(send, code, error_body(path, code, message))
 
         async def counted_receive() -> dict:
             message = await receive()
             if message["type"] == "http.request":
-                received[0] += len(message.get("body", b""))
+                body = message.get("body", b"")
+                received[0] += len(body)
                 if received[0] > self.max_body:
-                    raise BodyTooLarge()
+                    await refuse(413, f"request body exceeds {self.max_body} bytes (config max_frame)")
+                    raise BodyRefused()
+                if json_body:
+                    suspect[0] = suspect[0] or has_lone_surrogate((chunks[-1][-6:] if chunks else b"") + body)
+                    chunks.append(body)
+                    if not message.get("more_body", False) and suspect[0] and has_lone_surrogate(b"".join(chunks)):
+                        await refuse(400, "the JSON body holds a lone UTF-16 surrogate (an unpaired "
+                                          "\\ud800-\\udfff escape): strings must be Unicode text")
+                        raise BodyRefused()
             return message
 
         async def tracked_send(message: dict) -> None:
+            if refused:
+                return
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
             await send(message)
 
         try:
             await self.app(scope, counted_receive, tracked_send)
-        except BodyTooLarge:
-            status[0] = 413
-            await _send_json(send, 413, error_body(path, 413, f"request body exceeds {self.max_body} bytes "
-                                                              "(config max_frame)"))
+        except Exception:
+            if not refused:  # the app's own failure: the server logs it and answers 500
+                raise
+            # else: the app's reaction to the body it was refused; the client has its answer
         finally:
             route = scope.get("route")
             label = getattr(route, "path", None) or "unmatched"
@@ -165,8 +191,8 @@ def _is_address(name: str) -> bool:
         return False
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyRefused(Exception):
+    """Raised into the app when the Guard has answered for it (it stops reading the body)."""
 
 
 def _protocol(path: str) -> str:

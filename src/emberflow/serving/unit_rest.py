@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 from typing import TYPE_CHECKING, Any, Optional
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from emberflow.protocol.framing import has_lone_surrogate
 from emberflow.serving.tasks import GatewayError, unit_error
 from emberflow.unit.base import IO, Unit
 
@@ -199,6 +201,27 @@ def _add_resource_routes(router: APIRouter, gateway: "Gateway", kind: str, resou
                          summary=f"{kind}: loaded resource ids")
 
 
+class NotJSON(Exception):
+    """A WebSocket frame that is not a JSON text frame."""
+
+
+async def _receive_json(ws: WebSocket) -> Any:
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    text = message.get("text")
+    if text is None:
+        raise NotJSON("frames must be JSON text: binary frames are not accepted (send binary data as base64)")
+    if has_lone_surrogate(text.encode()):
+        raise NotJSON("the JSON holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape)")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise NotJSON("the JSON is nested too deeply") from None
+    except ValueError:
+        raise NotJSON("frames must be JSON") from None
+
+
 class UnitSession:
     """One WebSocket session on a task of its own (set up at begin, released at close).
 
@@ -222,15 +245,15 @@ class UnitSession:
         await ws.accept()
         try:
             while True:
-                frame = await ws.receive_json()
+                frame = await _receive_json(ws)
                 try:
                     await self._on_frame(ws, frame)
                 except GatewayError as e:
                     await ws.send_json({"status": STATUS_END, "error": {"code": e.status, "message": e.message}})
         except WebSocketDisconnect:
             pass
-        except ValueError:  # not JSON
-            await ws.send_json({"status": STATUS_END, "error": {"code": 400, "message": "frames must be JSON"}})
+        except NotJSON as e:  # the session ends with the reason and close code 1003 (unsupported data)
+            await ws.send_json({"status": STATUS_END, "error": {"code": 400, "message": str(e)}})
             await ws.close(1003)
         finally:
             if self.reader is not None:

@@ -8,6 +8,7 @@ when configured, is read from the `authorization: Bearer <key>` metadata.
 from __future__ import annotations
 
 import hmac
+import math
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import grpc
@@ -86,11 +87,11 @@ class InferenceService:
         mv = await self._found(request.model_name, request.model_version, context)
         try:
             arrays = self._inputs(request, mv)
+            timeout = _timeout_s(request.parameters)
         except (TensorError, ValueError, TypeError) as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        timeout = request.parameters["timeout"].int64_param if "timeout" in request.parameters else 0
         try:
-            outputs = await mv.batcher.submit(arrays, timeout_s=timeout / 1e6 if timeout else None)
+            outputs = await mv.batcher.submit(arrays, timeout_s=timeout)
         except QueueFull as e:
             self.gw.metrics.rejected.labels(f"{mv.name}/{mv.version}").inc()
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
@@ -156,6 +157,22 @@ class InferenceService:
                 raise TensorError(f"{t.name}: shape {shape} does not match {arr.size} values")
             by_name[t.name] = arr.reshape(shape)
         return order_inputs(by_name, [s.name for s in mv.inputs], mv.name)
+
+
+def _timeout_s(parameters: Any) -> float | None:
+    """The request's `timeout` parameter (µs) in seconds, as an int64, uint64 or double. It becomes
+    a timer on the shared event loop, so only a finite number above 0 is accepted."""
+    if "timeout" not in parameters:
+        return None
+    param = parameters["timeout"]
+    kind = param.WhichOneof("parameter_choice")
+    if kind not in ("int64_param", "uint64_param", "double_param"):
+        raise ValueError(f"parameter timeout must be a number of microseconds, got a {kind}")
+    seconds = getattr(param, kind) / 1e6
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"parameter timeout must be a finite number of microseconds above 0, "
+                         f"got {getattr(param, kind)!r}")
+    return seconds
 
 
 def _handler(service: InferenceService) -> grpc.GenericRpcHandler:

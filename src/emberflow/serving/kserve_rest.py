@@ -4,6 +4,7 @@ extensions (shared/spec/serving.md §5.1). Models come from the model repository
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Optional
 
 import numpy as np
@@ -108,9 +109,9 @@ async def infer(request: Request, name: str, version: Optional[str] = None) -> R
     except (TensorError, ValueError, TypeError, UnicodeDecodeError) as e:
         raise GatewayError(400, str(e)) from None
     params = header.get("parameters") or {}
-    timeout = params.get("timeout") if isinstance(params, dict) else None
+    timeout = timeout_s(params.get("timeout") if isinstance(params, dict) else None)
     try:
-        outputs = await mv.batcher.submit(arrays, timeout_s=float(timeout) / 1e6 if timeout else None)
+        outputs = await mv.batcher.submit(arrays, timeout_s=timeout)
     except QueueFull as e:
         request.app.state.gateway.metrics.rejected.labels(f"{mv.name}/{mv.version}").inc()
         raise GatewayError(429, str(e), retry_after=1) from None
@@ -119,6 +120,24 @@ async def infer(request: Request, name: str, version: Optional[str] = None) -> R
     except ValueError as e:  # EngineError: inputs the model refuses; the message says what to fix
         raise GatewayError(400, str(e)) from None
     return _response(header, mv, outputs)
+
+
+def timeout_s(microseconds: Any) -> float | None:
+    """KServe's `parameters.timeout` (µs) in seconds. It becomes a timer on the event loop that
+    every protocol shares, so only a finite number above 0 is accepted (NaN would corrupt the
+    loop's timer heap; 0 or less would fail at once)."""
+    if microseconds is None:
+        return None
+    if isinstance(microseconds, bool) or not isinstance(microseconds, (int, float)):
+        raise GatewayError(400, f"parameters.timeout must be a number of microseconds, got {microseconds!r}")
+    try:
+        seconds = microseconds / 1e6
+    except OverflowError:  # an integer of hundreds of digits
+        seconds = math.inf
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise GatewayError(400, f"parameters.timeout must be a finite number of microseconds above 0, "
+                                f"got {microseconds!r}")
+    return seconds
 
 
 def _inputs(header: dict, binary: memoryview, mv: Any) -> list[np.ndarray]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from emberflow.serving.batching import DeadlineExceeded, QueueFull
 from emberflow.serving.kserve_proto import RPCS, SERVICE, messages
-from emberflow.serving.tensors import DTYPES, TensorError, from_raw, order_inputs, to_datatype, to_raw
+from emberflow.serving.tensors import TensorError, from_raw, from_values, order_inputs, to_datatype, to_raw
 
 if TYPE_CHECKING:
     from emberflow.serving.app import Gateway
@@ -88,7 +88,7 @@ class InferenceService:
         try:
             arrays = self._inputs(request, mv)
             timeout = _timeout_s(request.parameters)
-        except (TensorError, ValueError, TypeError) as e:
+        except (TensorError, ValueError, TypeError, OverflowError) as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
         try:
             outputs = await mv.batcher.submit(arrays, timeout_s=timeout)
@@ -151,11 +151,7 @@ class InferenceService:
                 continue
             if t.datatype not in CONTENTS:
                 raise TensorError(f"{t.name}: datatype {t.datatype!r} is not one of {sorted(CONTENTS)}")
-            values = list(getattr(t.contents, CONTENTS[t.datatype]))
-            arr = np.array(values, dtype=DTYPES[t.datatype])
-            if arr.size != (int(np.prod(shape)) if shape else 1):
-                raise TensorError(f"{t.name}: shape {shape} does not match {arr.size} values")
-            by_name[t.name] = arr.reshape(shape)
+            by_name[t.name] = from_values(list(getattr(t.contents, CONTENTS[t.datatype])), t.datatype, shape, t.name)
         return order_inputs(by_name, [s.name for s in mv.inputs], mv.name)
 
 

@@ -11,9 +11,10 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from emberflow.protocol.framing import has_lone_surrogate
 from emberflow.serving.batching import DeadlineExceeded, QueueFull
 from emberflow.serving.tasks import GatewayError
-from emberflow.serving.tensors import DTYPES, TensorError, from_raw, order_inputs, to_datatype, to_raw
+from emberflow.serving.tensors import DTYPES, TensorError, from_raw, from_values, order_inputs, to_datatype, to_raw
 
 router = APIRouter(prefix="/v2", tags=["KServe v2"])
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
@@ -94,24 +95,15 @@ async def model_ready(request: Request, name: str, version: Optional[str] = None
 async def infer(request: Request, name: str, version: Optional[str] = None) -> Response:
     mv = _model(request, name, version)
     body = await request.body()
-    header_len = request.headers.get(HEADER_LENGTH)
     try:
-        if header_len is not None:
-            n = int(header_len)
-            if not 0 < n <= len(body):
-                raise TensorError(f"Inference-Header-Content-Length {n} does not fit a body of {len(body)} bytes")
-            header, binary = json.loads(body[:n]), memoryview(body)[n:]
-        else:
-            header, binary = json.loads(body or b"{}"), memoryview(b"")
-        if not isinstance(header, dict):
-            raise TensorError("the inference request must be a JSON object")
-        arrays = _inputs(header, binary, mv)
-    except (TensorError, ValueError, TypeError, UnicodeDecodeError) as e:
+        header, arrays = _decode(body, request.headers.get(HEADER_LENGTH), mv)
+    except (TensorError, ValueError, TypeError, UnicodeDecodeError, OverflowError, RecursionError) as e:
         raise GatewayError(400, str(e)) from None
     params = header.get("parameters") or {}
-    timeout = timeout_s(params.get("timeout") if isinstance(params, dict) else None)
+    if not isinstance(params, dict):
+        raise GatewayError(400, '"parameters" must be an object')
     try:
-        outputs = await mv.batcher.submit(arrays, timeout_s=timeout)
+        outputs = await mv.batcher.submit(arrays, timeout_s=timeout_s(params.get("timeout")))
     except QueueFull as e:
         request.app.state.gateway.metrics.rejected.labels(f"{mv.name}/{mv.version}").inc()
         raise GatewayError(429, str(e), retry_after=1) from None
@@ -140,6 +132,24 @@ def timeout_s(microseconds: Any) -> float | None:
     return seconds
 
 
+def _decode(body: bytes, header_len: str | None, mv: Any) -> tuple[dict, list[np.ndarray]]:
+    """The JSON header and the input tensors of an inference request."""
+    if header_len is not None:
+        n = int(header_len)
+        if not 0 < n <= len(body):
+            raise TensorError(f"Inference-Header-Content-Length {n} does not fit a body of {len(body)} bytes")
+        text, binary = body[:n], memoryview(body)[n:]
+    else:
+        text, binary = body or b"{}", memoryview(b"")
+    if has_lone_surrogate(text):
+        raise TensorError("the JSON holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape): "
+                          "strings must be Unicode text")
+    header = json.loads(text)
+    if not isinstance(header, dict):
+        raise TensorError("the inference request must be a JSON object")
+    return header, _inputs(header, binary, mv)
+
+
 def _inputs(header: dict, binary: memoryview, mv: Any) -> list[np.ndarray]:
     given = header.get("inputs")
     if not isinstance(given, list) or not given:
@@ -155,7 +165,7 @@ def _inputs(header: dict, binary: memoryview, mv: Any) -> list[np.ndarray]:
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                                   for d in shape):
             raise TensorError(f"inputs[{i}].shape must be a list of non-negative integers")
-        size = (t.get("parameters") or {}).get("binary_data_size")
+        size = _parameters(t, f"inputs[{i}]").get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise TensorError(f"inputs[{i}]: binary_data_size {size!r} overruns the binary part")
@@ -164,12 +174,15 @@ def _inputs(header: dict, binary: memoryview, mv: Any) -> list[np.ndarray]:
             continue
         if "data" not in t:
             raise TensorError(f"inputs[{i}] has neither data nor binary_data_size")
-        arr = np.array(t["data"], dtype=DTYPES[datatype]).reshape(-1)
-        count = int(np.prod(shape)) if shape else 1
-        if arr.size != count:
-            raise TensorError(f"inputs[{i}] ({t['name']}): shape {shape} needs {count} elements, got {arr.size}")
-        by_name[t["name"]] = arr.reshape(shape)
+        by_name[t["name"]] = from_values(t["data"], datatype, shape, f"inputs[{i}] ({t['name']})")
     return order_inputs(by_name, [s.name for s in mv.inputs], mv.name)
+
+
+def _parameters(entry: dict, where: str) -> dict:
+    params = entry.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise TensorError(f"{where}.parameters must be an object")
+    return params
 
 
 def _response(header: dict, mv: Any, outputs: list[np.ndarray]) -> Response:
@@ -179,11 +192,14 @@ def _response(header: dict, mv: Any, outputs: list[np.ndarray]) -> Response:
     binary_all = bool(params.get("binary_data_output")) if isinstance(params, dict) else False
     if isinstance(wanted, list) and wanted:
         selected = []
-        for o in wanted:
+        for i, o in enumerate(wanted):
             name = o.get("name") if isinstance(o, dict) else None
             if name not in names:
                 raise GatewayError(400, f"unknown output {name!r}; model {mv.name} has outputs {names}")
-            binary = bool((o.get("parameters") or {}).get("binary_data", binary_all))
+            try:
+                binary = bool(_parameters(o, f"outputs[{i}]").get("binary_data", binary_all))
+            except TensorError as e:
+                raise GatewayError(400, str(e)) from None
             selected.append((name, outputs[names.index(name)], binary))
     else:
         selected = [(n, a, binary_all) for n, a in zip(names, outputs)]

@@ -16,7 +16,7 @@ import numpy as np
 
 from emberflow.serving.batching import DeadlineExceeded, QueueFull
 from emberflow.serving.kserve_proto import RPCS, SERVICE, messages
-from emberflow.serving.tensors import TensorError, from_raw, from_values, order_inputs, to_datatype, to_raw
+from emberflow.serving.tensors import TensorError, from_raw, from_values, off_loop, order_inputs, to_datatype, to_raw
 
 if TYPE_CHECKING:
     from emberflow.serving.app import Gateway
@@ -86,7 +86,8 @@ class InferenceService:
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         mv = await self._found(request.model_name, request.model_version, context)
         try:
-            arrays = self._inputs(request, mv)
+            # big tensors are decoded in a worker thread: the event loop serves everyone else meanwhile
+            arrays = await off_loop(request.ByteSize(), self._inputs, request, mv)
             timeout = _timeout_s(request.parameters)
         except (TensorError, ValueError, TypeError, OverflowError) as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))

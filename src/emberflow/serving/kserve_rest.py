@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse, Response
 from emberflow.protocol.framing import has_lone_surrogate
 from emberflow.serving.batching import DeadlineExceeded, QueueFull
 from emberflow.serving.tasks import GatewayError
-from emberflow.serving.tensors import DTYPES, TensorError, from_raw, from_values, order_inputs, to_datatype, to_raw
+from emberflow.serving.tensors import (DTYPES, TensorError, from_raw, from_values, off_loop, order_inputs, to_datatype,
+                                       to_raw)
 
 router = APIRouter(prefix="/v2", tags=["KServe v2"])
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
@@ -96,7 +97,8 @@ async def infer(request: Request, name: str, version: Optional[str] = None) -> R
     mv = _model(request, name, version)
     body = await request.body()
     try:
-        header, arrays = _decode(body, request.headers.get(HEADER_LENGTH), mv)
+        # big tensors are decoded in a worker thread: the event loop serves everyone else meanwhile
+        header, arrays = await off_loop(len(body), _decode, body, request.headers.get(HEADER_LENGTH), mv)
     except (TensorError, ValueError, TypeError, UnicodeDecodeError, OverflowError, RecursionError) as e:
         raise GatewayError(400, str(e)) from None
     params = header.get("parameters") or {}
@@ -111,7 +113,8 @@ async def infer(request: Request, name: str, version: Optional[str] = None) -> R
         raise GatewayError(504, str(e)) from None
     except ValueError as e:  # EngineError: inputs the model refuses; the message says what to fix
         raise GatewayError(400, str(e)) from None
-    return _response(header, mv, outputs)
+    size = sum(np.asarray(o).nbytes for o in outputs)
+    return await off_loop(size, _response, header, mv, outputs)
 
 
 def timeout_s(microseconds: Any) -> float | None:
@@ -133,7 +136,7 @@ def timeout_s(microseconds: Any) -> float | None:
 
 
 def _decode(body: bytes, header_len: str | None, mv: Any) -> tuple[dict, list[np.ndarray]]:
-    """The JSON header and the input tensors of an inference request."""
+    """The JSON header and the input tensors of an inference request (runs off the loop when big)."""
     if header_len is not None:
         n = int(header_len)
         if not 0 < n <= len(body):

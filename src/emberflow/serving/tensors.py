@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import struct
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
+# Requests smaller than this are decoded on the event loop: a thread hop costs more than they do.
+OFF_LOOP_BYTES = 64 * 1024
+# Heavy decoding (a 16 MB JSON tensor, millions of BYTES elements) runs here, so the event loop
+# keeps serving every other client meanwhile; two threads bound what such requests can take.
+_DECODERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tensor-codec")
 
 DTYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype(bool), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
@@ -20,6 +30,13 @@ _NAMES = {v: k for k, v in DTYPES.items()}
 
 class TensorError(ValueError):
     """A malformed tensor in a request; the message names the tensor and what is wrong."""
+
+
+async def off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)`: in a worker thread when the data is `size` bytes or more, else right here."""
+    if size < OFF_LOOP_BYTES:
+        return fn(*args)
+    return await asyncio.get_running_loop().run_in_executor(_DECODERS, fn, *args)
 
 
 def element_count(shape: list[int]) -> int:

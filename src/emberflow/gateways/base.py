@@ -30,6 +30,12 @@ class Delivery:
     reason: Reason | None = None  # machine-readable cause of an error
 
 
+class PendingUpload(Protocol):
+    """A sys.push stream in progress, held by its connection until it ends or the client leaves."""
+
+    def discard(self) -> None: ...
+
+
 class ClientConnection(Protocol):
     conn_id: int
     kind: str  # "tcp" | "uart" | "local"
@@ -57,10 +63,6 @@ class RequestHandler(Protocol):
     def attach(self, conn: ClientConnection) -> None: ...
 
     def detach(self, conn: ClientConnection) -> None: ...
-
-    def wire_connections(self) -> int:
-        """Connections from outside the process (TCP, UART), for the connection limit."""
-        ...
 
     async def handle(self, conn: ClientConnection, req: Request, received: float) -> None: ...
 

@@ -43,6 +43,8 @@ class LocalConnection:
         self.conn_id = router.new_conn_id()
         self.authed = True  # in-process callers authenticate at their own edge (e.g. HTTP bearer token)
         self.uploads: dict[str, Any] = {}
+        self.peer: str | None = None  # (sys actions that throttle by client address)
+        self.auth_failures = 0
         self.name = name
         self.principal = principal or f"local:{name}"
         self._waiters: dict[str, asyncio.Queue[Any]] = {}  # request_id -> messages answering it
@@ -116,6 +118,12 @@ class LocalConnection:
         """Give request `rid` up: the unit stops it, queued or running; its output is dropped."""
         self._waiters.pop(rid, None)
         self.router.cancel(self, work_id, rid)
+
+    def hang_up(self, final: dict[str, Any] | None = None) -> bool:
+        return False  # an in-process client is never disconnected by sys
+
+    async def writable(self) -> None:
+        pass  # messages are queued in memory for their reader
 
     def close(self) -> None:
         self.router.detach(self)

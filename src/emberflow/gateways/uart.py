@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import serial
 
-from emberflow.gateways.connection import Connection
+from emberflow.gateways.connection import Connection, Link
 from emberflow.protocol.envelope import notice
 
 if TYPE_CHECKING:
@@ -24,7 +24,9 @@ log = logging.getLogger("emberflow.uart")
 UART_CONN_ID = 5556  # StackFlow's com_id for the serial port
 
 
-class UartGateway:
+class UartGateway(Link):
+    """The serial line's reader thread waits while the connection's inbox is full."""
+
     def __init__(self, router: RequestHandler, device: str, baud: int):
         self.router = router
         self.loop = asyncio.get_running_loop()
@@ -32,7 +34,9 @@ class UartGateway:
         self._out: queue.Queue[bytes | None] = queue.Queue()
         self._lock = threading.Lock()  # reconfigure vs. read/write
         self._running = True
-        self.conn = Connection(router, UART_CONN_ID, "uart", self._out.put, router.cfg.max_frame)
+        self._may_read = threading.Event()  # cleared while the connection's inbox is full
+        self._may_read.set()
+        self.conn = Connection(router, UART_CONN_ID, "uart", self._out.put, router.cfg.max_frame, link=self)
         router.attach(self.conn)
         router.uart = self
         self._reader = threading.Thread(target=self._read_loop, name="uart-read", daemon=True)
@@ -44,8 +48,16 @@ class UartGateway:
     def announce_boot(self) -> None:
         self.conn.send(notice(0, "reset over"))
 
+    def pause_reading(self) -> None:
+        self._may_read.clear()
+
+    def resume_reading(self) -> None:
+        self._may_read.set()
+
     def _read_loop(self) -> None:
         while self._running:
+            if not self._may_read.wait(0.2):
+                continue  # the serial driver's buffer holds what arrives meanwhile
             try:
                 with self._lock:
                     data = self.port.read(4096) if self.port.is_open else b""
@@ -75,6 +87,7 @@ class UartGateway:
 
     def close(self) -> None:
         self._running = False
+        self._may_read.set()
         self._out.put(None)
         self.conn.close()
         self._reader.join(timeout=1)

@@ -111,5 +111,8 @@ def _base64(value: Any) -> str:
 def encode(msg: dict[str, Any]) -> bytes:
     # ensure_ascii=False: the real server sends raw UTF-8. No raw newline can appear inside, since
     # json.dumps escapes control characters, so `\n` safely terminates every message.
-    return json.dumps(msg, ensure_ascii=False, separators=(",", ":"), sort_keys=True,
-                      default=_base64).encode() + b"\n"
+    try:
+        text = json.dumps(msg, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=_base64).encode()
+    except UnicodeEncodeError:  # a lone surrogate (from a unit): escaped, the message is still valid JSON
+        text = json.dumps(msg, ensure_ascii=True, separators=(",", ":"), sort_keys=True, default=_base64).encode()
+    return text + b"\n"

@@ -45,10 +45,15 @@ class Malformed:
 
 @dataclass(slots=True)
 class Oversize:
-    """A frame larger than the limit; it was skipped and the stream is in sync again."""
+    """A frame larger than the limit; it was skipped and the stream is in sync again.
+
+    `raw`: the size came from a `{"RAW":N}` header, so staying in sync means discarding the N
+    bytes the client announced, however many that is; a connection closes instead.
+    """
 
     size: int
     limit: int
+    raw: bool = False
 
 
 Event = Frame | StrayBrace | Malformed | Oversize
@@ -70,6 +75,11 @@ class FrameDecoder:
     @property
     def buffered(self) -> int:
         return len(self._buf)
+
+    @property
+    def in_frame(self) -> bool:
+        """A frame has begun and not ended yet (an object, a RAW payload, or a skipped one)."""
+        return bool(self._depth or self._raw_header is not None or self._raw_skip)
 
     def feed(self, data: bytes) -> list[Event]:
         self._buf += data
@@ -165,11 +175,12 @@ class FrameDecoder:
             events.append(Oversize(size, self.max_frame))
             return
         if text.startswith(_RAW_PREFIX):
-            size = _raw_size(text)
-            if size is not None:
+            raw = _raw_size(text)
+            if raw is not None:
+                size = raw
                 if size > self.max_frame:
                     self._raw_skip = size
-                    events.append(Oversize(size, self.max_frame))
+                    events.append(Oversize(size, self.max_frame, raw=True))
                 elif size == 0:
                     events.append(Frame(text, b""))
                 else:
@@ -183,6 +194,38 @@ class FrameDecoder:
     def _take_skipped(self) -> int:
         n, self._skipped = self._skipped, 0
         return n
+
+
+# A browser (or curl) talking HTTP to the StackFlow port: the request line's method, a space, and
+# a request target. StackFlow clients send JSON objects, so such a start is never theirs.
+HTTP_METHODS = (b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE", b"PRI")
+_HTTP_TARGETS = (b"/", b"*", b"http://", b"https://")
+_HTTP_STARTS = tuple(m + b" " + t for m in HTTP_METHODS for t in _HTTP_TARGETS)
+HTTP_SNIFF_BYTES = max(len(s) for s in _HTTP_STARTS)
+
+
+def looks_like_http(first: bytes) -> bool | None:
+    """Whether the first bytes of a connection are an HTTP request line; None: too few bytes to tell."""
+    if any(first.startswith(s) for s in _HTTP_STARTS):
+        return True
+    if any(s.startswith(first) for s in _HTTP_STARTS):
+        return None
+    return False
+
+
+# JSON escapes, in the order that matters: an escaped backslash (so `\\ud800` in the JSON text is a
+# backslash and `ud800`), a valid surrogate pair, then a surrogate escape on its own.
+_ESCAPES = re.compile(rb"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def has_lone_surrogate(text: bytes) -> bool:
+    """Whether JSON text escapes a lone UTF-16 surrogate (`"\\ud800"`). Python decodes it into a
+    string that cannot be encoded again, so it is refused where JSON enters instead of failing
+    somewhere later (a reply, a unit). Raw UTF-8 bytes cannot carry one: strict decoding refuses them."""
+    if not _SURROGATE_HINT.search(text):
+        return False
+    return any(len(m.group()) == 6 for m in _ESCAPES.finditer(text))
 
 
 def _raw_size(text: bytes) -> int | None:

@@ -67,7 +67,9 @@ def create_app(gateway: Gateway) -> Any:
     app.include_router(kserve_rest.router)
     app.include_router(unit_rest.build_router(gateway))
     app.include_router(dashboard.build_router(gateway))
-    return Guard(app, token=gateway.cfg.token, max_body=gateway.cfg.max_frame, metrics=gateway.metrics), app
+    cfg = gateway.cfg
+    return Guard(app, principal_for=cfg.principal_for if cfg.auth_required else None, max_body=cfg.max_frame,
+                 metrics=gateway.metrics), app
 
 
 def _version() -> str:

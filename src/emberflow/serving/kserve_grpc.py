@@ -7,7 +7,7 @@ when configured, is read from the `authorization: Bearer <key>` metadata.
 
 from __future__ import annotations
 
-import hmac
+import math
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import grpc
@@ -15,7 +15,7 @@ import numpy as np
 
 from emberflow.serving.batching import DeadlineExceeded, QueueFull
 from emberflow.serving.kserve_proto import RPCS, SERVICE, messages
-from emberflow.serving.tensors import DTYPES, TensorError, from_raw, order_inputs, to_datatype, to_raw
+from emberflow.serving.tensors import TensorError, from_raw, from_values, off_loop, order_inputs, to_datatype, to_raw
 
 if TYPE_CHECKING:
     from emberflow.serving.gateway import Gateway
@@ -32,14 +32,17 @@ PUBLIC_RPCS = {"ServerLive", "ServerReady"}
 class InferenceService:
     def __init__(self, gateway: "Gateway"):
         self.gw = gateway
-        self.token = gateway.cfg.token.encode() if gateway.cfg.token else None
+        cfg = gateway.cfg
+        self.principal_for = cfg.principal_for if cfg.auth_required else None  # None: no token configured
 
     async def _check(self, rpc: str, context: grpc.aio.ServicerContext) -> None:
-        if self.token is None or rpc in PUBLIC_RPCS:
+        if self.principal_for is None or rpc in PUBLIC_RPCS:
             return
         value = dict(context.invocation_metadata() or ()).get("authorization", "")
+        if isinstance(value, bytes):  # binary metadata: never a Bearer header
+            value = value.decode("latin-1")
         scheme, _, key = value.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(key.strip().encode(), self.token):
+        if scheme.lower() != "bearer" or self.principal_for(key.strip()) is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "missing or wrong API key: send metadata `authorization: Bearer <token>`")
 
@@ -85,12 +88,13 @@ class InferenceService:
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         mv = await self._found(request.model_name, request.model_version, context)
         try:
-            arrays = self._inputs(request, mv)
-        except (TensorError, ValueError, TypeError) as e:
+            # big tensors are decoded in a worker thread: the event loop serves everyone else meanwhile
+            arrays = await off_loop(request.ByteSize(), self._inputs, request, mv)
+            timeout = _timeout_s(request.parameters)
+        except (TensorError, ValueError, TypeError, OverflowError) as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        timeout = request.parameters["timeout"].int64_param if "timeout" in request.parameters else 0
         try:
-            outputs = await mv.batcher.submit(arrays, timeout_s=timeout / 1e6 if timeout else None)
+            outputs = await mv.batcher.submit(arrays, timeout_s=timeout)
         except QueueFull as e:
             self.gw.metrics.rejected.labels(f"{mv.name}/{mv.version}").inc()
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
@@ -150,12 +154,24 @@ class InferenceService:
                 continue
             if t.datatype not in CONTENTS:
                 raise TensorError(f"{t.name}: datatype {t.datatype!r} is not one of {sorted(CONTENTS)}")
-            values = list(getattr(t.contents, CONTENTS[t.datatype]))
-            arr = np.array(values, dtype=DTYPES[t.datatype])
-            if arr.size != (int(np.prod(shape)) if shape else 1):
-                raise TensorError(f"{t.name}: shape {shape} does not match {arr.size} values")
-            by_name[t.name] = arr.reshape(shape)
+            by_name[t.name] = from_values(list(getattr(t.contents, CONTENTS[t.datatype])), t.datatype, shape, t.name)
         return order_inputs(by_name, [s.name for s in mv.inputs], mv.name)
+
+
+def _timeout_s(parameters: Any) -> float | None:
+    """The request's `timeout` parameter (µs) in seconds, as an int64, uint64 or double. It becomes
+    a timer on the shared event loop, so only a finite number above 0 is accepted."""
+    if "timeout" not in parameters:
+        return None
+    param = parameters["timeout"]
+    kind = param.WhichOneof("parameter_choice")
+    if kind not in ("int64_param", "uint64_param", "double_param"):
+        raise ValueError(f"parameter timeout must be a number of microseconds, got a {kind}")
+    seconds = getattr(param, kind) / 1e6
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"parameter timeout must be a finite number of microseconds above 0, "
+                         f"got {getattr(param, kind)!r}")
+    return seconds
 
 
 def _handler(service: InferenceService) -> grpc.GenericRpcHandler:
@@ -167,9 +183,10 @@ def _handler(service: InferenceService) -> grpc.GenericRpcHandler:
             return await method(request, context)
         return call
 
+    messages_: dict[str, Any] = messages  # generated protobuf classes: their methods are made at run time
     handlers = {rpc: grpc.unary_unary_rpc_method_handler(
-        wrap(rpc), request_deserializer=messages[req].FromString,
-        response_serializer=messages[resp].SerializeToString) for rpc, (req, resp) in RPCS.items()}
+        wrap(rpc), request_deserializer=messages_[req].FromString,
+        response_serializer=messages_[resp].SerializeToString) for rpc, (req, resp) in RPCS.items()}
     return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
 

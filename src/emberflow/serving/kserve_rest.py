@@ -4,15 +4,18 @@ extensions (shared/spec/serving.md §5.1). Models come from the model repository
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Optional
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from emberflow.protocol.framing import has_lone_surrogate
 from emberflow.serving.batching import DeadlineExceeded, QueueFull
 from emberflow.serving.errors import GatewayError
-from emberflow.serving.tensors import DTYPES, TensorError, from_raw, order_inputs, to_datatype, to_raw
+from emberflow.serving.tensors import (DTYPES, TensorError, from_raw, from_values, off_loop, order_inputs, to_datatype,
+                                       to_raw)
 
 router = APIRouter(prefix="/v2", tags=["KServe v2"])
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
@@ -93,24 +96,16 @@ async def model_ready(request: Request, name: str, version: Optional[str] = None
 async def infer(request: Request, name: str, version: Optional[str] = None) -> Response:
     mv = _model(request, name, version)
     body = await request.body()
-    header_len = request.headers.get(HEADER_LENGTH)
     try:
-        if header_len is not None:
-            n = int(header_len)
-            if not 0 < n <= len(body):
-                raise TensorError(f"Inference-Header-Content-Length {n} does not fit a body of {len(body)} bytes")
-            header, binary = json.loads(body[:n]), memoryview(body)[n:]
-        else:
-            header, binary = json.loads(body or b"{}"), memoryview(b"")
-        if not isinstance(header, dict):
-            raise TensorError("the inference request must be a JSON object")
-        arrays = _inputs(header, binary, mv)
-    except (TensorError, ValueError, TypeError, UnicodeDecodeError) as e:
+        # big tensors are decoded in a worker thread: the event loop serves everyone else meanwhile
+        header, arrays = await off_loop(len(body), _decode, body, request.headers.get(HEADER_LENGTH), mv)
+    except (TensorError, ValueError, TypeError, UnicodeDecodeError, OverflowError, RecursionError) as e:
         raise GatewayError(400, str(e)) from None
     params = header.get("parameters") or {}
-    timeout = params.get("timeout") if isinstance(params, dict) else None
+    if not isinstance(params, dict):
+        raise GatewayError(400, '"parameters" must be an object')
     try:
-        outputs = await mv.batcher.submit(arrays, timeout_s=float(timeout) / 1e6 if timeout else None)
+        outputs = await mv.batcher.submit(arrays, timeout_s=timeout_s(params.get("timeout")))
     except QueueFull as e:
         request.app.state.gateway.metrics.rejected.labels(f"{mv.name}/{mv.version}").inc()
         raise GatewayError(429, str(e), retry_after=1) from None
@@ -118,7 +113,44 @@ async def infer(request: Request, name: str, version: Optional[str] = None) -> R
         raise GatewayError(504, str(e)) from None
     except ValueError as e:  # EngineError: inputs the model refuses; the message says what to fix
         raise GatewayError(400, str(e)) from None
-    return _response(header, mv, outputs)
+    size = sum(np.asarray(o).nbytes for o in outputs)
+    return await off_loop(size, _response, header, mv, outputs)
+
+
+def timeout_s(microseconds: Any) -> float | None:
+    """KServe's `parameters.timeout` (µs) in seconds. It becomes a timer on the event loop that
+    every protocol shares, so only a finite number above 0 is accepted (NaN would corrupt the
+    loop's timer heap; 0 or less would fail at once)."""
+    if microseconds is None:
+        return None
+    if isinstance(microseconds, bool) or not isinstance(microseconds, (int, float)):
+        raise GatewayError(400, f"parameters.timeout must be a number of microseconds, got {microseconds!r}")
+    try:
+        seconds = microseconds / 1e6
+    except OverflowError:  # an integer of hundreds of digits
+        seconds = math.inf
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise GatewayError(400, f"parameters.timeout must be a finite number of microseconds above 0, "
+                                f"got {microseconds!r}")
+    return seconds
+
+
+def _decode(body: bytes, header_len: str | None, mv: Any) -> tuple[dict, list[np.ndarray]]:
+    """The JSON header and the input tensors of an inference request (runs off the loop when big)."""
+    if header_len is not None:
+        n = int(header_len)
+        if not 0 < n <= len(body):
+            raise TensorError(f"Inference-Header-Content-Length {n} does not fit a body of {len(body)} bytes")
+        text, binary = body[:n], memoryview(body)[n:]
+    else:
+        text, binary = body or b"{}", memoryview(b"")
+    if has_lone_surrogate(text):
+        raise TensorError("the JSON holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape): "
+                          "strings must be Unicode text")
+    header = json.loads(text)
+    if not isinstance(header, dict):
+        raise TensorError("the inference request must be a JSON object")
+    return header, _inputs(header, binary, mv)
 
 
 def _inputs(header: dict, binary: memoryview, mv: Any) -> list[np.ndarray]:
@@ -136,7 +168,7 @@ def _inputs(header: dict, binary: memoryview, mv: Any) -> list[np.ndarray]:
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                                   for d in shape):
             raise TensorError(f"inputs[{i}].shape must be a list of non-negative integers")
-        size = (t.get("parameters") or {}).get("binary_data_size")
+        size = _parameters(t, f"inputs[{i}]").get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise TensorError(f"inputs[{i}]: binary_data_size {size!r} overruns the binary part")
@@ -145,12 +177,15 @@ def _inputs(header: dict, binary: memoryview, mv: Any) -> list[np.ndarray]:
             continue
         if "data" not in t:
             raise TensorError(f"inputs[{i}] has neither data nor binary_data_size")
-        arr = np.array(t["data"], dtype=DTYPES[datatype]).reshape(-1)
-        count = int(np.prod(shape)) if shape else 1
-        if arr.size != count:
-            raise TensorError(f"inputs[{i}] ({t['name']}): shape {shape} needs {count} elements, got {arr.size}")
-        by_name[t["name"]] = arr.reshape(shape)
+        by_name[t["name"]] = from_values(t["data"], datatype, shape, f"inputs[{i}] ({t['name']})")
     return order_inputs(by_name, [s.name for s in mv.inputs], mv.name)
+
+
+def _parameters(entry: dict, where: str) -> dict:
+    params = entry.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise TensorError(f"{where}.parameters must be an object")
+    return params
 
 
 def _response(header: dict, mv: Any, outputs: list[np.ndarray]) -> Response:
@@ -160,11 +195,14 @@ def _response(header: dict, mv: Any, outputs: list[np.ndarray]) -> Response:
     binary_all = bool(params.get("binary_data_output")) if isinstance(params, dict) else False
     if isinstance(wanted, list) and wanted:
         selected = []
-        for o in wanted:
+        for i, o in enumerate(wanted):
             name = o.get("name") if isinstance(o, dict) else None
             if name not in names:
                 raise GatewayError(400, f"unknown output {name!r}; model {mv.name} has outputs {names}")
-            binary = bool((o.get("parameters") or {}).get("binary_data", binary_all))
+            try:
+                binary = bool(_parameters(o, f"outputs[{i}]").get("binary_data", binary_all))
+            except TensorError as e:
+                raise GatewayError(400, str(e)) from None
             selected.append((name, outputs[names.index(name)], binary))
     else:
         selected = [(n, a, binary_all) for n, a in zip(names, outputs)]

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import struct
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
+# Requests smaller than this are decoded on the event loop: a thread hop costs more than they do.
+OFF_LOOP_BYTES = 64 * 1024
+# Heavy decoding (a 16 MB JSON tensor, millions of BYTES elements) runs here, so the event loop
+# keeps serving every other client meanwhile; two threads bound what such requests can take.
+_DECODERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tensor-codec")
 
 DTYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype(bool), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
@@ -20,6 +32,31 @@ class TensorError(ValueError):
     """A malformed tensor in a request; the message names the tensor and what is wrong."""
 
 
+async def off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)`: in a worker thread when the data is `size` bytes or more, else right here."""
+    if size < OFF_LOOP_BYTES:
+        return fn(*args)
+    return await asyncio.get_running_loop().run_in_executor(_DECODERS, fn, *args)
+
+
+def element_count(shape: list[int]) -> int:
+    """Elements of a tensor shape, exactly (numpy's product wraps around past 2**63)."""
+    return math.prod(shape)
+
+
+def from_values(values: Any, datatype: str, shape: list[int], name: str) -> np.ndarray:
+    """One tensor from JSON (or typed protobuf) values; a value the datatype cannot hold (INT8 1000)
+    is the client's error, said as such."""
+    try:
+        arr = np.array(values, dtype=DTYPES[datatype]).reshape(-1)
+    except (OverflowError, ValueError, TypeError) as e:
+        raise TensorError(f"{name}: the data does not fit {datatype}: {e}") from None
+    count = element_count(shape)
+    if arr.size != count:
+        raise TensorError(f"{name}: shape {shape} needs {count} elements, got {arr.size}")
+    return arr.reshape(shape)
+
+
 def to_datatype(dtype: np.dtype) -> str:
     dtype = np.dtype(dtype)
     if dtype.kind in ("U", "S", "O"):
@@ -32,6 +69,8 @@ def to_datatype(dtype: np.dtype) -> str:
 
 def decode_bytes(raw: bytes, count: int) -> np.ndarray:
     """BYTES elements on the wire: each a 4-byte little-endian length, then the bytes."""
+    if count * 4 > len(raw):  # every element has at least its length prefix
+        raise TensorError("BYTES tensor is truncated")
     out, offset = [], 0
     for _ in range(count):
         if offset + 4 > len(raw):
@@ -69,7 +108,7 @@ def from_raw(raw: bytes, datatype: str, shape: list[int], name: str) -> np.ndarr
         raise TensorError(f"{name}: datatype {datatype!r} is not one of {sorted(DTYPES)}")
     if any(d < 0 for d in shape):
         raise TensorError(f"{name}: shape {shape} has a negative dimension")
-    count = int(np.prod(shape)) if shape else 1
+    count = element_count(shape)
     if datatype == "BYTES":
         arr = decode_bytes(raw, count)
     else:

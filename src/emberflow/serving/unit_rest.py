@@ -21,11 +21,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 from typing import TYPE_CHECKING, Any, Optional
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from emberflow.protocol.framing import has_lone_surrogate
 from emberflow.serving.errors import GatewayError, unit_error
 from emberflow.unit.base import IO, Unit
 
@@ -133,7 +135,7 @@ def _add_unit_routes(router: APIRouter, gateway: "Gateway", kind: str, cls: type
     )
     object_name = _object(kind, io)
 
-    async def infer(body: body_model, request: Request) -> UnitReply:  # type: ignore[valid-type]
+    async def infer(body: Any, request: Request) -> UnitReply:  # `body_model`, set in __annotations__ below
         params = _setup_params(gateway, cls, body.params)
         data, payload = _encode(body.data, io, "data")
         msgs = await gateway.tasks.run(kind, params, data if payload is None else "", object_name, payload)
@@ -144,9 +146,10 @@ def _add_unit_routes(router: APIRouter, gateway: "Gateway", kind: str, cls: type
 
     # annotations are strings under `from __future__ import annotations`; FastAPI needs the generated class
     infer.__annotations__ = {"body": body_model, "request": Request, "return": UnitReply}
-    documented = {}
+    documented: dict[int | str, dict[str, Any]] = {}
     if cls.Result is not None:  # the declared result documents the reply's outputs in /docs
-        typed = create_model(f"{kind.capitalize()}Reply", __base__=UnitReply, outputs=(list[cls.Result], ...))
+        result: Any = list[cls.Result]  # type: ignore[name-defined]  # a class known at run time only
+        typed = create_model(f"{kind.capitalize()}Reply", __base__=UnitReply, outputs=(result, ...))
         documented = {200: {"model": typed}}
     router.add_api_route(f"/{kind}/infer", infer, methods=["POST"], response_model=UnitReply, responses=documented,
                          summary=f"{kind}: {cls.description or (cls.__doc__ or '').strip().splitlines()[0]}"
@@ -176,7 +179,7 @@ def _add_resource_routes(router: APIRouter, gateway: "Gateway", kind: str, resou
             raise unit_error(reply)  # an unknown resource id is a 404 (by its reason, not its text)
         return reply
 
-    async def load(res_id: str, body: body_model) -> ResourceReply:  # type: ignore[valid-type]
+    async def load(res_id: str, body: Any) -> ResourceReply:  # `body_model`, set in __annotations__ below
         await call("load_resource", {"id": res_id, "data": body.data})
         return ResourceReply(kind=kind, resources=[res_id])
 
@@ -195,6 +198,27 @@ def _add_resource_routes(router: APIRouter, gateway: "Gateway", kind: str, resou
                          summary=f"{kind}: unload a resource")
     router.add_api_route(path, listing, methods=["GET"], response_model=ResourceReply,
                          summary=f"{kind}: loaded resource ids")
+
+
+class NotJSON(Exception):
+    """A WebSocket frame that is not a JSON text frame."""
+
+
+async def _receive_json(ws: WebSocket) -> Any:
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    text = message.get("text")
+    if text is None:
+        raise NotJSON("frames must be JSON text: binary frames are not accepted (send binary data as base64)")
+    if has_lone_surrogate(text.encode()):
+        raise NotJSON("the JSON holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape)")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise NotJSON("the JSON is nested too deeply") from None
+    except ValueError:
+        raise NotJSON("frames must be JSON") from None
 
 
 class UnitSession:
@@ -221,15 +245,15 @@ class UnitSession:
         await ws.accept()
         try:
             while True:
-                frame = await ws.receive_json()
+                frame = await _receive_json(ws)
                 try:
                     await self._on_frame(ws, frame)
                 except GatewayError as e:
                     await ws.send_json({"status": STATUS_END, "error": {"code": e.status, "message": e.message}})
         except WebSocketDisconnect:
             pass
-        except ValueError:  # not JSON
-            await ws.send_json({"status": STATUS_END, "error": {"code": 400, "message": "frames must be JSON"}})
+        except NotJSON as e:  # the session ends with the reason and close code 1003 (unsupported data)
+            await ws.send_json({"status": STATUS_END, "error": {"code": 400, "message": str(e)}})
             await ws.close(1003)
         finally:
             if self.reader is not None:

@@ -5,6 +5,7 @@ Secure by default: TCP binds 127.0.0.1; binding another address is an explicit c
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field, fields
@@ -30,7 +31,17 @@ class Config:
     # cannot drive the tasks of another. Clients sending `token` are the principal "token".
     tokens: dict[str, str] = field(default_factory=dict)
     max_frame: int = 16 * 1024 * 1024
-    max_connections: int = 64
+    max_connections: int = 64  # TCP clients at once (in-process clients such as HTTP are not counted)
+    # Limits that keep one client from holding a slot, memory or the disk (README, Security defaults).
+    frame_timeout: float = 60.0  # s a TCP client has to finish a frame it has begun
+    max_inbox: int = 1024 * 1024  # received bytes a connection has not processed yet; reading pauses beyond
+    max_unsent: int = 8 * 1024 * 1024  # bytes queued for a TCP client before it counts as not reading
+    send_timeout: float = 60.0  # s a TCP client may leave queued output unread before it is dropped
+    auth_max_failures: int = 10  # wrong sys.auth tokens before the connection is dropped
+    max_file_size: int = 64 * 1024 * 1024  # bytes per file pushed with sys.push
+    sandbox_quota: int = 512 * 1024 * 1024  # bytes all files in the sandbox may take, uploads included
+    max_uploads: int = 4  # unfinished sys.push streams per connection
+    log_max_per_minute: int = 30  # log records per message per minute; the rest are counted, not written
     preload: list[str] = field(default_factory=list)  # unit kinds started at boot
     units: dict[str, str] = field(default_factory=dict)  # extra kinds: name -> "module:Class"
     rundir: str = ""  # ipc sockets live here; default: a fresh private temp dir
@@ -49,6 +60,12 @@ class Config:
     http_host: str = "127.0.0.1"
     http_port: int | None = 8080
     grpc_port: int | None = 8001
+    # Host names the HTTP gateway answers to (Host and Origin headers) besides its bound address and
+    # localhost: a DNS-rebinding page names its own domain. ["*"] turns the check off.
+    allowed_hosts: list[str] = field(default_factory=list)
+    http_max_connections: int = 256  # HTTP connections at once; more are answered 503 and closed
+    http_header_timeout: float = 10.0  # s a client has to send a request's headers
+    http_idle_timeout: float = 30.0  # s an idle keep-alive connection stays open
     model_repository: str | None = None  # KServe model repository directory
     # Warm tasks the HTTP gateway may keep per model, by unit kind (`{"llm": 2}`); kinds not
     # listed use DEFAULT_INSTANCES, then 1. Capped by the unit's `max_tasks`.
@@ -106,6 +123,7 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> Config:
     for k, v in overrides.items():
         if v is not None:
             setattr(cfg, k, v)
+    _check_limits(cfg)
     if not (isinstance(cfg.tokens, dict) and all(isinstance(k, str) and isinstance(v, str) and v
                                                  for k, v in cfg.tokens.items())):
         raise ValueError(f"tokens: expected a mapping of name to a non-empty secret, e.g. {{alice: s3cret}}; "
@@ -115,3 +133,19 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> Config:
         raise ValueError(f"instances: expected a mapping of unit kind to a whole number >= 1, "
                          f"e.g. {{llm: 2}}; got {cfg.instances!r}")
     return cfg
+
+
+POSITIVE_LIMITS = ("max_frame", "max_connections", "frame_timeout", "max_inbox", "max_unsent", "send_timeout",
+                   "auth_max_failures", "max_file_size", "sandbox_quota", "max_uploads", "log_max_per_minute",
+                   "http_max_connections", "http_header_timeout", "http_idle_timeout", "unit_heartbeat_timeout",
+                   "unit_ready_timeout")
+
+
+def _check_limits(cfg: Config) -> None:
+    """Every limit is a finite number above 0: a typo must not switch a protection off or make it NaN."""
+    for name in POSITIVE_LIMITS:
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name}: expected a number above 0, got {value!r}")
+    if not (isinstance(cfg.allowed_hosts, list) and all(isinstance(h, str) for h in cfg.allowed_hosts)):
+        raise ValueError(f"allowed_hosts: expected a list of host names, got {cfg.allowed_hosts!r}")

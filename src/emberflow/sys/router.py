@@ -90,9 +90,6 @@ class Router:
             for cid, rid in [key for key in rec.waiting if key[0] == conn.conn_id]:
                 self._cancel(rec, cid, rid)
 
-    def wire_connections(self) -> int:
-        return sum(1 for c in self.conns.values() if c.kind != "local")
-
     def deliver(self, conn_id: int, msg: dict[str, Any], delivery: Delivery | None = None) -> None:
         conn = self.conns.get(conn_id)
         if conn is None:

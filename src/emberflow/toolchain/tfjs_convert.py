@@ -148,14 +148,14 @@ class Converter:
 
     def tf(self, v: Val, hint: str = "v") -> str:
         """The ONNX name of `v` in TensorFlow's own layout (writes a Transpose if one is pending)."""
-        if v.is_const:
+        if v.const is not None:
             return self.constant(v.const, f"{hint}/const")
         assert v.onnx is not None
         return self._transpose(v.onnx, v.perm, hint)
 
     def in_layout(self, v: Val, want: tuple[int, ...], hint: str = "v") -> str:
         """The ONNX name of X with tf tensor = transpose(X, want), e.g. NCHW for a conv (want = NHWC_FROM_NCHW)."""
-        if v.is_const:
+        if v.const is not None:
             return self.constant(np.transpose(v.const, inverse(want)), f"{hint}/const")
         assert v.onnx is not None
         have = v.perm or tuple(range(len(want)))
@@ -240,15 +240,16 @@ class Converter:
                 self.values[n.name] = [Val.of(self.model.weights[n.name])]
                 continue
             if n.op == "Placeholder":
-                dtype = n.dtype("dtype")
+                dtype = n.attr_dtype("dtype")
                 sig = next(s for s in self.model.inputs if s.name == n.name)
                 dims = [d if d is not None else f"{n.name}_d{i}" for i, d in enumerate(sig.shape)]
                 graph_inputs.append(helper.make_tensor_value_info(n.name, _onnx_type(dtype), dims or None))
                 self.values[n.name] = [Val(n.name, dtype)]
                 continue
             args = [self.ref(i) for i in n.inputs]
-            if all(a.is_const for a in args) and n.op in FOLDS:
-                self.values[n.name] = [Val.of(np.asarray(r)) for r in FOLDS[n.op](n, [a.const for a in args])]
+            consts = [a.const for a in args if a.const is not None]
+            if len(consts) == len(args) and n.op in FOLDS:
+                self.values[n.name] = [Val.of(np.asarray(r)) for r in FOLDS[n.op](n, consts)]
                 self.folded += 1
                 continue
             if n.op not in OPS:

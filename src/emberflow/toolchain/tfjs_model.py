@@ -44,7 +44,7 @@ class TfNode:
     def has(self, key: str) -> bool:
         return key in self.attrs
 
-    def int(self, key: str, default: int | None = None) -> int:
+    def attr_int(self, key: str, default: int | None = None) -> int:
         v = self.attrs.get(key)
         if v is None or "i" not in v:
             if default is None:
@@ -52,29 +52,29 @@ class TfNode:
             return default
         return int(v["i"])
 
-    def float(self, key: str, default: float) -> float:
+    def attr_float(self, key: str, default: float) -> float:
         v = self.attrs.get(key)
         return float(v["f"]) if v is not None and "f" in v else default
 
-    def bool(self, key: str, default: bool = False) -> bool:
+    def attr_bool(self, key: str, default: bool = False) -> bool:
         v = self.attrs.get(key)
         return bool(v["b"]) if v is not None and "b" in v else default
 
-    def str(self, key: str, default: str = "") -> str:
+    def attr_str(self, key: str, default: str = "") -> str:
         v = self.attrs.get(key)
         return base64.b64decode(v["s"]).decode() if v is not None and "s" in v else default
 
-    def ints(self, key: str, default: list[int] | None = None) -> list[int]:
+    def attr_ints(self, key: str, default: list[int] | None = None) -> list[int]:
         v = (self.attrs.get(key) or {}).get("list")
         if v is None or "i" not in v:
             return list(default or [])
         return [int(x) for x in v["i"]]
 
-    def strs(self, key: str) -> list[str]:
+    def attr_strs(self, key: str) -> list[str]:
         v = (self.attrs.get(key) or {}).get("list") or {}
         return [base64.b64decode(s).decode() for s in v.get("s", [])]
 
-    def dtype(self, key: str, default: Any = np.float32) -> Any:
+    def attr_dtype(self, key: str, default: Any = np.float32) -> Any:
         v = self.attrs.get(key)
         if v is None or "type" not in v:
             return default
@@ -125,7 +125,7 @@ def load_tfjs(path: str | Path) -> TfjsModel:
     nodes = [TfNode(n["name"], n["op"], [i for i in n.get("input", []) if not i.startswith("^")], n.get("attr", {}))
              for n in topology.get("node", [])]
     weights = _read_weights(path, doc["weightsManifest"])
-    inputs = [TensorSig(n.name, n.dtype("dtype"), _shape(n.attrs.get("shape", {}).get("shape")))
+    inputs = [TensorSig(n.name, n.attr_dtype("dtype"), _shape(n.attrs.get("shape", {}).get("shape")))
               for n in nodes if n.op == "Placeholder"]
     signature = doc.get("signature") or (doc.get("userDefinedMetadata") or {}).get("signature") or {}
     for sig in (signature.get("inputs") or {}).values():  # the signature may fix sizes the graph leaves open

@@ -59,13 +59,13 @@ def _activation(cv: Converter, node: TfNode, y: str, name: str | None, extra: li
     if name == "relu":
         return cv.emit1("Relu", [y], node.name)
     if name == "relu6":
-        return cv.emit1("Clip", [y, cv.constant(np.float32(0)), cv.constant(np.float32(6))], node.name)
+        return cv.emit1("Clip", [y, cv.constant(np.array(0, np.float32)), cv.constant(np.array(6, np.float32))], node.name)
     if name == "elu":
         return cv.emit1("Elu", [y], node.name)
     if name == "sigmoid":
         return cv.emit1("Sigmoid", [y], node.name)
     if name == "leakyrelu":
-        return cv.emit1("LeakyRelu", [y], node.name, alpha=node.float("leakyrelu_alpha", 0.2))
+        return cv.emit1("LeakyRelu", [y], node.name, alpha=node.attr_float("leakyrelu_alpha", 0.2))
     if name == "prelu":
         alpha = _const(node, extra[1], "the PReLU alpha")
         slope = cv.const_like(alpha, NHWC_FROM_NCHW if nhwc else None, node.name)
@@ -76,7 +76,7 @@ def _activation(cv: Converter, node: TfNode, y: str, name: str | None, extra: li
 
 
 def _conv(cv: Converter, node: TfNode, args: list[Val], depthwise: bool) -> list[Val]:
-    fmt = node.str("data_format", "NHWC")
+    fmt = node.attr_str("data_format", "NHWC")
     nhwc = fmt == "NHWC"
     spatial = (1, 2) if nhwc else (2, 3)
     kernel = _const(node, args[1], "the filter")
@@ -85,14 +85,14 @@ def _conv(cv: Converter, node: TfNode, args: list[Val], depthwise: bool) -> list
         weight, group = kernel.transpose(2, 3, 0, 1).reshape(cin * cout, 1, kh, kw), cin
     else:
         weight, group = kernel.transpose(3, 2, 0, 1), 1
-    strides = node.ints("strides", [1, 1, 1, 1])
-    dilations = node.ints("dilations", [1, 1, 1, 1])
+    strides = node.attr_ints("strides", [1, 1, 1, 1])
+    dilations = node.attr_ints("dilations", [1, 1, 1, 1])
     attrs: dict[str, Any] = {"kernel_shape": [kh, kw], "group": group,
                              "strides": [strides[i] for i in spatial], "dilations": [dilations[i] for i in spatial]}
     attrs.update(_padding(node, spatial))
     x = cv.in_layout(args[0], NHWC_FROM_NCHW, node.name) if nhwc else cv.tf(args[0], node.name)
     inputs = [x, cv.constant(weight.astype(np.float32), f"{node.name}/W")]
-    fused = [s.lower() for s in node.strs("fused_ops")]
+    fused = [s.lower() for s in node.attr_strs("fused_ops")]
     extra = args[2:]
     if fused and fused[0] != "biasadd":
         raise TfjsError(f"node {node.name!r} ({node.op}): fused op {fused[0]!r} is not supported "
@@ -105,13 +105,13 @@ def _conv(cv: Converter, node: TfNode, args: list[Val], depthwise: bool) -> list
 
 
 def _padding(node: TfNode, spatial: tuple[int, int]) -> dict[str, Any]:
-    padding = node.str("padding", "VALID")
+    padding = node.attr_str("padding", "VALID")
     if padding == "SAME":
         return {"auto_pad": "SAME_UPPER"}  # TF's SAME puts the odd pixel at the end, as SAME_UPPER does
     if padding == "VALID":
         return {"pads": [0, 0, 0, 0]}
     if padding == "EXPLICIT":
-        p = node.ints("explicit_paddings")
+        p = node.attr_ints("explicit_paddings")
         return {"pads": [p[2 * spatial[0]], p[2 * spatial[1]], p[2 * spatial[0] + 1], p[2 * spatial[1] + 1]]}
     raise TfjsError(f"node {node.name!r} ({node.op}): padding {padding!r} is not supported")
 
@@ -128,9 +128,9 @@ def depthwise(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
 
 @op("MaxPool", "AvgPool")
 def pool(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
-    nhwc = node.str("data_format", "NHWC") == "NHWC"
+    nhwc = node.attr_str("data_format", "NHWC") == "NHWC"
     spatial = (1, 2) if nhwc else (2, 3)
-    ksize, strides = node.ints("ksize"), node.ints("strides")
+    ksize, strides = node.attr_ints("ksize"), node.attr_ints("strides")
     attrs = {"kernel_shape": [ksize[i] for i in spatial], "strides": [strides[i] for i in spatial],
              **_padding(node, spatial)}
     x = cv.in_layout(args[0], NHWC_FROM_NCHW, node.name) if nhwc else cv.tf(args[0], node.name)
@@ -148,7 +148,7 @@ def resize(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
     else:
         n_c = cv.emit1("Shape", [x], node.name, start=0, end=2)
         sizes = cv.emit1("Concat", [n_c, cv.constant(size)], node.name, axis=0)
-    align, half = node.bool("align_corners"), node.bool("half_pixel_centers")
+    align, half = node.attr_bool("align_corners"), node.attr_bool("half_pixel_centers")
     if node.op == "ResizeBilinear":
         attrs = {"mode": "linear",
                  "coordinate_transformation_mode": "align_corners" if align else "half_pixel" if half else "asymmetric"}
@@ -177,13 +177,13 @@ def unary(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
     elif node.op == "Relu6":
         y = _activation(cv, node, src, "relu6", [], nhwc=False)
     elif node.op == "LeakyRelu":
-        y = cv.emit1("LeakyRelu", [src], name, alpha=node.float("alpha", 0.2))
+        y = cv.emit1("LeakyRelu", [src], name, alpha=node.attr_float("alpha", 0.2))
     elif node.op == "Rsqrt":
         y = cv.emit1("Reciprocal", [cv.emit1("Sqrt", [src], name)], name)
     elif node.op == "Square":
         y = cv.emit1("Mul", [src, src], name)
     else:  # Cast
-        dtype = node.dtype("DstT")
+        dtype = node.attr_dtype("DstT")
         y = cv.emit1("Cast", [src], name, to=_onnx_type(dtype))
     return [Val(y, dtype, x.perm)]  # elementwise: the pending layout carries over
 
@@ -209,7 +209,7 @@ def _binary_inputs(cv: Converter, node: TfNode, a: Val, b: Val) -> tuple[str, st
                 return cv.tf(a, node.name), cv.tf(b, node.name), None
             names.append(name)
         else:
-            names.append(v.onnx if perm is not None else cv.tf(v, node.name))
+            names.append(v.onnx if perm is not None and v.onnx is not None else cv.tf(v, node.name))
     return names[0], names[1], perm
 
 
@@ -220,7 +220,7 @@ def _result_dtype(node: TfNode, a: Val, b: Val) -> Any:
 @op(*BINARY, "BiasAdd", "SquaredDifference", "FloorDiv", "FloorMod")
 def binary(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
     a, b = args[0], args[1]
-    if node.op == "BiasAdd" and node.str("data_format", "NHWC") == "NCHW":
+    if node.op == "BiasAdd" and node.attr_str("data_format", "NHWC") == "NCHW":
         bias = _const(node, b, "the bias")
         b = Val.of(bias.reshape(-1, 1, 1))
     x, y, perm = _binary_inputs(cv, node, a, b)
@@ -273,7 +273,7 @@ def binary_fold(node: TfNode, xs: list[np.ndarray]) -> list[np.ndarray]:
 
 @fold("Cast")
 def cast_fold(node: TfNode, xs: list[np.ndarray]) -> list[np.ndarray]:
-    return [xs[0].astype(node.dtype("DstT"))]
+    return [xs[0].astype(node.attr_dtype("DstT"))]
 
 
 @op("AddN")
@@ -295,8 +295,8 @@ def prelu(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
 def batch_norm(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
     """Inference batch norm folded into one multiply and one add per channel."""
     scale, offset, mean, var = (_const(node, a, "batch-norm statistics") for a in args[1:5])
-    k = scale / np.sqrt(var + node.float("epsilon", 1e-3))
-    shape = (-1,) if node.str("data_format", "NHWC") == "NHWC" else (-1, 1, 1)
+    k = scale / np.sqrt(var + node.attr_float("epsilon", 1e-3))
+    shape = (-1,) if node.attr_str("data_format", "NHWC") == "NHWC" else (-1, 1, 1)
     x = args[0]
     mul_node = TfNode(node.name, "Mul", [])
     scaled = binary(cv, mul_node, [x, Val.of(k.reshape(shape).astype(np.float32))])[0]
@@ -349,7 +349,7 @@ def expand_dims_fold(node: TfNode, xs: list[np.ndarray]) -> list[np.ndarray]:
 
 @op("Squeeze")
 def squeeze(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
-    dims = node.ints("squeeze_dims") or node.ints("axis")
+    dims = node.attr_ints("squeeze_dims") or node.attr_ints("axis")
     if not dims:
         raise TfjsError(f"node {node.name!r}: Squeeze without squeeze_dims needs static shapes; not supported")
     axes = cv.constant(np.array(dims, np.int64))
@@ -358,7 +358,7 @@ def squeeze(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
 
 @fold("Squeeze")
 def squeeze_fold(node: TfNode, xs: list[np.ndarray]) -> list[np.ndarray]:
-    dims = node.ints("squeeze_dims") or node.ints("axis")
+    dims = node.attr_ints("squeeze_dims") or node.attr_ints("axis")
     return [np.squeeze(xs[0], axis=tuple(dims) if dims else None)]
 
 
@@ -381,7 +381,7 @@ def concat_fold(node: TfNode, xs: list[np.ndarray]) -> list[np.ndarray]:
 
 @op("Pack")
 def pack(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
-    axis = node.int("axis", 0)
+    axis = node.attr_int("axis", 0)
     axes = cv.constant(np.array([axis], np.int64))
     parts = [cv.emit1("Unsqueeze", [cv.tf(a, node.name), axes], node.name) for a in args]
     return [Val(cv.emit1("Concat", parts, node.name, axis=axis), args[0].dtype)]
@@ -389,12 +389,12 @@ def pack(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
 
 @fold("Pack")
 def pack_fold(node: TfNode, xs: list[np.ndarray]) -> list[np.ndarray]:
-    return [np.stack(xs, axis=node.int("axis", 0))]
+    return [np.stack(xs, axis=node.attr_int("axis", 0))]
 
 
 @op("Unpack")
 def unpack(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
-    axis, num = node.int("axis", 0), node.int("num")
+    axis, num = node.attr_int("axis", 0), node.attr_int("num")
     x = cv.tf(args[0], node.name)
     axes = cv.constant(np.array([axis], np.int64))
     pieces = cv.emit("Split", [x], node.name, num, axis=axis) if num > 1 else [x]
@@ -406,7 +406,7 @@ def split(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
     if node.op == "Split":  # inputs: axis, value
         axis_val, x = args
         sizes = None
-        count = node.int("num_split")
+        count = node.attr_int("num_split")
     else:  # SplitV: value, size_splits, axis
         x, size_val, axis_val = args
         sizes = _const(node, size_val, "size_splits").astype(np.int64)
@@ -442,7 +442,7 @@ def pad(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
     if node.op == "PadV2":
         inputs.append(cv.constant(_const(node, args[2], "the pad value").astype(x.dtype).reshape(())))
     elif node.op == "MirrorPad":
-        mode = node.str("mode", "REFLECT")
+        mode = node.attr_str("mode", "REFLECT")
         if mode != "REFLECT":
             raise TfjsError(f"node {node.name!r}: MirrorPad mode {mode!r} has no ONNX equivalent (only REFLECT)")
         attrs["mode"] = "reflect"
@@ -477,7 +477,7 @@ def gather_nd(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
 
 @op("GatherV2")
 def gather(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
-    if node.int("batch_dims", 0):
+    if node.attr_int("batch_dims", 0):
         raise TfjsError(f"node {node.name!r}: GatherV2 with batch_dims is not supported")
     axis = _axis(_const(node, args[2], "the axis"), None)
     return [Val(cv.emit1("Gather", [cv.tf(args[0], node.name), cv.tf(args[1], node.name)], node.name, axis=axis),
@@ -493,7 +493,7 @@ def gather_fold(node: TfNode, xs: list[np.ndarray]) -> list[np.ndarray]:
 def arg_max(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
     axis = _axis(_const(node, args[1], "the axis"), None)
     out = cv.emit1(node.op, [cv.tf(args[0], node.name)], node.name, axis=axis, keepdims=0)
-    dtype = node.dtype("output_type", np.int64)
+    dtype = node.attr_dtype("output_type", np.int64)
     if dtype != np.int64:
         out = cv.emit1("Cast", [out], node.name, to=_onnx_type(dtype))
     return [Val(out, dtype)]
@@ -505,7 +505,7 @@ REDUCTIONS = {"Mean": "ReduceMean", "Sum": "ReduceSum", "Max": "ReduceMax", "Min
 @op(*REDUCTIONS)
 def reduce(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
     axes = [int(a) for a in np.asarray(_const(node, args[1], "the axes")).reshape(-1)]
-    keep = int(node.bool("keep_dims"))
+    keep = int(node.attr_bool("keep_dims"))
     x = cv.tf(args[0], node.name)
     if node.op == "Sum":  # opset 13+: ReduceSum takes its axes as an input; the others as an attribute
         out = cv.emit1("ReduceSum", [x, cv.constant(np.array(axes, np.int64))], node.name, keepdims=keep)
@@ -517,14 +517,14 @@ def reduce(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
 @op("MatMul", "BatchMatMulV2", "_FusedMatMul")
 def matmul(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
     a, b = cv.tf(args[0], node.name), cv.tf(args[1], node.name)
-    if node.bool("transpose_a") or node.bool("adj_x"):
+    if node.attr_bool("transpose_a") or node.attr_bool("adj_x"):
         a = cv.emit1("Transpose", [a], node.name, perm=[1, 0]) if node.op != "BatchMatMulV2" else \
             cv.emit1("Einsum", [a], node.name, equation="...ij->...ji")
-    if node.bool("transpose_b") or node.bool("adj_y"):
+    if node.attr_bool("transpose_b") or node.attr_bool("adj_y"):
         b = cv.emit1("Transpose", [b], node.name, perm=[1, 0]) if node.op != "BatchMatMulV2" else \
             cv.emit1("Einsum", [b], node.name, equation="...ij->...ji")
     out = cv.emit1("MatMul", [a, b], node.name)
-    fused = [s.lower() for s in node.strs("fused_ops")]
+    fused = [s.lower() for s in node.attr_strs("fused_ops")]
     if fused:
         if fused[0] != "biasadd":
             raise TfjsError(f"node {node.name!r}: fused op {fused[0]!r} is not supported")
@@ -556,7 +556,7 @@ def select(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
 def shape(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
     """Folded to a constant when the shape is static (it usually is in these graphs), so the shape
     arithmetic after it (StridedSlice, Range, Fill) folds too."""
-    dtype = node.dtype("out_type", np.int32)
+    dtype = node.attr_dtype("out_type", np.int32)
     static = cv.static_shape(args[0])
     if static is not None:
         dims = np.array(static, dtype)
@@ -569,9 +569,9 @@ def shape(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
 
 def _slice_spec(node: TfNode, begin: np.ndarray, end: np.ndarray, strides: np.ndarray) -> list[Any]:
     """StridedSlice as numpy index items: None (new axis), an int (shrunk axis) or a slice."""
-    if node.int("ellipsis_mask", 0):
+    if node.attr_int("ellipsis_mask", 0):
         raise TfjsError(f"node {node.name!r}: StridedSlice with an ellipsis is not supported")
-    masks = {k: node.int(k, 0) for k in ("begin_mask", "end_mask", "new_axis_mask", "shrink_axis_mask")}
+    masks = {k: node.attr_int(k, 0) for k in ("begin_mask", "end_mask", "new_axis_mask", "shrink_axis_mask")}
     items: list[Any] = []
     for i, (b, e, s) in enumerate(zip(begin.tolist(), end.tolist(), strides.tolist())):
         bit = 1 << i
@@ -626,12 +626,12 @@ def strided_slice(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
 @fold("Range")
 def range_fold(node: TfNode, xs: list[np.ndarray]) -> list[np.ndarray]:
     start, limit, delta = (x.item() for x in xs)
-    return [np.arange(start, limit, delta, dtype=node.dtype("Tidx", xs[0].dtype))]
+    return [np.arange(start, limit, delta, dtype=node.attr_dtype("Tidx", xs[0].dtype))]
 
 
 @op("Range")
 def range_op(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
-    dtype = node.dtype("Tidx", args[0].dtype)
+    dtype = node.attr_dtype("Tidx", args[0].dtype)
     parts = [cv.emit1("Cast", [cv.tf(a, node.name)], node.name, to=_onnx_type(dtype)) for a in args]
     return [Val(cv.emit1("Range", parts, node.name), dtype)]
 

@@ -33,7 +33,7 @@ def decode(data: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     if len(data) == 0:
         raise UnitError(Code.EMPTY_DATA, detail="the image is empty (0 bytes)")
     try:
-        img = Image.open(io.BytesIO(bytes(data)))
+        img: Any = Image.open(io.BytesIO(bytes(data)))
     except UnidentifiedImageError:
         raise UnitError(Code.EMPTY_DATA, detail=f"the data ({len(data)} bytes, starting {bytes(data[:8]).hex()}) "
                                                 "is not an image (JPEG, PNG, BMP or WebP)") from None

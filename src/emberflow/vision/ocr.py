@@ -103,6 +103,7 @@ class PPOCR:
             w = min(192, max(1, round(48 * c.shape[1] / c.shape[0])))
             img = cv2.resize(c[..., ::-1], (w, 48)).astype(np.float32) / 255.0  # BGR, as Paddle reads
             batch[i, :, :, :w] = ((img - 0.5) / 0.5).transpose(2, 0, 1)
+        assert self.cls is not None
         probs = self.cls([batch])[0]  # [n, 2]: 0 or 180 degrees
         return [i for i, p in enumerate(probs) if p[1] > 0.9]
 
@@ -183,7 +184,8 @@ def _crop(rgb: np.ndarray, quad: np.ndarray) -> np.ndarray:
     w = int(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[2] - quad[3])))
     h = int(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2])))
     w, h = max(w, 1), max(h, 1)
-    m = cv2.getPerspectiveTransform(quad.astype(np.float32), np.float32([[0, 0], [w, 0], [w, h], [0, h]]))
+    target = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+    m = cv2.getPerspectiveTransform(quad.astype(np.float32), target)
     crop = cv2.warpPerspective(rgb, m, (w, h), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
     if h / w >= 1.5:  # a vertical line of text: read it turned
         crop = np.rot90(crop)

@@ -1,9 +1,10 @@
 """Images in: decoding client bytes strictly, and fitting them to a model's input (letterbox).
 
 Every vision unit takes images through `decode`, so the limits and the errors are the same
-everywhere: empty data is -24 (as StackFlow's yolo answers), bytes that are no image or a
-truncated one are -24 too with the reason in `detail`, and an image over `max_pixels` is -22
-before a single pixel is decompressed (a 40 MP JPEG would take 160 MB as RGB).
+everywhere, and as StackFlow's yolo answers them: empty data is -24, bytes that do not decode
+(no image, or a truncated one) are -11 "Model run failed." with the reason in `detail`, and an
+image over `max_pixels` is -22 before a single pixel is decompressed (a 40 MP JPEG would take
+160 MB as RGB).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def decode(data: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     try:
         img: Any = Image.open(io.BytesIO(bytes(data)))
     except UnidentifiedImageError:
-        raise UnitError(Code.EMPTY_DATA, detail=f"the data ({len(data)} bytes, starting {bytes(data[:8]).hex()}) "
+        raise UnitError(Code.MODEL_RUN, detail=f"the data ({len(data)} bytes, starting {bytes(data[:8]).hex()}) "
                                                 "is not an image (JPEG, PNG, BMP or WebP)") from None
     w, h = img.size
     if w * h > max_pixels:
@@ -44,7 +45,7 @@ def decode(data: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     try:
         img.load()  # PIL raises on truncated data, where OpenCV would silently fill the rest with grey
     except (OSError, SyntaxError, ValueError) as e:
-        raise UnitError(Code.EMPTY_DATA, detail=f"the {img.format or 'image'} data is damaged or truncated: {e}") from None
+        raise UnitError(Code.MODEL_RUN, detail=f"the {img.format or 'image'} data is damaged or truncated: {e}") from None
     if img.mode != "RGB":
         img = img.convert("RGB")
     return np.asarray(img)

@@ -172,7 +172,10 @@ class VLMUnit(Unit):
         images (`{"type": "image", "data": base64}` parts, as the HTTP gateway sends them)."""
         messages, images = _split_images(data.get("messages"))
         for raw in images:
-            self.image, self.scene = decode(raw, self.params.max_pixels), None
+            try:
+                self.image, self.scene = decode(raw, self.params.max_pixels), None
+            except UnitError as e:  # a bad image in a request is the request's fault (HTTP 400), not the model's
+                raise UnitError(Code.PARAMETER, detail=e.detail) from None
         image = self._current_image()
         self.answers += 1
         if self.params.backend == "llama":

@@ -35,7 +35,7 @@ def decode(data: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         raise UnitError(Code.EMPTY_DATA, detail="the image is empty (0 bytes)")
     try:
         img: Any = Image.open(io.BytesIO(bytes(data)))
-    except UnidentifiedImageError:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):  # no header PIL knows, or a cut one
         raise UnitError(Code.MODEL_RUN, detail=f"the data ({len(data)} bytes, starting {bytes(data[:8]).hex()}) "
                                                 "is not an image (JPEG, PNG, BMP or WebP)") from None
     w, h = img.size

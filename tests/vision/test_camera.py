@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 from support import examples
-from visionkit import DOG_JPG, b64, best, free_port, iou, video
+from visionkit import DOG_JPG, b64, best, free_port, iou, photo, video
 
 from emberflow.client import ServerError
 
@@ -114,3 +114,45 @@ def test_vlm_answers_about_the_latest_camera_frame(vision_server, tmp_path):
     assert "dog" in answer.lower(), answer
     c.exit(vlm)
     c.exit(cam)
+
+
+def test_camera_detect_flow_prints_detections_per_frame(tmp_path):
+    """flows/camera-detect.yaml with a video file as the camera: `emberflow up FLOW` prints each frame's objects."""
+    import yaml
+    from support import Server
+
+    from emberflow.flows.spec import BUILTIN, load
+
+    flow = yaml.safe_load((BUILTIN / "camera-detect.yaml").read_text())
+    flow["units"]["camera"]["params"]["input"] = str(video(tmp_path / "clip.avi", ["dog.jpg"], seconds_each=1.0))
+    path = tmp_path / "camera-detect.yaml"
+    path.write_text(yaml.safe_dump(flow))
+    assert [u.name for u in load(path).order()] == ["camera", "yolo"]
+    server = Server(tmp_path, config={"http_port": None, "grpc_port": None}, args=[str(path)])
+    try:
+        deadline = time.monotonic() + 120
+        while sum(": dog " in line for line in server.log) < 3:  # e.g. "yolo.1001: dog 0.66 [52, 146, 221, 399]; ..."
+            assert time.monotonic() < deadline and server.proc.poll() is None, "".join(server.log[-30:])
+            time.sleep(0.2)
+        c = server.client(timeout=60)
+        yolo = c.request("yolo", "taskinfo")["data"][0]
+        info = c.request(yolo, "taskinfo")["data"]
+        assert info["unit"]["frames"]["processed"] >= 3 and info["inputs"] == ["camera.1000"]
+    finally:
+        server.stop()
+
+
+def test_demo_vision_writes_the_annotated_image(tmp_path):
+    import subprocess
+    import sys
+
+    from emberflow.vision.image import decode
+
+    out = tmp_path / "annotated.jpg"
+    done = subprocess.run([sys.executable, "-m", "emberflow", "demo", "vision", "--input", str(photo("dog.jpg")),
+                           "--output", str(out)], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "dog 0." in done.stdout and "bicycle" in done.stdout
+    assert "NOT a vision-language model" in done.stdout  # the description says how it was made
+    annotated, original = decode(out.read_bytes()), decode(photo("dog.jpg").read_bytes())
+    assert annotated.shape == original.shape and (annotated != original).any()  # boxes were drawn

@@ -58,7 +58,7 @@ class LatestOnly:
             try:
                 self._work(item)
                 self.processed += 1
-            except Exception:  # one bad frame must not stop the stream
+            except Exception:
                 self.failed += 1
                 log.exception("processing a frame failed")
 

@@ -28,6 +28,8 @@ BENCHES = {
     "toolchain_engine.py": "Engine overhead vs direct onnxruntime / TFLite-Micro calls",
     "toolchain_ocr_quant.py": "PP-OCRv5 rec int8 vs fp32 character error rate",
     "toolchain_speed.py": "analyze + check + quantize + pack wall time on the OCR rec model",
+    # issue 10: vision
+    "vision_detect.py": "NanoDet over StackFlow TCP and camera -> yolo vs direct onnxruntime; fps, latency, drops",
 }
 
 

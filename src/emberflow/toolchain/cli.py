@@ -334,7 +334,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"wrote {output}: {fmt_bytes(report.bytes)}; inputs {', '.join(report.inputs)}; "
                    f"outputs {', '.join(report.outputs)}")
         typer.echo(f"  {sum(report.ops.values())} TF nodes ({report.folded} computed while converting) -> ONNX: {ops}")
-        typer.echo(f"  check it against the original: emberflow validate (see docs/toolchain.md)")
+        typer.echo("  numeric check against TF.js itself: docs/toolchain.md (TF.js import)")
 
     @app.command("export-tflite")
     def export_tflite_cmd(

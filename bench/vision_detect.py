@@ -30,7 +30,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "vision"))
 from harness import Daemon, finish_machine, machine, print_table  # noqa: E402
-from visionkit import DARKNET, video  # noqa: E402
+from visionkit import DARKNET, send_raw, video  # noqa: E402
 
 from emberflow.models.catalogue import Catalogue  # noqa: E402
 from emberflow.vision.detect import NanoDet  # noqa: E402
@@ -54,13 +54,19 @@ def direct_raw_fps(det: NanoDet, frames: list[np.ndarray]) -> tuple[float, float
     return len(frames) / (time.perf_counter() - started), 1000 * (time.process_time() - cpu) / len(frames)
 
 
-def tcp_fps(client, work_id: str, jpegs: list[bytes], in_flight: int, pid: int) -> tuple[float, float]:
-    """(images/s, CPU ms per image): the client's base64 and socket work plus every emberflow process."""
+def tcp_fps(client, work_id: str, jpegs: list[bytes], in_flight: int, pid: int, raw: bool = False) -> tuple[float, float]:
+    """(images/s, CPU ms per image): the client's base64 and socket work plus every emberflow process.
+    `raw`: StackFlow RAW frames (`{"RAW": N, ...}` + the JPEG bytes, as the Arduino library sends)."""
     texts = [base64.b64encode(d).decode() for d in jpegs]
     started, cpu, daemon = time.perf_counter(), time.process_time(), tree_usage(pid)[0]
     pending: list[str] = []
     for i, text in enumerate(texts):
-        pending.append(client.infer(work_id, text, object="yolo.jpeg.base64", request_id=f"b{i}"))
+        if raw:
+            send_raw(client, {"request_id": f"b{i}", "work_id": work_id, "action": "inference",
+                              "object": "cv.jpeg.base64"}, jpegs[i])
+            pending.append(f"b{i}")
+        else:
+            pending.append(client.infer(work_id, text, object="yolo.jpeg.base64", request_id=f"b{i}"))
         if len(pending) >= in_flight:
             rid = pending.pop(0)
             client.next_message(lambda m, rid=rid: m.get("request_id") == rid, timeout=120)
@@ -147,16 +153,18 @@ def main() -> int:
         if not ok:
             break
         raw.append(fit(bgr, 640, 480))
-    results: dict[str, list[tuple[float, float]]] = {"direct": [], "tcp1": [], "tcp2": [], "direct_raw": []}
+    results: dict[str, list[tuple[float, float]]] = {"direct": [], "tcp1": [], "tcp2": [], "raw1": [],
+                                                     "direct_raw": []}
     with Daemon() as d, d.server.client(timeout=300) as c:
         pid = d.proc.pid
         yolo = c.setup("yolo", {"model": "yolo11n", "response_format": "yolo.box", "input": "yolo.jpeg.base64",
                                 "n_threads": 1}, timeout=120)
         tcp_fps(c, yolo, jpegs[:2], 1, pid)  # warm-up
         runs = {"direct": lambda: direct_fps(det, jpegs), "tcp1": lambda: tcp_fps(c, yolo, jpegs, 1, pid),
-                "tcp2": lambda: tcp_fps(c, yolo, jpegs, 2, pid), "direct_raw": lambda: direct_raw_fps(det, raw)}
+                "tcp2": lambda: tcp_fps(c, yolo, jpegs, 2, pid), "raw1": lambda: tcp_fps(c, yolo, jpegs, 1, pid, True),
+                "direct_raw": lambda: direct_raw_fps(det, raw)}
         for r in range(args.rounds):
-            for name in list(runs)[r % 4:] + list(runs)[:r % 4]:  # rotate the order: load drift hits all alike
+            for name in list(runs)[r % 5:] + list(runs)[:r % 5]:  # rotate the order: load drift hits all alike
                 results[name].append(runs[name]())
         c.exit(yolo)
         camera = camera_run(c, pid, clip, args.seconds)
@@ -181,6 +189,9 @@ def main() -> int:
          f"{out['overhead_ms_tcp1']:.1f} ms", f"{cpu['tcp1']:.1f}"],
         ["StackFlow TCP, base64 JPEG, 2 in flight", f"{med['tcp2']:.2f}", f"{out['ratio_tcp2']:.3f}",
          f"{1000 / med['tcp2'] - 1000 / med['direct']:.1f} ms", f"{cpu['tcp2']:.1f}"],
+        ["StackFlow TCP, RAW frame (JPEG bytes, no base64), 1 in flight", f"{med['raw1']:.2f}",
+         f"{med['raw1'] / med['direct']:.3f}", f"{1000 / med['raw1'] - 1000 / med['direct']:.1f} ms",
+         f"{cpu['raw1']:.1f}"],
         ["direct on raw 640x480 frames", f"{med['direct_raw']:.2f}", "1.000", "-", f"{cpu['direct_raw']:.1f}"],
         ["camera (30 fps video) -> yolo link", f"{camera['fps']:.2f}", f"{out['ratio_camera']:.3f}",
          f"{out['overhead_ms_camera']:.1f} ms", "-"],

@@ -109,3 +109,21 @@ def test_classify_puts_espresso_first_and_ocr_reads_the_page(vision_server):
     assert c.next_message(lambda m: m["work_id"] == "ocr")["error"]["code"] == -11
     c.exit(cls)
     c.exit(ocr)
+
+
+def test_a_real_vlm_descriptor_is_used_and_checked(tmp_path, monkeypatch):
+    """A user's GGUF + mmproj descriptor selects the llama.cpp backend; missing files fail setup clearly."""
+    import json
+
+    from emberflow.unit import UnitError
+    from emberflow.unit.local import LocalTask
+    from emberflow.units.vlm import VLMUnit
+
+    (tmp_path / "my-vlm.json").write_text(json.dumps({
+        "mode": "my-vlm", "type": "vlm", "capabilities": ["Image_Understanding"],
+        "mode_param": {"backend": "llama", "model_path": str(tmp_path / "missing.gguf"),
+                       "mmproj_path": str(tmp_path / "missing-mmproj.gguf")}}))
+    monkeypatch.setenv("EMBERFLOW_MODELS_DIR", str(tmp_path))
+    with pytest.raises(UnitError) as e:
+        LocalTask(VLMUnit, {"model": "my-vlm"})
+    assert e.value.code == -5 and "mmproj_path" in (e.value.detail or "")

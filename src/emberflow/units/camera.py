@@ -64,6 +64,7 @@ class CameraUnit(Unit):
         self._last_bgr: np.ndarray | None = None
         self.seq = self.published = self.dropped = 0
         self.ended = False
+        self.error: str | None = None
         self._stop = threading.Event()
         self.preview = None
         if params.enable_webstream:
@@ -87,30 +88,35 @@ class CameraUnit(Unit):
 
     # --- frames in ------------------------------------------------------------------------------
     def _capture(self, cap: Any) -> None:
-        import cv2
-
-        is_file = capture.kind_of(self.source or "") == "file"
-        started, shown = time.monotonic(), 0
         try:
-            while not self._stop.is_set():
-                ok, bgr = cap.read()
-                if not ok:
-                    if is_file and self.params.loop and shown:
-                        cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-                        continue
-                    self.ended = True
-                    log.warning("camera source %s ended after %d frames", self.source, shown)
-                    return
-                if is_file and self.params.realtime:  # a file plays at its frame rate, like a camera
-                    delay = started + shown / self.fps - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                    elif delay < -1.0:
-                        started, shown = time.monotonic(), 0  # fell far behind (suspended): don't burst
-                shown += 1
-                self._offer(capture.fit(bgr, *self.size))
+            self._capture_loop(cap, capture.kind_of(self.source or "") == "file")
+        except Exception as e:
+            self.error = f"{type(e).__name__}: {e}"
+            log.exception("camera capture from %s failed", self.source)
         finally:
             cap.release()
+
+    def _capture_loop(self, cap: Any, is_file: bool) -> None:
+        import cv2
+
+        started, shown = time.monotonic(), 0
+        while not self._stop.is_set():
+            ok, bgr = cap.read()
+            if not ok:
+                if is_file and self.params.loop and shown:
+                    cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                    continue
+                self.ended = True
+                log.warning("camera source %s ended after %d frames", self.source, shown)
+                return
+            if is_file and self.params.realtime:  # a file plays at its frame rate, like a camera
+                delay = started + shown / self.fps - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                elif delay < -1.0:
+                    started, shown = time.monotonic(), 0  # fell far behind (suspended): don't burst
+            shown += 1
+            self._offer(capture.fit(bgr, *self.size))
 
     def infer(self, data: Any) -> None:
         """A client pushed a frame (JPEG/PNG bytes): publish it as this camera's newest frame."""
@@ -158,6 +164,6 @@ class CameraUnit(Unit):
     def info(self) -> dict[str, Any]:
         return {"source": self.source or "pushed by clients", "frame_width": self.size[0],
                 "frame_height": self.size[1], "fps": getattr(self, "fps", None), "captured": self.seq,
-                "published": self.published, "dropped": self.dropped, "ended": self.ended,
+                "published": self.published, "dropped": self.dropped, "ended": self.ended, "error": self.error,
                 "devices": capture.list_devices(),
                 "webstream": f"http://{self.params.webstream_host}:{self.preview.port}/" if self.preview else None}

@@ -171,12 +171,12 @@ class VLMUnit(Unit):
         """An OpenAI-style conversation (`vlm.chat_completion`): messages whose content may hold
         images (`{"type": "image", "data": base64}` parts, as the HTTP gateway sends them)."""
         messages, images = _split_images(data.get("messages"))
+        image = None  # a request is self-contained: its own (last) image, nothing stored from another
         for raw in images:
             try:
-                self.image, self.scene = decode(raw, self.params.max_pixels), None
+                image = decode(raw, self.params.max_pixels)
             except UnitError as e:  # a bad image in a request is the request's fault (HTTP 400), not the model's
                 raise UnitError(Code.PARAMETER, detail=e.detail) from None
-        image = self._current_image()
         self.answers += 1
         if self.params.backend == "llama":
             if image is not None:
@@ -187,7 +187,7 @@ class VLMUnit(Unit):
         if image is None:
             facts = "No image was given."
         else:
-            scene = self._scene(image)
+            scene = self.scene = self.analyser(image)
             facts = scene.facts()
             if self.params.summary:
                 yield scene.summary() + " "

@@ -91,7 +91,8 @@ def test_camera_sources_outputs_and_errors(vision_server, tmp_path):
     # frames pushed by a client, detected by a linked yolo
     cam = c.setup("camera", {"response_format": "camera.raw", "input": "camera.jpeg.base64", "frame_width": 640,
                              "frame_height": 480, "enoutput": False})
-    yolo = c.setup("yolo", {"model": "yolo11n", "response_format": "yolo.box", "input": [cam]})
+    yolo = c.setup("yolo", {"model": "yolo11n", "response_format": "yolo.box", "input": "yolo.jpeg.base64"})
+    assert c.request(yolo, "link", "work_id", cam)["error"]["code"] == 0  # StackFlow's link, after setup
     c.infer(cam, b64("dog.jpg"), object="camera.jpeg.base64")
     found = c.next_message(lambda m: m["work_id"] == yolo)["data"]
     assert any(d["class"] == "dog" for d in found), found

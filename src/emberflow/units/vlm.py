@@ -193,10 +193,10 @@ class VLMUnit(Unit):
                 yield scene.summary() + " "
         question = messages[-1]
         messages[-1] = {**question, "content": f"{facts}\n\nQuestion: {question['content']}"}
+        if not any(m["role"] == "system" for m in messages):  # the caller's own system prompt wins
+            messages.insert(0, {"role": "system", "content": self.params.prompt or GROUNDED_PROMPT})
         self.llm.context = self.context
-        yield from self.llm.infer({**{k: v for k, v in data.items() if k != "messages"},
-                                   "messages": [{"role": "system", "content": self.params.prompt or GROUNDED_PROMPT},
-                                                *messages]})
+        yield from self.llm.infer({**{k: v for k, v in data.items() if k != "messages"}, "messages": messages})
 
     def _scene(self, image: np.ndarray) -> Any:
         if self.scene is None:

@@ -547,6 +547,11 @@ def tile(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
 @op("Select", "SelectV2")
 def select(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
     names = [cv.tf(a, node.name) for a in args]
+    cond, x = cv.static_shape(args[0]), cv.static_shape(args[1])
+    if node.op == "Select" and cond is not None and x is not None and len(cond) == 1 < len(x):
+        # TF1 Select with a vector condition picks whole rows; ONNX Where broadcasts from the right
+        axes = cv.constant(np.arange(1, len(x), dtype=np.int64))
+        names[0] = cv.emit1("Unsqueeze", [names[0], axes], node.name)
     return [Val(cv.emit1("Where", names, node.name), args[1].dtype)]
 
 

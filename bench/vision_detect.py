@@ -76,6 +76,29 @@ def tcp_fps(client, work_id: str, jpegs: list[bytes], in_flight: int, pid: int, 
     return len(texts) / (time.perf_counter() - started), cpu_ms
 
 
+def by_process(pid: int) -> dict[str, float]:
+    """CPU seconds of sys and of each unit process, by name."""
+    out = {}
+    for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        try:
+            cmd, t = p.cmdline(), p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        name = cmd[cmd.index("--kind") + 1] if "--kind" in cmd else "sys"
+        out[name] = out.get(name, 0.0) + t.user + t.system
+    return out
+
+
+def breakdown(client, work_id: str, jpegs: list[bytes], pid: int, raw: bool) -> dict[str, float]:
+    """CPU ms per image of the client, sys and the yolo unit (one in flight)."""
+    before, mine = by_process(pid), time.process_time()
+    tcp_fps(client, work_id, jpegs, 1, pid, raw)
+    after = by_process(pid)
+    out = {"client": 1000 * (time.process_time() - mine) / len(jpegs)}
+    out.update({k: 1000 * (after[k] - before.get(k, 0.0)) / len(jpegs) for k in after})
+    return out
+
+
 def tree_usage(pid: int) -> tuple[float, int]:
     """CPU seconds and RSS bytes of the daemon and its unit processes."""
     procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
@@ -166,11 +189,12 @@ def main() -> int:
         for r in range(args.rounds):
             for name in list(runs)[r % 5:] + list(runs)[:r % 5]:  # rotate the order: load drift hits all alike
                 results[name].append(runs[name]())
+        split = {"base64": breakdown(c, yolo, jpegs, pid, False), "raw": breakdown(c, yolo, jpegs, pid, True)}
         c.exit(yolo)
         camera = camera_run(c, pid, clip, args.seconds)
     med = {k: statistics.median(v[0] for v in vals) for k, vals in results.items()}
     cpu = {k: statistics.median(v[1] for v in vals) for k, vals in results.items()}
-    out = {"machine": info, "fps": med, "cpu_ms_per_image": cpu, "camera": camera,
+    out = {"machine": info, "fps": med, "cpu_ms_per_image": cpu, "cpu_by_process": split, "camera": camera,
            "ratio_tcp1": med["tcp1"] / med["direct"], "ratio_tcp2": med["tcp2"] / med["direct"],
            "overhead_ms_tcp1": 1000 / med["tcp1"] - 1000 / med["direct"],
            "cpu_overhead_ms_tcp": cpu["tcp1"] - cpu["direct"],
@@ -196,6 +220,9 @@ def main() -> int:
         ["camera (30 fps video) -> yolo link", f"{camera['fps']:.2f}", f"{out['ratio_camera']:.3f}",
          f"{out['overhead_ms_camera']:.1f} ms", "-"],
     ])
+    print("\nCPU ms per image by process, one in flight (the direct loop: "
+          f"{cpu['direct']:.1f}):")
+    print_table(["input", *split["base64"]], [[k, *(f"{v:.1f}" for v in split[k].values())] for k in split])
     print(f"\ncamera -> yolo for {camera['seconds']:.0f} s: {camera['processed']} frames processed "
           f"({camera['fps']:.1f}/s) of {camera['camera_captured']} captured; dropped: {camera['yolo_dropped']} by "
           f"yolo's latest-only slot, {camera['camera_dropped']} at the camera; capture -> boxes latency p50 "

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -69,22 +69,23 @@ OPS: dict[str, Handler] = {}
 FOLDS: dict[str, Fold] = {}
 
 
-def op(*names: str) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        for name in names:
-            OPS[name] = fn
-        return fn
-
-    return register
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fold(*names: str) -> Callable[[Fold], Fold]:
-    def register(fn: Fold) -> Fold:
-        for name in names:
-            FOLDS[name] = fn
-        return fn
+def _registrar(table: dict[str, Any]) -> Callable[..., Callable[[F], F]]:
+    def names(*ops: str) -> Callable[[F], F]:
+        def register(fn: F) -> F:
+            for name in ops:
+                table[name] = fn
+            return fn
 
-    return register
+        return register
+
+    return names
+
+
+op = _registrar(OPS)  # @op("Conv2D", ...): the ONNX writer of these TF ops
+fold = _registrar(FOLDS)  # @fold("Cast", ...): their numpy version, for constant inputs
 
 
 @dataclass

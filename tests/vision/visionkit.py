@@ -59,7 +59,7 @@ def video(path: Path, names: list[str], seconds_each: float = 1.0, fps: int = 30
     """An MJPG .avi made of real photos (no camera here): each photo for `seconds_each`."""
     import cv2
 
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, size)
     for name in names:
         img = cv2.imread(str(photo(name)))
         frame = cv2.resize(img, size)

@@ -76,7 +76,8 @@ def _frames(path: Path, every: int, max_frames: int) -> list[tuple[bytes, Any]]:
         data = path.read_bytes()
         return [(data, decode(data))]
     cap = cv2.VideoCapture(str(path))
-    out, i = [], 0
+    out: list[tuple[bytes, Any]] = []
+    i = 0
     while len(out) < max_frames:
         ok, bgr = cap.read()
         if not ok:
@@ -100,7 +101,7 @@ def _write(output: Path | None, rgb: Any, found: list[dict[str, Any]], writer: A
     bgr = annotate(rgb, found)[..., ::-1]
     if output.suffix.lower() in VIDEO_SUFFIXES:
         if writer is None:
-            writer = cv2.VideoWriter(str(output), cv2.VideoWriter_fourcc(*"MJPG"), 10, (bgr.shape[1], bgr.shape[0]))
+            writer = cv2.VideoWriter(str(output), cv2.VideoWriter.fourcc(*"MJPG"), 10, (bgr.shape[1], bgr.shape[0]))
         writer.write(bgr)
     else:
         cv2.imwrite(str(output), bgr)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from support import examples
@@ -157,3 +158,32 @@ def test_demo_vision_writes_the_annotated_image(tmp_path):
     assert "NOT a vision-language model" in done.stdout  # the description says how it was made
     annotated, original = decode(out.read_bytes()), decode(photo("dog.jpg").read_bytes())
     assert annotated.shape == original.shape and (annotated != original).any()  # boxes were drawn
+
+
+def test_what_do_you_see_flow_answers_a_spoken_question_about_the_camera(tmp_path):
+    """flows/what-do-you-see.yaml: "Hey Jarvis. What do you see?" -> ASR -> vlm on the newest frame of a
+    video of dog.jpg -> spoken answer; the answer names the dog and is played."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "voice"))
+    from speech import utterance  # the voice tests' Piper-made speech
+    from support import Server
+    from voicekit import push, wait_played
+
+    from emberflow.flows import runner
+    from emberflow.flows.spec import load
+
+    answer = tmp_path / "answer.wav"
+    audio = {"source": "push", "sink": f"file:{answer}"}
+    server = Server(tmp_path, config={"http_port": None, "grpc_port": None, "audio": audio})
+    try:
+        with server.client(timeout=300) as c:
+            clip = video(tmp_path / "dog.avi", ["dog.jpg"], seconds_each=1.0)
+            ids = runner.start(c, load("what-do-you-see"), overrides={"audio": audio, "camera": {"input": str(clip)}})
+            push(c, utterance(0.3, "Hey Jarvis.", 0.6, "What do you see?", 1.5))
+            said = "".join(m["data"]["delta"] for m in c.outputs(ids["vlm"], timeout=300))
+            assert "dog" in said.lower(), said
+            info = wait_played(c, timeout=300)
+            assert info["played_seconds"] > 0.5
+    finally:
+        server.stop()

@@ -187,3 +187,35 @@ def test_what_do_you_see_flow_answers_a_spoken_question_about_the_camera(tmp_pat
             assert info["played_seconds"] > 0.5
     finally:
         server.stop()
+
+
+def test_an_http_mjpeg_stream_is_a_camera_source(vision_server):
+    """A network camera on loopback (an MJPEG stream served here) -> camera -> yolo."""
+    import threading
+
+    from emberflow.vision.image import decode, encode_jpeg
+    from emberflow.vision.mjpeg import MjpegServer
+
+    jpeg = encode_jpeg(decode(photo("dog.jpg").read_bytes()))
+    stream = MjpegServer("127.0.0.1", 0, lambda: jpeg)
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(1 / 15):
+            stream.new_frame()
+
+    threading.Thread(target=tick, daemon=True).start()
+    c = vision_server.client(timeout=120)
+    try:
+        cam = c.setup("camera", {"response_format": "camera.raw", "input": f"http://127.0.0.1:{stream.port}/stream",
+                                 "frame_width": 640, "frame_height": 480, "enoutput": False})
+        yolo = c.setup("yolo", {"model": "yolo11n", "response_format": "yolo.box", "input": [cam]})
+        found = c.next_message(lambda m: m["work_id"] == yolo)["data"]
+        assert any(d["class"] == "dog" for d in found), found
+        info = c.request(cam, "taskinfo")["data"]["unit"]
+        assert info["error"] is None and info["captured"] > 0 and info["source"].startswith("http://")
+        c.exit(yolo)
+        c.exit(cam)
+    finally:
+        stop.set()
+        stream.close()

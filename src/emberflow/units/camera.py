@@ -142,8 +142,9 @@ class CameraUnit(Unit):
     def _publish(self) -> None:
         with self._lock:
             newest, self._newest, self._post_pending = self._newest, None, False
-        if newest is None:
-            return
+            if newest is None:
+                return
+            self.published += 1  # counted when taken: captured == published + dropped + waiting, always
         bgr, head = newest
         assert isinstance(bgr, np.ndarray)
         if self.params.response_format == "camera.raw":
@@ -151,7 +152,6 @@ class CameraUnit(Unit):
         else:
             jpeg = encode_jpeg(bgr[..., ::-1], self.params.jpeg_quality)
             self.context.emit("image.jpeg.base64", {**head, "format": "jpeg"}, payload=jpeg)
-        self.published += 1
 
     def _preview_jpeg(self) -> bytes | None:
         bgr = self._last_bgr
@@ -162,8 +162,11 @@ class CameraUnit(Unit):
         self.context.emit("camera.devices", capture.list_devices())
 
     def info(self) -> dict[str, Any]:
+        with self._lock:
+            counts = {"captured": self.seq, "published": self.published, "dropped": self.dropped,
+                      "waiting": int(self._newest is not None)}
         return {"source": self.source or "pushed by clients", "frame_width": self.size[0],
-                "frame_height": self.size[1], "fps": getattr(self, "fps", None), "captured": self.seq,
-                "published": self.published, "dropped": self.dropped, "ended": self.ended, "error": self.error,
+                "frame_height": self.size[1], "fps": getattr(self, "fps", None), **counts,
+                "ended": self.ended, "error": self.error,
                 "devices": capture.list_devices(),
                 "webstream": f"http://{self.params.webstream_host}:{self.preview.port}/" if self.preview else None}

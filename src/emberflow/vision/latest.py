@@ -26,6 +26,7 @@ class LatestOnly:
         self._waiting = False
         self._closed = False
         self.received = self.processed = self.dropped = self.failed = 0
+        self._busy = False  # a frame is being processed
         self._latency: deque[float] = deque(maxlen=512)  # capture -> result, seconds
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -54,22 +55,31 @@ class LatestOnly:
                     self._cond.wait()
                 if self._closed:
                     return
-                item, self._item, self._waiting = self._item, None, False
+                item, self._item, self._waiting, self._busy = self._item, None, False, True
+            ok = False
             try:
                 self._work(item)
-                self.processed += 1
+                ok = True
             except Exception:
-                self.failed += 1
                 log.exception("processing a frame failed")
+            with self._cond:
+                self._busy = False
+                if ok:
+                    self.processed += 1
+                else:
+                    self.failed += 1
 
     def stats(self) -> dict[str, Any]:
+        """Counters taken together: received == processed + dropped + failed + in_flight, always."""
+        with self._cond:
+            counts = {"received": self.received, "processed": self.processed, "dropped": self.dropped,
+                      "failed": self.failed, "in_flight": int(self._waiting) + int(self._busy)}
         lat = sorted(self._latency)
 
         def pct(q: float) -> float | None:
             return round(1000 * lat[min(len(lat) - 1, int(q * len(lat)))], 2) if lat else None
 
-        return {"received": self.received, "processed": self.processed, "dropped": self.dropped,
-                "failed": self.failed, "latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "samples": len(lat)}}
+        return {**counts, "latency_ms": {"p50": pct(0.5), "p99": pct(0.99), "samples": len(lat)}}
 
 
 def now() -> float:

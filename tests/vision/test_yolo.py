@@ -44,6 +44,9 @@ def test_transcript_yolo_jpeg_user_input(fresh_server):
         assert set(d) == {"class", "confidence", "bbox"} and len(d["bbox"]) == 4
         assert all(round(v, 2) == v for v in d["bbox"])  # two decimals, as StackFlow formats them
     check_dog(reply["data"])
+    modes = {m["mode"]: m for m in c.request("sys", "lsmode")["data"]}  # what StackFlow clients list
+    assert modes["yolo11n"]["alias_of"] == "nanodet-m" and modes["nanodet-m"]["type"] == "yolo"
+    assert modes["internvl2.5-1B-364-ax630c"]["type"] == "vlm"  # the OpenAI plugin lists vlm models by type
 
 
 def test_raw_frames_stream_chunks_and_formats(vision_server):

@@ -20,6 +20,8 @@ from emberflow.vision import frames
 from emberflow.vision.image import DEFAULT_MAX_PIXELS, decode
 from emberflow.vision.latest import LatestOnly, now
 
+FRAME_ERROR_EVERY_S = 5.0  # bad camera frames are all counted, but reported to the client at most this often
+
 
 class ImageParams(UnitParams):
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, le=200_000_000,
@@ -49,7 +51,9 @@ class ImageUnit(Unit):
     def setup(self, params: Any) -> None:
         self.params = params
         self.load(params)
-        self.images = 0
+        self.images = self.bad_frames = 0
+        self.last_frame_error: str | None = None
+        self._reported_at = -FRAME_ERROR_EVERY_S
         self.frames = LatestOnly(self._frame, name=f"{self.kind}-frames")
 
     def teardown(self) -> None:
@@ -72,12 +76,16 @@ class ImageUnit(Unit):
         try:
             result = self.render(self.analyse(frames.to_rgb(frame.data, frame.payload, self.params.max_pixels)))
         except StackFlowError as e:
-            err = e
+            self.bad_frames += 1
+            self.last_frame_error = e.detail or e.message
+            if now() - self._reported_at >= FRAME_ERROR_EVERY_S:  # a broken source must not flood the client
+                self._reported_at = now()
+                err = e
 
-            def fail() -> None:
-                raise err
+                def fail() -> None:
+                    raise err
 
-            self.context.post(fail)  # reported like any inference error, on the task thread
+                self.context.post(fail)  # reported like any inference error, on the task thread
             return
         captured = frame.data.get("captured") if isinstance(frame.data, dict) else None
         if isinstance(captured, (int, float)):
@@ -85,4 +93,5 @@ class ImageUnit(Unit):
         self.context.post(lambda: result)
 
     def info(self) -> dict[str, Any]:
-        return {"images": self.images, "frames": self.frames.stats()}
+        return {"images": self.images, "frames": {**self.frames.stats(), "bad": self.bad_frames,
+                                                  "last_error": self.last_frame_error}}

@@ -47,20 +47,21 @@ class Scene:
                 "text": self.text, "faces": len(self.faces), "not_analysed": self.missing}
 
     def facts(self) -> str:
-        lines = [f"Image size: {self.width}x{self.height} pixels."]
+        """Plain sentences, no percentages: a 135M LLM repeats numbers it does not understand."""
+        lines = []
         if self.objects:
-            lines.append("Objects detected: " + "; ".join(
-                f"{d.label} ({d.score:.0%} sure, {self.where(d)})" for d in self.objects[:12]) + ".")
+            lines.append("Objects seen: " + "; ".join(f"a {d.label} ({self.where(d)})" for d in self.objects[:12]) + ".")
         else:
-            lines.append("Objects detected: none of the 80 everyday object classes the detector knows.")
-        if self.classes:
-            lines.append("The whole image looks most like: " + ", ".join(f"{c} ({p:.0%})" for c, p in self.classes) + ".")
+            lines.append("Objects seen: none of the 80 everyday kinds of object the detector knows.")
+        if self.classes and self.classes[0][1] >= 0.3:
+            lines.append(f"The whole picture looks like: {self.classes[0][0]}.")
         if self.text:
-            lines.append("Text read in the image: " + " / ".join(f'"{t}"' for t in self.text[:10]) + ".")
+            lines.append("Text written in it: " + " / ".join(f'"{t}"' for t in self.text[:10]) + ".")
         elif "ocr" not in self.missing:
-            lines.append("Text read in the image: none.")
+            lines.append("Text written in it: none.")
         if "faces" not in self.missing:
-            lines.append(f"Faces: {len(self.faces)}." if self.faces else "Faces: none.")
+            n = len(self.faces)
+            lines.append(f"Faces: {n}." if n else "Faces: none.")
         if self.missing:
             lines.append(f"Not analysed (model not installed): {', '.join(self.missing)}.")
         return "\n".join(lines)

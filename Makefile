@@ -4,6 +4,9 @@ PY      := $(VENV)/bin/python
 PIP     := $(PY) -m pip
 STAMP   := $(VENV)/.emberflow-installed
 PYTHON  ?= python3
+# vision tests: real photos from packages, and TF.js (pure JS) as the conversion's numeric reference
+VISION_DATA := tests/vision/.data/.complete
+TFJS_REF    := tests/vision/tfjs_reference/node_modules/.package-lock.json
 
 # The dashboard's front-end libraries, vendored from npm as published (no bundler, no CDN): the
 # versions are pinned in web/package-lock.json, whose integrity hashes `npm ci` checks.
@@ -17,7 +20,7 @@ CHROMIUM   := /usr/bin/chromium
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
-	$(PIP) install -q -e ".[llm,voice,toolchain,serving,test,lint]"
+	$(PIP) install -q -e ".[llm,voice,vision,toolchain,serving,test,lint]"
 	$(VENV)/bin/emberflow models install --defaults
 	touch $(STAMP)
 
@@ -55,7 +58,13 @@ endif
 run: install
 	$(VENV)/bin/emberflow up --preload llm
 
-test: install mcu-tools browser
+$(VISION_DATA): tests/vision/fetch_data.sh
+	bash tests/vision/fetch_data.sh tests/vision/.data $(PY)
+
+$(TFJS_REF): tests/vision/tfjs_reference/package.json tests/vision/tfjs_reference/package-lock.json
+	npm ci --prefix tests/vision/tfjs_reference --silent
+
+test: install mcu-tools browser $(VISION_DATA) $(TFJS_REF)
 	$(PY) -m pytest
 
 # Process-free tests of the core (router table, unit contract, queues, control messages, layers): seconds.
@@ -67,7 +76,7 @@ lint: install
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
-bench: install
+bench: install $(VISION_DATA)
 	$(PY) bench/run_all.py
 
 clean:

@@ -29,6 +29,8 @@ BENCHES = {
     "toolchain_ocr_quant.py": "PP-OCRv5 rec int8 vs fp32 character error rate",
     "toolchain_speed.py": "analyze + check + quantize + pack wall time on the OCR rec model",
     "dashboard_first_render.py": "dashboard first render in Chromium (DOMContentLoaded, first live data), page weight",
+    # issue 10: vision
+    "vision_detect.py": "NanoDet over StackFlow TCP and camera -> yolo vs direct onnxruntime; fps, latency, drops",
 }
 
 

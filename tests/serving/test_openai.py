@@ -74,12 +74,17 @@ def test_wrong_key_is_401_in_openai_shape(base_url):
     assert body["type"] == "authentication_error" and body["code"] == "invalid_api_key" and "Bearer" in body["message"]
 
 
-def test_image_part_without_vision_unit_is_a_clear_400(openai_client):
+def test_bad_image_parts_are_a_clear_400(openai_client):
+    """Image parts go to the vlm unit (tests/vision); one that is no image, or not a data: URL, is a 400."""
     content = [{"type": "text", "text": "What is in this picture?"},
-               {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]
+               {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]  # a PNG's signature only
     with pytest.raises(openai.BadRequestError) as e:
         openai_client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}])
-    assert "vision" in e.value.body["message"] and e.value.body["param"] == "messages[0].content"
+    assert "not an image" in e.value.body["message"]
+    remote = [content[0], {"type": "image_url", "image_url": {"url": "http://example.invalid/cat.jpg"}}]
+    with pytest.raises(openai.BadRequestError) as e:
+        openai_client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": remote}])
+    assert "data: URL" in e.value.body["message"] and e.value.body["param"] == "messages[0].content[1].image_url"
     # text-only parts are accepted and flattened
     r = openai_client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content[:1]}],
                                               max_tokens=2)

@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "src" / "emberflow"
 # Lowest first. A module may import its own layer and the layers below it, never above.
 LAYERS: list[set[str]] = [
     {"__init__", "errors", "protocol", "bus", "runtime", "targets"},  # versions; wire formats, bus, engine
-    {"unit", "models", "voice", "toolchain", "client"},  # the unit SDK and what units and tools share
+    {"unit", "models", "voice", "vision", "toolchain", "client"},  # the unit SDK; what units and tools share
     {"gateways", "sys"},  # the daemon: router, task table, policies, byte transports
     {"serving", "flows"},  # HTTP protocols and flows: they reach units through the router only
     {"units", "cli", "chat", "testing", "__main__"},  # built-in units (plugins nothing imports), entry points

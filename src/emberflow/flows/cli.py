@@ -22,6 +22,20 @@ def register(app: typer.Typer) -> None:
 
         raise typer.Exit(run_voice_demo(input, output, flow, speed))
 
+    @demo.command("vision")
+    def vision(
+        input: Path = typer.Option(..., "--input", "-i", help="A photo (JPEG/PNG) or a video file."),
+        output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                              help="Write the annotated image (or .avi video) here."),
+        model: str = typer.Option("yolo11n", help="Detector: yolo11n (NanoDet), yolo11n-pose, blazeface."),
+        question: str = typer.Option("Describe the image.", help="What to ask the vlm about it."),
+        every: int = typer.Option(1, help="Video: detect on every n-th frame."),
+    ) -> None:
+        """Detections and a grounded description of a photo or video, and the annotated image."""
+        from emberflow.flows.vision_demo import run_vision_demo
+
+        raise typer.Exit(run_vision_demo(input, output, model, question, every))
+
     @app.command("flows")
     def flows() -> None:
         """List the built-in flows."""

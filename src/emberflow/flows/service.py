@@ -47,14 +47,18 @@ async def _run(conn: LocalConnection, flow: Flow) -> None:
 
 
 def _report(msg: dict[str, Any]) -> None:
+    from emberflow.vision.report import line
+
     data, obj = msg.get("data"), msg.get("object", "")
     if msg.get("error", {}).get("code"):
         log.warning("%s: %s %s", msg.get("work_id"), msg["error"], data)
+    elif (seen := line(msg)) is not None:  # detections per frame, classes, text read
+        print(seen, flush=True)
     elif obj.startswith("asr") and (not isinstance(data, dict) or data.get("finish")):
         print(f"heard: {data['delta'] if isinstance(data, dict) else data}", flush=True)
     elif obj == "kws.bool":
         print("wake word", flush=True)
-    elif obj.startswith("llm") and isinstance(data, dict):
+    elif obj.startswith(("llm", "vlm")) and isinstance(data, dict):
         print(data.get("delta", ""), end="\n" if data.get("finish") else "", flush=True)
-    elif obj.startswith("llm"):
+    elif obj.startswith(("llm", "vlm")):
         print(f"answer: {data}", flush=True)

@@ -172,13 +172,17 @@ class Catalogue:
         if desc.get("assemble"):
             target = cache_dir() / desc["mode"]
             return target if (target / ".complete").exists() else None
+        if desc.get("build"):  # converted once at install time (TF.js, .pth)
+            from emberflow.models.build import built_path
+
+            return built_path(cache_dir(), desc)
         pkg = desc.get("package")
-        return _package_file(pkg["module"], pkg["file"]) if pkg else None
+        return package_file(pkg["module"], pkg["file"]) if pkg else None
 
     def parts_installed(self, desc: dict[str, Any]) -> bool:
         recipe = desc.get("assemble") or {}
         sources = [*(p for parts in recipe.get("concat", {}).values() for p in parts), *recipe.get("copy", {}).values()]
-        return bool(sources) and all(_package_file(m, f) is not None for m, f in sources)
+        return bool(sources) and all(package_file(m, f) is not None for m, f in sources)
 
     def assemble(self, desc: dict[str, Any]) -> Path:
         """Build a model shipped in byte chunks (several packages) into the cache, once."""
@@ -194,13 +198,13 @@ class Catalogue:
         for name, parts in recipe.get("concat", {}).items():
             with open(tmp / name, "wb") as out:
                 for module, file in parts:
-                    src = _package_file(module, file)
+                    src = package_file(module, file)
                     if src is None:
                         raise FileNotFoundError(f"{module}/{file} is missing: run `emberflow models install {desc['mode']}`")
                     with open(src, "rb") as f:
                         shutil.copyfileobj(f, out, 1 << 20)
         for name, (module, file) in recipe.get("copy", {}).items():
-            src = _package_file(module, file)
+            src = package_file(module, file)
             if src is None:
                 raise FileNotFoundError(f"{module}/{file} is missing: run `emberflow models install {desc['mode']}`")
             shutil.copyfile(src, tmp / name)
@@ -209,7 +213,15 @@ class Catalogue:
         tmp.rename(target)  # atomic: a half-written model is never used
         return target
 
+    def build(self, desc: dict[str, Any]) -> Path:
+        """Fetch and convert a `build` model into the cache, once (see emberflow.models.build)."""
+        from emberflow.models.build import build
+
+        return build(cache_dir(), desc, package_file)
+
     def is_installed(self, desc: dict[str, Any]) -> bool:
+        if desc.get("build"):
+            return self.weights_path(desc) is not None
         if desc.get("requires_binary"):
             import shutil
 
@@ -238,7 +250,8 @@ class Catalogue:
         return out
 
 
-def _package_file(module: str, file: str) -> Path | None:
+def package_file(module: str, file: str) -> Path | None:
+    """A file inside an installed package, found without importing the package."""
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):

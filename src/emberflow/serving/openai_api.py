@@ -3,6 +3,10 @@
 Wire shapes follow shared/spec/serving.md §5.2. The LLM unit does the work through its
 `llm.chat_completion` input (the whole conversation plus per-request sampling in one inference),
 so one warm task per model serves every HTTP conversation without keeping history between them.
+
+Image parts (`image_url` with a data: URL, or `input_image`) go to the vlm unit instead, through
+its `vlm.chat_completion` input, streaming included: to the named vlm model, or, when an LLM is
+named, to the default vlm grounded with that LLM. Nothing is fetched: http(s) image URLs get a 400.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from emberflow.serving.errors import GatewayError
 
 router = APIRouter(prefix="/v1", tags=["OpenAI"])
 
-CHAT_TYPES = ("llm",)
+CHAT_TYPES = ("llm", "vlm")
 EMBED_TYPES = ("embed",)
 
 
@@ -30,6 +34,36 @@ class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str
     text: Optional[str] = None
+    image_url: Union[str, dict[str, Any], None] = None
+
+
+def _image_bytes(i: int, j: int, part: ContentPart) -> str:
+    """The base64 of an image part's data: URL (checked here, so bad images are a 400, not a unit error)."""
+    import base64
+    import binascii
+
+    url = part.image_url if isinstance(part.image_url, str) else (part.image_url or {}).get("url")
+    where = f"messages[{i}].content[{j}].image_url"
+    if not isinstance(url, str) or not url:
+        raise GatewayError(400, f"{where}: an image part needs image_url.url (a data: URL)",
+                           type="invalid_request_error", param=where, code="invalid_image")
+    if not url.startswith("data:"):
+        raise GatewayError(400, f"{where}: only data: URLs are accepted (data:image/jpeg;base64,...); emberflow "
+                                "runs offline and fetches nothing", type="invalid_request_error", param=where,
+                           code="invalid_image_url")
+    head, _, data = url.partition(",")
+    if ";base64" not in head:
+        raise GatewayError(400, f"{where}: the data: URL must be base64-encoded", type="invalid_request_error",
+                           param=where, code="invalid_image")
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise GatewayError(400, f"{where}: the data: URL is not valid base64", type="invalid_request_error",
+                           param=where, code="invalid_image") from None
+    if not raw:
+        raise GatewayError(400, f"{where}: the image is empty", type="invalid_request_error", param=where,
+                           code="invalid_image")
+    return data
 
 
 class ChatMessage(BaseModel):
@@ -87,23 +121,30 @@ async def list_models(request: Request) -> dict:
 
 
 # --- chat and completions ----------------------------------------------------------------------
-def _flatten_content(i: int, msg: ChatMessage, vision: bool) -> str:
+IMAGE_PARTS = ("image_url", "input_image")
+
+
+def _has_images(messages: list[ChatMessage]) -> bool:
+    return any(isinstance(m.content, list) and any(p.type in IMAGE_PARTS for p in m.content) for m in messages)
+
+
+def _content(i: int, msg: ChatMessage, images: bool) -> Any:
+    """Text, or (for the vlm) a list of text and `{"type": "image", "data": base64}` parts."""
     if msg.content is None or isinstance(msg.content, str):
         return msg.content or ""
-    texts = []
-    for part in msg.content:
+    parts: list[dict[str, Any]] = []
+    for j, part in enumerate(msg.content):
         if part.type == "text":
-            texts.append(part.text or "")
-        elif part.type in ("image_url", "input_image") and not vision:
-            raise GatewayError(400, f"messages[{i}] has an image part, but the model has no vision capability and "
-                                    "no vision unit is configured; send text parts only, or use a model whose "
-                                    "descriptor lists the 'vision' capability",
-                               type="invalid_request_error", param=f"messages[{i}].content", code="vision_unsupported")
+            parts.append({"type": "text", "text": part.text or ""})
+        elif part.type in IMAGE_PARTS and images:
+            parts.append({"type": "image", "data": _image_bytes(i, j, part)})
         else:
             raise GatewayError(400, f"messages[{i}]: content part type {part.type!r} is not supported; "
-                                    "use 'text' parts", type="invalid_request_error",
+                                    "use 'text' and 'image_url' parts", type="invalid_request_error",
                                param=f"messages[{i}].content", code="unsupported_content")
-    return "".join(texts)
+    if not images:
+        return "".join(p["text"] for p in parts)
+    return parts
 
 
 def _chat_data(req: SamplingFields, messages: list[dict[str, str]]) -> dict[str, Any]:
@@ -113,10 +154,26 @@ def _chat_data(req: SamplingFields, messages: list[dict[str, str]]) -> dict[str,
             "top_p": req.top_p, "seed": req.seed, "stop": stop}
 
 
-async def _deltas(gw: Any, model: str, data: dict[str, Any], usage: dict[str, Any]) -> AsyncIterator[str]:
+def _vlm_params(gw: Any, desc: dict[str, Any]) -> dict[str, Any]:
+    """The vlm task for a request with images: the named vlm model, or the default vlm grounded
+    with the named LLM."""
+    if desc.get("type") == "vlm":
+        return {"model": desc["mode"], "response_format": "vlm.utf-8.stream", "enoutput": True}
+    vlm = gw.default_model("vlm")
+    if vlm is None:
+        raise GatewayError(400, "the request has image parts, but no vlm model is installed: run "
+                                "`emberflow models install grounded-vlm`", type="invalid_request_error",
+                           code="vision_unsupported")
+    return {"model": vlm, "llm": desc["mode"], "response_format": "vlm.utf-8.stream", "enoutput": True}
+
+
+async def _deltas(gw: Any, model: str, data: dict[str, Any], usage: dict[str, Any],
+                  vlm: dict[str, Any] | None = None) -> AsyncIterator[str]:
     """Text pieces of one completion; fills `usage` (and records tokens/s) when the unit reports it."""
     first = last = None
-    async for msg in gw.tasks.stream("llm", gw.llm_params(model), data, "llm.chat_completion"):
+    route = ("vlm", vlm, "vlm.chat_completion") if vlm is not None else ("llm", gw.llm_params(model),
+                                                                         "llm.chat_completion")
+    async for msg in gw.tasks.stream(route[0], route[1], data, route[2]):
         if msg.get("object") == "llm.usage":
             usage.update(msg["data"])
             continue
@@ -154,8 +211,9 @@ def _sse(obj: Any) -> bytes:
 async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
     gw = _gateway(request)
     desc = gw.require_model(req.model, CHAT_TYPES)
-    vision = "vision" in desc.get("capabilities", [])
-    messages = [{"role": "system" if m.role == "developer" else m.role, "content": _flatten_content(i, m, vision)}
+    images = _has_images(req.messages) or desc.get("type") == "vlm"
+    vlm = _vlm_params(gw, desc) if images else None
+    messages = [{"role": "system" if m.role == "developer" else m.role, "content": _content(i, m, images)}
                 for i, m in enumerate(req.messages)]
     for i, m in enumerate(messages):
         if m["role"] == "tool":
@@ -163,7 +221,7 @@ async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
                                type="invalid_request_error", param=f"messages[{i}].role")
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     usage: dict[str, Any] = {}
-    head, gen = await _primed(_deltas(gw, req.model, _chat_data(req, messages), usage))
+    head, gen = await _primed(_deltas(gw, req.model, _chat_data(req, messages), usage, vlm))
     base = {"id": cid, "created": created, "model": req.model, "system_fingerprint": None}
     if not req.stream:
         text = "".join(head) + "".join([p async for p in gen])
@@ -202,7 +260,7 @@ async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
 async def completions(req: CompletionRequest, request: Request) -> Any:
     """The legacy prompt API. Chat-tuned models get the prompt as one user turn."""
     gw = _gateway(request)
-    gw.require_model(req.model, CHAT_TYPES)
+    gw.require_model(req.model, ("llm",))  # a prompt has no images: the LLM itself
     prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
     if len(prompts) != 1:
         raise GatewayError(400, "send one prompt per request (a list of exactly one string)",

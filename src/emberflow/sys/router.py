@@ -167,8 +167,8 @@ class Router:
                 raise StackFlowError(Code.UNIT_NOT_EXIST)
             self._drive(rec, conn, req)
             msg = self._task_action(rec, conn, req)
-        elif req.action in RESOURCE_ACTIONS and req.work_id == kind:
-            msg = control.Action(req, conn.conn_id)  # unit-level: the unit's process holds its resources
+        elif req.work_id == kind and (req.action in RESOURCE_ACTIONS or await self._is_unit_action(kind, req.action)):
+            msg = control.Action(req, conn.conn_id)  # unit-level: the unit's process answers (resources too)
         elif req.action != "taskinfo":
             raise StackFlowError(Code.UNIT_NOT_EXIST)
         elif self.supervisor.running(kind) is None:
@@ -185,6 +185,16 @@ class Router:
             self.tasks.take_pending(kind, conn.conn_id, req.request_id)
             raise StackFlowError(Code.UNIT_CALL, detail=f"unit {kind!r} is not available") from None
 
+    async def _is_unit_action(self, kind: str, action: str) -> bool:
+        """An action the unit declares on itself (`@action(name, unit_level=True)`), by its schema."""
+        if action in ("setup", "taskinfo"):
+            return False
+        try:
+            up = await self.supervisor.ensure(kind)
+        except StackFlowError:
+            return False
+        return action in up.schema.get("unit_actions", ())
+
     def _task_action(self, rec: TaskRecord, conn: ClientConnection, req: Request) -> control.Action:
         if req.action not in ("link", "unlink"):
             return control.Action(req, conn.conn_id)
@@ -197,7 +207,7 @@ class Router:
             cycle = self.tasks.would_cycle(rec.work_id, target.work_id)
             if cycle is not None:
                 raise StackFlowError(Code.LINK, detail="linking would make a cycle: " + " <- ".join(cycle))
-        return control.Action(req, conn.conn_id, target.data_addr, req.extra.get("policy") or "lossless")
+        return control.Action(req, conn.conn_id, target.data_addr, req.extra.get("policy") or target.output_policy)
 
     async def _setup(self, conn: ClientConnection, req: Request) -> None:
         kind = req.unit
@@ -238,7 +248,7 @@ class Router:
             rec = self.tasks.get(await self.resolve_source(entry))
             if rec is not None:
                 links[rec.work_id] = rec.data_addr
-                policies[rec.work_id] = wanted.get(entry, "lossless")
+                policies[rec.work_id] = wanted.get(entry, rec.output_policy)
         return links, policies
 
     async def _send_unit(self, kind: str, msg: control.Message, before_resources: bool = False) -> None:
@@ -291,7 +301,8 @@ class Router:
                          owner=msg.conn, data_addr=msg.data_addr, model=msg.model, params=data,
                          inputs=[inputs] if isinstance(inputs, str) else list(inputs or []),
                          last_request_id=msg.reply.get("request_id", ""),
-                         system_frames=bool(schema.get("system_frames")))
+                         system_frames=bool(schema.get("system_frames")),
+                         output_policy=str(schema.get("output_policy", "lossless")))
         self.tasks.add(rec)
         self.deliver(msg.conn, msg.reply, Delivery(msg.reply.get("request_id")))
 

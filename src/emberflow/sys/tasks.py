@@ -60,6 +60,7 @@ class TaskRecord:
     exclusive: bool = False  # held by one in-process holder alone (a WebSocket session)
     last_used: float = 0.0  # monotonic, when a lease was last taken
     system_frames: bool = False  # its unit declares its outputs system frames (a wake word)
+    output_policy: str = "lossless"  # the queue policy of links from it that name none (camera: latest)
 
 
 @dataclass

@@ -440,6 +440,33 @@ def register(app: typer.Typer) -> None:
 
             print_profile(result, top)
 
+    @app.command()
+    def convert(
+        model: Path = typer.Argument(..., help="A TF.js graph model: model.json with its .bin shards beside it."),
+        output: Path = typer.Option(..., "--output", "-o", help="The .onnx to write."),
+        shape: list[str] = typer.Option([], "--shape", help="Fix an input size the model leaves open, "
+                                                            "e.g. --shape input=1x256x256x3 (repeatable)."),
+        as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    ) -> None:
+        """Import a TF.js graph model into ONNX (no TensorFlow needed); fp16/quantized weights are dequantized."""
+        from emberflow.toolchain.fmt import fmt_bytes
+        from emberflow.toolchain.graph import ModelError, parse_shape_overrides
+        from emberflow.toolchain.tfjs import convert_tfjs
+        from emberflow.toolchain.tfjs_model import TfjsError
+
+        try:
+            report = convert_tfjs(model, output, shapes=parse_shape_overrides(shape))
+        except (TfjsError, ModelError) as exc:
+            _fail(str(exc))
+        if as_json:
+            _print_json(report.to_dict())
+            return
+        ops = ", ".join(f"{op} {n}" for op, n in sorted(report.onnx_ops.items(), key=lambda kv: -kv[1]))
+        typer.echo(f"wrote {output}: {fmt_bytes(report.bytes)}; inputs {', '.join(report.inputs)}; "
+                   f"outputs {', '.join(report.outputs)}")
+        typer.echo(f"  {sum(report.ops.values())} TF nodes ({report.folded} computed while converting) -> ONNX: {ops}")
+        typer.echo("  numeric check against TF.js itself: docs/toolchain.md (TF.js import)")
+
     @app.command("export-tflite")
     def export_tflite_cmd(
         model: Annotated[Path, typer.Argument(help="QDQ int8 ONNX (from `emberflow quantize`).")],

@@ -152,13 +152,20 @@ class TaskContext:
             self._emit(object, data, payload, system, client)
 
 
-def action(name: str) -> Callable[[_F], _F]:
-    """Declare a unit's own action: `@action("trigger") def trigger(self, data): ...` answers
-    `{"action": "trigger", "work_id": "kws.1002", "data": ...}`. It runs on the task's thread,
-    ahead of queued data, and is acked at once."""
+def action(name: str, *, unit_level: bool = False) -> Callable[[_F], _F]:
+    """Declare a unit's own action.
+
+    `@action("trigger") def trigger(self, data): ...` answers `{"action": "trigger", "work_id":
+    "kws.1002", "data": ...}`: it runs on the task's thread, ahead of queued data, and is acked at once.
+
+    `unit_level=True` makes it an action of the unit itself, sent to the bare kind (StackFlow's
+    `{"action": "list_camera", "work_id": "camera"}`), with no task needed: write it as a
+    classmethod (`@classmethod` above `@action`); it runs in a thread of the unit process, and
+    what it returns is the reply's data, or `(object, data)` to name the reply's object."""
 
     def mark(fn: _F) -> _F:
         fn.__emberflow_action__ = name  # type: ignore[attr-defined]
+        fn.__emberflow_unit_level__ = unit_level  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -201,20 +208,27 @@ class Unit(Generic[P]):
     # One task per process whose work id is the kind itself (StackFlow's `audio`): a device.
     # Every client may drive it, and a repeated setup reconfigures it in place.
     singleton: ClassVar[bool] = False
-    # The unit's own actions, name -> method name: methods marked with `@action(name)`.
+    # The unit's own actions, name -> method name: methods marked with `@action(name)`, on a task
+    # (`custom_actions`) or on the unit itself (`unit_actions`, `@action(name, unit_level=True)`).
     custom_actions: ClassVar[dict[str, str]] = {}
+    unit_actions: ClassVar[dict[str, str]] = {}
+    # The queue policy a link from this unit's tasks gets when the client names none: "latest" for
+    # a camera (only the newest frame matters, drops counted), "lossless" for everything else.
+    output_policy: ClassVar[str] = "lossless"
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        found = {}
+        on_task: dict[str, str] = {}
+        on_unit: dict[str, str] = {}
         for attr in dir(cls):
-            if attr.startswith("on_action_") and not hasattr(getattr(cls, attr), "__emberflow_action__"):
+            member = getattr(cls, attr, None)
+            if attr.startswith("on_action_") and not hasattr(member, "__emberflow_action__"):
                 raise TypeError(f"{cls.__name__}.{attr}: declare unit actions with a decorator: "
                                 f"`@action({attr[len('on_action_'):]!r})` (from emberflow.unit import action)")
-            name = getattr(getattr(cls, attr, None), "__emberflow_action__", None)
+            name = getattr(member, "__emberflow_action__", None)
             if isinstance(name, str):
-                found[name] = attr
-        cls.custom_actions = found
+                (on_unit if getattr(member, "__emberflow_unit_level__", False) else on_task)[name] = attr
+        cls.custom_actions, cls.unit_actions = on_task, on_unit
 
     context: TaskContext
 
@@ -336,8 +350,10 @@ class Unit(Generic[P]):
             "resource": cls.resource.value if cls.resource is not None else None,
             "actions": [a for a in ("setup", "exit", "pause", "work", "link", "unlink", "taskinfo", "inference",
                                     *RESOURCE_ACTIONS, *cls.custom_actions) if cls.supports(a)],
+            "unit_actions": sorted(cls.unit_actions),
             "singleton": cls.singleton,
             "system_frames": cls.system_frames,
+            "output_policy": cls.output_policy,
         }
 
 

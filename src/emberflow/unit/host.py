@@ -31,7 +31,7 @@ from emberflow.bus.control import NO_CONN
 from emberflow.bus.frame import BusFrame, topic_of
 from emberflow.bus.queue import Policy
 from emberflow.models.catalogue import Catalogue, ModelRef, ModelUnavailable
-from emberflow.protocol.envelope import RESOURCE_ACTIONS, Request, decode_base64, error_reply, reply
+from emberflow.protocol.envelope import NONE, RESOURCE_ACTIONS, Request, decode_base64, error_reply, reply
 from emberflow.protocol.errors import Code, Reason, StackFlowError
 from emberflow.unit.base import IO, TaskContext, Unit, UnitParams
 from emberflow.unit.registry import load_unit_class
@@ -306,6 +306,9 @@ class UnitHost:
         if req.action in RESOURCE_ACTIONS and req.work_id == self.kind:
             self._resource_action(msg)
             return
+        if req.work_id == self.kind and req.action in self.unit_cls.unit_actions:
+            self._unit_action(msg)
+            return
         if req.action == "taskinfo" and req.work_id not in self.tasks:
             self._answer(msg.conn, reply(req.request_id, req.work_id, data=sorted(self.tasks),
                                          object=f"{self.kind}.tasklist"))
@@ -331,6 +334,26 @@ class UnitHost:
         if task is not None:
             task.stop()
             _unlink_ipc(task.data_addr)
+
+    def _unit_action(self, msg: control.Action) -> None:
+        """An action of the unit itself (work_id is the kind), in a thread: it may take a while."""
+        req, conn = msg.request, msg.conn
+        method = getattr(self.unit_cls, self.unit_cls.unit_actions[req.action])
+
+        def run() -> None:
+            try:
+                result = method(req.data)
+                obj, data = result if isinstance(result, tuple) else (f"{self.kind}.{req.action}", result)
+                answer = reply(req.request_id, self.kind, data=NONE if data is None else data, object=obj)
+            except StackFlowError as e:
+                answer = error_reply(req.request_id, self.kind, e)
+            except Exception as e:
+                log.exception("unit action %s of %s failed", req.action, self.kind)
+                answer = error_reply(req.request_id, self.kind,
+                                     StackFlowError(Code.MODEL_RUN, detail=f"{type(e).__name__}: {e}"))
+            self._call_on_main(lambda: self._answer(conn, answer))
+
+        threading.Thread(target=run, name=f"action-{req.action}", daemon=True).start()
 
     # --- personalisation resources (unit-level: work_id is the kind) -------------------------------
     def _resource_action(self, msg: control.Action) -> None:

@@ -20,6 +20,11 @@ BUILTIN_UNITS: dict[str, str] = {
     "whisper": "emberflow.units.asr:WhisperUnit",
     "tts": "emberflow.units.tts:TTSUnit",
     "melotts": "emberflow.units.tts:MeloTTSUnit",
+    "camera": "emberflow.units.camera:CameraUnit",
+    "yolo": "emberflow.units.yolo:YoloUnit",
+    "classify": "emberflow.units.classify:ClassifyUnit",
+    "ocr": "emberflow.units.ocr:OCRUnit",
+    "vlm": "emberflow.units.vlm:VLMUnit",
 }
 
 

@@ -37,7 +37,7 @@ def _collect(c, rids: set[str], timeout: float) -> dict[str, list[dict]]:
 def _sse(url: str, body: dict, out: list, stop_after: int | None = None) -> None:
     """One streamed chat; `out` gets ("chunk"|"error"|"done", payload) events."""
     with requests.post(url, json={**body, "stream": True}, headers={"Authorization": f"Bearer {TOKEN}"},
-                       stream=True, timeout=(5, 90)) as r:
+                       stream=True, timeout=(30, 300)) as r:  # bounds only: a busy CI box is slow
         if r.status_code != 200:
             out.append(("status", (r.status_code, r.text)))
             return
@@ -81,7 +81,7 @@ def test_read_only_actions_never_steal_a_stream_and_others_cannot_drive_it(tmp_p
     try:
         url = f"http://127.0.0.1:{s.http_port}/v1/chat/completions"
         events: list = []
-        first = threading.Thread(target=_sse, args=(url, {**CHAT, "max_tokens": 200}, events))
+        first = threading.Thread(target=_sse, args=(url, {**CHAT, "max_tokens": 120}, events))
         first.start()
         with s.client(timeout=30) as c:
             c.request("sys", "auth", data=TOKEN)
@@ -98,7 +98,7 @@ def test_read_only_actions_never_steal_a_stream_and_others_cannot_drive_it(tmp_p
             rid = c.infer(llm, "mine now?", object="llm.utf-8.stream")
             refused = c.next_message(lambda m: m.get("request_id") == rid, timeout=10)
             assert refused["error"]["code"] == -27
-            first.join(90)
+            first.join(300)
             stolen = []
             try:
                 while True:

@@ -1,6 +1,7 @@
 """Issue 15 item 7: clients that stop reading. Past max_unsent (or after send_timeout without
 taking anything) the client is aborted, not closed (close() waits forever to flush), and a single
-message bigger than the limit is handed to the transport in slices as the client reads, never whole."""
+message bigger than the limit is handed to the transport in slices as the client reads, never whole;
+only what waits behind it counts against the limit, so a client that reads is never dropped for it."""
 
 from __future__ import annotations
 

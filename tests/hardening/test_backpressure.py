@@ -4,62 +4,81 @@ than sys (or a stalled unit) can handle is held back by TCP instead of filling s
 
 from __future__ import annotations
 
-import asyncio
 import json
+import os
 import select
+import signal
 
-from emberflow.gateways.connection import Connection
-from emberflow.sys.config import Config
-from hardening.fakes import CountingLink, FakeRouter
-from hardening.wire import Wire, ping
+import psutil
+
+from hardening.wire import Wire, ping, tcp_queues, wait_until
 from support import Server
 
-
-def test_the_inbox_is_bounded_and_reading_pauses_while_sys_is_stalled():
-    async def main():
-        cfg = Config(max_inbox=64 * 1024)
-        router = FakeRouter(cfg)
-        router.gate.clear()  # the unit is stalled: the first request does not return
-        link = CountingLink()
-        conn = Connection(router, 1, "tcp", lambda data: None, cfg.max_frame, link=link)
-        chunk = b"".join(json.dumps(ping(str(i))).encode() for i in range(100))
-        fed = peak = 0
-        while not link.paused and fed < 10_000:  # a transport stops delivering once paused
-            conn.feed(chunk)
-            fed += 1
-            peak = max(peak, conn.inbox_bytes)
-            await asyncio.sleep(0)
-        assert link.paused and link.pauses == 1
-        assert peak <= cfg.max_inbox + len(chunk)
-        router.gate.set()
-        for _ in range(10_000):
-            if len(router.handled) == fed * 100:
-                break
-            await asyncio.sleep(0)
-        assert len(router.handled) == fed * 100 and link.resumes == 1  # nothing lost once it moves again
-        conn.close()
-
-    asyncio.run(main())
+ASYNCIO_READ = 256 * 1024  # the most an asyncio transport reads from a socket at once
+FLOOD_CAP = 64 * 1024 * 1024  # more than the kernel's buffers can hold (tcp_rmem 32 MiB + tcp_wmem 4 MiB)
 
 
-def test_a_flood_while_a_unit_starts_is_held_back_by_tcp(tmp_path):
-    """The setup waits for a unit process that takes seconds to start; meanwhile the client
-    sends as fast as it can. The server stops reading, so the client's send blocks."""
-    s = Server(tmp_path, config={"units": {"slowstart": "serving.slow_start_unit:SlowStartUnit"}})
+def test_the_inbox_is_bounded_and_reading_pauses_while_sys_is_stalled(tmp_path):
+    """The connection's first request is a setup that waits for a unit process frozen while it
+    starts (SIGSTOP), so every request behind it waits too; the client floods pings meanwhile.
+    sys takes no more than its inbox out of the kernel: the rest stays in the socket buffers and
+    the client's send blocks. Once the unit runs again every ping is answered: nothing is dropped."""
+    max_inbox = 64 * 1024
+    s = Server(tmp_path, config={"max_inbox": max_inbox,
+                                 "units": {"slowstart": "serving.slow_start_unit:SlowStartUnit"}})
+    unit = None
     try:
-        w = Wire(s.port)
+        w = Wire(s.port, timeout=30)
         w.send({"request_id": "setup", "work_id": "slowstart", "action": "setup", "object": "slowstart.setup",
                 "data": {}})
-        frame = json.dumps({**ping("flood"), "data": "x" * 60_000}).encode()
+        unit = _unit_started(s, "slowstart")
+        os.kill(unit, signal.SIGSTOP)  # it sleeps 4 s before it is ready: frozen well before that
+
         w.sock.setblocking(False)
-        accepted, cap = 0, 256 * 1024 * 1024
-        while accepted < cap:
+        frames, tail, accepted = 0, b"", 0  # tail: the unsent rest of the frame being sent
+        while accepted < FLOOD_CAP:
+            if not tail:
+                tail = json.dumps({**ping(f"f{frames}"), "data": "x" * 60_000}).encode()
+                frames += 1
             try:
-                accepted += w.sock.send(frame)
+                n = w.sock.send(tail)
             except BlockingIOError:
                 if not select.select([], [w.sock], [], 1.0)[1]:
-                    break  # nothing taken for a second: the server has stopped reading
-        # kernel buffers (tcp_rmem allows 32 MiB on this machine) plus the 1 MiB inbox, not everything
-        assert accepted < 96 * 1024 * 1024, f"{accepted} bytes accepted while sys was stalled"
+                    break  # the kernel's buffers are full and nobody is emptying them
+                continue
+            accepted += n
+            tail = tail[n:]
+
+        # Every byte the client's send() accepted is unacknowledged at the client, unread at the
+        # server, or read by sys: the kernel's counters say how much sys took.
+        me = w.sock.getsockname()[1]
+        unacked, unread = tcp_queues(me, s.port)[0], tcp_queues(s.port, me)[1]
+        taken = accepted - unacked - unread
+        # the chunk holding the setup, plus an inbox that may overshoot by one read before it pauses
+        assert taken <= max_inbox + 2 * ASYNCIO_READ, f"sys read {taken} of {accepted} bytes while stalled"
+        assert accepted < FLOOD_CAP
+
+        os.kill(unit, signal.SIGCONT)
+        unit = None
+        w.sock.settimeout(30)
+        w.sock.sendall(tail)  # the rest of the frame the flood stopped in
+        replies = {m["request_id"]: m["error"]["code"] for m in (w.message() for _ in range(frames + 1))}
+        assert replies == {"setup": 0, **{f"f{i}": 0 for i in range(frames)}}
     finally:
+        if unit is not None:
+            os.kill(unit, signal.SIGCONT)
         s.stop()
+
+
+def _unit_started(server: Server, kind: str) -> int:
+    pid: list[int] = []
+
+    def started() -> bool:
+        try:
+            pid.append(server.unit_pid(kind))
+        except (LookupError, psutil.Error):
+            return False
+        return True
+
+    assert wait_until(started), f"no {kind} unit process"
+    return pid[0]

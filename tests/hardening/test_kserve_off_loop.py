@@ -1,131 +1,133 @@
-"""Issue 15 item 12: heavy KServe decoding (millions of BYTES elements, a 16 MB JSON tensor) ran
-on the event loop and stalled every client. Big tensors are decoded in a worker thread now. The
-check is in-process and mechanical: the patched decoder waits until the event loop has had a turn,
-which it can only get if the decoder is not running on the loop's thread."""
+"""Issue 15 item 12: heavy KServe decoding (millions of BYTES elements) ran on the event loop and
+stalled every client. Big tensors are decoded in a worker thread now.
+
+A real string model (it counts the strings it is given) gets a binary BYTES tensor of four million
+elements, over REST and over gRPC, while a StackFlow client pings sys one ping at a time. What is
+counted: pings answered from the moment the server has read the whole request until its answer.
+Decoding on the loop leaves only the loop's few free moments in that span (2 to 16 pings in runs
+with the fix reverted); decoding off the loop, the loop keeps answering (over a thousand)."""
 
 from __future__ import annotations
 
-import asyncio
+import http.client
 import json
+import os
+import socket
 import struct
 import threading
-from types import SimpleNamespace
+from collections.abc import Callable
+from typing import Any
 
-import numpy as np
+import grpc
+import psutil
+import pytest
 
+from hardening.wire import Wire, ping, tcp_queues, wait_until
+from serving.repo_models import add_model, make_count_model
+from support import Server
 
-class _Model:
-    """A stand-in model version: one BYTES input, echoed back."""
-
-    def __init__(self) -> None:
-        self.name, self.version, self.platform = "text", "1", "test"
-        self.inputs = [SimpleNamespace(name="x", dtype=np.dtype(object), shape=[None])]
-        self.outputs = [SimpleNamespace(name="x", dtype=np.dtype(object), shape=[None])]
-
-        async def submit(arrays, timeout_s=None):
-            return [arrays[0][:1]]
-        self.batcher = SimpleNamespace(submit=submit)
+ELEMENTS = 4_000_000
+RAW = b"\0\0\0\0" * ELEMENTS  # empty strings: decoding costs per element, the bytes would only add upload
+AT_LEAST = 100  # pings answered while the request is decoded: far above what a stalled loop leaves
 
 
-def _blocking_decode(monkeypatch) -> dict:
-    """Make BYTES decoding wait until the event loop has run: on the loop thread it never can."""
-    from emberflow.serving import tensors
-
-    real = tensors.decode_bytes
-    seen: dict = {"loop_ran": threading.Event()}
-
-    def decode(raw, count):
-        seen["thread"] = threading.current_thread().name
-        seen["loop_ran_meanwhile"] = seen["loop_ran"].wait(5)  # bounded: on the loop thread this times out
-        return real(raw, count)
-
-    monkeypatch.setattr(tensors, "decode_bytes", decode)
-    return seen
+@pytest.fixture(scope="module")
+def counting(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("kserve-strings")
+    add_model(tmp / "models", "count", 1, make_count_model(tmp / "count.onnx"))
+    s = Server(tmp, config={"model_repository": str(tmp / "models"), "max_frame": 64 * 1024 * 1024})
+    yield s
+    s.stop()
 
 
-async def _while_loop_ticks(seen: dict, work) -> object:
-    """Run `work`; a task on the same loop sets loop_ran as soon as it gets a turn."""
-    async def tick():
-        while not seen["loop_ran"].is_set():
-            await asyncio.sleep(0.001)
-            if "thread" in seen:
-                seen["loop_ran"].set()
-    ticker = asyncio.create_task(tick())
+def test_a_big_rest_bytes_tensor_is_decoded_while_the_loop_serves_others(counting):
+    header = json.dumps({"inputs": [{"name": "text", "shape": [ELEMENTS], "datatype": "BYTES",
+                                     "parameters": {"binary_data_size": len(RAW)}}]}).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", counting.http_port, timeout=120)
+    conn.connect()
+
+    def infer() -> tuple[int, dict]:
+        conn.request("POST", "/v2/models/count/infer", header + RAW,
+                     {"Inference-Header-Content-Length": str(len(header))})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+
     try:
-        return await work
+        (status, answer), pings = _pings_answered_once_read(counting, conn.sock.fileno(), counting.http_port,
+                                                            len(header) + len(RAW), infer)
     finally:
-        seen["loop_ran"].set()
-        ticker.cancel()
+        conn.close()
+    assert status == 200 and answer["outputs"][0]["data"] == [ELEMENTS], answer
+    assert pings >= AT_LEAST, f"{pings} pings answered while the tensor was decoded"
 
 
-def _bytes_tensor(count: int) -> bytes:
-    return b"".join(struct.pack("<I", 3) + b"abc" for _ in range(count))
-
-
-def test_a_big_rest_bytes_tensor_is_decoded_while_the_loop_serves_others(monkeypatch):
-    from fastapi import FastAPI
-
-    from emberflow.serving import kserve_rest
-    from emberflow.serving.metrics import Metrics
-
-    seen = _blocking_decode(monkeypatch)
-    app = FastAPI()
-    app.include_router(kserve_rest.router)
-    model = _Model()
-    app.state.gateway = SimpleNamespace(repository=SimpleNamespace(get=lambda name, version: model),
-                                        metrics=Metrics())
-    blob = _bytes_tensor(40_000)  # 280 KB
-    header = json.dumps({"inputs": [{"name": "x", "shape": [40_000], "datatype": "BYTES",
-                                     "parameters": {"binary_data_size": len(blob)}}],
-                         "parameters": {"binary_data_output": True}}).encode()
-    status, body = asyncio.run(_while_loop_ticks(seen, _asgi_post(app, "/v2/models/text/infer", header + blob, {
-        "inference-header-content-length": str(len(header))})))
-    assert status == 200, body
-    assert seen["loop_ran_meanwhile"] and seen["thread"] != threading.main_thread().name
-
-
-def test_a_big_grpc_bytes_tensor_is_decoded_while_the_loop_serves_others(monkeypatch):
-    from emberflow.serving.kserve_grpc import InferenceService
+def test_a_big_grpc_bytes_tensor_is_decoded_while_the_loop_serves_others(counting):
     from emberflow.serving.kserve_proto import messages
-    from emberflow.serving.metrics import Metrics
 
-    seen = _blocking_decode(monkeypatch)
-    model = _Model()
-    gw = SimpleNamespace(cfg=SimpleNamespace(token=None), metrics=Metrics(),
-                         repository=SimpleNamespace(get=lambda name, version: model))
-    req = messages["ModelInferRequest"](model_name="text")
-    req.inputs.add(name="x", datatype="BYTES", shape=[40_000])
-    req.raw_input_contents.append(_bytes_tensor(40_000))
+    req = messages["ModelInferRequest"](model_name="count")
+    req.inputs.add(name="text", datatype="BYTES", shape=[ELEMENTS])
+    req.raw_input_contents.append(RAW)
+    with grpc.insecure_channel(f"127.0.0.1:{counting.grpc_port}",
+                               options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]) as channel:
+        grpc.channel_ready_future(channel).result(timeout=30)
+        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                                   request_serializer=lambda m: m.SerializeToString(),
+                                   response_deserializer=messages["ModelInferResponse"].FromString)
+        (mine,) = [c for c in psutil.Process().net_connections(kind="tcp")
+                   if c.raddr and c.raddr.port == counting.grpc_port and c.status == psutil.CONN_ESTABLISHED]
+        reply, pings = _pings_answered_once_read(counting, mine.fd, counting.grpc_port, req.ByteSize(),
+                                                 lambda: call(req, timeout=120))
+    assert struct.unpack("<q", reply.raw_output_contents[0]) == (ELEMENTS,)
+    assert pings >= AT_LEAST, f"{pings} pings answered while the tensor was decoded"
 
-    class Context:
-        async def abort(self, code, details):
-            raise AssertionError(f"{code}: {details}")
 
-    reply = asyncio.run(_while_loop_ticks(seen, InferenceService(gw).ModelInfer(req, Context())))
-    assert reply.outputs[0].name == "x"
-    assert seen["loop_ran_meanwhile"] and seen["thread"] != threading.main_thread().name
+def _pings_answered_once_read(server: Server, fd: int, server_port: int, size: int,
+                              request: Callable[[], Any]) -> tuple[Any, int]:
+    """Run `request()` (it returns with the response) while a StackFlow client pings sys one ping
+    at a time. Returns its result and the pings answered between the moment the server had read
+    `size` more bytes of the connection `fd` (what its kernel acknowledged, less what still waits
+    unread) and the response. Before that moment the loop is only receiving, free to answer pings."""
+    port, acked_before = _acked(fd)
+    answered = [0]
+    stop = threading.Event()
+
+    def pinger() -> None:
+        w = Wire(server.port)
+        while not stop.is_set():
+            w.send(ping())
+            w.message()
+            answered[0] += 1
+        w.close()
+
+    result: dict[str, Any] = {}
+
+    def send() -> None:
+        try:
+            result["reply"] = request()
+        except Exception as e:  # raised again in the test's thread
+            result["error"] = e
+        result["answered"] = answered[0]
+
+    threads = [threading.Thread(target=pinger), threading.Thread(target=send)]
+    for t in threads:
+        t.start()
+    try:
+        assert wait_until(lambda: _acked(fd)[1] - acked_before - tcp_queues(server_port, port)[1] >= size,
+                          timeout=60, step=0.001), "the server never read the whole request"
+        read = answered[0]
+        threads[1].join(120)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(120)
+    if "error" in result:
+        raise result["error"]
+    return result["reply"], result["answered"] - read
 
 
-async def _asgi_post(app, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-    """One HTTP request straight into an ASGI app (no server, no sockets)."""
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "headers": [(k.encode(), v.encode()) for k, v in headers.items()], "client": ("127.0.0.1", 1),
-             "server": ("127.0.0.1", 80)}
-    sent = [False]
-    out: dict = {"body": b""}
-
-    async def receive():
-        if sent[0]:
-            await asyncio.Event().wait()
-        sent[0] = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message):
-        if message["type"] == "http.response.start":
-            out["status"] = message["status"]
-        elif message["type"] == "http.response.body":
-            out["body"] += message.get("body", b"")
-
-    await app(scope, receive, send)
-    return out["status"], out["body"]
+def _acked(fd: int) -> tuple[int, int]:
+    """(local port, bytes the peer has acknowledged: struct tcp_info's tcpi_bytes_acked) of the TCP
+    socket `fd`, which may belong to a library (gRPC's), so it is read through a duplicate."""
+    with socket.socket(fileno=os.dup(fd)) as s:
+        return s.getsockname()[1], struct.unpack_from("Q", s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256),
+                                                      120)[0]

@@ -77,3 +77,18 @@ def http_request(server, path: str, headers: dict[str, str], method: str = "GET"
     data = r.read()
     conn.close()
     return r.status, data
+
+
+def tcp_queues(local_port: int, remote_port: int) -> tuple[int, int]:
+    """(bytes sent but not yet acknowledged, bytes received but not yet read by the application)
+    of the TCP socket local_port -> remote_port, as the kernel counts them (/proc/net/tcp, and tcp6
+    for the dual-stack sockets gRPC makes). It sees both ends of a loopback connection, the
+    server's included, without touching it."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for row in f.read().splitlines()[1:]:
+                local, remote, _state, queues = row.split()[1:5]
+                if int(local.rsplit(":", 1)[1], 16) == local_port and int(remote.rsplit(":", 1)[1], 16) == remote_port:
+                    tx, rx = queues.split(":")
+                    return int(tx, 16), int(rx, 16)
+    raise LookupError(f"no TCP socket {local_port} -> {remote_port}")

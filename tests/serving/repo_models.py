@@ -42,3 +42,18 @@ def make_slow_model(path: Path, width: int = 512, depth: int = 40) -> Path:
     model.ir_version = 8
     onnx.save(model, path)
     return path
+
+
+def make_count_model(path: Path) -> Path:
+    """n = the number of strings in `text` (ONNX Shape of a tensor(string)): a model taking KServe
+    BYTES whose answer stays one number however big the input is."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Shape", ["text"], ["n"])], "count",
+                              [helper.make_tensor_value_info("text", TensorProto.STRING, [None])],
+                              [helper.make_tensor_value_info("n", TensorProto.INT64, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path

@@ -11,8 +11,8 @@ import pytest
 import tritonclient.http as th
 from tritonclient.utils import InferenceServerException
 
+from serving.repo_models import DIGITS, add_model, digits_inputs, make_count_model, make_slow_model
 from support import Server
-from serving.repo_models import DIGITS, add_model, digits_inputs, make_slow_model
 
 API_KEY = "sk-kserve"
 
@@ -28,6 +28,7 @@ def repo_server(tmp_path_factory, monkeypatch_module):
     repo = tmp / "models"
     add_model(repo, "digits", 1, DIGITS, "max_batch_size: 32\nmax_queue_delay_ms: 25\ninstances: 1\n")
     add_model(repo, "slow", 1, make_slow_model(tmp / "slow.onnx"), "max_batch_size: 1\ninstances: 1\nmax_queue: 3\n")
+    add_model(repo, "count", 1, make_count_model(tmp / "count.onnx"))
     monkeypatch_module.setenv("EMBERFLOW_REPOSITORY_POLL_S", "0.2")
     s = Server(tmp, config={"model_repository": str(repo), "token": API_KEY})
     s.repo = repo
@@ -76,6 +77,14 @@ def test_infer_equals_the_engine(client, engine, binary):
     response = r.get_response()
     assert response["id"] == "42" and response["model_name"] == "digits" and response["model_version"] == "1"
     assert ("data" in response["outputs"][0]) is (not binary)
+
+
+def test_a_string_input_model_takes_bytes(client):
+    """An ONNX tensor(string) input is KServe BYTES, in the metadata and at inference."""
+    assert client.get_model_metadata("count", headers=auth())["inputs"][0]["datatype"] == "BYTES"
+    text = th.InferInput("text", [3], "BYTES")
+    text.set_data_from_numpy(np.array([b"a", b"bb", b"c"], dtype=object))
+    assert client.infer("count", [text], headers=auth()).as_numpy("n").tolist() == [3]
 
 
 def test_wrong_inputs_are_400_with_the_reason(client):

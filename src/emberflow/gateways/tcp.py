@@ -64,7 +64,11 @@ class _Protocol(asyncio.Protocol, Link):
 
     # --- writing ------------------------------------------------------------------------------
     def _unsent(self) -> int:
-        return self._queued + (self.transport.get_write_buffer_size() if self.transport is not None else 0)
+        """Bytes waiting for the client, leaving out the rest of the message being handed over: it
+        moves as the client reads (send_timeout catches a client that stops in the middle of it),
+        so a message bigger than max_unsent does not make a reading client look like a stopped one."""
+        behind = self._queued - (len(self._outbox[0]) if self._outbox else 0)
+        return behind + (self.transport.get_write_buffer_size() if self.transport is not None else 0)
 
     def _write(self, data: bytes) -> None:
         t = self.transport

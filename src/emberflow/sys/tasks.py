@@ -54,8 +54,9 @@ class TaskRecord:
     inputs: list[str] = field(default_factory=list)  # upstream work ids, kept current by links
     last_request_id: str = ""
     created: float = field(default_factory=time.time)
-    # Requests sent to the unit and not fully answered yet: (conn, request_id) -> monotonic time.
-    waiting: dict[tuple[int, str], float] = field(default_factory=dict)
+    # Requests sent to the unit and not fully answered yet: (conn, request_id) -> how many (clients
+    # may reuse a request id: StackFlow's vlm example sends an image and a question under one).
+    waiting: dict[tuple[int, str], int] = field(default_factory=dict)
     leases: int = 0  # in-process holders using it right now (shared leases)
     exclusive: bool = False  # held by one in-process holder alone (a WebSocket session)
     last_used: float = 0.0  # monotonic, when a lease was last taken
@@ -235,6 +236,18 @@ class TaskTable:
         return [p for ps in self.pending.values() for p in ps if p.conn == conn and p.request.action == "setup"]
 
     # --- ownership --------------------------------------------------------------------------------
+    @staticmethod
+    def request_opened(record: TaskRecord, key: tuple[int, str]) -> None:
+        record.waiting[key] = record.waiting.get(key, 0) + 1
+
+    @staticmethod
+    def request_closed(record: TaskRecord, key: tuple[int, str]) -> None:
+        left = record.waiting.get(key, 0) - 1
+        if left > 0:
+            record.waiting[key] = left
+        else:
+            record.waiting.pop(key, None)
+
     def check_driver(self, record: TaskRecord, principal: str, action: str) -> None:
         """Raise -27 unless `principal` may drive (or read) the task with this action."""
         if action in READING:

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from emberflow.unit.base import Chunk, TaskContext, Unit, UnitParams, collect
+from emberflow.protocol.errors import Code
+from emberflow.unit.base import Chunk, TaskContext, Unit, UnitError, UnitParams, collect
 from emberflow.unit.inputs import INCOMPLETE, InputAssembler, join_pieces
 from emberflow.unit.outputs import ChunkShaper, Out, shape
 
@@ -32,11 +33,13 @@ class LocalTask:
                                         resources=self.resources)
         merged = data
         if unit_cls.needs_model and data.get("model"):
-            from emberflow.models.catalogue import Catalogue
+            from emberflow.models.catalogue import Catalogue, ModelUnavailable
 
             cat = Catalogue()
-            # In-process, the caller is the machine's own user: any model file path is theirs to load.
-            ref = cat.find(data["model"], unit_cls.model_type or unit_cls.kind, path_roots=[Path("/")])
+            try:  # in-process, the caller is the machine's own user: any model file path is theirs to load
+                ref = cat.find(data["model"], unit_cls.model_type or unit_cls.kind, path_roots=[Path("/")])
+            except ModelUnavailable as e:  # what a setup over the protocol answers (-5)
+                raise UnitError(Code.MODEL_LOADING, detail=str(e)) from None
             merged = {**ref.mode_param, **data}
             self.unit.model_path = cat.prepare(ref)  # type: ignore[attr-defined]
             self.unit.model_info = ref.descriptor  # type: ignore[attr-defined]

@@ -57,12 +57,15 @@ class WorkItem:
 class Task:
     def __init__(self, unit: Unit, params: UnitParams, work_id: str, *, data_addr: str,
                  setup_request_id: str, ctx: zmq.Context[Any], model: dict[str, Any] | None,
-                 last_control: Callable[[], tuple[str, int]] = lambda: ("0", NO_CONN), queue_size: int = 64):
+                 last_control: Callable[[], tuple[str, int]] = lambda: ("0", NO_CONN), queue_size: int = 64,
+                 also_bind: str | None = None):
         self.unit = unit
         self.params = params
         self.work_id = work_id
         self.kind = type(unit).kind
-        self.data_addr = data_addr
+        self.data_addr = data_addr  # a `tcp://ADDR:*` becomes the address really bound, once started
+        self._also_bind = also_bind  # a second address (tcp) for subscribers on other machines
+        self.remote_addr: str | None = None
         self.model = model or {}
         self.inputs: list[str] = list(params.input)
         self.link_policy: dict[str, Policy] = {}
@@ -186,6 +189,10 @@ class Task:
         self._pub.setsockopt(zmq.SNDHWM, 256)
         self._pub.setsockopt(zmq.LINGER, 0)
         self._pub.bind(self.data_addr)
+        self.data_addr = self._pub.getsockopt_string(zmq.LAST_ENDPOINT)
+        if self._also_bind:
+            self._pub.bind(self._also_bind)
+            self.remote_addr = self._pub.getsockopt_string(zmq.LAST_ENDPOINT)
         self._out = self._ctx.socket(zmq.PUSH)
         self._out.setsockopt(zmq.LINGER, 0)
         self._out.connect(OUTBOX)

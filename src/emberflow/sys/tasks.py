@@ -60,6 +60,11 @@ class TaskRecord:
     exclusive: bool = False  # held by one in-process holder alone (a WebSocket session)
     last_used: float = 0.0  # monotonic, when a lease was last taken
     system_frames: bool = False  # its unit declares its outputs system frames (a wake word)
+    host: str = ""  # the unit host it lives on: its kind, or `kind#N` for a replica (sys.placement)
+    remote_addr: str | None = None  # its data socket on tcp, for tasks on other machines (if data_addr is ipc)
+
+    def __post_init__(self) -> None:
+        self.host = self.host or self.kind
 
 
 @dataclass
@@ -70,6 +75,7 @@ class Pending:
     principal: str
     request: Request
     work_id: str | None  # the work id allocated to a setup
+    host: str = ""  # the unit host it was sent to ("" until it is sent)
 
 
 # --- lifecycle events -----------------------------------------------------------------------------
@@ -103,7 +109,8 @@ class TaskLost:
 
 @dataclass(frozen=True)
 class UnitLost:
-    """Every task of `kind` is gone (after the TaskLost of each): its process died or sys reset."""
+    """The tasks of a unit host of `kind` are gone (after the TaskLost of each): its process died
+    or sys reset. With one host per kind (no replicas), that is every task of the kind."""
 
     kind: str
     reason: LossReason
@@ -204,9 +211,10 @@ class TaskTable:
             record.inputs.remove(source)
         self._emit(TaskLinked(work_id, source, linked))
 
-    def lose_kind(self, kind: str, reason: LossReason, detail: str) -> list[TaskRecord]:
-        """Every task of `kind` is gone; returns them (the router answers whoever waited)."""
-        lost = [self.records.pop(r.work_id) for r in self.of_kind(kind)]
+    def lose_kind(self, kind: str, reason: LossReason, detail: str, host: str | None = None) -> list[TaskRecord]:
+        """Every task of `kind` (on unit host `host`, if given) is gone; returns them (the router
+        answers whoever waited)."""
+        lost = [self.records.pop(r.work_id) for r in self.of_kind(kind) if host is None or r.host == host]
         for record in lost:
             self._emit(TaskLost(record.work_id, kind, reason, detail))
         self._emit(UnitLost(kind, reason))

@@ -14,7 +14,7 @@ from emberflow.bridges.wyoming.programs import HANDLE_KINDS
 from emberflow.bridges.wyoming.tasks import BridgeError, check
 
 if TYPE_CHECKING:
-    from emberflow.bridges.wyoming.service import Bridge
+    from emberflow.bridges.wyoming.bridge import Bridge
 
 MAX_TOKENS = 160  # a spoken answer: a few sentences
 

@@ -25,7 +25,7 @@ from emberflow.bridges.wyoming.tasks import BridgeError
 from emberflow.bridges.wyoming.wake import WakeDetection
 
 if TYPE_CHECKING:
-    from emberflow.bridges.wyoming.service import Bridge
+    from emberflow.bridges.wyoming.bridge import Bridge
 
 log = logging.getLogger("emberflow.wyoming")
 

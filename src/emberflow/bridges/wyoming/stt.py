@@ -14,7 +14,7 @@ from emberflow.bridges.wyoming.programs import ASR_KINDS
 from emberflow.bridges.wyoming.tasks import BridgeError, check
 
 if TYPE_CHECKING:
-    from emberflow.bridges.wyoming.service import Bridge
+    from emberflow.bridges.wyoming.bridge import Bridge
 
 MAX_SECONDS = 120  # one voice command; the asr unit itself refuses more than its max_input_seconds
 

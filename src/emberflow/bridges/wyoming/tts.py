@@ -25,7 +25,7 @@ from emberflow.bridges.wyoming.programs import TTS_KINDS
 from emberflow.bridges.wyoming.tasks import BridgeError, check
 
 if TYPE_CHECKING:
-    from emberflow.bridges.wyoming.service import Bridge
+    from emberflow.bridges.wyoming.bridge import Bridge
 
 Write = Callable[[Event], Awaitable[None]]
 # A sentence is complete at its end mark followed by white space (a closing quote may sit between).

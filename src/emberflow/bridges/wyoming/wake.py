@@ -18,7 +18,7 @@ from emberflow.bridges.wyoming.programs import WAKE_KINDS
 from emberflow.bridges.wyoming.tasks import BridgeError, check
 
 if TYPE_CHECKING:
-    from emberflow.bridges.wyoming.service import Bridge
+    from emberflow.bridges.wyoming.bridge import Bridge
 
 Write = Callable[[Event], Awaitable[None]]
 

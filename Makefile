@@ -10,7 +10,9 @@ PYTHON  ?= python3
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
-	$(PIP) install -q -e ".[llm,voice,toolchain,serving,test,lint]"
+	$(PIP) install -q -e ".[llm,voice,toolchain,serving,wyoming,test,lint]"
+	@# Ray has no wheel for every platform: without it the Ray placement tests skip and say why
+	$(PIP) install -q -e ".[ray]" || echo "ray: not installable here (no wheel?): the Ray placement tests will skip"
 	$(VENV)/bin/emberflow models install --defaults
 	touch $(STAMP)
 

@@ -279,11 +279,15 @@ class UnitHost:
             return
         if replaces is not None:
             replaces.stop()  # its data address is bound again by the new task below
-        # tcp binds `:*`: the task reads back the port it got (Task.data_addr after start)
+        # tcp binds `:*`: the task reads back the port it got (Task.data_addr after start); a
+        # singleton set up again keeps its address (its readers stay connected)
         data_addr = f"{self.data_bind}:*" if self.data_bind else f"ipc://{self.rundir}/{work_id}.pub"
+        also_bind = f"{self.remote_bind}:*" if self.remote_bind else None
+        if replaces is not None:
+            data_addr, also_bind = replaces.data_addr, replaces.remote_addr or also_bind
         task = Task(unit, params, work_id, data_addr=data_addr, setup_request_id=req.request_id, ctx=self.ctx,
                     model=model_ref.descriptor if model_ref else None, last_control=lambda: self.last_control,
-                    also_bind=f"{self.remote_bind}:*" if self.remote_bind else None)
+                    also_bind=also_bind)
         task.start()
         self.tasks[work_id] = task
         if replaces is not None:  # same links, same subscription socket

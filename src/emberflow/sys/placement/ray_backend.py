@@ -126,7 +126,7 @@ class RayUnit:
                     info = await self.actor.where.remote()
                     break
                 except ActorUnavailableError:
-                    await asyncio.sleep(0.5)  # restarting: ask again
+                    await asyncio.sleep(0.1)  # Ray is restarting it (it says so at once): ask again
                 except ActorDiedError:  # Ray gave up on it (restarts used up): a new one
                     self.backend.forget(self.host, self.actor)
                     self.actor = self._make_actor()

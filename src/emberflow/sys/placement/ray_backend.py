@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from typing import Any
 
 from emberflow.sys.placement import Placement
@@ -138,13 +139,12 @@ class RayUnit:
             self._end(int(rc), None)
         except RayActorError as e:
             where = self._where.get("node_ip", "?")
-            self._end(KILLED, f"its Ray actor on node {where} was lost ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:160]})")
+            self._end(KILLED, f"lost its Ray actor on node {where} ({type(e).__name__}: {_first_line(e)})")
         except asyncio.CancelledError:
             pass
         except Exception as e:  # e.g. the unit class failed to import on the node
             log.exception("unit %s failed on Ray", self.host)
-            self._end(1, f"it failed on Ray: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+            self._end(1, f"failed on Ray: {type(e).__name__}: {_first_line(e)}")
 
     def _end(self, returncode: int, detail: str | None) -> None:
         if self._returncode is None:
@@ -174,4 +174,9 @@ class RayUnit:
         with contextlib.suppress(Exception):
             ray.kill(self.actor, no_restart=False)
         self._run_task.cancel()
-        self._end(KILLED, "it stopped answering and its Ray actor was killed")
+        self._end(KILLED, "stopped answering and its Ray actor was killed")
+
+
+def _first_line(e: BaseException) -> str:
+    """An exception's first line without Ray's terminal colours, for a client's error detail."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()[0][:200] if str(e) else ""

@@ -5,7 +5,7 @@ PIP     := $(PY) -m pip
 STAMP   := $(VENV)/.emberflow-installed
 PYTHON  ?= python3
 
-.PHONY: run test test-fast lint install bench clean mcu-tools
+.PHONY: run test test-fast lint install bench clean mcu-tools ha-venv
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,10 +30,20 @@ else
 	@bash scripts/mcu-tools.sh
 endif
 
+# Home Assistant's own Wyoming classes, in a venv of their own (HA pins its dependencies); the
+# Wyoming tests drive them against emberflow. HA_VENV=skip leaves it out (those tests skip).
+HA_VENV ?= install
+ha-venv:
+ifeq ($(HA_VENV),skip)
+	@echo "ha-venv: skipped (HA_VENV=skip): the Home Assistant tests will skip"
+else
+	@bash scripts/ha-venv.sh $(PYTHON) .venv-ha
+endif
+
 run: install
 	$(VENV)/bin/emberflow up --preload llm
 
-test: install mcu-tools
+test: install mcu-tools ha-venv
 	$(PY) -m pytest
 
 # Process-free tests of the core (router table, unit contract, queues, control messages, layers): seconds.
@@ -49,4 +59,4 @@ bench: install
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-ha .pytest_cache .hypothesis

@@ -154,3 +154,28 @@ def test_wyoming_bench_stt_on_the_corpus_it_generates_has_a_low_word_error_rate(
     assert "[non_streaming] ok=2 fail=0" in out
     wer = float(re.search(r"WER=([\d.]+)%", out).group(1))
     assert wer <= 20.0, out
+
+
+# --- Home Assistant's own Wyoming integration (2024.3.3, in .venv-ha: make ha-venv) --------------
+def test_home_assistants_own_wyoming_classes_set_up_and_use_the_server(ha):
+    import json
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    python = root / ".venv-ha" / "bin" / "python"
+    if not python.exists():
+        pytest.skip("Home Assistant's venv is missing: `make ha-venv` (HA installs on Python 3.11 only up to "
+                    "2024.3.3; scripts/ha-venv.sh says why it did not install here)")
+    done = subprocess.run([str(python), str(Path(__file__).with_name("ha_driver.py")), ha.host, str(ha.port)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout)
+    # HA's config flow: services found, the STT, TTS and wake word platforms load, titled by asr
+    assert got["service"] == {"platforms": ["stt", "tts", "wake_word"], "has_services": True, "name": "emberflow-asr"}
+    assert got["tts"]["format"] == "wav" and got["tts"]["wav_format"] == [16000, 2, 1] and got["tts"]["seconds"] > 1
+    assert got["tts"]["voice"] == "piper-en-us-joe-medium" and got["tts"]["language"] == "en_US"
+    assert got["stt"]["state"] == "SpeechResultState.SUCCESS"
+    assert {"capital", "france"} <= set(words(got["stt"]["text"]))
+    assert got["wake"]["detected"] is not None and got["wake"]["detected"]["id"] == "hey_jarvis"
+    assert got["wake"]["words"] == ["alexa", "hey_jarvis", "hey_mycroft", "okay_nabu"]

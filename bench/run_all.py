@@ -28,6 +28,9 @@ BENCHES = {
     "toolchain_engine.py": "Engine overhead vs direct onnxruntime / TFLite-Micro calls",
     "toolchain_ocr_quant.py": "PP-OCRv5 rec int8 vs fp32 character error rate",
     "toolchain_speed.py": "analyze + check + quantize + pack wall time on the OCR rec model",
+    # issue 13: bridges
+    "ray_placement.py": "a unit on a Ray node vs a local process: TTFT, tokens/s, overhead, hop, restart, Ray memory",
+    "wyoming_latency.py": "Wyoming describe/STT/TTS latencies vs the wyoming package alone and in-process units",
 }
 
 

@@ -1,10 +1,10 @@
 """Unit kinds placed on a real 2-node Ray cluster on loopback (issue 13, part A).
 
-The sys daemon is the front door on the head; `llm` and `relay` run in Ray actors pinned to
-node B by its custom resource; `echo` stays a local process. Each test asserts a mechanism: where
-the task ran (the actor's Ray node id), what crossed the links (frame counts, order), what a
-client is told when node B's processes are killed (-11), and that a new setup works once Ray has
-restarted the actor on a new node B.
+The sys daemon (`emberflow up --ray ADDRESS`) is the front door on the head; `llm` and `relay`
+run in Ray actors pinned to node B by its custom resource; `echo` stays a local process. Each
+test asserts a mechanism: where the task ran (the actor's Ray node id), what crossed the links
+(frame counts, order), what a client is told when node B's processes are killed (-11), and that
+a new setup works once Ray has restarted the actor on a new node B.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ COUNT = "Count from 1 to 200, separated by commas."
 
 @pytest.fixture(scope="module")
 def front_door(ray_cluster, tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("ray"), config={
-        "ray_address": ray_cluster.address, "bus_host": LOOPBACK, "http_port": None, "grpc_port": None,
+    s = Server(tmp_path_factory.mktemp("ray"), args=["--ray", ray_cluster.address], config={
+        "bus_host": LOOPBACK, "http_port": None, "grpc_port": None,
         "unit_heartbeat_timeout": 5.0, "unit_ready_timeout": 120.0, "restart_backoff": [0.2, 1.0],
         "units": {"echo": "units_for_tests:EchoUnit", "relay": "bridges.relay_unit:RelayUnit"},
         "placement": {"llm": {"backend": "ray", "resources": {"node_b": 1}, "max_restarts": -1},
@@ -95,6 +95,7 @@ def test_links_cross_the_machine_boundary_both_ways_in_order_and_counted(front_d
         # every frame counted once per hop: each text crosses as a text frame and its finish frame
         assert remote_info["stats"]["inferences"] == 2 * n and back_info["stats"]["inferences"] == 2 * n
         assert remote_info["queue"]["dropped"] == {} and back_info["queue"]["dropped"] == {}
+        assert remote_info["stats"]["frames_missed"] == 0 and back_info["stats"]["frames_missed"] == 0
         assert remote_info["inputs"] == [source] and back_info["inputs"] == [remote]
         # what crossed the machine boundary went over tcp: the relay's own socket, and the local
         # source's second socket (ipc stays for local readers)

@@ -37,6 +37,11 @@ async def start(router: Router, cfg: Config) -> Callable[[], Awaitable[None]] | 
     server = await asyncio.start_server(connected, cfg.wyoming_host, cfg.wyoming_port)
     host, port = server.sockets[0].getsockname()[:2]
     print(f"emberflow: wyoming on {host}:{port}", flush=True)
+    from emberflow.sys.daemon import _is_loopback
+
+    if not _is_loopback(cfg.wyoming_host):
+        log.warning("Wyoming bound to %s: reachable beyond this machine, and Wyoming has no authentication",
+                    cfg.wyoming_host)
     warming = asyncio.get_running_loop().create_task(bridge.warm())
     advertised = await _advertise(cfg, port) if cfg.wyoming_zeroconf else None
 

@@ -55,8 +55,9 @@ class Router:
         if self.supervisor.has_remote:  # hosts on other machines reach the same socket over tcp
             self.control.bind(f"tcp://{cfg.bus_host}:{cfg.bus_port or '*'}")
             self.supervisor.remote_control_addr = self.control.getsockopt_string(zmq.LAST_ENDPOINT)
-            log.warning("unit control socket on %s: it has no authentication; keep the cluster on a trusted "
-                        "network", self.supervisor.remote_control_addr)
+            if cfg.bus_host not in ("127.0.0.1", "::1", "localhost"):
+                log.warning("unit control socket on %s: it has no authentication; keep the cluster on a "
+                            "trusted network", self.supervisor.remote_control_addr)
         self.conns: dict[int, ClientConnection] = {}
         self.sys_actions: dict[str, SysAction] = dict(sys_actions or {})
         self.started = time.time()

@@ -35,8 +35,10 @@ class Transcription:
         self.audio.clear()
 
     def add(self, chunk: AudioChunk) -> None:
-        if chunk.rate != self.format.rate or chunk.width != self.format.width or chunk.channels != self.format.channels:
-            self.start(chunk)  # no audio-start (some clients): the chunks say their format
+        if (chunk.rate, chunk.width, chunk.channels) != (self.format.rate, self.format.width, self.format.channels):
+            if self.audio:
+                raise BridgeError("the audio format changed within one utterance", code="audio-format")
+            self.start(chunk)  # no audio-start (some clients): the first chunk says the format
         self.audio += chunk.audio
         if len(self.audio) > MAX_SECONDS * self.format.rate * self.format.width * self.format.channels:
             raise BridgeError(f"the utterance is longer than {MAX_SECONDS} s", code="too-long")

@@ -128,5 +128,10 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> Config:
                          f"e.g. {{llm: 2}}; got {cfg.instances!r}")
     from emberflow.sys.placement import parse_placement
 
-    parse_placement(cfg.placement, cfg.ray_address)  # raises ValueError saying what is wrong
+    placed = parse_placement(cfg.placement, cfg.ray_address)  # raises ValueError saying what is wrong
+    if any(p.remote for p in placed.values()):
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ValueError("placement: backend ray needs Ray on this machine: pip install 'emberflow[ray]'")
     return cfg

@@ -15,12 +15,14 @@ VENDOR_STAMP := $(VENDOR)/.installed
 # Debian's Chromium for the dashboard's browser tests (Playwright drives it; it downloads no browser).
 CHROMIUM   := /usr/bin/chromium
 
-.PHONY: run test test-fast lint install bench clean mcu-tools dashboard-assets browser
+.PHONY: run test test-fast lint install bench clean mcu-tools dashboard-assets browser ha-venv
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
-	$(PIP) install -q -e ".[llm,voice,vision,toolchain,serving,test,lint]"
+	$(PIP) install -q -e ".[llm,voice,vision,toolchain,serving,wyoming,test,lint]"
+	@# Ray has no wheel for every platform: without it the Ray placement tests skip and say why
+	$(PIP) install -q -e ".[ray]" || echo "ray: not installable here (no wheel?): the Ray placement tests will skip"
 	$(VENV)/bin/emberflow models install --defaults
 	touch $(STAMP)
 
@@ -55,6 +57,16 @@ else
 	@bash scripts/mcu-tools.sh
 endif
 
+# Home Assistant's own Wyoming classes, in a venv of their own (HA pins its dependencies); the
+# Wyoming tests drive them against emberflow. HA_VENV=skip leaves it out (those tests skip).
+HA_VENV ?= install
+ha-venv:
+ifeq ($(HA_VENV),skip)
+	@echo "ha-venv: skipped (HA_VENV=skip): the Home Assistant tests will skip"
+else
+	@bash scripts/ha-venv.sh $(PYTHON) .venv-ha
+endif
+
 run: install
 	$(VENV)/bin/emberflow up --preload llm
 
@@ -64,7 +76,7 @@ $(VISION_DATA): tests/vision/fetch_data.sh
 $(TFJS_REF): tests/vision/tfjs_reference/package.json tests/vision/tfjs_reference/package-lock.json
 	npm ci --prefix tests/vision/tfjs_reference --silent
 
-test: install mcu-tools browser $(VISION_DATA) $(TFJS_REF)
+test: install mcu-tools browser ha-venv $(VISION_DATA) $(TFJS_REF)
 	$(PY) -m pytest
 
 # Process-free tests of the core (router table, unit contract, queues, control messages, layers): seconds.
@@ -80,4 +92,4 @@ bench: install $(VISION_DATA)
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-ha .pytest_cache .hypothesis

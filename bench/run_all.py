@@ -31,6 +31,9 @@ BENCHES = {
     "dashboard_first_render.py": "dashboard first render in Chromium (DOMContentLoaded, first live data), page weight",
     # issue 10: vision
     "vision_detect.py": "NanoDet over StackFlow TCP and camera -> yolo vs direct onnxruntime; fps, latency, drops",
+    # issue 13: bridges
+    "ray_placement.py": "a unit on a Ray node vs a local process: TTFT, tokens/s, overhead, hop, restart, Ray memory",
+    "wyoming_latency.py": "Wyoming describe/STT/TTS latencies vs the wyoming package alone and in-process units",
 }
 
 

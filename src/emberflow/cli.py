@@ -40,12 +40,17 @@ def up(
     baud: Optional[int] = typer.Option(None, help="UART baud rate (default 115200)."),
     token: Optional[str] = typer.Option(None, envvar="EMBERFLOW_TOKEN", help="Require sys.auth with this token."),
     preload: list[str] = typer.Option([], help="Unit kinds to start at boot (default: on first setup)."),
+    ray: str | None = typer.Option(None, "--ray", metavar="ADDRESS",
+                                      help="Join this Ray cluster ('auto' or HOST:PORT) for kinds placed on Ray."),
+    wyoming_port: int | None = typer.Option(None, help="Serve the Wyoming protocol (Home Assistant) here, "
+                                                          "e.g. 10700."),
 ) -> None:
     """Start the sys daemon and its gateways (TCP 10001, optional UART)."""
     from emberflow.sys.config import load_config
     from emberflow.sys.daemon import run_daemon
 
-    cfg = load_config(config, host=host, port=port, uart=uart, baud=baud, token=token, preload=preload or None)
+    cfg = load_config(config, host=host, port=port, uart=uart, baud=baud, token=token, preload=preload or None,
+                      ray_address=ray, wyoming_port=wyoming_port)
     if flow is not None:
         cfg.flow = str(flow)
     run_daemon(cfg)

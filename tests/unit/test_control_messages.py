@@ -28,6 +28,7 @@ EXAMPLES: list[control.Message] = [
     control.Answer(8000, reply("r1", "tally", code=-22, message="Parameter format error."), Reason.NOT_FOUND),
     control.TaskCreated(8000, OK, "llm.1000", "ipc:///tmp/x/llm.1000.pub", "smollm2-135m-instruct"),
     control.TaskCreated(8000, OK, "echo.1002", "ipc:///tmp/x/echo.1002.pub", None),
+    control.TaskCreated(8000, OK, "echo.1003", "ipc:///tmp/x/echo.1003.pub", None, "tcp://10.0.0.2:40001"),
     control.SetupFailed(8000, reply("s1", "llm", code=-5, message="Model loading failed."), "llm.1003"),
     control.TaskReleased(8000, OK, "llm.1000"),
     control.Linked(8000, OK, "llm.1000", "kws.1001", True),

@@ -13,7 +13,7 @@ LAYERS: list[set[str]] = [
     {"__init__", "errors", "protocol", "bus", "runtime", "targets"},  # versions; wire formats, bus, engine
     {"unit", "models", "voice", "vision", "toolchain", "client"},  # the unit SDK; what units and tools share
     {"gateways", "sys"},  # the daemon: router, task table, policies, byte transports
-    {"serving", "flows"},  # HTTP protocols and flows: they reach units through the router only
+    {"serving", "flows", "bridges"},  # HTTP protocols, flows, bridges: they reach units through the router only
     {"units", "cli", "chat", "testing", "__main__"},  # built-in units (plugins nothing imports), entry points
 ]
 

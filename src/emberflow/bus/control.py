@@ -125,6 +125,8 @@ class TaskCreated(Message):
     work_id: str
     data_addr: str
     model: str | None  # the resolved catalogue name
+    # The same data socket on tcp, for tasks on other machines, when its data_addr is ipc.
+    remote_addr: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

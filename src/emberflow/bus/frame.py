@@ -25,6 +25,9 @@ class BusFrame:
     payload: bytes = b""  # raw bytes (PCM, JPEG, tensors): never base64 on the bus
     system: bool = False  # system frames (wake, interrupt) jump every queue
     hops: list[tuple[str, float]] = field(default_factory=list)
+    # Numbered 1, 2, ... by the publishing task: a reader counts the numbers it never saw (a link
+    # across machines whose connection broke), so a frame lost on the way is never lost silently.
+    seq: int = 0
 
     def stamp(self, where: str) -> "BusFrame":
         self.hops.append((where, time.monotonic()))
@@ -34,6 +37,8 @@ class BusFrame:
         header = {"src": self.source, "obj": self.object, "data": self.data, "hops": self.hops}
         if self.system:
             header["sys"] = 1
+        if self.seq:
+            header["seq"] = self.seq
         return [topic_of(self.source), json.dumps(header, separators=(",", ":")).encode(), self.payload]
 
     @classmethod
@@ -41,7 +46,8 @@ class BusFrame:
         header = json.loads(parts[1])
         payload = parts[2] if len(parts) > 2 else b""
         hops = [tuple(h) for h in header.get("hops", ())]
-        return cls(header["src"], header["obj"], header.get("data"), payload, bool(header.get("sys")), hops)
+        return cls(header["src"], header["obj"], header.get("data"), payload, bool(header.get("sys")), hops,
+                   int(header.get("seq", 0)))
 
     def latency_breakdown(self) -> list[tuple[str, str, float]]:
         """(from, to, seconds) between consecutive hop stamps."""

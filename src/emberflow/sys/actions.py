@@ -137,7 +137,8 @@ async def cmminfo(router: Router, conn: Connection, req: Request) -> None:
 @action("lstask")
 async def lstask(router: Router, conn: Connection, req: Request) -> None:
     """StackFlow left this a stub (-10); we list live tasks and unit processes."""
-    tasks = [{"work_id": t.work_id, "unit": t.kind, "model": t.model, "owner": t.owner, "waiting": len(t.waiting)}
+    tasks = [{"work_id": t.work_id, "unit": t.kind, "model": t.model, "owner": t.owner, "waiting": len(t.waiting),
+              "host": t.host, "data_addr": t.data_addr, **({"remote_addr": t.remote_addr} if t.remote_addr else {})}
              for t in router.tasks]
     ok(conn, req, {"tasks": tasks, "units": router.supervisor.status()}, "sys.lstask")
 

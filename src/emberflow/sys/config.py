@@ -14,7 +14,6 @@ from typing import Any
 
 import yaml
 
-
 # LLM requests run one after another inside a task; a second instance lets a second client
 # start at once. Embeddings batch concurrent requests into one inference instead (1 instance).
 DEFAULT_INSTANCES: dict[str, int] = {"llm": 2}
@@ -71,6 +70,19 @@ class Config:
     # listed use DEFAULT_INSTANCES, then 1. Capped by the unit's `max_tasks`.
     instances: dict[str, int] = field(default_factory=dict)
     log_level: str = "INFO"
+    # Where unit kinds run (`{llm: {backend: ray, resources: {gpu_box: 1}}}`); kinds not listed run
+    # as local processes. See `emberflow.sys.placement`.
+    placement: dict[str, Any] = field(default_factory=dict)
+    ray_address: str | None = None  # the Ray cluster to join ("auto", "HOST:PORT"); needed by `backend: ray`
+    # The address of this machine that other cluster nodes reach it at: the control socket and the
+    # data sockets of local tasks that remote tasks read are bound there (tcp), only when some kind
+    # is placed on Ray. Loopback is enough for a cluster inside one box.
+    bus_host: str = "127.0.0.1"
+    bus_port: int = 0  # the tcp control socket's port; 0 = any free one
+    # Wyoming protocol server for Home Assistant (`emberflow.bridges.wyoming`); None = off.
+    wyoming_host: str = "127.0.0.1"
+    wyoming_port: int | None = None
+    wyoming_zeroconf: bool = False  # advertise it as _wyoming._tcp.local. (needs the zeroconf package)
     rundir_is_temporary: bool = False
 
     @property
@@ -132,6 +144,14 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> Config:
                                                     for k, n in cfg.instances.items())):
         raise ValueError(f"instances: expected a mapping of unit kind to a whole number >= 1, "
                          f"e.g. {{llm: 2}}; got {cfg.instances!r}")
+    from emberflow.sys.placement import parse_placement
+
+    placed = parse_placement(cfg.placement, cfg.ray_address)  # raises ValueError saying what is wrong
+    if any(p.remote for p in placed.values()):
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ValueError("placement: backend ray needs Ray on this machine: pip install 'emberflow[ray]'")
     return cfg
 
 

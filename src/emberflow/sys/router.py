@@ -46,10 +46,19 @@ class Router:
         self.ctx = zmq.asyncio.Context(io_threads=1)
         self.control = self.ctx.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unroutable = error, not a silent drop
+        # A restarted host takes its identity over at once, even while the connection of the old
+        # one (on a machine that vanished) still looks open.
+        self.control.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.control.setsockopt(zmq.LINGER, 0)
         self.control_addr = f"ipc://{cfg.resolved_rundir()}/control"
         self.control.bind(self.control_addr)
         self.supervisor = Supervisor(cfg, self.control_addr, units, self._on_unit_exit)
+        if self.supervisor.has_remote:  # hosts on other machines reach the same socket over tcp
+            self.control.bind(f"tcp://{cfg.bus_host}:{cfg.bus_port or '*'}")
+            self.supervisor.remote_control_addr = self.control.getsockopt_string(zmq.LAST_ENDPOINT)
+            if cfg.bus_host not in ("127.0.0.1", "::1", "localhost"):
+                log.warning("unit control socket on %s: it has no authentication; keep the cluster on a "
+                            "trusted network", self.supervisor.remote_control_addr)
         self.conns: dict[int, ClientConnection] = {}
         self.sys_actions: dict[str, SysAction] = dict(sys_actions or {})
         self.started = time.time()
@@ -136,7 +145,7 @@ class Router:
         if opens or key not in rec.waiting:
             self.tasks.request_opened(rec, key)
         try:
-            await self._send_unit(rec.kind, control.Inference(req, conn.conn_id, [(f"{conn.kind}.recv", received)]))
+            await self._send_unit(rec.host, control.Inference(req, conn.conn_id, [(f"{conn.kind}.recv", received)]))
         except StackFlowError:
             self.tasks.request_closed(rec, key)
             raise
@@ -148,14 +157,14 @@ class Router:
 
     def _cancel(self, rec: TaskRecord, conn_id: int, request_id: str) -> None:
         rec.waiting.pop((conn_id, request_id), None)
-        up = self.supervisor.running(rec.kind)
+        up = self.supervisor.running(rec.host)
         if up is not None and up.ready.is_set():
             asyncio.get_running_loop().create_task(
-                self._send_quietly(rec.kind, control.Cancel(rec.work_id, conn_id, request_id)))
+                self._send_quietly(rec.host, control.Cancel(rec.work_id, conn_id, request_id)))
 
-    async def _send_quietly(self, kind: str, msg: control.Message) -> None:
+    async def _send_quietly(self, host: str, msg: control.Message) -> None:
         try:
-            await self._send_unit(kind, msg)
+            await self._send_unit(host, msg)
         except StackFlowError:
             pass  # the process is gone: so is the work to cancel
 
@@ -167,13 +176,18 @@ class Router:
         if req.action == "setup":
             await self._setup(conn, req)
             return
+        host = kind  # unit-level actions go to its first host
         if req.work_id in self.tasks or req.is_task_id:
             rec = self.tasks.get(req.work_id)
             if rec is None:
                 raise StackFlowError(Code.UNIT_NOT_EXIST)
             self._drive(rec, conn, req)
             msg = self._task_action(rec, conn, req)
+            host = rec.host
         elif req.work_id == kind and (req.action in RESOURCE_ACTIONS or await self._is_unit_action(kind, req.action)):
+            if req.action in RESOURCE_ACTIONS and len(self.supervisor.hosts_of(kind)) > 1:
+                raise StackFlowError(Code.UNIT_CALL, detail=f"{kind} runs as several replicas; resources are "
+                                                            "loaded per host, which replicas do not support yet")
             msg = control.Action(req, conn.conn_id)  # unit-level: the unit's process answers (resources too)
         elif req.action != "taskinfo":
             raise StackFlowError(Code.UNIT_NOT_EXIST)
@@ -182,11 +196,11 @@ class Router:
             return
         else:
             msg = control.Action(req, conn.conn_id)
-        pending = Pending(conn.conn_id, conn.principal, req, None)
+        pending = Pending(conn.conn_id, conn.principal, req, None, host)
         self.tasks.add_pending(kind, pending)
         try:
             reload = conn.principal == SYSTEM and req.action == "load_resource"
-            await self._send_unit(kind, msg, before_resources=reload)
+            await self._send_unit(host, msg, before_resources=reload)
         except StackFlowError:
             self.tasks.take_pending(kind, conn.conn_id, req.request_id)
             raise StackFlowError(Code.UNIT_CALL, detail=f"unit {kind!r} is not available") from None
@@ -213,14 +227,23 @@ class Router:
             cycle = self.tasks.would_cycle(rec.work_id, target.work_id)
             if cycle is not None:
                 raise StackFlowError(Code.LINK, detail="linking would make a cycle: " + " <- ".join(cycle))
-        return control.Action(req, conn.conn_id, target.data_addr, req.extra.get("policy") or target.output_policy)
+        return control.Action(req, conn.conn_id, self._data_addr_for(rec.kind, target),
+                              req.extra.get("policy") or target.output_policy)
+
+    def _data_addr_for(self, reader_kind: str, source: TaskRecord) -> str:
+        """The address a task of `reader_kind` reads `source` at: tcp when the reader may be on
+        another machine and the source also listens there, else the source's own (ipc locally)."""
+        if self.supervisor.is_remote(reader_kind) and source.remote_addr:
+            return source.remote_addr
+        return source.data_addr
 
     async def _setup(self, conn: ClientConnection, req: Request) -> None:
         kind = req.unit
         pending = Pending(conn.conn_id, conn.principal, req, None)
         self.tasks.add_pending(kind, pending)  # from now on, the setup is under way (health: loading)
         try:
-            up = await self.supervisor.ensure(kind)
+            up = await self.supervisor.choose(kind, lambda host: self._load_of(kind, host))
+            pending.host = up.host
             if up.schema.get("singleton"):
                 # A singleton's work id is its kind (StackFlow answers `audio`), yet a client's
                 # setup consumes a number all the same, as StackFlow counts; sys's own does not.
@@ -231,15 +254,20 @@ class Router:
                 pending.work_id = self.tasks.next_work_id(kind)  # consumed even if the setup fails
             if isinstance(req.data, dict):
                 req.data = {**self.setup_defaults.get(kind, {}), **req.data}
-            links, policies = await self._resolve_inputs(req.data)
-            await self._send_unit(kind, control.Setup(req, conn.conn_id, pending.work_id, links, policies))
+            links, policies = await self._resolve_inputs(kind, req.data)
+            await self._send_unit(up.host, control.Setup(req, conn.conn_id, pending.work_id, links, policies))
         except StackFlowError as e:
             self.tasks.take_pending(kind, conn.conn_id, req.request_id)
             if e.code == Code.LINK:
                 raise
             raise StackFlowError(Code.MODEL_LOADING, detail=f"unit {kind!r} is not available") from None
 
-    async def _resolve_inputs(self, data: Any) -> tuple[dict[str, str], dict[str, str]]:
+    def _load_of(self, kind: str, host: str) -> int:
+        """Tasks on a unit host, and setups on their way to it (the balance between replicas)."""
+        return (sum(1 for r in self.tasks.of_kind(kind) if r.host == host)
+                + sum(1 for p in self.tasks.pending.get(kind, []) if p.host == host and p.request.action == "setup"))
+
+    async def _resolve_inputs(self, kind: str, data: Any) -> tuple[dict[str, str], dict[str, str]]:
         """Data addresses and queue policies of the live tasks a setup's `input` names (StackFlow
         §8.2); `input_policy` may key a policy by the entry as written (`sys.pcm`)."""
         if not isinstance(data, dict):
@@ -253,21 +281,21 @@ class Router:
                 continue
             rec = self.tasks.get(await self.resolve_source(entry))
             if rec is not None:
-                links[rec.work_id] = rec.data_addr
+                links[rec.work_id] = self._data_addr_for(kind, rec)
                 policies[rec.work_id] = wanted.get(entry, rec.output_policy)
         return links, policies
 
-    async def _send_unit(self, kind: str, msg: control.Message, before_resources: bool = False) -> None:
-        await self.supervisor.ensure(kind)
-        reloading = self._reloading.get(kind)
+    async def _send_unit(self, host: str, msg: control.Message, before_resources: bool = False) -> None:
+        await self.supervisor.ensure(host)
+        reloading = self._reloading.get(host)
         if reloading is not None and not before_resources:
             await reloading.wait()  # a restarted unit gets its resources back before other requests
         try:
-            await self.control.send_multipart([kind.encode(), *control.encode(msg)])
+            await self.control.send_multipart([host.encode(), *control.encode(msg)])
         except zmq.ZMQError as e:  # EHOSTUNREACH: the process died between ensure and send
             raise StackFlowError(Code.UNIT_CALL, detail=str(e)) from None
 
-    # --- unit side ---------------------------------------------------------------------------------
+    # --- unit side: handlers get the sending host's identity (its kind, or `kind#N` of a replica) ---
     async def serve_units(self) -> None:
         while True:
             ident, *parts = await self.control.recv_multipart()
@@ -279,7 +307,7 @@ class Router:
 
     def _on_ready(self, kind: str, msg: control.Ready) -> None:
         self.supervisor.mark_ready(kind, msg.schema)
-        if self.resources.get(kind):
+        if self.resources.get(kind):  # (never for a replica: replicated kinds take no resources)
             gate = self._reloading[kind] = asyncio.Event()
             asyncio.get_running_loop().create_task(self._reload_resources(kind, gate))
 
@@ -289,26 +317,27 @@ class Router:
     def _reply(self, kind: str, conn: int, reply_: dict[str, Any], reason: Reason | None = None) -> Pending | None:
         """Deliver the answer to a control request; returns the request it answered."""
         rid = reply_.get("request_id", "")
-        pending = self.tasks.take_pending(kind, conn, rid)
+        pending = self.tasks.take_pending(self.supervisor.kind_of(kind), conn, rid)
         self.deliver(conn, reply_, Delivery(rid, reason))
         return pending
 
     def _on_answer(self, kind: str, msg: control.Answer | control.SetupFailed) -> None:
         self._reply(kind, msg.conn, msg.reply, getattr(msg, "reason", None))
 
-    def _on_created(self, kind: str, msg: control.TaskCreated) -> None:
+    def _on_created(self, host: str, msg: control.TaskCreated) -> None:
+        kind = self.supervisor.kind_of(host)
         pending = self.tasks.take_pending(kind, msg.conn, msg.reply.get("request_id", ""))
         data = pending.request.data if pending is not None and isinstance(pending.request.data, dict) else {}
         inputs = data.get("input", [])
-        up = self.supervisor.procs.get(kind)
+        up = self.supervisor.procs.get(host)
         schema = up.schema if up is not None else {}
         principal = pending.principal if pending is not None else SYSTEM
         rec = TaskRecord(msg.work_id, kind, principal=SHARED if schema.get("singleton") else principal,
                          owner=msg.conn, data_addr=msg.data_addr, model=msg.model, params=data,
                          inputs=[inputs] if isinstance(inputs, str) else list(inputs or []),
                          last_request_id=msg.reply.get("request_id", ""),
-                         system_frames=bool(schema.get("system_frames")),
-                         output_policy=str(schema.get("output_policy", "lossless")))
+                         system_frames=bool(schema.get("system_frames")), host=host,
+                         remote_addr=msg.remote_addr, output_policy=str(schema.get("output_policy", "lossless")))
         self.tasks.add(rec)
         self.deliver(msg.conn, msg.reply, Delivery(msg.reply.get("request_id")))
 
@@ -364,13 +393,16 @@ class Router:
                 conn.request_done(rid)
         rec.waiting.clear()
 
-    async def _on_unit_exit(self, kind: str, returncode: int, hung: bool) -> None:
+    async def _on_unit_exit(self, host: str, returncode: int, hung: bool) -> None:
         """Tell every client whose task or request died with the process, at once, instead of
         letting it hang: each waiting request gets -11, and so does each task's owner."""
-        why = f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}"
+        kind = self.supervisor.kind_of(host)
+        up = self.supervisor.procs.get(host)
+        detail = up.proc.exit_detail() if up is not None and up.proc is not None else None
+        why = detail or (f"killed by signal {-returncode}" if returncode < 0 else f"exited with code {returncode}")
         if hung:
             why = f"stopped answering (no heartbeat for {self.cfg.unit_heartbeat_timeout:.0f} s) and was killed"
-        for rec in self.tasks.lose_kind(kind, LossReason.HUNG if hung else LossReason.CRASHED, why):
+        for rec in self.tasks.lose_kind(kind, LossReason.HUNG if hung else LossReason.CRASHED, why, host=host):
             detail = f"unit process {kind!r} {why}; task {rec.work_id} is gone, set it up again"
             told = set()
             for cid, rid in list(rec.waiting):  # in the order they were sent
@@ -383,7 +415,11 @@ class Router:
                 self.deliver(rec.owner, reply(rec.last_request_id, rec.work_id, data={"detail": detail},
                                               code=Code.MODEL_RUN, message="Model run failed."),
                              Delivery(rec.last_request_id, Reason.TASK_LOST))
-        for p in self.tasks.pending.pop(kind, []):
+        pending = self.tasks.pending.pop(kind, [])
+        if host != kind or len(self.supervisor.hosts_of(kind)) > 1:  # the other replicas' requests stay
+            self.tasks.pending[kind] = [p for p in pending if p.host not in ("", host)]
+            pending = [p for p in pending if p.host in ("", host)]
+        for p in pending:
             code = Code.MODEL_LOADING if p.request.action == "setup" else Code.UNIT_CALL
             wid = p.request.unit if p.request.action == "setup" else p.request.work_id
             err = StackFlowError(code, detail=f"unit process {kind!r} {why}", reason=Reason.TASK_LOST)
@@ -411,13 +447,14 @@ class Router:
                 del self._reloading[kind]
 
     async def preload(self, kind: str) -> None:
-        try:
-            await self.supervisor.ensure(kind)
-        except StackFlowError as e:
-            log.error("preloading %s failed: %s", kind, e)
+        for host in self.supervisor.hosts_of(kind):
+            try:
+                await self.supervisor.ensure(host)
+            except StackFlowError as e:
+                log.error("preloading %s failed: %s", host, e)
 
     async def close(self) -> None:
-        await self.supervisor.stop_all()
+        await self.supervisor.close()
         self.control.close(0)
         self.ctx.term()
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from emberflow.sys.config import Config
     from emberflow.sys.router import Router
 
-SERVICE_MODULES = ("emberflow.serving.service", "emberflow.flows.service")
+SERVICE_MODULES = ("emberflow.serving.service", "emberflow.flows.service", "emberflow.bridges.wyoming.service")
 
 
 async def start_services(router: "Router", cfg: "Config") -> list[Callable[[], Awaitable[None]]]:

@@ -62,6 +62,11 @@ class TaskRecord:
     last_used: float = 0.0  # monotonic, when a lease was last taken
     system_frames: bool = False  # its unit declares its outputs system frames (a wake word)
     output_policy: str = "lossless"  # the queue policy of links from it that name none (camera: latest)
+    host: str = ""  # the unit host it lives on: its kind, or `kind#N` for a replica (sys.placement)
+    remote_addr: str | None = None  # its data socket on tcp, for tasks on other machines (if data_addr is ipc)
+
+    def __post_init__(self) -> None:
+        self.host = self.host or self.kind
 
 
 @dataclass
@@ -72,6 +77,7 @@ class Pending:
     principal: str
     request: Request
     work_id: str | None  # the work id allocated to a setup
+    host: str = ""  # the unit host it was sent to ("" until it is sent)
 
 
 # --- lifecycle events -----------------------------------------------------------------------------
@@ -105,7 +111,8 @@ class TaskLost:
 
 @dataclass(frozen=True)
 class UnitLost:
-    """Every task of `kind` is gone (after the TaskLost of each): its process died or sys reset."""
+    """The tasks of a unit host of `kind` are gone (after the TaskLost of each): its process died
+    or sys reset. With one host per kind (no replicas), that is every task of the kind."""
 
     kind: str
     reason: LossReason
@@ -206,9 +213,10 @@ class TaskTable:
             record.inputs.remove(source)
         self._emit(TaskLinked(work_id, source, linked))
 
-    def lose_kind(self, kind: str, reason: LossReason, detail: str) -> list[TaskRecord]:
-        """Every task of `kind` is gone; returns them (the router answers whoever waited)."""
-        lost = [self.records.pop(r.work_id) for r in self.of_kind(kind)]
+    def lose_kind(self, kind: str, reason: LossReason, detail: str, host: str | None = None) -> list[TaskRecord]:
+        """Every task of `kind` (on unit host `host`, if given) is gone; returns them (the router
+        answers whoever waited)."""
+        lost = [self.records.pop(r.work_id) for r in self.of_kind(kind) if host is None or r.host == host]
         for record in lost:
             self._emit(TaskLost(record.work_id, kind, reason, detail))
         self._emit(UnitLost(kind, reason))

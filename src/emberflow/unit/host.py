@@ -52,13 +52,21 @@ def task_action(name: str) -> Callable[[TaskAction], TaskAction]:
 
 
 class UnitHost:
-    def __init__(self, unit_cls: type[Unit], control_addr: str, rundir: str, model_dirs: list[Path] | None = None):
+    """`data_bind` (`tcp://ADDR`) binds task data sockets on that address instead of ipc files
+    in `rundir`, for a host on another machine than sys; `remote_bind` binds them there too,
+    besides ipc, so tasks on other machines can read this host's tasks (`TaskCreated.remote_addr`).
+    `identity` names this host on the control socket: its kind, or `kind#N` for a replica."""
+
+    def __init__(self, unit_cls: type[Unit], control_addr: str, rundir: str, model_dirs: list[Path] | None = None,
+                 *, data_bind: str | None = None, remote_bind: str | None = None, identity: str | None = None):
         self.unit_cls = unit_cls
         self.kind = unit_cls.kind
         self.rundir = rundir
+        self.data_bind = data_bind
+        self.remote_bind = remote_bind
         self.ctx = zmq.Context(io_threads=1)  # one I/O thread: this is a 2-core edge box
         self.control = self.ctx.socket(zmq.DEALER)
-        self.control.setsockopt(zmq.IDENTITY, self.kind.encode())
+        self.control.setsockopt(zmq.IDENTITY, (identity or self.kind).encode())
         self.control.setsockopt(zmq.LINGER, 500)
         self.control.connect(control_addr)
         self.outbox = self.ctx.socket(zmq.PULL)
@@ -271,9 +279,15 @@ class UnitHost:
             return
         if replaces is not None:
             replaces.stop()  # its data address is bound again by the new task below
-        task = Task(unit, params, work_id, data_addr=f"ipc://{self.rundir}/{work_id}.pub",
-                    setup_request_id=req.request_id, ctx=self.ctx,
-                    model=model_ref.descriptor if model_ref else None, last_control=lambda: self.last_control)
+        # tcp binds `:*`: the task reads back the port it got (Task.data_addr after start); a
+        # singleton set up again keeps its address (its readers stay connected)
+        data_addr = f"{self.data_bind}:*" if self.data_bind else f"ipc://{self.rundir}/{work_id}.pub"
+        also_bind = f"{self.remote_bind}:*" if self.remote_bind else None
+        if replaces is not None:
+            data_addr, also_bind = replaces.data_addr, replaces.remote_addr or also_bind
+        task = Task(unit, params, work_id, data_addr=data_addr, setup_request_id=req.request_id, ctx=self.ctx,
+                    model=model_ref.descriptor if model_ref else None, last_control=lambda: self.last_control,
+                    also_bind=also_bind)
         task.start()
         self.tasks[work_id] = task
         if replaces is not None:  # same links, same subscription socket
@@ -288,7 +302,7 @@ class UnitHost:
             sub.setsockopt(zmq.SUBSCRIBE, topic_of(source))
             task.link_policy[source] = Policy(msg.policies.get(source, "lossless"))
         self._to_sys(control.TaskCreated(msg.conn, reply(req.request_id, work_id), work_id, task.data_addr,
-                                         model_ref.name if model_ref else None))
+                                         model_ref.name if model_ref else None, task.remote_addr))
 
     def _resolve_model(self, data: dict[str, Any]) -> ModelRef | None:
         if self.catalogue is None:
@@ -511,12 +525,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rundir", required=True)
     ap.add_argument("--unit-path", default=None, help="module:Class of a user unit")
     ap.add_argument("--model-dir", action="append", default=[], help="a directory model file paths may be under")
+    ap.add_argument("--remote-bind", default=None, help="tcp://ADDR: also bind task data sockets there, for "
+                                                        "tasks on other machines")
     args = ap.parse_args(argv)
     logging.basicConfig(level=os.environ.get("EMBERFLOW_LOG", "INFO"),
                         format=f"%(asctime)s {args.kind} %(levelname)s %(message)s")
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # sys owns our lifecycle
     unit_cls = load_unit_class(args.kind, args.unit_path)
-    UnitHost(unit_cls, args.control, args.rundir, [Path(d) for d in args.model_dir]).run()
+    UnitHost(unit_cls, args.control, args.rundir, [Path(d) for d in args.model_dir],
+             remote_bind=args.remote_bind).run()
 
 
 if __name__ == "__main__":

@@ -57,12 +57,15 @@ class WorkItem:
 class Task:
     def __init__(self, unit: Unit, params: UnitParams, work_id: str, *, data_addr: str,
                  setup_request_id: str, ctx: zmq.Context[Any], model: dict[str, Any] | None,
-                 last_control: Callable[[], tuple[str, int]] = lambda: ("0", NO_CONN), queue_size: int = 64):
+                 last_control: Callable[[], tuple[str, int]] = lambda: ("0", NO_CONN), queue_size: int = 64,
+                 also_bind: str | None = None):
         self.unit = unit
         self.params = params
         self.work_id = work_id
         self.kind = type(unit).kind
-        self.data_addr = data_addr
+        self.data_addr = data_addr  # a `tcp://ADDR:*` becomes the address really bound, once started
+        self._also_bind = also_bind  # a second address (tcp) for subscribers on other machines
+        self.remote_addr: str | None = None
         self.model = model or {}
         self.inputs: list[str] = list(params.input)
         self.link_policy: dict[str, Policy] = {}
@@ -80,7 +83,9 @@ class Task:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"task-{work_id}", daemon=True)
         self.stats: dict[str, Any] = {"inferences": 0, "errors": 0, "outputs": 0, "aborted": 0, "last_ms": None,
-                                      "refused": 0}
+                                      "refused": 0, "frames_missed": 0}
+        self._published = 0  # frames this task numbered (BusFrame.seq)
+        self._seen: dict[str, int] = {}  # upstream work id -> the last frame number read from it
         resources = unit.context.resources if hasattr(unit, "context") else None  # set by the host
         unit.context = TaskContext(work_id, emit=self._emit_extra, post=self._post, resources=resources)
 
@@ -109,12 +114,25 @@ class Task:
     def submit_frame(self, frame: BusFrame) -> None:
         """A frame from a linked task. System frames (declared by their unit, e.g. wake words)
         interrupt; the host reads a lossless link only while the queue has room."""
+        self._count_missed(frame)
         if frame.system:
             self.wake(frame)
             return
         policy = self.link_policy.get(frame.source, Policy.LOSSLESS)
         key = frame.source if policy is Policy.LATEST else None
         self.queue.put(WorkItem("frame", frame, self._epoch), latest_key=key, timeout=0)
+
+    def _count_missed(self, frame: BusFrame) -> None:
+        """Frame numbers skipped on a link are frames lost on the way: counted and logged. The
+        first frame read from a source sets where its numbering starts (a link made mid-stream)."""
+        last = self._seen.get(frame.source)
+        if frame.seq:
+            self._seen[frame.source] = frame.seq
+        if last is not None and frame.seq > last + 1:
+            missed = frame.seq - last - 1
+            self.stats["frames_missed"] += missed
+            log.warning("%s: %d frame(s) from %s never arrived (numbers %d-%d)", self.work_id, missed,
+                        frame.source, last + 1, frame.seq - 1)
 
     def cancel(self, conn: int, request_id: str) -> bool:
         """The client of a request left: stop it if it runs, drop it if it waits."""
@@ -186,6 +204,10 @@ class Task:
         self._pub.setsockopt(zmq.SNDHWM, 256)
         self._pub.setsockopt(zmq.LINGER, 0)
         self._pub.bind(self.data_addr)
+        self.data_addr = self._pub.getsockopt_string(zmq.LAST_ENDPOINT)
+        if self._also_bind:
+            self._pub.bind(self._also_bind)
+            self.remote_addr = self._pub.getsockopt_string(zmq.LAST_ENDPOINT)
         self._out = self._ctx.socket(zmq.PUSH)
         self._out.setsockopt(zmq.LINGER, 0)
         self._out.connect(OUTBOX)
@@ -291,7 +313,9 @@ class Task:
             elif isinstance(data, dict) and isinstance(data.get("delta"), (bytes, bytearray)):
                 payload = bytes(data["delta"])
                 bus_data = client_data = {**data, "delta": ""}  # the client's delta is the payload
-        frame = BusFrame(self.work_id, object, bus_data, payload, system=system, hops=list(hops)).stamp(self.work_id)
+        self._published += 1
+        frame = BusFrame(self.work_id, object, bus_data, payload, system=system, hops=list(hops),
+                         seq=self._published).stamp(self.work_id)
         self._publish(frame)
         if self.params.enoutput and client:
             item = self._item

@@ -48,3 +48,14 @@ def examples(name: str) -> list[dict]:
     if not path.exists():
         pytest.skip(f"{path} not found: the shared/ reference folder must sit beside the repo")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance between two texts (for character error rates)."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from support import levenshtein
 from PIL import Image, ImageDraw, ImageFont
 from toolchain_models import package_file
 
@@ -60,16 +62,6 @@ def decode(probs: np.ndarray, charset: list[str]) -> str:
             chars.append(charset[i])
         prev = i
     return "".join(chars)
-
-
-def levenshtein(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
 
 
 def cer(model: Path, images: list[np.ndarray], texts: list[str], charset: list[str]) -> tuple[float, float]:

@@ -11,17 +11,9 @@ import pytest
 from support import Server, examples
 from visionkit import b64, photo, send_raw
 
+from support import levenshtein
+
 pytestmark = pytest.mark.slow
-
-
-def edit_distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
 
 
 # skimage's page.png, the lines that are whole in the photo (the last one is cut off at the bottom)
@@ -99,7 +91,7 @@ def test_classify_puts_espresso_first_and_ocr_reads_the_page(vision_server):
     c.infer(ocr, b64("page.png"), object="ocr.jpeg.base64", request_id="page")
     result = c.next_message(lambda m: m["work_id"] == ocr, timeout=180)["data"]
     lines = [line["text"] for line in result["lines"]]
-    errors = sum(min(edit_distance(truth, got) for got in lines) for truth in PAGE)
+    errors = sum(min(levenshtein(truth, got) for got in lines) for truth in PAGE)
     cer = errors / sum(len(t) for t in PAGE)
     assert cer <= 0.05, (cer, lines)
     first = result["lines"][0]

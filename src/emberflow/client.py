@@ -19,10 +19,11 @@ import socket
 import threading
 from typing import Any, Iterator
 
+from emberflow.errors import EmberflowError
 from emberflow.protocol.framing import Frame, FrameDecoder
 
 
-class ServerError(Exception):
+class ServerError(EmberflowError):
     def __init__(self, msg: dict[str, Any]):
         self.msg = msg
         err = msg.get("error", {})

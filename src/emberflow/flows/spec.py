@@ -18,11 +18,13 @@ from typing import Any
 
 import yaml
 
+from emberflow.errors import EmberflowError
+
 BUILTIN = Path(__file__).parent / "builtin"
 POLICIES = ("lossless", "latest")
 
 
-class FlowError(ValueError):
+class FlowError(EmberflowError, ValueError):
     pass
 
 

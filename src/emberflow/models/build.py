@@ -28,10 +28,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from emberflow.errors import EmberflowError
+
 COMPLETE = ".complete"
 
 
-class BuildError(RuntimeError):
+class BuildError(EmberflowError, RuntimeError):
     pass
 
 

@@ -22,6 +22,8 @@ from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
+from emberflow.errors import EmberflowError
+
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 STORAGE_DTYPES = {
     "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
@@ -30,7 +32,7 @@ STORAGE_DTYPES = {
 }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(EmberflowError, ValueError):
     pass
 
 

@@ -24,6 +24,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from emberflow.errors import EmberflowError
+
 MAGIC = b"EMBRFLOW"
 VERSION = (1, 0)
 ALIGN = 16
@@ -33,7 +35,7 @@ ENTRY = struct.Struct("<40sIIQQ")  # 64 bytes
 KIND_MANIFEST, KIND_MODEL, KIND_BLOB = 1, 2, 3
 
 
-class BundleError(ValueError):
+class BundleError(EmberflowError, ValueError):
     pass
 
 

@@ -18,12 +18,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from emberflow.errors import EmberflowError
 from emberflow.runtime.backends import Backend, TensorSpec, backend_for
 
 MODEL_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite"}
 
 
-class EngineError(ValueError):
+class EngineError(EmberflowError, ValueError):
     """Bad model file or bad inputs; the message says what to change."""
 
 

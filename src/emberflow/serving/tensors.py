@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from emberflow.errors import EmberflowError
+
 T = TypeVar("T")
 # Requests smaller than this are decoded on the event loop: a thread hop costs more than they do.
 OFF_LOOP_BYTES = 64 * 1024
@@ -28,7 +30,7 @@ DTYPES: dict[str, np.dtype] = {
 _NAMES = {v: k for k, v in DTYPES.items()}
 
 
-class TensorError(ValueError):
+class TensorError(EmberflowError, ValueError):
     """A malformed tensor in a request; the message names the tensor and what is wrong."""
 
 

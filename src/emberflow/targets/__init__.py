@@ -13,10 +13,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emberflow.errors import EmberflowError
+
 BUILTIN_DIR = Path(__file__).parent
 
 
-class TargetError(ValueError):
+class TargetError(EmberflowError, ValueError):
     pass
 
 

@@ -10,10 +10,13 @@ single-input models).
 from __future__ import annotations
 
 from pathlib import Path
+
 import numpy as np
 
+from emberflow.errors import EmberflowError
 
-class InputsError(ValueError):
+
+class InputsError(EmberflowError, ValueError):
     pass
 
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from emberflow.errors import EmberflowError
 from emberflow.runtime.bundle import KIND_BLOB, KIND_MODEL, Section, read_bundle, write_bundle
 from emberflow.toolchain.graph import Graph, device_dtypes, load_graph
 from emberflow.toolchain.memplan import plan_memory
@@ -16,7 +17,7 @@ from emberflow.toolchain.memplan import plan_memory
 MAX_NAME = 24  # keeps section names like "graph/<name>/<stage>" within the 40-byte field
 
 
-class PackError(ValueError):
+class PackError(EmberflowError, ValueError):
     pass
 
 

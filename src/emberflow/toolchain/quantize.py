@@ -15,10 +15,12 @@ from typing import Callable
 
 import numpy as np
 
+from emberflow.errors import EmberflowError
+
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile", "distribution")
 
 
-class QuantizeError(ValueError):
+class QuantizeError(EmberflowError, ValueError):
     pass
 
 
@@ -89,9 +91,8 @@ def quantize_model(
     op_types: list[str] | None = None,
     on_sample: Callable[[], None] | None = None,
 ) -> QuantizeSummary:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
     import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     model, output = Path(model), Path(output)
     if model.suffix.lower() != ".onnx":

@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from emberflow.errors import EmberflowError
 
-class TfjsError(ValueError):
+
+class TfjsError(EmberflowError, ValueError):
     """The TF.js model cannot be read or converted; the message names the node and what to do."""
 
 

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from emberflow.errors import EmberflowError
 from emberflow.toolchain.tflite_writer import TFL_TYPES, S, TfliteBuilder
 
 
-class ExportError(ValueError):
+class ExportError(EmberflowError, ValueError):
     pass
 
 

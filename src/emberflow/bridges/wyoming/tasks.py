@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+from emberflow.errors import EmberflowError
 from emberflow.protocol.errors import Code
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("emberflow.wyoming")
 
 
-class BridgeError(Exception):
+class BridgeError(EmberflowError):
     """A unit refused or failed a request: told to the Wyoming client as an `error` event."""
 
     def __init__(self, text: str, code: str = "emberflow"):

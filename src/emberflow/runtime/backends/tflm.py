@@ -8,6 +8,7 @@ import tempfile
 
 import numpy as np
 
+from emberflow.errors import EmberflowError
 from emberflow.runtime.backends.base import Backend, TensorSpec
 
 
@@ -48,7 +49,7 @@ def tflm_io_specs(model: bytes) -> tuple[list[TensorSpec], list[TensorSpec]]:
     return [spec(i) for i in sg.inputs], [spec(i) for i in sg.outputs]
 
 
-class TflmLoadError(RuntimeError):
+class TflmLoadError(EmberflowError, RuntimeError):
     def __init__(self, message: str, log: str) -> None:
         super().__init__(message)
         self.log = log.strip()

@@ -12,6 +12,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, NotRequired, TypedDict
 
+from emberflow.errors import EmberflowError
+
 if TYPE_CHECKING:
     from emberflow.targets import Target
 
@@ -104,7 +106,7 @@ class Manifest(TypedDict):
     build: NotRequired[BuildRecord | None]
 
 
-class BuildError(RuntimeError):
+class BuildError(EmberflowError, RuntimeError):
     """A compiler, linker or emulator step failed; the message says which and why."""
 
 

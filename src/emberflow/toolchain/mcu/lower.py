@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from emberflow.errors import EmberflowError
 from emberflow.toolchain.mcu import quantmath as qm
 from emberflow.toolchain.mcu.tflite_model import Op, Subgraph, Tensor
 
 
-class CompileError(ValueError):
+class CompileError(EmberflowError, ValueError):
     """The model cannot be compiled; the message names the node and says what to do."""
 
 

@@ -11,6 +11,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from emberflow.errors import EmberflowError
+
 PROTOCOL_VERSION = 1
 SYNC = b"\xa5\x5a"
 HELLO, HELLO_ACK, RUN, LAYER, OUTPUT, DONE, RESET, BYE, ERROR = (
@@ -26,7 +28,7 @@ HELLO, HELLO_ACK, RUN, LAYER, OUTPUT, DONE, RESET, BYE, ERROR = (
 )
 
 
-class ProtocolError(RuntimeError):
+class ProtocolError(EmberflowError, RuntimeError):
     pass
 
 

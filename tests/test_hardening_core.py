@@ -241,3 +241,50 @@ def test_a_killed_unit_leaves_no_ipc_files(fresh_server):
     while list(rundir.glob("echo.*.pub")):
         assert time.monotonic() < deadline, list(rundir.glob("*.pub"))
         time.sleep(0.1)
+
+
+def test_after_a_crash_the_http_pool_holds_no_dead_slots(tmp_path):
+    """Item 15: the HTTP gateway's two warm LLM tasks die with their process; once it is back,
+    the gateway holds only the one task it sets up again, so a StackFlow client gets the unit's
+    other slot (not -21 for the next 30 s), and /health says 503 until the warm task is there."""
+    s = Server(tmp_path, config={"token": TOKEN, "preload": ["llm"]})
+    try:
+        url = f"http://127.0.0.1:{s.http_port}"
+        chat = f"{url}/v1/chat/completions"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+
+        def health() -> int:
+            return requests.get(f"{url}/health", timeout=30).status_code
+
+        deadline = time.monotonic() + 120
+        while health() != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        two = [[] for _ in range(2)]  # two chats at once: the pool grows to both of llm's slots
+        threads = [threading.Thread(target=_sse, args=(chat, {**CHAT, "max_tokens": 300}, out)) for out in two]
+        for t in threads:
+            t.start()
+        with s.client(timeout=60) as c:
+            c.request("sys", "auth", data=TOKEN)
+            while sum(1 for out in two if len(out) > 2) < 2:  # both answering
+                assert time.monotonic() < deadline + 120 and all(t.is_alive() for t in threads), two
+                time.sleep(0.05)
+            llm = [t for t in c.request("sys", "lstask")["data"]["tasks"] if t["unit"] == "llm"]
+            assert len(llm) == 2, llm
+            os.kill(s.unit_pid("llm"), signal.SIGKILL)  # mid-answer: both were busy
+            for t in threads:
+                t.join(300)
+            seen = []
+            while (code := health()) != 200 or not seen:  # 503 while the warm task is gone or loading
+                seen.append(code)
+                assert time.monotonic() < deadline + 120, seen[-5:]
+                time.sleep(0.05)
+            assert 503 in seen
+            mine = c.setup("llm", {"model": "smollm2-135m-instruct", "max_token_len": 8})  # the free slot
+            assert c.ask(mine, "Say hi.")
+            tasks = [t["work_id"] for t in c.request("sys", "lstask")["data"]["tasks"] if t["unit"] == "llm"]
+            assert mine in tasks and len(tasks) == 2
+            ok = requests.post(chat, json={**CHAT, "max_tokens": 4}, headers=auth, timeout=120)
+            assert ok.status_code == 200  # and HTTP still has its warm task
+    finally:
+        s.stop()

@@ -218,19 +218,29 @@ def _request_fields(req: Request) -> dict[str, Any]:
             "data": req.data, "extra": req.extra}
 
 
+_FIELDS: dict[type[Message], tuple[str, ...]] = {}  # per class, once: dataclasses.fields() is slow per call
+
+
+def _field_names(cls: type[Message]) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
 def encode(msg: Message) -> list[bytes]:
     """The message as ZeroMQ parts: `[header]`, or `[header, bytes]` when it carries a binary part."""
     header: dict[str, Any] = {"type": type(msg).__name__}
     blob: bytes | None = None
-    for f in fields(msg):
-        value = getattr(msg, f.name)
+    for name in _field_names(type(msg)):
+        value = getattr(msg, name)
         if isinstance(value, Request):
-            blob = value.payload if f.name == msg.binary else None
+            blob = value.payload if name == msg.binary else None
             value = _request_fields(value)
-        elif f.name == msg.binary:
+        elif name == msg.binary:
             blob = value
             continue
-        header[f.name] = value
+        header[name] = value
     parts = [json.dumps(header, separators=(",", ":")).encode()]
     if blob is not None:
         parts.append(bytes(blob))
@@ -248,17 +258,17 @@ def decode(parts: list[bytes]) -> Message:
         raise ControlError(f"not a control message: {parts[:1]!r}") from None
     blob = parts[1] if len(parts) > 1 else None
     kwargs: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.name == "request":
+    for name in _field_names(cls):
+        if name == "request":
             kwargs["request"] = Request(**header["request"], payload=blob if cls.binary == "request" else None)
-        elif f.name == cls.binary:
-            kwargs[f.name] = blob
-        elif f.name == "hops":
+        elif name == cls.binary:
+            kwargs[name] = blob
+        elif name == "hops":
             kwargs["hops"] = [tuple(h) for h in header.get("hops", ())]
-        elif f.name == "reason":
+        elif name == "reason":
             kwargs["reason"] = None if header.get("reason") is None else Reason(header["reason"])
-        elif f.name in header:
-            kwargs[f.name] = header[f.name]
+        elif name in header:
+            kwargs[name] = header[name]
     try:
         return cls(**kwargs)
     except TypeError as e:

@@ -75,13 +75,10 @@ class SmartTurn:
     def __init__(self, model_path: str | Path, threads: int = 1):
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        from emberflow.voice.cpu import onnx_options
+
         # Idle onnxruntime workers spin by default: that would steal a core from Whisper and the LLM.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session: Any = ort.InferenceSession(str(model_path), sess_options=opts,
+        self.session: Any = ort.InferenceSession(str(model_path), sess_options=onnx_options(threads),
                                                  providers=["CPUExecutionProvider"])
         self.calls = 0
         self.probability(np.zeros(pcm.RATE, np.int16))  # warm up: the first run allocates

@@ -42,3 +42,9 @@ def sounds_unfinished(text: str, language: str = "en") -> bool:
     if not words:
         return False
     return words[-1] in _NEEDS_MORE or (words[-1] in _NEEDS_MORE_UNPUNCTUATED and not _TERMINAL.search(stripped))
+
+
+def needs_continuation(word: str) -> bool:
+    """A word after which speech cannot pause naturally ("the", "of", "and", "is", ...)."""
+    w = word.strip(",.?!;:").lower()
+    return w in _NEEDS_MORE or w in _NEEDS_MORE_UNPUNCTUATED

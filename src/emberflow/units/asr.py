@@ -125,6 +125,9 @@ class ASRUnit(Unit[ASRParams]):
         self.ended_by: collections.Counter[str] = collections.Counter()
         self.after_endpoint_ms: collections.deque[float] = collections.deque(maxlen=20)
         self.history: collections.deque = collections.deque(maxlen=10)
+        # (capture time, frame, speech probability) heard while not listening: ~1.3 s
+        self.recent: collections.deque[tuple[float, bytes, float]] = collections.deque(maxlen=40)
+        self.barge_ins = 0
         self.transcribe(bytes(pcm.FRAME_BYTES * 16))  # warm up: the first decode is several times slower
         self._decode_live(bytes(pcm.FRAME_BYTES * 16))
 
@@ -164,15 +167,25 @@ class ASRUnit(Unit[ASRParams]):
         return self.utterances.decode(audio, self._hotwords())
 
     # --- live audio -----------------------------------------------------------------------
-    def on_wake(self, frame=None) -> None:
-        # The wake overtakes queued audio (system frames jump queues): ignore what was captured
-        # before the wake word ended, using the capture stamp the wake frame carries.
-        self.awake_after = frame.hops[0][1] if frame is not None and frame.hops else 0.0
+    def on_wake(self, frame=None) -> Any:
         self.listening = True
         self.ep.reset()
         self.ep.no_speech_timeout = self.p.no_speech_timeout
-        self.tail_left = int(WAKE_TAIL * pcm.RATE / pcm.FRAME)
         self._new_utterance()
+        speech_start = frame.data.get("speech_start") if frame is not None and isinstance(frame.data, dict) else None
+        if speech_start is not None:
+            # A barge-in: the user is already talking. Listen from the pre-roll before their
+            # first word, replaying what was heard while we were not listening.
+            self.awake_after, self.tail_left = speech_start - self.p.pre_roll, 0
+            heard = [(c, f, p) for c, f, p in self.recent if c > self.awake_after]
+            self.recent.clear()
+            self.barge_ins += 1
+            out = [self._listen(f, p, c) for c, f, p in heard]
+            return next((o for o in out if o is not None), None)
+        # The wake overtakes queued audio (system frames jump queues): ignore what was captured
+        # before the wake word ended, using the capture stamp the wake frame carries.
+        self.awake_after = frame.hops[0][1] if frame is not None and frame.hops else 0.0
+        self.tail_left = int(WAKE_TAIL * pcm.RATE / pcm.FRAME)
         return None
 
     def _new_utterance(self) -> None:
@@ -190,16 +203,20 @@ class ASRUnit(Unit[ASRParams]):
         if not (frame.payload and frame.object.startswith("sys.pcm")):
             return None
         prob = self.vad.process(memoryview(pcm.to_float(frame.payload).data))
-        if not self.listening:
-            return None
         captured = frame.hops[0][1] if frame.hops else 0.0
+        if not self.listening:
+            self.recent.append((captured, frame.payload, prob))  # what a barge-in would start from
+            return None
         if captured <= self.awake_after:
             return None
+        return self._listen(frame.payload, prob, captured)
+
+    def _listen(self, payload: bytes, prob: float, captured: float) -> Any:
         if self.tail_left:
             # Skip the end of the wake word itself, until a pause or WAKE_TAIL has passed.
             self.tail_left = 0 if prob < self.p.threshold else self.tail_left - 1
             return None
-        event = self.ep.feed(frame.payload, prob, captured)
+        event = self.ep.feed(payload, prob, captured)
         if isinstance(event, Utterance):
             return self._finish(event, "max_utterance" if event.forced else "silence")
         if event == "start":
@@ -329,7 +346,7 @@ class ASRUnit(Unit[ASRParams]):
                # how the final transcript was had at each endpoint: reused from the background,
                # waited for (a decode under way), or decoded after the endpoint
                "transcripts": dict(self.live.counts), "after_endpoint_ms": list(self.after_endpoint_ms),
-               "cpu_threads": self.threads}
+               "cpu_threads": self.threads, "barge_ins": self.barge_ins}
         if self.turns is not None:
             out["turn_verdicts"] = dict(self.turns.counts)
             out["turn_probabilities"] = list(self.turns.probabilities)

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Literal, cast
 from pydantic import Field
 
 from emberflow.unit import IO, Code, Unit, UnitError, UnitParams
+from emberflow.voice.cpu import renice_process
 
 # The tiny default model rambles without a system prompt (see shared/models.md).
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer in one or two short sentences."
@@ -33,6 +34,8 @@ class LLMParams(UnitParams):
     repetition_penalty: float = Field(1.0, ge=0.5, le=2.0)
     n_ctx: int = Field(2048, ge=128, le=32768, description="Context window in tokens.")
     n_threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = all cores.")
+    nice: int = Field(0, ge=0, le=19, description="Lower this unit process's CPU priority by this much "
+                                                  "(e.g. so speech synthesis wins the cores while it talks).")
     seed: int = Field(-1, description="Sampling seed; -1 = random.")
     context: bool = Field(False, description="Keep multi-turn history; the input text 'reset' clears it.")
     precompute_len: int = Field(0, ge=0, description="StackFlow ctx models: > 0 also keeps history.")
@@ -62,6 +65,7 @@ class LLMUnit(Unit[LLMParams]):
         if self.model_path is None:
             raise UnitError(Code.MODEL_LOADING, detail="model weights not found")
         self.params = params
+        self.nice = renice_process(params.nice)  # before llama.cpp starts its threads: they inherit it
         self.generated: collections.deque[int] = collections.deque(maxlen=8)  # tokens of recent answers
         self.llm = Llama(
             model_path=str(self.model_path),
@@ -179,7 +183,8 @@ class LLMUnit(Unit[LLMParams]):
             yield tail
 
     def info(self) -> dict[str, Any]:
-        return {"generated_tokens": list(self.generated)}  # an aborted answer shows as a short one
+        return {"generated_tokens": list(self.generated),  # an aborted answer shows as a short one
+                "n_threads": self.llm.n_threads, "nice": self.nice}
 
     def _prompt_tokens(self, turn: dict[str, str]) -> tuple[list[int], list[str]]:
         p = self.params

@@ -67,6 +67,8 @@ class ASRParams(UnitParams):
                                                                   "turn is judged.")
     turn_threshold: float = Field(0.5, gt=0, lt=1, description="Semantic mode: Smart Turn probability of a "
                                                                 "complete turn that ends it.")
+    turn_words: bool = Field(True, description="Semantic mode: a turn whose words stop mid-sentence ('the capital "
+                                               "of') is not over, whatever the audio model says.")
     turn_model: str = Field("smart-turn-v3", description="Semantic mode: the end-of-turn model (catalogue name).")
     short_context: bool = Field(True, description="Live utterances: encode the utterance's own length, not "
                                                   "Whisper's 30 s window (about 5x less CPU on a question).")
@@ -144,7 +146,8 @@ class ASRUnit(Unit[ASRParams]):
         except ModelUnavailable as e:
             raise UnitError(Code.MODEL_LOADING, detail=f"endpointing 'semantic': {e}") from None
         # One thread: it runs beside Whisper's decode of the same pause, on a 2-core machine.
-        return TurnTaking(SmartTurn(str(path), threads=1), params.turn_threshold, params.language)
+        return TurnTaking(SmartTurn(str(path), threads=1), params.turn_threshold, params.language,
+                          check_words=params.turn_words)
 
     # --- decoding -------------------------------------------------------------------------
     def transcribe(self, audio: bytes) -> str:

@@ -69,6 +69,7 @@ class AudioUnit(Unit[AudioParams]):
         self.stops: list[float] = []  # when playback was stopped by barge-in
         self.stopped_by: list[str | None] = []  # the task whose system frame stopped it (a wake word)
         self.playing = False
+        self.playback_started = 0.0  # when the current run of playback began (a new answer)
         self._played_levels: collections.deque[tuple[float, float]] = collections.deque(maxlen=64)  # (t, rms)
         self._sink = self._open_sink(params.sink)
         self._player = threading.Thread(target=self._play_loop, name="audio-play", daemon=True)
@@ -123,8 +124,9 @@ class AudioUnit(Unit[AudioParams]):
         self.context.mark("capture")
         data: dict[str, Any] = {"seq": self.seq, "rate": pcm.RATE}
         reference = self._reference_rms()
-        if reference is not None:
-            data["playing"], data["reference_rms"] = True, reference
+        if reference is not None or self.playing or self._queue:
+            # an answer is under way (between two clauses too): what the microphone may hear of it
+            data.update(playing=True, reference_rms=reference or 0.0, playback_started=self.playback_started)
         self.context.emit("sys.pcm", data, frame)
 
     def _reference_rms(self) -> float | None:
@@ -208,6 +210,8 @@ class AudioUnit(Unit[AudioParams]):
                 if not self._running:
                     return
                 data, hops = self._queue.popleft()
+                if clock is None:  # was idle: a new answer starts
+                    self.playback_started = time.monotonic()
                 self.playing = True
             if hops:
                 self._note_turn(hops)

@@ -59,7 +59,8 @@ class BargeInUnit(Unit[BargeInParams]):
         meta = frame.data if isinstance(frame.data, dict) else {}
         playing = bool(meta.get("playing"))
         prob = self.vad.process(memoryview(pcm.to_float(frame.payload).data))  # state follows the stream
-        onset = self.detector.feed(frame.payload, prob, playing, float(meta.get("reference_rms", 0.0)))
+        onset = self.detector.feed(frame.payload, prob, playing, float(meta.get("reference_rms", 0.0)),
+                                   float(meta.get("playback_started", 0.0)))
         if onset is None:
             return None
         captured = frame.hops[0][1] if frame.hops else time.monotonic()

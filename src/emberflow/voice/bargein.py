@@ -42,11 +42,19 @@ class BargeInDetector:
     _ratios: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=94))  # ~3 s
     _run: int = 0
     _onset: int = -1  # frame index where the current voiced run began
+    _held: list[float] = field(default_factory=list)  # ratios of the run: learned only if it was not the user
     _fired: bool = False  # one barge-in per answer: playback stops, the next answer re-arms it
+    _answer: float = 0.0  # `playback_started` of the answer being heard
     frames: int = 0
 
     def reset(self) -> None:
         self._run, self._onset = 0, -1
+        self._held = []
+
+    def _run_broken(self) -> None:
+        """A voiced run too short to be the user: it was echo after all, so it teaches the level."""
+        self._ratios.extend(self._held)
+        self.reset()
 
     @property
     def echo_gain(self) -> float:
@@ -54,26 +62,31 @@ class BargeInDetector:
             return self.initial_gain
         return float(np.percentile(self._ratios, 90))
 
-    def feed(self, frame: bytes, prob: float, playing: bool, reference_rms: float) -> int | None:
-        """The frame index where the user's speech began, when this frame confirms a barge-in."""
+    def feed(self, frame: bytes, prob: float, playing: bool, reference_rms: float,
+             playback_started: float = 0.0) -> int | None:
+        """The frame index where the user's speech began, when this frame confirms a barge-in.
+        `playback_started` tells answers apart (the microphone may be silent in between)."""
         index, self.frames = self.frames, self.frames + 1
-        if not playing:
+        if not playing or playback_started != self._answer:
             self.reset()
-            self._fired = False
-            return None
+            self._fired, self._answer = False, playback_started
+            if not playing:
+                return None
         if self._fired:
-            return None
+            return None  # the user's own speech after a barge-in teaches nothing about the echo
         level = rms(frame)
-        if reference_rms >= QUIET_REFERENCE:
-            self._ratios.append(level / reference_rms)
-        echo = self.echo_gain * reference_rms
-        over_echo = level > echo * 10 ** (self.guard_db / 20)
+        ratio = level / reference_rms if reference_rms >= QUIET_REFERENCE else None
+        over_echo = level > self.echo_gain * reference_rms * 10 ** (self.guard_db / 20)
         if prob >= self.threshold and over_echo:
             if self._run == 0:
                 self._onset = index
             self._run += 1
+            if ratio is not None:
+                self._held.append(ratio)  # maybe the user: not learned unless the run breaks
         else:
-            self.reset()
+            self._run_broken()
+            if ratio is not None:
+                self._ratios.append(ratio)
         if self._run * FRAME_S >= self.min_speech:
             onset = self._onset
             self.reset()

@@ -35,6 +35,7 @@ class TurnTaking:
     model: SmartTurn
     threshold: float = 0.5
     language: str = "en"
+    check_words: bool = True  # False: the audio model alone decides
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="smart-turn"))
     # How each verdict came about, for taskinfo and tests.
     counts: dict[str, int] = field(default_factory=lambda: {"asked": 0, "complete": 0, "incomplete_audio": 0,
@@ -57,7 +58,7 @@ class TurnTaking:
         if pause is None:
             return "undecided"
         words = transcript[1].text if transcript is not None and transcript[0] >= pause.frames else None
-        if words is not None and sounds_unfinished(words, self.language):
+        if words is not None and self.check_words and sounds_unfinished(words, self.language):
             return self._decided("incomplete_words")
         if not pause.probability.done():
             return "undecided"

@@ -70,6 +70,7 @@ class AudioUnit(Unit[AudioParams]):
         self.stopped_by: list[str | None] = []  # the task whose system frame stopped it (a wake word)
         self.playing = False
         self.playback_started = 0.0  # when the current run of playback began (a new answer)
+        self._last_stop_origin: Any = None  # first hop of the interruption last handled
         self._played_levels: collections.deque[tuple[float, float]] = collections.deque(maxlen=64)  # (t, rms)
         self._sink = self._open_sink(params.sink)
         self._player = threading.Thread(target=self._play_loop, name="audio-play", daemon=True)
@@ -188,7 +189,16 @@ class AudioUnit(Unit[AudioParams]):
             self._cond.notify()
 
     def on_wake(self, frame=None) -> None:
-        """Barge-in: drop everything queued and stop the sound now."""
+        """Barge-in: drop everything queued and stop the sound now.
+
+        One interruption reaches us twice: from the wake word (or barge-in) task we follow, at
+        once, and from the TTS's stop, once its current clause is synthesised. By then the wake
+        chime may be playing, and the late stop must not cut it: a stop whose trail starts where
+        the one already handled started is the same interruption."""
+        origin = frame.hops[0] if frame is not None and frame.hops else None
+        if origin is not None and origin == self._last_stop_origin:
+            return None
+        self._last_stop_origin = origin
         with self._cond:
             was_playing = self.playing or bool(self._queue)
             self._queue.clear()

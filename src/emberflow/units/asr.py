@@ -349,10 +349,12 @@ class ASRUnit(Unit[ASRParams]):
                # how the final transcript was had at each endpoint: reused from the background,
                # waited for (a decode under way), or decoded after the endpoint
                "transcripts": dict(self.live.counts), "after_endpoint_ms": list(self.after_endpoint_ms),
+               "decode_ms": list(self.live.decode_ms),  # wall time of each background decode
                "cpu_threads": self.threads, "barge_ins": self.barge_ins}
         if self.turns is not None:
             out["turn_verdicts"] = dict(self.turns.counts)
             out["turn_probabilities"] = list(self.turns.probabilities)
+            out["turn_model_ms"] = list(self.turns.model_ms)
         return out
 
     def teardown(self) -> None:

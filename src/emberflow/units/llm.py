@@ -12,6 +12,13 @@ import collections
 import os
 from typing import Any, Iterator, Literal, cast
 
+# llama.cpp's OpenMP team spins between two tokens by default (GOMP's active wait): on a 2-core
+# machine that takes the core the token's delivery (task, host, sys, client) and the speech
+# stages need, and with more runnable threads than cores the spinning collapses decoding itself
+# (bench/llm_tcp_vs_direct.py). Passive threads sleep between tokens. It must be set before
+# llama.cpp's libraries load (they are imported in setup); an explicit setting is respected.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from pydantic import Field
 
 from emberflow.unit import IO, Code, Unit, UnitError, UnitParams

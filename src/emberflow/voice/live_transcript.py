@@ -13,6 +13,8 @@ speech came after the last decode began is there anything left to wait for.
 from __future__ import annotations
 
 from collections.abc import Callable
+import collections
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -32,6 +34,14 @@ class LiveTranscript:
     on_ready: Callable[[], None] = lambda: None  # called from the decoding thread when a job ends
     counts: dict[str, int] = field(default_factory=lambda: {"reused": 0, "waited": 0, "decoded": 0, "dropped": 0})
     _jobs: list[_Job] = field(default_factory=list)
+    decode_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=20))
+
+    def _timed(self, audio: bytes) -> Transcript:
+        start = time.monotonic()
+        try:
+            return self.decode(audio)
+        finally:
+            self.decode_ms.append(round((time.monotonic() - start) * 1000, 1))
 
     def reset(self) -> None:
         """A new utterance: earlier jobs may still finish, but nobody will look at them."""
@@ -61,7 +71,7 @@ class LiveTranscript:
             if not job.future.running() and not job.future.done() and job.future.cancel():
                 self.counts["dropped"] += 1
         self._jobs = [j for j in self._jobs if not j.future.cancelled()]
-        future = self.pool.submit(self.decode, audio)
+        future = self.pool.submit(self._timed, audio)
         future.add_done_callback(lambda f: None if f.cancelled() else self.on_ready())
         self._jobs.append(_Job(frames, future))
 
@@ -77,4 +87,4 @@ class LiveTranscript:
             self.counts["waited"] += 1
             return running[0].future.result()
         self.counts["decoded"] += 1
-        return self.pool.submit(self.decode, audio).result()
+        return self.pool.submit(self._timed, audio).result()

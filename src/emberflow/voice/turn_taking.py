@@ -11,6 +11,8 @@ One `Pause` per pause: when the user speaks again, the pending opinions are forg
 
 from __future__ import annotations
 
+import collections
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
@@ -42,11 +44,19 @@ class TurnTaking:
                                                             "incomplete_words": 0})
     probabilities: list[float] = field(default_factory=list)  # recent model outputs
     pause: Pause | None = None
+    model_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=20))
+
+    def _timed(self, audio: np.ndarray) -> float:
+        start = time.monotonic()
+        try:
+            return self.model.probability(audio)
+        finally:
+            self.model_ms.append(round((time.monotonic() - start) * 1000, 1))
 
     def ask(self, frames: int, audio: np.ndarray) -> Future[float]:
         """Start the model on the turn so far (speech and the pause, as the model was trained)."""
         self.counts["asked"] += 1
-        self.pause = Pause(frames, self.pool.submit(self.model.probability, audio))
+        self.pause = Pause(frames, self.pool.submit(self._timed, audio))
         return self.pause.probability
 
     def forget(self) -> None:

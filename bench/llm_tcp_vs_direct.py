@@ -7,8 +7,8 @@ Same GGUF (SmolLM2-135M-Instruct), same chat template, same prompts, greedy deco
 - tcp:    `emberflow up` on loopback, llm unit process, `Client.stream` (llm.utf-8.stream), timed here;
 - direct: `Llama.create_chat_completion(stream=True)`, timed in-process (the target's baseline),
           with llama.cpp's OpenMP defaults (`OMP_WAIT_POLICY` unset: threads spin between tokens);
-- direct-passive: the same with `OMP_WAIT_POLICY=PASSIVE`, as the llm unit sets it (units/llm.py),
-          so the transport's own cost is also seen against the same thread policy;
+- direct-passive: the same with `OMP_WAIT_POLICY=PASSIVE` (threads sleep at barriers and between
+          tokens instead of spinning): what the thread policy alone does, beside the transport;
 - unit:   the same LLMUnit code, timed in-process (LocalTask): isolates what the transport costs
           from what the unit's own decoding loop costs.
 Each model lives in its own process (the two in-process ones in worker children that time
@@ -108,8 +108,7 @@ class InProcess:
 
     def __init__(self, mode: str, p: dict):
         env = dict(os.environ)
-        env.pop("OMP_WAIT_POLICY", None)  # this process's own setting (units/llm.py set it) is not the child's
-        if mode != "direct":
+        if mode == "direct-passive":
             env["OMP_WAIT_POLICY"] = "PASSIVE"
         self.proc = subprocess.Popen([sys.executable, __file__, "--serve", mode, "--params", json.dumps(p)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)

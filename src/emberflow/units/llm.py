@@ -12,12 +12,11 @@ import collections
 import os
 from typing import Any, Iterator, Literal, cast
 
-# llama.cpp's OpenMP team spins between two tokens by default (GOMP's active wait): on a 2-core
-# machine that takes the core the token's delivery (task, host, sys, client) and the speech
-# stages need, and with more runnable threads than cores the spinning collapses decoding itself
-# (bench/llm_tcp_vs_direct.py). Passive threads sleep between tokens. It must be set before
-# llama.cpp's libraries load (they are imported in setup); an explicit setting is respected.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# llama.cpp's OpenMP team spins at every barrier, between two tokens too (GOMP's active wait).
+# Left as it is: on an idle 2-core machine sleeping threads decode a third slower (75 -> 50 tok/s
+# with 2 threads), while on a loaded one spinning collapses decoding (2 vs 13 tok/s); see
+# bench/llm_wait_policy.py. Operators of a busy box can set OMP_WAIT_POLICY or GOMP_SPINCOUNT
+# in the environment of `emberflow up`: llama.cpp's libraries load in setup, after it is read.
 
 from pydantic import Field
 

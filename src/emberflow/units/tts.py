@@ -5,9 +5,10 @@ Text is synthesised as it streams in from a linked LLM: the first chunk of each 
 as it has `first_chunk_words` words (or reaches a comma), so the first words play while the LLM
 is still writing, then clause by clause. Piper's ONNX session uses `cpu_threads` threads that
 sleep when idle, so synthesis and llama.cpp share the two cores without spinning.
-`response_format: sys.pcm` plays on the audio unit (the router links it); stream formats return base64 PCM chunks (16 kHz S16LE mono); other formats
-return one base64 payload (a WAV file when the format contains "wav"). A wake word stops
-playback, drops queued audio and the text not yet spoken.
+`response_format: sys.pcm` plays on the audio unit (the router links it); stream formats return
+base64 PCM chunks (16 kHz S16LE mono); other formats return one base64 payload (a WAV file when
+the format contains "wav"). A wake word stops playback, drops queued audio and the text not yet
+spoken.
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ speech came after the last decode began is there anything left to wait for.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import collections
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 

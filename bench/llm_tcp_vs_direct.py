@@ -1,6 +1,6 @@
 """LLM decode tokens/s and time-to-first-token: StackFlow TCP vs direct in-process llama-cpp-python.
 
-    python bench/llm_tcp_vs_direct.py [--rounds 4] [--max-tokens 64] [--threads 2] [--json]
+    python bench/llm_tcp_vs_direct.py [--rounds 4] [--max-tokens 64] [--threads 2] [--stream-interval-ms 25] [--json]
 
 Same GGUF (SmolLM2-135M-Instruct), same chat template, same prompts, greedy decoding
 (temperature 0), same max tokens and n_threads, all in one run. Three ways to ask:
@@ -53,7 +53,7 @@ def sampling(args: argparse.Namespace) -> dict:
             "prompt": DEFAULT_SYSTEM_PROMPT, "prompt_suffix": "",  # the catalogue's style hint: not in the direct call
             "max_token_len": args.max_tokens, "temperature": 0.0,
             "top_p": 0.9, "top_k": 40, "repetition_penalty": 1.0, "n_ctx": 2048, "n_threads": args.threads,
-            "seed": 0}
+            "seed": 0, "stream_interval_ms": args.stream_interval_ms}
 
 
 def timed(pieces: Iterator[str]) -> dict:
@@ -134,6 +134,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2, help="n_threads for every mode")
+    ap.add_argument("--stream-interval-ms", type=float, default=25.0,
+                    help="the llm unit's stream_interval_ms (0: one message per piece)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--serve", choices=["direct", "direct-passive", "unit"], help=argparse.SUPPRESS)
     ap.add_argument("--params", help=argparse.SUPPRESS)

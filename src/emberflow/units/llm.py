@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import collections
 import os
+import time
 from typing import Any, Iterator, Literal, cast
 
 # llama.cpp's OpenMP team spins at every barrier, between two tokens too (GOMP's active wait).
@@ -40,8 +41,11 @@ class LLMParams(UnitParams):
     repetition_penalty: float = Field(1.0, ge=0.5, le=2.0)
     n_ctx: int = Field(2048, ge=128, le=32768, description="Context window in tokens.")
     n_threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = all cores.")
-    nice: int = Field(0, ge=0, le=19, description="Lower this unit process's CPU priority by this much "
-                                                  "(e.g. so speech synthesis wins the cores while it talks).")
+    stream_interval_ms: float = Field(
+        25.0, ge=0, le=1000, description="Stream: pieces decoded within this long of the last message sent go out "
+                                         "together (the first one at once); 0 = one message per piece.")
+    nice: int = Field(0, ge=0, le=19, description="Nice value (at least) of this unit process's threads, "
+                                                  "e.g. so speech synthesis wins the cores while it talks.")
     seed: int = Field(-1, description="Sampling seed; -1 = random.")
     context: bool = Field(False, description="Keep multi-turn history; the input text 'reset' clears it.")
     precompute_len: int = Field(0, ge=0, description="StackFlow ctx models: > 0 also keeps history.")
@@ -165,6 +169,11 @@ class LLMUnit(Unit[LLMParams]):
         counts = counts if counts is not None else {}
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         generated = 0
+        # Pieces decoded within `stream_interval_ms` of the last one sent go out together: each
+        # message wakes the host, sys and the client, and takes a core from llama.cpp's threads.
+        interval = p.stream_interval_ms / 1000
+        held: list[str] = []
+        held_since = 0.0
         self.generated.append(0)
         for token in self.llm.generate(tokens, top_k=p.top_k, top_p=top_p, temp=temperature,
                                        repeat_penalty=p.repetition_penalty, reset=True):
@@ -183,10 +192,14 @@ class LLMUnit(Unit[LLMParams]):
             answer.append(piece)
             if stop and any(s in "".join(answer[-4:]) for s in stop):
                 break
-            yield piece
+            held.append(piece)
+            now = time.monotonic()
+            if len(answer) == 1 or now - held_since >= interval:  # the first piece never waits
+                yield "".join(held)
+                held, held_since = [], now
         tail = decoder.decode(b"", final=True)
-        if tail:
-            yield tail
+        if held or tail:
+            yield "".join(held) + tail
 
     def info(self) -> dict[str, Any]:
         return {"generated_tokens": list(self.generated),  # an aborted answer shows as a short one

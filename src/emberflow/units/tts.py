@@ -42,7 +42,7 @@ class TTSParams(UnitParams):
     first_chunk_words: int = Field(4, ge=0, le=20, description="Speak the first words of an answer as soon as "
                                                                "this many have arrived (0: wait for a clause).")
     cpu_threads: int = Field(0, ge=0, le=64, description="Piper's ONNX threads; 0 = all cores.")
-    nice: int = Field(0, ge=0, le=19, description="Lower this unit process's CPU priority by this much.")
+    nice: int = Field(0, ge=0, le=19, description="Nice value (at least) of this unit process's threads.")
 
 
 class TTSUnit(Unit[TTSParams]):

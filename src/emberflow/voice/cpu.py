@@ -16,14 +16,17 @@ import os
 from pathlib import Path
 
 
-def renice_process(increment: int) -> int:
-    """Lower (positive) this process's priority by `increment` on every thread; returns the
-    nice value of the calling thread afterwards. Raising priority (negative) needs privileges."""
-    if increment == 0 or not hasattr(os, "setpriority"):
-        return os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else 0
-    for tid in _thread_ids():
-        with contextlib.suppress(ProcessLookupError, PermissionError):  # a thread that just ended; a refused raise
-            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+def renice_process(level: int) -> int:
+    """Give every thread of this process at least the nice value `level` (0-19; a thread already
+    nicer keeps its own, so a second task asking the same changes nothing); returns the calling
+    thread's nice value afterwards. Only lowering priority: raising it needs privileges."""
+    if not hasattr(os, "setpriority"):
+        return 0
+    if level > 0:
+        for tid in _thread_ids():
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # a thread that just ended
+                if os.getpriority(os.PRIO_PROCESS, tid) < level:
+                    os.setpriority(os.PRIO_PROCESS, tid, min(19, level))
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 

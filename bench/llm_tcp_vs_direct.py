@@ -1,11 +1,14 @@
 """LLM decode tokens/s and time-to-first-token: StackFlow TCP vs direct in-process llama-cpp-python.
 
-    python bench/llm_tcp_vs_direct.py [--rounds 4] [--max-tokens 64] [--threads 2] [--json]
+    python bench/llm_tcp_vs_direct.py [--rounds 4] [--max-tokens 64] [--threads 2] [--stream-interval-ms 25] [--json]
 
 Same GGUF (SmolLM2-135M-Instruct), same chat template, same prompts, greedy decoding
 (temperature 0), same max tokens and n_threads, all in one run. Three ways to ask:
 - tcp:    `emberflow up` on loopback, llm unit process, `Client.stream` (llm.utf-8.stream), timed here;
-- direct: `Llama.create_chat_completion(stream=True)`, timed in-process (the target's baseline);
+- direct: `Llama.create_chat_completion(stream=True)`, timed in-process (the target's baseline),
+          with llama.cpp's OpenMP defaults (`OMP_WAIT_POLICY` unset: threads spin between tokens);
+- direct-passive: the same with `OMP_WAIT_POLICY=PASSIVE` (threads sleep at barriers and between
+          tokens instead of spinning): what the thread policy alone does, beside the transport;
 - unit:   the same LLMUnit code, timed in-process (LocalTask): isolates what the transport costs
           from what the unit's own decoding loop costs.
 Each model lives in its own process (the two in-process ones in worker children that time
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -40,7 +44,7 @@ PROMPTS = [
     "How many legs does a spider have?",
     "What does a thermometer measure?",
 ]
-MODES = ["tcp", "direct", "unit"]
+MODES = ["tcp", "direct", "direct-passive", "unit"]
 
 
 def sampling(args: argparse.Namespace) -> dict:
@@ -49,7 +53,7 @@ def sampling(args: argparse.Namespace) -> dict:
             "prompt": DEFAULT_SYSTEM_PROMPT, "prompt_suffix": "",  # the catalogue's style hint: not in the direct call
             "max_token_len": args.max_tokens, "temperature": 0.0,
             "top_p": 0.9, "top_k": 40, "repetition_penalty": 1.0, "n_ctx": 2048, "n_threads": args.threads,
-            "seed": 0}
+            "seed": 0, "stream_interval_ms": args.stream_interval_ms}
 
 
 def timed(pieces: Iterator[str]) -> dict:
@@ -85,7 +89,7 @@ def serve_in_process(mode: str, p: dict) -> None:
     """Child mode: hold one model in this process and answer questions read from stdin, timing each
     answer here, in-process. One model per process, like the llm unit process: two llama.cpp
     contexts in one process would share (and contend for) its CPU threads."""
-    if mode == "direct":
+    if mode.startswith("direct"):
         from llama_cpp import Llama
 
         llm = Llama(model_path=weights_path(), n_ctx=p["n_ctx"], n_threads=p["n_threads"], seed=p["seed"],
@@ -103,8 +107,11 @@ class InProcess:
     """A `serve_in_process` child; `ask(question)` returns its in-process timings."""
 
     def __init__(self, mode: str, p: dict):
+        env = dict(os.environ)
+        if mode == "direct-passive":
+            env["OMP_WAIT_POLICY"] = "PASSIVE"
         self.proc = subprocess.Popen([sys.executable, __file__, "--serve", mode, "--params", json.dumps(p)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError(f"in-process {mode} worker failed to start")
 
@@ -127,8 +134,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2, help="n_threads for every mode")
+    ap.add_argument("--stream-interval-ms", type=float, default=25.0,
+                    help="the llm unit's stream_interval_ms (0: one message per piece)")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--serve", choices=["direct", "unit"], help=argparse.SUPPRESS)
+    ap.add_argument("--serve", choices=["direct", "direct-passive", "unit"], help=argparse.SUPPRESS)
     ap.add_argument("--params", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -144,13 +153,14 @@ def main() -> None:
     with Daemon() as d, Client("127.0.0.1", d.port, timeout=120) as c:
         try:
             wid = c.setup("llm", p)
-            workers = [InProcess("direct", p), InProcess("unit", p)]
+            workers = [InProcess("direct", p), InProcess("direct-passive", p), InProcess("unit", p)]
             ask: dict[str, Callable[[str], dict]] = {
-                "tcp": lambda q: timed(c.stream(wid, q)), "direct": workers[0].ask, "unit": workers[1].ask}
+                "tcp": lambda q: timed(c.stream(wid, q)), "direct": workers[0].ask,
+                "direct-passive": workers[1].ask, "unit": workers[2].ask}
             for mode in MODES:  # warm-up: first-call allocations, page cache
                 ask[mode](PROMPTS[0])
             for r in range(args.rounds):
-                order = MODES[r % 3:] + MODES[:r % 3]
+                order = MODES[r % len(MODES):] + MODES[:r % len(MODES)]
                 for i, question in enumerate(PROMPTS):
                     for mode in order:
                         run = ask[mode](question)
@@ -169,9 +179,10 @@ def main() -> None:
             "decode_tok_s": decoded / sum(x["decode_s"] for x in rs),
             "ttft_ms_p50": statistics.median(x["ttft_s"] for x in rs) * 1000,
             "ttft_ms_mean": statistics.fmean(x["ttft_s"] for x in rs) * 1000}
-    tcp, base, unit = runs["tcp"], runs["direct"], runs["unit"]
+    tcp, base, unit, passive = runs["tcp"], runs["direct"], runs["unit"], runs["direct-passive"]
     m = result["modes"]
     result["tok_s_ratio_tcp_vs_direct"] = m["tcp"]["decode_tok_s"] / m["direct"]["decode_tok_s"]
+    result["tok_s_ratio_tcp_vs_direct_passive"] = m["tcp"]["decode_tok_s"] / m["direct-passive"]["decode_tok_s"]
     result["tok_s_ratio_tcp_vs_unit"] = m["tcp"]["decode_tok_s"] / m["unit"]["decode_tok_s"]
 
     def rate(x: dict) -> float:
@@ -180,11 +191,15 @@ def main() -> None:
     # Medians of per-pair ratios resist the bursts of other work on a shared machine better.
     result["tok_s_ratio_tcp_vs_direct_paired_p50"] = statistics.median(rate(a) / rate(b) for a, b in zip(tcp, base))
     result["tok_s_ratio_tcp_vs_unit_paired_p50"] = statistics.median(rate(a) / rate(u) for a, u in zip(tcp, unit))
+    result["tok_s_ratio_tcp_vs_direct_passive_paired_p50"] = statistics.median(
+        rate(a) / rate(b) for a, b in zip(tcp, passive))
     # Paired by (round, prompt): the same question asked moments apart.
     result["ttft_overhead_ms_vs_direct_p50"] = statistics.median(
         (a["ttft_s"] - b["ttft_s"]) * 1000 for a, b in zip(tcp, base))
     result["ttft_overhead_ms_vs_unit_p50"] = statistics.median(
         (a["ttft_s"] - b["ttft_s"]) * 1000 for a, b in zip(tcp, unit))
+    result["ttft_overhead_ms_vs_direct_passive_p50"] = statistics.median(
+        (a["ttft_s"] - b["ttft_s"]) * 1000 for a, b in zip(tcp, passive))
     result["identical_answers"] = sum(a["text"] == b["text"] == u["text"] for a, b, u in zip(tcp, base, unit))
     result["pairs"] = len(tcp)
     if args.json:
@@ -196,7 +211,8 @@ def main() -> None:
           f"{len(PROMPTS)} prompts × {args.rounds} rounds)")
     print(conditions)
     names = {"tcp": "emberflow TCP stream (client ↔ sys ↔ llm unit)", "direct": "llama-cpp-python "
-             "create_chat_completion, in-process", "unit": "LLMUnit in-process (LocalTask), no transport"}
+             "create_chat_completion, in-process", "direct-passive": "the same, OMP_WAIT_POLICY=PASSIVE",
+             "unit": "LLMUnit in-process (LocalTask), no transport"}
     print_table(["path", "decode tok/s", "TTFT p50 (ms)", "TTFT mean (ms)", "tokens"],
                 [[names[k], f"{v['decode_tok_s']:.1f}", f"{v['ttft_ms_p50']:.1f}", f"{v['ttft_ms_mean']:.1f}",
                   v["tokens"]] for k, v in m.items()])
@@ -208,6 +224,11 @@ def main() -> None:
                   f"{result['tok_s_ratio_tcp_vs_direct_paired_p50']:.3f}", "≥ 0.95"],
                  ["TTFT overhead TCP − direct (median of pairs)", f"{result['ttft_overhead_ms_vs_direct_p50']:+.1f} ms",
                   "≤ 10 ms"],
+                 ["tokens/s ratio TCP / direct with passive threads (all / median of pairs)",
+                  f"{result['tok_s_ratio_tcp_vs_direct_passive']:.3f} / "
+                  f"{result['tok_s_ratio_tcp_vs_direct_passive_paired_p50']:.3f}", ""],
+                 ["TTFT overhead TCP − direct with passive threads (median of pairs)",
+                  f"{result['ttft_overhead_ms_vs_direct_passive_p50']:+.1f} ms", ""],
                  ["tokens/s ratio TCP / in-process unit (all / median of pairs)",
                   f"{result['tok_s_ratio_tcp_vs_unit']:.3f} / {result['tok_s_ratio_tcp_vs_unit_paired_p50']:.3f}", ""],
                  ["TTFT overhead TCP − in-process unit (median of pairs)",

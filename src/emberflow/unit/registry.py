@@ -15,6 +15,7 @@ BUILTIN_UNITS: dict[str, str] = {
     "embed": "emberflow.units.embed:EmbedUnit",
     "audio": "emberflow.units.audio:AudioUnit",
     "kws": "emberflow.units.kws:KWSUnit",
+    "bargein": "emberflow.units.bargein:BargeInUnit",
     "vad": "emberflow.units.vad:VADUnit",
     "asr": "emberflow.units.asr:ASRUnit",
     "whisper": "emberflow.units.asr:WhisperUnit",

@@ -5,8 +5,14 @@ endpointing.
   silence, maximum length, no-speech timeout). With a `kws.N` input the task starts paused, a
   wake arms it, and it pauses again after each utterance; with a `vad.N` input, that task's
   `false` event also ends the utterance.
-- Latency: at the first silent frame after speech the transcription starts speculatively, so
-  it runs while the end-of-utterance silence is being confirmed; if speech resumes it is dropped.
+- End of turn: `endpointing: silence` ends an utterance after `min_silence` of silence;
+  `endpointing: semantic` asks Smart Turn and the words heard so far at each short pause
+  (`turn_pause`) and ends the turn at once when both say it is complete, else keeps listening
+  up to `min_silence` (voice/turn_taking.py).
+- Recognition done before the endpoint: the utterance so far is decoded in the background at
+  every pause (voice/live_transcript.py), on the utterance's own length instead of Whisper's
+  30 s window (voice/utterance_decoder.py); at the endpoint a transcript that covers every voiced
+  frame is reused as it is (`taskinfo`: `transcripts`).
 - Stream output: cumulative partial hypotheses while speech goes on, then the final text + ".".
 - Inference mode (`input` has `asr.*`/`whisper.*`): audio pushed by the client is transcribed whole.
 - Sessions (`on_chunk`: WebSocket `/units/asr/session`, StackFlow stream chunks): audio streamed in
@@ -18,20 +24,27 @@ from __future__ import annotations
 
 import collections
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import AliasChoices, Field
 
 from emberflow.protocol.errors import StackFlowError
 from emberflow.unit import IO, Chunk, Code, Final, Unit, UnitError, UnitParams
 from emberflow.voice import pcm
 from emberflow.voice.endpointer import Endpointer, Utterance
+from emberflow.voice.live_transcript import LiveTranscript
+from emberflow.voice.utterance_decoder import Transcript, UtteranceDecoder
 
 WAKE_TAIL = 0.3  # seconds of audio after a wake that may still be the wake word itself
-# Speculative decoding starts after this much silence, not at the first silent frame: pauses
-# between words are shorter, and a stale decode would hold the decoder when the real one is due.
-SPECULATE_AFTER = 0.15
+# The background decode of a pause starts after this much silence, not at the first silent
+# frame: Silero dips between words, and a stale decode would hold the decoder when the real one
+# is due. Semantic mode decides at `turn_pause`, so it starts sooner.
+DECODE_AFTER = {"silence": 0.15, "semantic": 0.064}
+DECODE_TAIL_FRAMES = 2  # frames of the pause decoded with the speech: final consonants fade out
+NO_SPEECH = 0.6  # Whisper's no-speech probability above which an "utterance" was noise
 MAX_HOTWORDS_CHARS = 600
 
 
@@ -47,9 +60,21 @@ class ASRParams(UnitParams):
     max_utterance: float = Field(15.0, ge=1, le=120, description="Longest utterance (s) before it is cut.",
                                  validation_alias=AliasChoices("max_utterance", "rule3"))
     pre_roll: float = Field(0.4, ge=0, le=2, description="Audio kept before the detected speech start (s).")
+    endpointing: Literal["silence", "semantic"] = Field(
+        "silence", description="'silence': a turn ends after min_silence. 'semantic': Smart Turn and the words so "
+                               "far are asked at each pause of turn_pause; min_silence is then the longest wait.")
+    turn_pause: float = Field(0.15, ge=0.05, le=2, description="Semantic mode: silence (s) at which the end of "
+                                                                  "turn is judged.")
+    turn_threshold: float = Field(0.5, gt=0, lt=1, description="Semantic mode: Smart Turn probability of a "
+                                                                "complete turn that ends it.")
+    turn_words: bool = Field(True, description="Semantic mode: a turn whose words stop mid-sentence ('the capital "
+                                               "of') is not over, whatever the audio model says.")
+    turn_model: str = Field("smart-turn-v3", description="Semantic mode: the end-of-turn model (catalogue name).")
+    short_context: bool = Field(True, description="Live utterances: encode the utterance's own length, not "
+                                                  "Whisper's 30 s window (about 5x less CPU on a question).")
     partial_interval: float = Field(1.0, ge=0, le=10, description="Seconds between partial hypotheses; 0 = none.")
     max_input_seconds: float = Field(300, ge=1, le=3600, description="Longest audio accepted through inference.")
-    cpu_threads: int = Field(0, ge=0, le=64, description="0 = all cores.")
+    cpu_threads: int = Field(0, ge=0, le=64, description="Whisper's threads; 0 = all cores.")
     hotwords: str = Field("", max_length=128, description="Id of a loaded resource: names and terms to favour "
                                                           "(e.g. contacts, product names).")
 
@@ -85,6 +110,7 @@ class ASRUnit(Unit[ASRParams]):
         self.model = WhisperModel(str(self.model_path), device="cpu", compute_type="int8",
                                   cpu_threads=params.cpu_threads or os.cpu_count() or 1)
         self.multilingual = self.model.model.is_multilingual
+        self.utterances = UtteranceDecoder(self.model, params.language, params.beam_size)
         self.vad = SileroVAD(pcm.RATE)
         self.ep = Endpointer(threshold=params.threshold, min_silence=params.min_silence, pre_roll=params.pre_roll,
                              max_utterance=params.max_utterance)
@@ -93,11 +119,35 @@ class ASRUnit(Unit[ASRParams]):
         self.tail_left = 0  # frames after a wake still to skip while the wake word ends
         self.awake_after = 0.0  # capture time of the last wake
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="asr-decode")
-        self.speculative: Future | None = None
-        self.partial: Future | None = None
-        self.partial_at = 0.0
+        self.live = LiveTranscript(self._decode_live, self.pool, on_ready=lambda: self.context.post(self._decoded))
+        self.turns = self._turn_taking(params)
+        self.decode_after = DECODE_AFTER[params.endpointing]
+        self.partial_at, self.partial_sent, self.asked_at = 0.0, "", -1
+        self.threads = params.cpu_threads or os.cpu_count() or 1
+        self.ended_by: collections.Counter[str] = collections.Counter()
+        self.after_endpoint_ms: collections.deque[float] = collections.deque(maxlen=20)
         self.history: collections.deque = collections.deque(maxlen=10)
+        # (capture time, frame, speech probability) heard while not listening: ~1.3 s
+        self.recent: collections.deque[tuple[float, bytes, float]] = collections.deque(maxlen=40)
+        self.barge_ins = 0
         self.transcribe(bytes(pcm.FRAME_BYTES * 16))  # warm up: the first decode is several times slower
+        self._decode_live(bytes(pcm.FRAME_BYTES * 16))
+
+    def _turn_taking(self, params: ASRParams) -> Any:
+        if params.endpointing != "semantic":
+            return None
+        from emberflow.models.catalogue import Catalogue, ModelUnavailable
+        from emberflow.voice.smart_turn import SmartTurn
+        from emberflow.voice.turn_taking import TurnTaking
+
+        cat = Catalogue()
+        try:
+            path = cat.prepare(cat.find(params.turn_model, "turn"))
+        except ModelUnavailable as e:
+            raise UnitError(Code.MODEL_LOADING, detail=f"endpointing 'semantic': {e}") from None
+        # One thread: it runs beside Whisper's decode of the same pause, on a 2-core machine.
+        return TurnTaking(SmartTurn(str(path), threads=1), params.turn_threshold, params.language,
+                          check_words=params.turn_words)
 
     # --- decoding -------------------------------------------------------------------------
     def transcribe(self, audio: bytes) -> str:
@@ -106,43 +156,75 @@ class ASRUnit(Unit[ASRParams]):
         segments, _ = self.model.transcribe(
             samples, language=self.p.language if self.multilingual else None, beam_size=self.p.beam_size,
             vad_filter=False, without_timestamps=True, condition_on_previous_text=False,
-            hotwords=self.get_resource(self.p.hotwords) if self.p.hotwords else None)
+            hotwords=self._hotwords())
         return "".join(s.text for s in segments).strip()
 
+    def _hotwords(self) -> str | None:
+        return self.get_resource(self.p.hotwords) if self.p.hotwords else None
+
+    def _decode_live(self, audio: bytes) -> Transcript:
+        """A live utterance (decoding thread)."""
+        if not self.p.short_context:
+            return Transcript(self.transcribe(audio), 0.0)
+        self.decoded_seconds = getattr(self, "decoded_seconds", 0.0) + len(audio) / 2 / pcm.RATE
+        return self.utterances.decode(audio, self._hotwords())
+
     # --- live audio -----------------------------------------------------------------------
-    def on_wake(self, frame=None) -> None:
-        # The wake overtakes queued audio (system frames jump queues): ignore what was captured
-        # before the wake word ended, using the capture stamp the wake frame carries.
-        self.awake_after = frame.hops[0][1] if frame is not None and frame.hops else 0.0
+    def on_wake(self, frame=None) -> Any:
         self.listening = True
         self.ep.reset()
         self.ep.no_speech_timeout = self.p.no_speech_timeout
+        self._new_utterance()
+        speech_start = frame.data.get("speech_start") if frame is not None and isinstance(frame.data, dict) else None
+        if speech_start is not None:
+            # A barge-in: the user is already talking. Listen from the pre-roll before their
+            # first word, replaying what was heard while we were not listening.
+            self.awake_after, self.tail_left = speech_start - self.p.pre_roll, 0
+            heard = [(c, f, p) for c, f, p in self.recent if c > self.awake_after]
+            self.recent.clear()
+            self.barge_ins += 1
+            out = [self._listen(f, p, c) for c, f, p in heard]
+            return next((o for o in out if o is not None), None)
+        # The wake overtakes queued audio (system frames jump queues): ignore what was captured
+        # before the wake word ended, using the capture stamp the wake frame carries.
+        self.awake_after = frame.hops[0][1] if frame is not None and frame.hops else 0.0
         self.tail_left = int(WAKE_TAIL * pcm.RATE / pcm.FRAME)
-        self.speculative = self.partial = None
         return None
+
+    def _new_utterance(self) -> None:
+        self.live.reset()
+        if self.turns is not None:
+            self.turns.forget()
+        self.partial_at, self.partial_sent, self.asked_at = 0.0, "", -1
 
     def on_frame(self, frame) -> Any:
         if frame.source.startswith("vad"):
             if frame.data is False and self.listening:
                 utt = self.ep.force_end()
-                return self._finish(utt) if utt else None
+                return self._finish(utt, "vad") if utt else None
             return None
         if not (frame.payload and frame.object.startswith("sys.pcm")):
             return None
         prob = self.vad.process(memoryview(pcm.to_float(frame.payload).data))
-        if not self.listening:
-            return None
         captured = frame.hops[0][1] if frame.hops else 0.0
+        if not self.listening:
+            self.recent.append((captured, frame.payload, prob))  # what a barge-in would start from
+            return None
         if captured <= self.awake_after:
             return None
+        return self._listen(frame.payload, prob, captured)
+
+    def _listen(self, payload: bytes, prob: float, captured: float) -> Any:
         if self.tail_left:
             # Skip the end of the wake word itself, until a pause or WAKE_TAIL has passed.
             self.tail_left = 0 if prob < self.p.threshold else self.tail_left - 1
             return None
-        event = self.ep.feed(frame.payload, prob, captured)
+        event = self.ep.feed(payload, prob, captured)
         if isinstance(event, Utterance):
-            return self._finish(event)
-        if event == "timeout":
+            return self._finish(event, "max_utterance" if event.forced else "silence")
+        if event == "start":
+            self._new_utterance()
+        elif event == "timeout":
             if self.gated:
                 self.listening = False
             return None
@@ -151,38 +233,56 @@ class ASRUnit(Unit[ASRParams]):
         return None
 
     def _while_speaking(self) -> Any:
-        if self.ep.trailing_silence > 0:
-            if self.ep.trailing_silence < min(SPECULATE_AFTER, self.p.min_silence / 2):
-                return None
-            if self.speculative is None:  # speech may have ended: decode now, confirm later
-                if self.partial is not None and not self.partial.done():
-                    self.partial.cancel()  # the endpoint decode matters more than a partial
-                self.speculative = self.pool.submit(self.transcribe, self.ep.current_audio())
+        silence, voiced = self.ep.trailing_silence, self.ep.voiced_frames
+        if silence == 0:  # speaking: the opinions about the last pause are stale
+            if self.turns is not None:
+                self.turns.forget()
+            due = self.p.partial_interval and self.ep.speech_seconds - self.partial_at >= self.p.partial_interval
+            if due and self.p.streams_output:
+                self.partial_at = self.ep.speech_seconds
+                self.live.request(voiced, self.ep.current_audio())
             return None
-        if self.speculative is not None:
-            self.speculative.cancel()  # speech resumed: that guess is stale (cancelled if not started)
-        self.speculative = None
-        due = self.p.partial_interval and self.ep.speech_seconds - self.partial_at >= self.p.partial_interval
-        if due and self.p.streams_output and (self.partial is None or self.partial.done()):
-            self.partial_at = self.ep.speech_seconds
-            self.partial = self.pool.submit(self.transcribe, self.ep.current_audio())
-            self.partial.add_done_callback(lambda f: self.context.post(lambda: self._partial_ready(f)))
-        return None
+        if silence >= self.decode_after:  # the user may be done: have the transcript ready
+            self.live.request(voiced, self.ep.current_audio(voiced + DECODE_TAIL_FRAMES))
+        if self.turns is not None and silence >= self.p.turn_pause and self.asked_at != voiced:
+            self.asked_at = voiced  # once per pause (a pause is known by the speech before it)
+            audio = np.frombuffer(self.ep.current_audio(), dtype="<i2")
+            self.turns.ask(voiced, audio).add_done_callback(lambda f: self.context.post(self._decoded))
+        return self._judge()
 
-    def _partial_ready(self, f: Future) -> str | None:
-        if f is not self.partial or not self.ep.in_speech or f.exception():
+    def _decoded(self) -> Any:
+        """A background decode or a turn verdict finished (task thread)."""
+        if not self.ep.in_speech:
             return None
-        return f.result() or None  # cumulative hypothesis, as StackFlow's ASR streams it
+        if self.ep.trailing_silence == 0:
+            latest = self.live.latest()
+            if self.p.partial_interval and self.p.streams_output and latest and latest[1].text != self.partial_sent:
+                self.partial_sent = latest[1].text
+                return latest[1].text or None  # cumulative hypothesis, as StackFlow's ASR streams it
+            return None
+        return self._judge()
 
-    def _finish(self, utt: Utterance) -> Final | None:
+    def _judge(self) -> Any:
+        if self.turns is None:
+            return None
+        verdict = self.turns.verdict(self.live.latest())
+        if verdict != "complete":
+            return None
+        utt = self.ep.end_now()
+        return self._finish(utt, "semantic") if utt else None
+
+    def _finish(self, utt: Utterance, ended_by: str) -> Final | None:
         self.context.mark("speech_end", utt.speech_end_t)
         self.context.mark("endpoint")
-        guess, self.speculative, self.partial, self.partial_at = self.speculative, None, None, 0.0
-        text = guess.result() if guess is not None and not utt.forced else self.pool.submit(
-            self.transcribe, utt.audio).result()
+        endpoint = time.monotonic()
+        transcript = self.live.final(utt.voiced_frames, utt.audio)
+        self.after_endpoint_ms.append(round((time.monotonic() - endpoint) * 1000, 1))
+        self.ended_by[ended_by] += 1
+        self._new_utterance()
         if self.gated:
             self.listening = False
-        if not text:
+        text = transcript.text
+        if not text or transcript.no_speech_prob > NO_SPEECH:
             return None  # noise that looked like speech: nothing to say
         final = text if text[-1] in ".?!" else text + "."
         self.history.append(final)
@@ -243,11 +343,24 @@ class ASRUnit(Unit[ASRParams]):
         self.on_wake()
 
     def info(self) -> dict[str, Any]:
-        return {"listening": self.listening, "in_speech": self.ep.in_speech, "recent": list(self.history),
-                "decoded_seconds": round(getattr(self, "decoded_seconds", 0.0), 2)}
+        out = {"listening": self.listening, "in_speech": self.ep.in_speech, "recent": list(self.history),
+               "decoded_seconds": round(getattr(self, "decoded_seconds", 0.0), 2),
+               "endpointing": self.p.endpointing, "turns_ended_by": dict(self.ended_by),
+               # how the final transcript was had at each endpoint: reused from the background,
+               # waited for (a decode under way), or decoded after the endpoint
+               "transcripts": dict(self.live.counts), "after_endpoint_ms": list(self.after_endpoint_ms),
+               "decode_ms": list(self.live.decode_ms),  # wall time of each background decode
+               "cpu_threads": self.threads, "barge_ins": self.barge_ins}
+        if self.turns is not None:
+            out["turn_verdicts"] = dict(self.turns.counts)
+            out["turn_probabilities"] = list(self.turns.probabilities)
+            out["turn_model_ms"] = list(self.turns.model_ms)
+        return out
 
     def teardown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.turns is not None:
+            self.turns.close()
 
 
 class WhisperParams(ASRParams):

@@ -8,6 +8,10 @@ Playback sinks: the speaker, a WAV file, or nothing; playback is paced in real t
 wake word can stop it mid-sentence (barge-in). Frames from linked tasks (TTS with
 `response_format: sys.pcm`) are played; a system frame stops playback at once and drops the rest.
 The first sample of each answer closes that turn's latency breakdown.
+
+Each captured frame says whether an answer is playing and how loud the played samples were
+around that moment (`playing`, `reference_rms`): the reference a barge-in detector needs to
+tell the user's voice from the loudspeaker's echo (units/bargein.py).
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from pydantic import Field
 
 from emberflow.unit import IO, Code, Unit, UnitError, UnitParams, action
 from emberflow.voice import pcm
+from emberflow.voice.bargein import rms
 from emberflow.voice.devices import microphone_available, speaker_available
 from emberflow.voice.latency import turn_breakdown
 
 log = logging.getLogger("emberflow.audio")
+ECHO_WINDOW = 0.15  # s of played audio a captured frame may still hear (speaker -> room -> microphone)
 
 
 class AudioParams(UnitParams):
@@ -63,6 +69,9 @@ class AudioUnit(Unit[AudioParams]):
         self.stops: list[float] = []  # when playback was stopped by barge-in
         self.stopped_by: list[str | None] = []  # where the system frame that stopped it began (a wake)
         self.playing = False
+        self.playback_started = 0.0  # when the current run of playback began (a new answer)
+        self._last_stop_origin: Any = None  # first hop of the interruption last handled
+        self._played_levels: collections.deque[tuple[float, float]] = collections.deque(maxlen=64)  # (t, rms)
         self._sink = self._open_sink(params.sink)
         self._player = threading.Thread(target=self._play_loop, name="audio-play", daemon=True)
         self._player.start()
@@ -114,7 +123,18 @@ class AudioUnit(Unit[AudioParams]):
         self.seq += 1
         self.context.hops = []  # each frame starts its own trail at capture time
         self.context.mark("capture")
-        self.context.emit("sys.pcm", {"seq": self.seq, "rate": pcm.RATE}, frame)
+        data: dict[str, Any] = {"seq": self.seq, "rate": pcm.RATE}
+        reference = self._reference_rms()
+        if reference is not None or self.playing or self._queue:
+            # an answer is under way (between two clauses too): what the microphone may hear of it
+            data.update(playing=True, reference_rms=reference or 0.0, playback_started=self.playback_started)
+        self.context.emit("sys.pcm", data, frame)
+
+    def _reference_rms(self) -> float | None:
+        """The loudest played chunk this frame may hear, or None when nothing played lately."""
+        since = time.monotonic() - pcm.FRAME / pcm.RATE - ECHO_WINDOW
+        levels = [level for t, level in list(self._played_levels) if t >= since]
+        return round(max(levels), 1) if levels else None
 
     def infer(self, data: Any) -> None:
         """PCM pushed by a client: a WAV file or raw S16LE 16 kHz, published like microphone audio."""
@@ -169,7 +189,16 @@ class AudioUnit(Unit[AudioParams]):
             self._cond.notify()
 
     def on_wake(self, frame=None) -> None:
-        """Barge-in: drop everything queued and stop the sound now."""
+        """Barge-in: drop everything queued and stop the sound now.
+
+        One interruption reaches us twice: from the wake word (or barge-in) task we follow, at
+        once, and from the TTS's stop, once its current clause is synthesised. By then the wake
+        chime may be playing, and the late stop must not cut it: a stop whose trail starts where
+        the one already handled started is the same interruption."""
+        origin = frame.hops[0] if frame is not None and frame.hops else None
+        if origin is not None and origin == self._last_stop_origin:
+            return None
+        self._last_stop_origin = origin
         with self._cond:
             was_playing = self.playing or bool(self._queue)
             self._queue.clear()
@@ -193,6 +222,8 @@ class AudioUnit(Unit[AudioParams]):
                 if not self._running:
                     return
                 data, hops = self._queue.popleft()
+                if clock is None:  # was idle: a new answer starts
+                    self.playback_started = time.monotonic()
                 self.playing = True
             if hops:
                 self._note_turn(hops)
@@ -205,6 +236,7 @@ class AudioUnit(Unit[AudioParams]):
                 clock = now if clock is None or clock < now else clock
                 self._write(chunk)
                 self.played_samples += len(chunk) // 2
+                self._played_levels.append((time.monotonic(), rms(chunk)))
                 clock += len(chunk) / 2 / pcm.RATE
                 delay = clock - time.monotonic()
                 if delay > 0 and self.sink != "speaker":  # the speaker paces itself

@@ -10,11 +10,19 @@ from __future__ import annotations
 import codecs
 import collections
 import os
+import time
 from typing import Any, Iterator, Literal, cast
+
+# llama.cpp's OpenMP team spins at every barrier, between two tokens too (GOMP's active wait).
+# Left as it is: on an idle 2-core machine sleeping threads decode a third slower (75 -> 50 tok/s
+# with 2 threads), while on a loaded one spinning collapses decoding (2 vs 13 tok/s); see
+# bench/llm_wait_policy.py. Operators of a busy box can set OMP_WAIT_POLICY or GOMP_SPINCOUNT
+# in the environment of `emberflow up`: llama.cpp's libraries load in setup, after it is read.
 
 from pydantic import Field
 
 from emberflow.unit import IO, Code, Unit, UnitError, UnitParams
+from emberflow.voice.cpu import renice_process
 
 # The tiny default model rambles without a system prompt (see shared/models.md).
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer in one or two short sentences."
@@ -33,6 +41,11 @@ class LLMParams(UnitParams):
     repetition_penalty: float = Field(1.0, ge=0.5, le=2.0)
     n_ctx: int = Field(2048, ge=128, le=32768, description="Context window in tokens.")
     n_threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = all cores.")
+    stream_interval_ms: float = Field(
+        25.0, ge=0, le=1000, description="Stream: pieces decoded within this long of the last message sent go out "
+                                         "together (the first one at once); 0 = one message per piece.")
+    nice: int = Field(0, ge=0, le=19, description="Nice value (at least) of this unit process's threads, "
+                                                  "e.g. so speech synthesis wins the cores while it talks.")
     seed: int = Field(-1, description="Sampling seed; -1 = random.")
     context: bool = Field(False, description="Keep multi-turn history; the input text 'reset' clears it.")
     precompute_len: int = Field(0, ge=0, description="StackFlow ctx models: > 0 also keeps history.")
@@ -62,6 +75,7 @@ class LLMUnit(Unit[LLMParams]):
         if self.model_path is None:
             raise UnitError(Code.MODEL_LOADING, detail="model weights not found")
         self.params = params
+        self.nice = renice_process(params.nice)  # before llama.cpp starts its threads: they inherit it
         self.generated: collections.deque[int] = collections.deque(maxlen=8)  # tokens of recent answers
         self.llm = Llama(
             model_path=str(self.model_path),
@@ -155,6 +169,11 @@ class LLMUnit(Unit[LLMParams]):
         counts = counts if counts is not None else {}
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         generated = 0
+        # Pieces decoded within `stream_interval_ms` of the last one sent go out together: each
+        # message wakes the host, sys and the client, and takes a core from llama.cpp's threads.
+        interval = p.stream_interval_ms / 1000
+        held: list[str] = []
+        held_since = 0.0
         self.generated.append(0)
         for token in self.llm.generate(tokens, top_k=p.top_k, top_p=top_p, temp=temperature,
                                        repeat_penalty=p.repetition_penalty, reset=True):
@@ -173,13 +192,18 @@ class LLMUnit(Unit[LLMParams]):
             answer.append(piece)
             if stop and any(s in "".join(answer[-4:]) for s in stop):
                 break
-            yield piece
+            held.append(piece)
+            now = time.monotonic()
+            if len(answer) == 1 or now - held_since >= interval:  # the first piece never waits
+                yield "".join(held)
+                held, held_since = [], now
         tail = decoder.decode(b"", final=True)
-        if tail:
-            yield tail
+        if held or tail:
+            yield "".join(held) + tail
 
     def info(self) -> dict[str, Any]:
-        return {"generated_tokens": list(self.generated)}  # an aborted answer shows as a short one
+        return {"generated_tokens": list(self.generated),  # an aborted answer shows as a short one
+                "n_threads": self.llm.n_threads, "nice": self.nice}
 
     def _prompt_tokens(self, turn: dict[str, str]) -> tuple[list[int], list[str]]:
         p = self.params

@@ -1,11 +1,14 @@
 """Speech synthesis units `tts` and `melotts`: Piper (VITS, ONNX) by default, espeak-ng as the
 zero-weight fallback.
 
-Text is synthesised clause by clause as it streams in from a linked LLM, so the first words
-play while the LLM is still writing. `response_format: sys.pcm` plays on the audio unit (the
-router links it); stream formats return base64 PCM chunks (16 kHz S16LE mono); other formats
-return one base64 payload (a WAV file when the format contains "wav"). A wake word stops
-playback, drops queued audio and the text not yet spoken.
+Text is synthesised as it streams in from a linked LLM: the first chunk of each answer as soon
+as it has `first_chunk_words` words (or reaches a comma), so the first words play while the LLM
+is still writing, then clause by clause. Piper's ONNX session uses `cpu_threads` threads that
+sleep when idle, so synthesis and llama.cpp share the two cores without spinning.
+`response_format: sys.pcm` plays on the audio unit (the router links it); stream formats return
+base64 PCM chunks (16 kHz S16LE mono); other formats return one base64 payload (a WAV file when
+the format contains "wav"). A wake word stops playback, drops queued audio and the text not yet
+spoken.
 """
 
 from __future__ import annotations
@@ -13,15 +16,20 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from pydantic import AliasChoices, Field
 
 from emberflow.unit import IO, Code, Final, Unit, UnitError, UnitParams
 from emberflow.voice import pcm
+from emberflow.voice.cpu import renice_process
+from emberflow.voice.unfinished import needs_continuation
 
 # StackFlow splits at these; a clause ends at one followed by a space, or at the end of text.
 CLAUSE_END = re.compile(r"([.!?;。！？；，、,])(\s+|$)")
+WORD_END = re.compile(r"\S+\s+")
+FIRST_CHUNK_MAX_WORDS = 8  # the first chunk may grow past function words ("of", "the"), not further
 
 
 class TTSParams(UnitParams):
@@ -31,6 +39,10 @@ class TTSParams(UnitParams):
     min_clause_chars: int = Field(12, ge=0, le=200, description="Clauses shorter than this wait for more text.")
     engine: str = Field("piper", description="'piper' or 'espeak' (set by the model descriptor).")
     voice: str = Field("en-us", description="espeak-ng voice, when engine is espeak.")
+    first_chunk_words: int = Field(4, ge=0, le=20, description="Speak the first words of an answer as soon as "
+                                                               "this many have arrived (0: wait for a clause).")
+    cpu_threads: int = Field(0, ge=0, le=64, description="Piper's ONNX threads; 0 = all cores.")
+    nice: int = Field(0, ge=0, le=19, description="Nice value (at least) of this unit process's threads.")
 
 
 class TTSUnit(Unit[TTSParams]):
@@ -49,16 +61,20 @@ class TTSUnit(Unit[TTSParams]):
         self.pending = ""  # text received but not yet spoken
         self.collected: list[bytes] = []  # whole-payload formats
         self.spoken_clauses = 0
+        self.chunks: list[dict[str, Any]] = []  # recent chunks: words, and whether the text had ended
+        self.answer_chunks = 0  # chunks cut from the current answer's text
+        self.upstream_finished = False
+        self.nice = renice_process(params.nice)
         if params.engine == "espeak":
             if not shutil.which("espeak-ng"):
                 raise UnitError(Code.MODEL_LOADING, detail="espeak-ng is not installed (apt-get install espeak-ng)")
             self.voice = None
         else:
-            from piper import PiperVoice, SynthesisConfig
-
             if self.model_path is None:
                 raise UnitError(Code.MODEL_LOADING, detail="Piper voice not found")
-            self.voice = PiperVoice.load(str(self.model_path), config_path=f"{self.model_path}.json")
+            from piper import SynthesisConfig
+
+            self.voice = _load_piper(str(self.model_path), params.cpu_threads)
             self.syn = SynthesisConfig(length_scale=1.0 / params.speed)
             list(self.voice.synthesize("Ready.", self.syn))  # warm the ONNX session: first audio is sooner
 
@@ -84,6 +100,11 @@ class TTSUnit(Unit[TTSParams]):
         if not audio:
             return
         self.spoken_clauses += 1
+        import time
+
+        chunk = {"words": len(clause.split()), "upstream_finished": self.upstream_finished, "at": time.monotonic()}
+        self.chunks = [*self.chunks[-19:], chunk]
+        self.context.mark("chunk")
         fmt = self.p.response_format
         if fmt.startswith("sys"):
             self.context.emit("sys.pcm", {"rate": self.p.audio_rate}, audio)  # to the audio unit
@@ -102,11 +123,28 @@ class TTSUnit(Unit[TTSParams]):
         audio, self.collected = b"".join(self.collected), []
         yield Final(pcm.to_wav(audio, self.p.audio_rate) if "wav" in fmt else audio)
 
+    def _first_words(self) -> str | None:
+        """The opening words of an answer, once `first_chunk_words` of them are complete (not
+        ending on a word that needs the next one), unless a clause ends first."""
+        n = self.p.first_chunk_words
+        if not n or self.answer_chunks or CLAUSE_END.search(self.pending):
+            return None
+        words = WORD_END.findall(self.pending)
+        for k in range(n, min(len(words), FIRST_CHUNK_MAX_WORDS) + 1):
+            if not needs_continuation(words[k - 1]):
+                cut = sum(len(w) for w in words[:k])
+                chunk, self.pending = self.pending[:cut].strip(), self.pending[cut:]
+                return chunk
+        return None
+
     def _clauses(self, final: bool) -> list[str]:
         """Complete clauses from the pending text (all of it when final)."""
-        out, start = [], 0
+        first = self._first_words()
+        out: list[str] = [first] if first else []
+        start = 0
         for m in CLAUSE_END.finditer(self.pending):
-            if m.end() - start >= self.p.min_clause_chars:
+            # the first clause of an answer goes at once, however short: it is what is waited for
+            if m.end() - start >= self.p.min_clause_chars or (not self.answer_chunks and not out):
                 out.append(self.pending[start:m.end()].strip())
                 start = m.end()
         self.pending = self.pending[start:]
@@ -114,10 +152,14 @@ class TTSUnit(Unit[TTSParams]):
             rest = self.pending.strip()
             out.append(rest if rest[-1] in ".!?。！？" else rest + ".")
             self.pending = ""
-        return [c for c in out if c]
+        out = [c for c in out if c]
+        self.answer_chunks += len(out)
+        return out
 
     # --- inputs ---------------------------------------------------------------------------
     def infer(self, text: str) -> Iterator[Any]:
+        self._answer_starts()
+        self.upstream_finished = True  # the whole text is here
         self.pending += text
         for clause in self._clauses(final=True):
             yield from self._say(clause)
@@ -126,19 +168,28 @@ class TTSUnit(Unit[TTSParams]):
     def on_frame(self, frame) -> Iterator[Any] | None:
         data = frame.data
         if isinstance(data, dict) and "delta" in data:  # an LLM streaming its answer
+            if data.get("index") == 0:
+                self._answer_starts()
+            self.upstream_finished = bool(data.get("finish"))
             if isinstance(data.get("delta"), str):
                 self.pending += data["delta"]
             return self._speak_ready(final=bool(data.get("finish")))
         if isinstance(data, str) and data:
+            self._answer_starts()
+            self.upstream_finished = True
             self.pending += data
             return self._speak_ready(final=True)
         return None
+
+    def _answer_starts(self) -> None:
+        self.answer_chunks = 0
 
     def _speak_ready(self, final: bool) -> Iterator[Any]:
         for clause in self._clauses(final):
             yield from self._say(clause)
         if final:
             yield from self._end()
+            self.answer_chunks = 0
 
     def on_wake(self, frame=None) -> None:
         """Barge-in: forget unspoken text and tell the audio unit to stop at once."""
@@ -149,7 +200,27 @@ class TTSUnit(Unit[TTSParams]):
         return None
 
     def info(self) -> dict[str, Any]:
-        return {"engine": self.p.engine, "clauses_spoken": self.spoken_clauses, "pending_chars": len(self.pending)}
+        threads = self.voice.session.get_session_options().intra_op_num_threads if self.voice is not None else 0
+        return {"engine": self.p.engine, "clauses_spoken": self.spoken_clauses, "pending_chars": len(self.pending),
+                "chunks": self.chunks, "cpu_threads": threads, "nice": self.nice}
+
+
+def _load_piper(model_path: str, threads: int) -> Any:
+    """PiperVoice.load, with session options of our own: onnxruntime's defaults take every core
+    and keep idle workers spinning, which starves llama.cpp writing the rest of the answer."""
+    import json
+    from pathlib import Path
+
+    import onnxruntime
+    from piper import PiperVoice
+    from piper.config import PiperConfig
+
+    from emberflow.voice.cpu import onnx_options
+
+    config = PiperConfig.from_dict(json.loads(Path(f"{model_path}.json").read_text(encoding="utf-8")))
+    session = onnxruntime.InferenceSession(model_path, sess_options=onnx_options(threads),
+                                           providers=["CPUExecutionProvider"])
+    return PiperVoice(config=config, session=session)
 
 
 class MeloTTSUnit(TTSUnit):

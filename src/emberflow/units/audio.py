@@ -205,9 +205,7 @@ class AudioUnit(Unit[AudioParams]):
             self.playing = False
         if was_playing:
             self.stops.append(time.monotonic())
-            # what began it: the wake word's detection stamp (also when a TTS relays the stop), else the sender
-            woke = next((name for name, _ in frame.hops if name.endswith(".wake")), frame.source) if frame else None
-            self.stopped_by.append(woke)
+            self.stopped_by.append(_interrupter(frame))
         return None
 
     def _play_loop(self) -> None:
@@ -277,3 +275,18 @@ class AudioUnit(Unit[AudioParams]):
         self._player.join(timeout=2)
         if self._sink is not None:
             self._sink.close()
+
+
+# The marks a wake word or a barge-in detection leaves on the frame's hop trail (`context.mark`).
+_INTERRUPTION_MARKS = (".wake", ".bargein")
+
+
+def _interrupter(frame: Any) -> str | None:
+    """The task whose detection began an interruption, also when a TTS relays its stop; else the sender."""
+    if frame is None:
+        return None
+    for name, _ in frame.hops:
+        for mark in _INTERRUPTION_MARKS:
+            if name.endswith(mark):
+                return str(name[: -len(mark)])
+    return str(frame.source)

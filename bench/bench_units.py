@@ -10,7 +10,8 @@ the figures to its client when the ticker's stream finishes.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from emberflow.unit import IO, Unit, UnitParams
 

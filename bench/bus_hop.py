@@ -22,11 +22,11 @@ import tempfile
 import time
 
 import zmq
-
 from bench_units import paced
+from harness import Daemon, finish_machine, machine, print_table, summary
+
 from emberflow.bus.frame import BusFrame, topic_of
 from emberflow.client import Client
-from harness import Daemon, finish_machine, machine, print_table, summary
 
 WARMUP = 100
 SOURCE = "ticker.1000"  # the baseline frames look like the ticker's
@@ -37,8 +37,11 @@ def frame_parts(index: int, text: str, finish: bool = False) -> list[bytes]:
     """The bytes the ticker task publishes for one chunk, stamped now."""
     t = time.monotonic()
     data = {"delta": "" if finish else text, "index": index, "finish": finish}
-    return BusFrame(SOURCE, "ticker.utf-8.stream", data, hops=[("tcp.recv", t), (f"{SOURCE}.start", t)]) \
-        .stamp(SOURCE).to_parts()
+    return (
+        BusFrame(SOURCE, "ticker.utf-8.stream", data, hops=[("tcp.recv", t), (f"{SOURCE}.start", t)])
+        .stamp(SOURCE)
+        .to_parts()
+    )
 
 
 # --- baseline ----------------------------------------------------------------------------------
@@ -72,8 +75,9 @@ def raw_round(count: int, rate: float, size: int, rundir: str) -> dict:
     pub.setsockopt(zmq.SNDHWM, 256)
     pub.setsockopt(zmq.LINGER, 0)
     pub.bind(addr)
-    child = subprocess.Popen([sys.executable, __file__, "--raw-sub", addr, str(count / rate + 30)],
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--raw-sub", addr, str(count / rate + 30)], stdout=subprocess.PIPE, text=True
+    )
     try:
         if not pub.poll(30_000):
             raise TimeoutError("raw subscriber never subscribed")
@@ -106,7 +110,7 @@ def measured(figures: dict, key: str) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rate", type=float, default=500.0, help="messages per second")
-    ap.add_argument("--count", type=int, default=2000, help="messages per round (first %d dropped)" % WARMUP)
+    ap.add_argument("--count", type=int, default=2000, help=f"messages per round (first {WARMUP} dropped)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--size", type=int, default=64, help="characters of text per chunk")
     ap.add_argument("--json", action="store_true")
@@ -120,8 +124,11 @@ def main() -> None:
     count = args.count + WARMUP
     hop = {"emberflow": [], "raw pyzmq": []}
     socket_part, received = [], {"emberflow": 0, "raw pyzmq": 0}
-    with Daemon({"units": UNITS}) as d, Client("127.0.0.1", d.port, timeout=60) as c, \
-            tempfile.TemporaryDirectory(prefix="emberflow-issue2-bench-raw-") as rundir:
+    with (
+        Daemon({"units": UNITS}) as d,
+        Client("127.0.0.1", d.port, timeout=60) as c,
+        tempfile.TemporaryDirectory(prefix="emberflow-issue2-bench-raw-") as rundir,
+    ):
         ticker = c.setup("ticker", {"enoutput": False})  # the bus always gets outputs; the client needn't
         sink = c.setup("sink", {"input": [ticker]})
         for _ in range(args.rounds):
@@ -134,29 +141,67 @@ def main() -> None:
             received["raw pyzmq"] += len(raw["index"])
     frame_bytes = sum(len(p) for p in frame_parts(count, "x" * args.size))
     conditions = finish_machine(info)
-    result = {"bench": "bus_hop", "machine": info, "rate": args.rate, "size": args.size,
-              "frame_bytes": frame_bytes, "sent_per_mode": count * args.rounds, "received": received,
-              "one_way_us": {k: summary(v) for k, v in hop.items()},
-              "emberflow_publish_to_host_recv_us": summary(socket_part)}
+    result = {
+        "bench": "bus_hop",
+        "machine": info,
+        "rate": args.rate,
+        "size": args.size,
+        "frame_bytes": frame_bytes,
+        "sent_per_mode": count * args.rounds,
+        "received": received,
+        "one_way_us": {k: summary(v) for k, v in hop.items()},
+        "emberflow_publish_to_host_recv_us": summary(socket_part),
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return
     ef, raw = result["one_way_us"]["emberflow"], result["one_way_us"]["raw pyzmq"]
     sock = result["emberflow_publish_to_host_recv_us"]
-    print(f"## one bus hop, one-way latency (µs), {args.rate:.0f} msg/s, {frame_bytes}-byte frames, "
-          f"{ef['n']} measured per mode")
+    print(
+        f"## one bus hop, one-way latency (µs), {args.rate:.0f} msg/s, {frame_bytes}-byte frames, "
+        f"{ef['n']} measured per mode"
+    )
     print(conditions)
-    print_table(["path", "p50", "p99", "mean", "received/sent"],
-                [["emberflow ticker → sink on_frame", f"{ef['p50']:.0f}", f"{ef['p99']:.0f}", f"{ef['mean']:.0f}",
-                  f"{received['emberflow']}/{count * args.rounds}"],
-                 ["  of which publish → sink host recv", f"{sock['p50']:.0f}", f"{sock['p99']:.0f}",
-                  f"{sock['mean']:.0f}", ""],
-                 ["raw pyzmq XPUB → SUB", f"{raw['p50']:.0f}", f"{raw['p99']:.0f}", f"{raw['mean']:.0f}",
-                  f"{received['raw pyzmq']}/{count * args.rounds}"],
-                 ["overhead (emberflow − raw)", f"{ef['p50'] - raw['p50']:+.0f}", f"{ef['p99'] - raw['p99']:+.0f}",
-                  f"{ef['mean'] - raw['mean']:+.0f}", ""],
-                 ["ratio (emberflow / raw)", f"{ef['p50'] / raw['p50']:.2f}", f"{ef['p99'] / raw['p99']:.2f}",
-                  f"{ef['mean'] / raw['mean']:.2f}", ""]])
+    print_table(
+        ["path", "p50", "p99", "mean", "received/sent"],
+        [
+            [
+                "emberflow ticker → sink on_frame",
+                f"{ef['p50']:.0f}",
+                f"{ef['p99']:.0f}",
+                f"{ef['mean']:.0f}",
+                f"{received['emberflow']}/{count * args.rounds}",
+            ],
+            [
+                "  of which publish → sink host recv",
+                f"{sock['p50']:.0f}",
+                f"{sock['p99']:.0f}",
+                f"{sock['mean']:.0f}",
+                "",
+            ],
+            [
+                "raw pyzmq XPUB → SUB",
+                f"{raw['p50']:.0f}",
+                f"{raw['p99']:.0f}",
+                f"{raw['mean']:.0f}",
+                f"{received['raw pyzmq']}/{count * args.rounds}",
+            ],
+            [
+                "overhead (emberflow − raw)",
+                f"{ef['p50'] - raw['p50']:+.0f}",
+                f"{ef['p99'] - raw['p99']:+.0f}",
+                f"{ef['mean'] - raw['mean']:+.0f}",
+                "",
+            ],
+            [
+                "ratio (emberflow / raw)",
+                f"{ef['p50'] / raw['p50']:.2f}",
+                f"{ef['p99'] / raw['p99']:.2f}",
+                f"{ef['mean'] / raw['mean']:.2f}",
+                "",
+            ],
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,15 @@ import statistics
 from harness import Daemon, finish_machine, machine, print_table
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TOKEN = "bench-token"
 # The page sets this once the units table shows its first row from the live stream.
 FIRST_DATA = "() => document.querySelector('#units tr[data-kind]') && performance.now()"
@@ -32,8 +39,10 @@ def one_run(browser, url: str) -> dict[str, float]:
     page.on("response", lambda r: sizes.append(len(r.body())) if "/dashboard/api/" not in r.url else None)
     page.goto(url, wait_until="load")
     first_data = page.wait_for_function(FIRST_DATA, polling="raf", timeout=60_000).json_value()
-    timing = page.evaluate("(() => { const n = performance.getEntriesByType('navigation')[0];"
-                           " return [n.domContentLoadedEventEnd, n.loadEventEnd]; })()")
+    timing = page.evaluate(
+        "(() => { const n = performance.getEntriesByType('navigation')[0];"
+        " return [n.domContentLoadedEventEnd, n.loadEventEnd]; })()"
+    )
     context.close()
     return {"dom_ms": timing[0], "load_ms": timing[1], "first_data_ms": first_data, "bytes": sum(sizes)}
 
@@ -59,12 +68,15 @@ def main() -> None:
     if args.json:
         print(json.dumps({**result, "machine": info}))
         return
-    print_table(["measure", "median", "max"],
-                [["DOMContentLoaded (ms)", f"{result['dom_ms']:.0f}", f"{max(r['dom_ms'] for r in runs):.0f}"],
-                 ["load event (ms)", f"{result['load_ms']:.0f}", f"{max(r['load_ms'] for r in runs):.0f}"],
-                 ["first live data on screen (ms)", f"{result['first_data_ms']:.0f}",
-                  f"{result['max_first_data_ms']:.0f}"],
-                 ["page weight (bytes)", str(result["page_bytes"]), ""]])
+    print_table(
+        ["measure", "median", "max"],
+        [
+            ["DOMContentLoaded (ms)", f"{result['dom_ms']:.0f}", f"{max(r['dom_ms'] for r in runs):.0f}"],
+            ["load event (ms)", f"{result['load_ms']:.0f}", f"{max(r['load_ms'] for r in runs):.0f}"],
+            ["first live data on screen (ms)", f"{result['first_data_ms']:.0f}", f"{result['max_first_data_ms']:.0f}"],
+            ["page weight (bytes)", str(result["page_bytes"]), ""],
+        ],
+    )
     print(finish_machine(info))
 
 

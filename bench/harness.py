@@ -28,18 +28,30 @@ class Daemon:
         self.tmp = tempfile.TemporaryDirectory(prefix="emberflow-bench-")
         # The HTTP/gRPC gateways are off unless a bench turns them on (their default fixed ports
         # would also clash with other daemons here).
-        self.config = {"rundir": f"{self.tmp.name}/run", "log_level": "WARNING", "http_port": None,
-                       "grpc_port": None, "port": 0, **(config or {})}
+        self.config = {
+            "rundir": f"{self.tmp.name}/run",
+            "log_level": "WARNING",
+            "http_port": None,
+            "grpc_port": None,
+            "port": 0,
+            **(config or {}),
+        }
         self.args = list(args)
         self.start_timeout = start_timeout
         self.server: Launched | None = None
 
-    def __enter__(self) -> "Daemon":
+    def __enter__(self) -> Daemon:
         # bench units (bench/bench_units.py) must be importable by the unit processes
         env = {"PYTHONPATH": os.pathsep.join(p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH", "")) if p)}
         try:
-            self.server = Launched(self.config, args=self.args, env=env, workdir=Path(self.tmp.name),
-                                   timeout=self.start_timeout, new_session=False)
+            self.server = Launched(
+                self.config,
+                args=self.args,
+                env=env,
+                workdir=Path(self.tmp.name),
+                timeout=self.start_timeout,
+                new_session=False,
+            )
         except BaseException:
             self.tmp.cleanup()
             raise
@@ -80,21 +92,33 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    return {"n": len(values), "p50": statistics.median(values), "p99": percentile(values, 99),
-            "mean": statistics.fmean(values), "min": min(values), "max": max(values)}
+    return {
+        "n": len(values),
+        "p50": statistics.median(values),
+        "p99": percentile(values, 99),
+        "mean": statistics.fmean(values),
+        "min": min(values),
+        "max": max(values),
+    }
 
 
 def machine() -> dict[str, object]:
     """What the figures were measured on, and how busy it was (call at the start of a bench)."""
-    return {"date": time.strftime("%Y-%m-%d %H:%M"), "cpus": os.cpu_count(), "python": platform.python_version(),
-            "loadavg_1m_start": round(os.getloadavg()[0], 2)}
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "loadavg_1m_start": round(os.getloadavg()[0], 2),
+    }
 
 
 def finish_machine(info: dict[str, object]) -> str:
     """Adds the load at the end; returns the one-line description printed under each title."""
     info["loadavg_1m_end"] = round(os.getloadavg()[0], 2)
-    return (f"{info['date']}, {info['cpus']} CPUs, Python {info['python']}, 1-min load average "
-            f"{info['loadavg_1m_start']} at start, {info['loadavg_1m_end']} at end")
+    return (
+        f"{info['date']}, {info['cpus']} CPUs, Python {info['python']}, 1-min load average "
+        f"{info['loadavg_1m_start']} at start, {info['loadavg_1m_end']} at end"
+    )
 
 
 def print_table(headers: list[str], rows: list[list[object]]) -> None:

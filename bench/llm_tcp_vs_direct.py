@@ -28,13 +28,14 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+
+from harness import Daemon, finish_machine, machine, print_table
 
 from emberflow.client import Client
 from emberflow.models.catalogue import Catalogue
 from emberflow.unit.local import LocalTask
 from emberflow.units.llm import DEFAULT_SYSTEM_PROMPT, LLMUnit
-from harness import Daemon, finish_machine, machine, print_table
 
 MODEL = "smollm2-135m-instruct"
 PROMPTS = [
@@ -49,11 +50,23 @@ MODES = ["tcp", "direct", "direct-passive", "unit"]
 
 def sampling(args: argparse.Namespace) -> dict:
     """The LLM unit's setup params; the direct call gets the same values under its own names."""
-    return {"model": MODEL, "response_format": "llm.utf-8.stream", "input": "llm.utf-8", "enoutput": True,
-            "prompt": DEFAULT_SYSTEM_PROMPT, "prompt_suffix": "",  # the catalogue's style hint: not in the direct call
-            "max_token_len": args.max_tokens, "temperature": 0.0,
-            "top_p": 0.9, "top_k": 40, "repetition_penalty": 1.0, "n_ctx": 2048, "n_threads": args.threads,
-            "seed": 0, "stream_interval_ms": args.stream_interval_ms}
+    return {
+        "model": MODEL,
+        "response_format": "llm.utf-8.stream",
+        "input": "llm.utf-8",
+        "enoutput": True,
+        "prompt": DEFAULT_SYSTEM_PROMPT,
+        "prompt_suffix": "",  # the catalogue's style hint: not in the direct call
+        "max_token_len": args.max_tokens,
+        "temperature": 0.0,
+        "top_p": 0.9,
+        "top_k": 40,
+        "repetition_penalty": 1.0,
+        "n_ctx": 2048,
+        "n_threads": args.threads,
+        "seed": 0,
+        "stream_interval_ms": args.stream_interval_ms,
+    }
 
 
 def timed(pieces: Iterator[str]) -> dict:
@@ -74,8 +87,14 @@ def timed(pieces: Iterator[str]) -> dict:
 def direct_pieces(llm, p: dict, question: str) -> Iterator[str]:
     chunks = llm.create_chat_completion(
         messages=[{"role": "system", "content": p["prompt"]}, {"role": "user", "content": question}],
-        stream=True, max_tokens=p["max_token_len"], temperature=p["temperature"], top_p=p["top_p"],
-        top_k=p["top_k"], repeat_penalty=p["repetition_penalty"], seed=p["seed"])
+        stream=True,
+        max_tokens=p["max_token_len"],
+        temperature=p["temperature"],
+        top_p=p["top_p"],
+        top_k=p["top_k"],
+        repeat_penalty=p["repetition_penalty"],
+        seed=p["seed"],
+    )
     for chunk in chunks:
         yield chunk["choices"][0]["delta"].get("content") or ""
 
@@ -92,9 +111,10 @@ def serve_in_process(mode: str, p: dict) -> None:
     if mode.startswith("direct"):
         from llama_cpp import Llama
 
-        llm = Llama(model_path=weights_path(), n_ctx=p["n_ctx"], n_threads=p["n_threads"], seed=p["seed"],
-                    verbose=False)
-        ask = lambda q: direct_pieces(llm, p, q)  # noqa: E731
+        llm = Llama(
+            model_path=weights_path(), n_ctx=p["n_ctx"], n_threads=p["n_threads"], seed=p["seed"], verbose=False
+        )
+        ask = lambda q: direct_pieces(llm, p, q)
     else:
         local = LocalTask(LLMUnit, p)
         ask = local.unit.infer
@@ -110,8 +130,13 @@ class InProcess:
         env = dict(os.environ)
         if mode == "direct-passive":
             env["OMP_WAIT_POLICY"] = "PASSIVE"
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", mode, "--params", json.dumps(p)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", mode, "--params", json.dumps(p)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError(f"in-process {mode} worker failed to start")
 
@@ -134,8 +159,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2, help="n_threads for every mode")
-    ap.add_argument("--stream-interval-ms", type=float, default=25.0,
-                    help="the llm unit's stream_interval_ms (0: one message per piece)")
+    ap.add_argument(
+        "--stream-interval-ms",
+        type=float,
+        default=25.0,
+        help="the llm unit's stream_interval_ms (0: one message per piece)",
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--serve", choices=["direct", "direct-passive", "unit"], help=argparse.SUPPRESS)
     ap.add_argument("--params", help=argparse.SUPPRESS)
@@ -155,12 +184,15 @@ def main() -> None:
             wid = c.setup("llm", p)
             workers = [InProcess("direct", p), InProcess("direct-passive", p), InProcess("unit", p)]
             ask: dict[str, Callable[[str], dict]] = {
-                "tcp": lambda q: timed(c.stream(wid, q)), "direct": workers[0].ask,
-                "direct-passive": workers[1].ask, "unit": workers[2].ask}
+                "tcp": lambda q: timed(c.stream(wid, q)),
+                "direct": workers[0].ask,
+                "direct-passive": workers[1].ask,
+                "unit": workers[2].ask,
+            }
             for mode in MODES:  # warm-up: first-call allocations, page cache
                 ask[mode](PROMPTS[0])
             for r in range(args.rounds):
-                order = MODES[r % len(MODES):] + MODES[:r % len(MODES)]
+                order = MODES[r % len(MODES) :] + MODES[: r % len(MODES)]
                 for i, question in enumerate(PROMPTS):
                     for mode in order:
                         run = ask[mode](question)
@@ -175,10 +207,12 @@ def main() -> None:
     for mode, rs in runs.items():
         decoded = sum(x["tokens"] - 1 for x in rs)
         result["modes"][mode] = {
-            "generations": len(rs), "tokens": sum(x["tokens"] for x in rs),
+            "generations": len(rs),
+            "tokens": sum(x["tokens"] for x in rs),
             "decode_tok_s": decoded / sum(x["decode_s"] for x in rs),
             "ttft_ms_p50": statistics.median(x["ttft_s"] for x in rs) * 1000,
-            "ttft_ms_mean": statistics.fmean(x["ttft_s"] for x in rs) * 1000}
+            "ttft_ms_mean": statistics.fmean(x["ttft_s"] for x in rs) * 1000,
+        }
     tcp, base, unit, passive = runs["tcp"], runs["direct"], runs["unit"], runs["direct-passive"]
     m = result["modes"]
     result["tok_s_ratio_tcp_vs_direct"] = m["tcp"]["decode_tok_s"] / m["direct"]["decode_tok_s"]
@@ -192,14 +226,18 @@ def main() -> None:
     result["tok_s_ratio_tcp_vs_direct_paired_p50"] = statistics.median(rate(a) / rate(b) for a, b in zip(tcp, base))
     result["tok_s_ratio_tcp_vs_unit_paired_p50"] = statistics.median(rate(a) / rate(u) for a, u in zip(tcp, unit))
     result["tok_s_ratio_tcp_vs_direct_passive_paired_p50"] = statistics.median(
-        rate(a) / rate(b) for a, b in zip(tcp, passive))
+        rate(a) / rate(b) for a, b in zip(tcp, passive)
+    )
     # Paired by (round, prompt): the same question asked moments apart.
     result["ttft_overhead_ms_vs_direct_p50"] = statistics.median(
-        (a["ttft_s"] - b["ttft_s"]) * 1000 for a, b in zip(tcp, base))
+        (a["ttft_s"] - b["ttft_s"]) * 1000 for a, b in zip(tcp, base)
+    )
     result["ttft_overhead_ms_vs_unit_p50"] = statistics.median(
-        (a["ttft_s"] - b["ttft_s"]) * 1000 for a, b in zip(tcp, unit))
+        (a["ttft_s"] - b["ttft_s"]) * 1000 for a, b in zip(tcp, unit)
+    )
     result["ttft_overhead_ms_vs_direct_passive_p50"] = statistics.median(
-        (a["ttft_s"] - b["ttft_s"]) * 1000 for a, b in zip(tcp, passive))
+        (a["ttft_s"] - b["ttft_s"]) * 1000 for a, b in zip(tcp, passive)
+    )
     result["identical_answers"] = sum(a["text"] == b["text"] == u["text"] for a, b, u in zip(tcp, base, unit))
     result["pairs"] = len(tcp)
     if args.json:
@@ -207,33 +245,67 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
 
-    print(f"## LLM over TCP vs direct ({MODEL}, greedy, max {args.max_tokens} tokens, n_threads {args.threads}, "
-          f"{len(PROMPTS)} prompts × {args.rounds} rounds)")
+    print(
+        f"## LLM over TCP vs direct ({MODEL}, greedy, max {args.max_tokens} tokens, n_threads {args.threads}, "
+        f"{len(PROMPTS)} prompts × {args.rounds} rounds)"
+    )
     print(conditions)
-    names = {"tcp": "emberflow TCP stream (client ↔ sys ↔ llm unit)", "direct": "llama-cpp-python "
-             "create_chat_completion, in-process", "direct-passive": "the same, OMP_WAIT_POLICY=PASSIVE",
-             "unit": "LLMUnit in-process (LocalTask), no transport"}
-    print_table(["path", "decode tok/s", "TTFT p50 (ms)", "TTFT mean (ms)", "tokens"],
-                [[names[k], f"{v['decode_tok_s']:.1f}", f"{v['ttft_ms_p50']:.1f}", f"{v['ttft_ms_mean']:.1f}",
-                  v["tokens"]] for k, v in m.items()])
+    names = {
+        "tcp": "emberflow TCP stream (client ↔ sys ↔ llm unit)",
+        "direct": "llama-cpp-python create_chat_completion, in-process",
+        "direct-passive": "the same, OMP_WAIT_POLICY=PASSIVE",
+        "unit": "LLMUnit in-process (LocalTask), no transport",
+    }
+    print_table(
+        ["path", "decode tok/s", "TTFT p50 (ms)", "TTFT mean (ms)", "tokens"],
+        [
+            [names[k], f"{v['decode_tok_s']:.1f}", f"{v['ttft_ms_p50']:.1f}", f"{v['ttft_ms_mean']:.1f}", v["tokens"]]
+            for k, v in m.items()
+        ],
+    )
     print()
-    print_table(["figure", "value", "target"],
-                [["tokens/s ratio TCP / direct (all tokens / all decode time)",
-                  f"{result['tok_s_ratio_tcp_vs_direct']:.3f}", "≥ 0.95"],
-                 ["tokens/s ratio TCP / direct (median of pairs)",
-                  f"{result['tok_s_ratio_tcp_vs_direct_paired_p50']:.3f}", "≥ 0.95"],
-                 ["TTFT overhead TCP − direct (median of pairs)", f"{result['ttft_overhead_ms_vs_direct_p50']:+.1f} ms",
-                  "≤ 10 ms"],
-                 ["tokens/s ratio TCP / direct with passive threads (all / median of pairs)",
-                  f"{result['tok_s_ratio_tcp_vs_direct_passive']:.3f} / "
-                  f"{result['tok_s_ratio_tcp_vs_direct_passive_paired_p50']:.3f}", ""],
-                 ["TTFT overhead TCP − direct with passive threads (median of pairs)",
-                  f"{result['ttft_overhead_ms_vs_direct_passive_p50']:+.1f} ms", ""],
-                 ["tokens/s ratio TCP / in-process unit (all / median of pairs)",
-                  f"{result['tok_s_ratio_tcp_vs_unit']:.3f} / {result['tok_s_ratio_tcp_vs_unit_paired_p50']:.3f}", ""],
-                 ["TTFT overhead TCP − in-process unit (median of pairs)",
-                  f"{result['ttft_overhead_ms_vs_unit_p50']:+.1f} ms", ""],
-                 ["identical answers (all three paths)", f"{result['identical_answers']}/{result['pairs']}", ""]])
+    print_table(
+        ["figure", "value", "target"],
+        [
+            [
+                "tokens/s ratio TCP / direct (all tokens / all decode time)",
+                f"{result['tok_s_ratio_tcp_vs_direct']:.3f}",
+                "≥ 0.95",
+            ],
+            [
+                "tokens/s ratio TCP / direct (median of pairs)",
+                f"{result['tok_s_ratio_tcp_vs_direct_paired_p50']:.3f}",
+                "≥ 0.95",
+            ],
+            [
+                "TTFT overhead TCP − direct (median of pairs)",
+                f"{result['ttft_overhead_ms_vs_direct_p50']:+.1f} ms",
+                "≤ 10 ms",
+            ],
+            [
+                "tokens/s ratio TCP / direct with passive threads (all / median of pairs)",
+                f"{result['tok_s_ratio_tcp_vs_direct_passive']:.3f} / "
+                f"{result['tok_s_ratio_tcp_vs_direct_passive_paired_p50']:.3f}",
+                "",
+            ],
+            [
+                "TTFT overhead TCP − direct with passive threads (median of pairs)",
+                f"{result['ttft_overhead_ms_vs_direct_passive_p50']:+.1f} ms",
+                "",
+            ],
+            [
+                "tokens/s ratio TCP / in-process unit (all / median of pairs)",
+                f"{result['tok_s_ratio_tcp_vs_unit']:.3f} / {result['tok_s_ratio_tcp_vs_unit_paired_p50']:.3f}",
+                "",
+            ],
+            [
+                "TTFT overhead TCP − in-process unit (median of pairs)",
+                f"{result['ttft_overhead_ms_vs_unit_p50']:+.1f} ms",
+                "",
+            ],
+            ["identical answers (all three paths)", f"{result['identical_answers']}/{result['pairs']}", ""],
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,12 @@ import time
 
 # (label, environment for libgomp, threads). GOMP_SPINCOUNT bounds the spin before sleeping: ggml's
 # barriers inside one token are microseconds apart, the gap between two tokens is milliseconds.
-POLICIES = {"spin (default)": {}, "PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
-            "GOMP_SPINCOUNT=10000": {"GOMP_SPINCOUNT": "10000"}, "GOMP_SPINCOUNT=100000": {"GOMP_SPINCOUNT": "100000"}}
+POLICIES = {
+    "spin (default)": {},
+    "PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "GOMP_SPINCOUNT=10000": {"GOMP_SPINCOUNT": "10000"},
+    "GOMP_SPINCOUNT=100000": {"GOMP_SPINCOUNT": "100000"},
+}
 CASES = [(label, threads) for label in POLICIES for threads in (1, 2)]
 PROMPT = "<|im_start|>user\nWhat is the capital of France? Tell me about it.<|im_end|>\n<|im_start|>assistant\n"
 
@@ -35,8 +39,12 @@ def child(threads: int, tokens: int) -> None:
     from emberflow.models.catalogue import Catalogue
 
     cat = Catalogue()
-    llm = Llama(model_path=str(cat.weights_path(cat.resolve("smollm2-135m-instruct").descriptor)), n_ctx=512,
-                n_threads=threads, verbose=False)
+    llm = Llama(
+        model_path=str(cat.weights_path(cat.resolve("smollm2-135m-instruct").descriptor)),
+        n_ctx=512,
+        n_threads=threads,
+        verbose=False,
+    )
     prompt = llm.tokenize(PROMPT.encode(), special=True)
     for _ in zip(range(4), llm.generate(prompt, temp=0.0, reset=True), strict=False):
         pass  # warm-up
@@ -60,14 +68,21 @@ def main() -> int:
     load = os.getloadavg()[0]
     got: dict[tuple[str, int], list[float]] = {c: [] for c in CASES}
     for r in range(args.rounds):
-        for policy, threads in CASES[r % len(CASES):] + CASES[: r % len(CASES)]:
+        for policy, threads in CASES[r % len(CASES) :] + CASES[: r % len(CASES)]:
             env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
             env.update(POLICIES[policy])
-            out = subprocess.run([sys.executable, __file__, "--child", str(threads), "--tokens", str(args.tokens)],
-                                 env=env, capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(threads), "--tokens", str(args.tokens)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             got[(policy, threads)].append(json.loads(out.strip().splitlines()[-1])["tok_s"])
-    print(f"{args.rounds} rounds x {args.tokens} tokens; load average (1 min) {load:.2f} at start, "
-          f"{os.getloadavg()[0]:.2f} at end, {os.cpu_count()} CPUs")
+    print(
+        f"{args.rounds} rounds x {args.tokens} tokens; load average (1 min) {load:.2f} at start, "
+        f"{os.getloadavg()[0]:.2f} at end, {os.cpu_count()} CPUs"
+    )
     print("| wait between barriers | threads | tok/s median | runs |")
     print("|---|---|---|---|")
     for (policy, threads), v in got.items():

@@ -61,27 +61,36 @@ def main() -> None:
         print(f"{name:16} | {n:6} | " + " | ".join(verdicts))
         rows.append((name, art))
     print()
-    print("model            | flash (code+weights) | vs TFLM ref | vs TFLM+CMSIS | arena (= lower bound) | vs TFLM ref arena"
-          " | instr M4 dsp | fewer than TFLM ref | vs TFLM+CMSIS | instr M4 portable | kernel stack | runtime+kernels")
+    print(
+        "model            | flash (code+weights) | vs TFLM ref | vs TFLM+CMSIS | arena (= lower bound) | vs TFLM ref "
+        "arena"
+        " | instr M4 dsp | fewer than TFLM ref | vs TFLM+CMSIS | instr M4 portable | kernel stack | runtime+kernels"
+    )
     for name, art in rows:
         b = art.manifest["build"]
         dsp = profile_compiled(art.dir, "qemu-m4", "dsp")
         portable = profile_compiled(art.dir, "qemu-m4", "portable")
         size = path_size = models[name].stat().st_size
-        line = (f"{name:16} | {b['model_flash']:>8} B | ")
+        line = f"{name:16} | {b['model_flash']:>8} B | "
         if name in TFLM:
             (ref_code, ref_arena, ref_instr), (cm_code, _cm_arena, cm_instr) = TFLM[name]
-            line += (f"{b['model_flash'] / (ref_code + path_size):.2f}x | {b['model_flash'] / (cm_code + size):.2f}x | "
-                     f"{art.manifest['arena_bytes']} ({art.manifest['arena_lower_bound']}) | "
-                     f"{art.manifest['arena_bytes'] / ref_arena:.2f}x | {dsp.instructions / 1e6:.3f}M | "
-                     f"{ref_instr / dsp.instructions:.2f}x | {dsp.instructions / cm_instr:.2f}x | ")
+            line += (
+                f"{b['model_flash'] / (ref_code + path_size):.2f}x | {b['model_flash'] / (cm_code + size):.2f}x | "
+                f"{art.manifest['arena_bytes']} ({art.manifest['arena_lower_bound']}) | "
+                f"{art.manifest['arena_bytes'] / ref_arena:.2f}x | {dsp.instructions / 1e6:.3f}M | "
+                f"{ref_instr / dsp.instructions:.2f}x | {dsp.instructions / cm_instr:.2f}x | "
+            )
         else:
-            line += (f"- | - | {art.manifest['arena_bytes']} ({art.manifest['arena_lower_bound']}) | - | "
-                     f"{dsp.instructions / 1e6:.3f}M | - | - | ")
+            line += (
+                f"- | - | {art.manifest['arena_bytes']} ({art.manifest['arena_lower_bound']}) | - | "
+                f"{dsp.instructions / 1e6:.3f}M | - | - | "
+            )
         line += f"{portable.instructions / 1e6:.3f}M | {b['kernel_stack']} B | {b['runtime_and_kernels']} B"
         print(line)
-    print("\nTFLM columns: published figures (shared/models/mlperf-tiny/README.md), flash = TFLM code + the .tflite file;"
-          " instructions are QEMU -icount emulated instructions, not cycles.")
+    print(
+        "\nTFLM columns: published figures (shared/models/mlperf-tiny/README.md), flash = TFLM code + the .tflite file;"
+        " instructions are QEMU -icount emulated instructions, not cycles."
+    )
 
 
 if __name__ == "__main__":

@@ -39,13 +39,24 @@ import itertools
 
 from bridges.ray_cluster import LOOPBACK, LoopbackCluster
 
-UNITS = {"ticker": "bench_units:Ticker", "sink": "bench_units:Sink", "hopsrc": "bridges_units:HopSource",
-         "ticker_r": "bridges_units:RemoteTicker",
-         "sink_r": "bridges_units:RemoteSink", "llm_r": "bridges_units:RemoteLLM"}
+UNITS = {
+    "ticker": "bench_units:Ticker",
+    "sink": "bench_units:Sink",
+    "hopsrc": "bridges_units:HopSource",
+    "ticker_r": "bridges_units:RemoteTicker",
+    "sink_r": "bridges_units:RemoteSink",
+    "llm_r": "bridges_units:RemoteLLM",
+}
 ON_B = {"backend": "ray", "resources": {"node_b": 1}, "max_restarts": -1}
-LLM = {"model": "smollm2-135m-instruct", "response_format": "llm.utf-8.stream", "input": "llm.utf-8.stream",
-       "max_token_len": 64, "temperature": 0.0, "prompt_suffix": "",
-       "n_threads": 1}  # one thread each: on 2 busy cores, 2-thread decoding waits on the scheduler
+LLM = {
+    "model": "smollm2-135m-instruct",
+    "response_format": "llm.utf-8.stream",
+    "input": "llm.utf-8.stream",
+    "max_token_len": 64,
+    "temperature": 0.0,
+    "prompt_suffix": "",
+    "n_threads": 1,
+}  # one thread each: on 2 busy cores, 2-thread decoding waits on the scheduler
 PROMPT = "Tell me about the history of Paris."
 
 
@@ -73,8 +84,11 @@ def request_rtt(c: Client, work_id: str) -> float:
 
 
 def chunk_gaps(c: Client, work_id: str, count: int = 200) -> list[float]:
-    arrivals = [time.monotonic() for m in c.outputs(work_id, c.infer(
-        work_id, {"count": count, "rate": 1e6, "size": 16}, object="ticker.json")) if m["data"]["delta"]]
+    arrivals = [
+        time.monotonic()
+        for m in c.outputs(work_id, c.infer(work_id, {"count": count, "rate": 1e6, "size": 16}, object="ticker.json"))
+        if m["data"]["delta"]
+    ]
     return [b - a for a, b in itertools.pairwise(arrivals)]
 
 
@@ -125,8 +139,11 @@ def ray_memory(cluster: LoopbackCluster, actor_pids: set[int]) -> dict[str, dict
                 system |= {p.pid for p in psutil.Process(pid).children(recursive=True)}
         workers = {p for p in system if p in actor_pids}
         idle = {p for p in system - workers if "default_worker.py" in " ".join(_cmdline(p))}  # pre-started workers
-        out[name] = {"ray_system_mib": pss_mib(sorted(system - workers - idle)),
-                     "idle_workers_mib": pss_mib(sorted(idle)), "unit_actors_mib": pss_mib(sorted(workers))}
+        out[name] = {
+            "ray_system_mib": pss_mib(sorted(system - workers - idle)),
+            "idle_workers_mib": pss_mib(sorted(idle)),
+            "unit_actors_mib": pss_mib(sorted(workers)),
+        }
     return out
 
 
@@ -152,9 +169,14 @@ def main() -> None:
     try:
         cluster.add_node("node_b")
         cluster_up_s = time.monotonic() - t0
-        config = {"units": UNITS, "ray_address": cluster.address, "bus_host": LOOPBACK, "unit_ready_timeout": 120,
-                  "restart_backoff": [0.0, 0.0],
-                  "placement": {"llm_r": ON_B, "ticker_r": ON_B, "sink_r": ON_B}}
+        config = {
+            "units": UNITS,
+            "ray_address": cluster.address,
+            "bus_host": LOOPBACK,
+            "unit_ready_timeout": 120,
+            "restart_backoff": [0.0, 0.0],
+            "placement": {"llm_r": ON_B, "ticker_r": ON_B, "sink_r": ON_B},
+        }
         results = run(config, args, cluster)
     finally:
         cluster.shutdown()
@@ -163,9 +185,14 @@ def main() -> None:
 
 
 def run(config: dict, args: argparse.Namespace, cluster: LoopbackCluster) -> dict:
-    r: dict = {"ttft": {"local": [], "remote": []}, "tok_s": {"local": [], "remote": []},
-               "rtt": {"local": [], "remote": []}, "gap": {"local": [], "remote": []},
-               "hop": {"local": [], "remote": []}, "restart": {}}
+    r: dict = {
+        "ttft": {"local": [], "remote": []},
+        "tok_s": {"local": [], "remote": []},
+        "rtt": {"local": [], "remote": []},
+        "gap": {"local": [], "remote": []},
+        "hop": {"local": [], "remote": []},
+        "restart": {},
+    }
     with Daemon(config, start_timeout=120) as d, Client("127.0.0.1", d.port, timeout=120) as c:
         llm = {"local": c.setup("llm", LLM), "remote": c.setup("llm_r", LLM)}
         tick = {"local": c.setup("ticker", {}), "remote": c.setup("ticker_r", {})}
@@ -186,8 +213,11 @@ def run(config: dict, args: argparse.Namespace, cluster: LoopbackCluster) -> dic
         for w in [*llm.values(), *tick.values(), source, *sinks.values()]:
             c.exit(w)
         r["restart"] = {"local": restart(c, "ticker", {}), "remote": restart(c, "ticker_r", {})}
-        actors = {u["pid"] for u in c.request("sys", "lstask")["data"]["units"]
-                  if u["placement"]["backend"] == "ray" and u["pid"]}
+        actors = {
+            u["pid"]
+            for u in c.request("sys", "lstask")["data"]["units"]
+            if u["placement"]["backend"] == "ray" and u["pid"]
+        }
         r["ray_memory"] = ray_memory(cluster, actors)  # while the actors live
     return r
 
@@ -201,30 +231,51 @@ def report(r: dict, conditions: str, info: dict, as_json: bool) -> None:
     tok = {s: round(statistics.median(v), 1) for s, v in r["tok_s"].items()}
     overhead = {q: round(rtt["remote"][q] - rtt["local"][q], 3) for q in ("p50", "p99")}
     restart = {s: {"ready_s": round(a, 3), "ready_and_setup_s": round(b, 3)} for s, (a, b) in r["restart"].items()}
-    result = {"bench": "ray_placement", "machine": info, "cluster_up_s": r["cluster_up_s"], "rtt_ms": rtt,
-              "remote_overhead_ms": overhead, "chunk_gap_ms": gap, "hop_ms": hop, "ttft_ms": ttft, "tokens_per_s": tok,
-              "restart": restart, "ray_memory_mib": r["ray_memory"]}
+    result = {
+        "bench": "ray_placement",
+        "machine": info,
+        "cluster_up_s": r["cluster_up_s"],
+        "rtt_ms": rtt,
+        "remote_overhead_ms": overhead,
+        "chunk_gap_ms": gap,
+        "hop_ms": hop,
+        "ttft_ms": ttft,
+        "tokens_per_s": tok,
+        "restart": restart,
+        "ray_memory_mib": r["ray_memory"],
+    }
     if as_json:
         print(json.dumps(result, indent=1))
         return
-    print(f"## A unit on a Ray node vs a local process\n\n{conditions}; 2-node Ray cluster on loopback "
-          f"up in {r['cluster_up_s']} s\n")
+    print(
+        f"## A unit on a Ray node vs a local process\n\n{conditions}; 2-node Ray cluster on loopback "
+        f"up in {r['cluster_up_s']} s\n"
+    )
+
     def row(label: str, local: float, remote: float) -> list[object]:
         return [label, local, remote, ratio(remote, local)]
 
-    rows = [row("LLM TTFT p50 (ms)", ttft["local"]["p50"], ttft["remote"]["p50"]),
-            row("LLM tokens/s (median)", tok["local"], tok["remote"])]
+    rows = [
+        row("LLM TTFT p50 (ms)", ttft["local"]["p50"], ttft["remote"]["p50"]),
+        row("LLM tokens/s (median)", tok["local"], tok["remote"]),
+    ]
     for label, figures in (("request round trip", rtt), ("streamed chunk gap", gap), ("one bus hop", hop)):
         rows += [row(f"{label} {q} (ms)", figures["local"][q], figures["remote"][q]) for q in ("p50", "p99")]
-    for label, key in (("restart: kill -> ready (s)", "ready_s"),
-                       ("restart: kill -> new task (s)", "ready_and_setup_s")):
+    for label, key in (
+        ("restart: kill -> ready (s)", "ready_s"),
+        ("restart: kill -> new task (s)", "ready_and_setup_s"),
+    ):
         rows.append(row(label, restart["local"][key], restart["remote"][key]))
     print_table(["", "local process", "Ray actor on node B", "remote / local"], rows)
-    print(f"\nremote call overhead (remote - local round trip): p50 {overhead['p50']} ms, p99 {overhead['p99']} ms "
-          f"(targets 2 ms and 10 ms)\n")
+    print(
+        f"\nremote call overhead (remote - local round trip): p50 {overhead['p50']} ms, p99 {overhead['p99']} ms "
+        f"(targets 2 ms and 10 ms)\n"
+    )
     memory = r["ray_memory"].items()
-    print_table(["node", "Ray system processes PSS (MiB)", "idle Ray workers (MiB)", "unit actors (MiB)"],
-                [[n, m["ray_system_mib"], m["idle_workers_mib"], m["unit_actors_mib"]] for n, m in memory])
+    print_table(
+        ["node", "Ray system processes PSS (MiB)", "idle Ray workers (MiB)", "unit actors (MiB)"],
+        [[n, m["ray_system_mib"], m["idle_workers_mib"], m["unit_actors_mib"]] for n, m in memory],
+    )
 
 
 if __name__ == "__main__":

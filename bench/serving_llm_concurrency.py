@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Daemon, finish_machine, machine, print_table  # noqa: E402
+from harness import Daemon, finish_machine, machine, print_table
 
 MODEL = "smollm2-135m-instruct"
 TOPICS = ("a dragon who learns to fly over the sea", "a robot who learns to cook")
@@ -39,8 +39,12 @@ def one_chat(client, topic: str, max_tokens: int, start: threading.Barrier, out:
     began = time.perf_counter()
     tokens = 0
     for chunk in client.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": f"Write a long story about {topic}."}],
-            max_tokens=max_tokens, temperature=0, stream=True):
+        model=MODEL,
+        messages=[{"role": "user", "content": f"Write a long story about {topic}."}],
+        max_tokens=max_tokens,
+        temperature=0,
+        stream=True,
+    ):
         if chunk.choices and chunk.choices[0].delta.content:
             tokens += 1
             out.setdefault("ttft", time.perf_counter() - began)
@@ -72,11 +76,15 @@ def main() -> None:
 
     samples: dict[int, list[list[dict]]] = {1: [], 2: []}
     ports = {n: free_port() for n in samples}
-    with Daemon({"http_port": ports[1], "instances": {"llm": 1}}), \
-            Daemon({"http_port": ports[2], "instances": {"llm": 2}}):
-        clients = {n: OpenAI(base_url=f"http://127.0.0.1:{p}/v1", api_key="none", max_retries=0, timeout=300)
-                   for n, p in ports.items()}
-        for n, client in clients.items():
+    with (
+        Daemon({"http_port": ports[1], "instances": {"llm": 1}}),
+        Daemon({"http_port": ports[2], "instances": {"llm": 2}}),
+    ):
+        clients = {
+            n: OpenAI(base_url=f"http://127.0.0.1:{p}/v1", api_key="none", max_retries=0, timeout=300)
+            for n, p in ports.items()
+        }
+        for client in clients.values():
             pair(client, 8)  # load the unit and the model (and, with 2 instances, the second task)
         for _ in range(args.rounds):
             for n, client in clients.items():
@@ -85,21 +93,37 @@ def main() -> None:
     def row(n: int) -> dict:
         rounds = samples[n]
         flat = [o for r in rounds for o in r]
-        return {"instances": n,
-                "ttft_p50_ms": round(statistics.median(o["ttft"] for o in flat) * 1000, 1),
-                "later_client_ttft_p50_ms": round(statistics.median(max(o["ttft"] for o in r) for r in rounds) * 1000, 1),
-                "pair_done_p50_s": round(statistics.median(max(o["total"] for o in r) for r in rounds), 2),
-                "tokens": sorted({o["tokens"] for o in flat})}
+        return {
+            "instances": n,
+            "ttft_p50_ms": round(statistics.median(o["ttft"] for o in flat) * 1000, 1),
+            "later_client_ttft_p50_ms": round(statistics.median(max(o["ttft"] for o in r) for r in rounds) * 1000, 1),
+            "pair_done_p50_s": round(statistics.median(max(o["total"] for o in r) for r in rounds), 2),
+            "tokens": sorted({o["tokens"] for o in flat}),
+        }
 
-    result = {"rows": [row(1), row(2)], "rounds": args.rounds, "max_tokens": args.max_tokens,
-              "machine": finish_machine(info)}
+    result = {
+        "rows": [row(1), row(2)],
+        "rounds": args.rounds,
+        "max_tokens": args.max_tokens,
+        "machine": finish_machine(info),
+    }
     if args.json:
         print(json.dumps(result))
         return
     print(f"{result['machine']}\n")
-    print_table(["instances", "TTFT p50, both clients", "TTFT p50, later client", "both done p50", "tokens/answer"],
-                [[r["instances"], f"{r['ttft_p50_ms']} ms", f"{r['later_client_ttft_p50_ms']} ms",
-                  f"{r['pair_done_p50_s']} s", ", ".join(map(str, r["tokens"]))] for r in result["rows"]])
+    print_table(
+        ["instances", "TTFT p50, both clients", "TTFT p50, later client", "both done p50", "tokens/answer"],
+        [
+            [
+                r["instances"],
+                f"{r['ttft_p50_ms']} ms",
+                f"{r['later_client_ttft_p50_ms']} ms",
+                f"{r['pair_done_p50_s']} s",
+                ", ".join(map(str, r["tokens"])),
+            ]
+            for r in result["rows"]
+        ],
+    )
 
 
 if __name__ == "__main__":

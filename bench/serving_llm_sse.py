@@ -22,11 +22,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Daemon, finish_machine, machine  # noqa: E402
+from harness import Daemon, finish_machine, machine
 
 MODEL = "smollm2-135m-instruct"
-MESSAGES = [{"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": "Write a long story about a dragon who learns to fly over the sea."}]
+MESSAGES = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "Write a long story about a dragon who learns to fly over the sea."},
+]
 
 
 def rate(stamps: list[float]) -> float:
@@ -44,8 +46,14 @@ def direct_run(llm, max_tokens: int) -> tuple[float, int]:
 def sse_run(client, max_tokens: int) -> tuple[float, int]:
     stamps = []
     tokens = 0
-    for chunk in client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=max_tokens,
-                                                temperature=0, stream=True, stream_options={"include_usage": True}):
+    for chunk in client.chat.completions.create(
+        model=MODEL,
+        messages=MESSAGES,
+        max_tokens=max_tokens,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    ):
         if chunk.choices and chunk.choices[0].delta.content:
             stamps.append(time.perf_counter())
         if chunk.usage:
@@ -82,14 +90,18 @@ def main() -> None:
             r, m = sse_run(client, args.max_tokens)
             sse.append(r)
             counts.append((n, m))
-    result = {"direct_tok_s": round(statistics.median(direct), 1), "sse_tok_s": round(statistics.median(sse), 1),
-              "ratio": round(statistics.median(sse) / statistics.median(direct), 3), "tokens": counts,
-              "machine": finish_machine(info)}
+    result = {
+        "direct_tok_s": round(statistics.median(direct), 1),
+        "sse_tok_s": round(statistics.median(sse), 1),
+        "ratio": round(statistics.median(sse) / statistics.median(direct), 3),
+        "tokens": counts,
+        "machine": finish_machine(info),
+    }
     if args.json:
         print(json.dumps(result))
         return
     print(f"{result['machine']}\n")
-    print("| path | decode tokens/s (median of {} runs) |".format(args.runs))
+    print(f"| path | decode tokens/s (median of {args.runs} runs) |")
     print("|---|---|")
     print(f"| llama-cpp-python direct (create_chat_completion, stream) | {result['direct_tok_s']} |")
     print(f"| emberflow OpenAI SSE (`/v1/chat/completions`, openai SDK) | {result['sse_tok_s']} |")

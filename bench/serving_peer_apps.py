@@ -65,8 +65,10 @@ if ls is not None:
 
 
 def run_litserve(port: int, max_batch: int, timeout: float) -> None:
-    apis = [DigitsAPI(max_batch_size=max_batch, batch_timeout=timeout, api_path="/digits"),
-            MiniLMAPI(max_batch_size=max_batch, batch_timeout=timeout, api_path="/minilm")]
+    apis = [
+        DigitsAPI(max_batch_size=max_batch, batch_timeout=timeout, api_path="/digits"),
+        MiniLMAPI(max_batch_size=max_batch, batch_timeout=timeout, api_path="/minilm"),
+    ]
     server = ls.LitServer(apis, accelerator="cpu", workers_per_device=1)
     server.run(host="127.0.0.1", port=port, log_level="warning", generate_client_file=False)
 
@@ -76,9 +78,8 @@ def run_ray(port: int, max_batch: int, timeout: float) -> None:
 
     import ray
     from ray import serve
-    from starlette.requests import Request
-
     from serving_models import DigitsModel, MiniLMModel
+    from starlette.requests import Request
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})

@@ -29,13 +29,19 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Daemon, finish_machine, machine, summary  # noqa: E402
-from serving_models import DIGITS, DIGITS_DATA  # noqa: E402
+from harness import Daemon, finish_machine, machine, summary
+from serving_models import DIGITS, DIGITS_DATA
 
 CONCURRENCY = (1, 8, 32)
 MAX_BATCH, BATCH_WAIT_S = 32, 0.002
-SENTENCES = ["A man is eating food.", "The new movie is awesome.", "A cheetah is running behind its prey.",
-             "The cat sits outside.", "Ships sail across the ocean at night.", "Tomorrow it will rain in Paris."]
+SENTENCES = [
+    "A man is eating food.",
+    "The new movie is awesome.",
+    "A cheetah is running behind its prey.",
+    "The cat sits outside.",
+    "Ships sail across the ocean at night.",
+    "Tomorrow it will rain in Paris.",
+]
 
 
 def free_port() -> int:
@@ -54,10 +60,22 @@ class Target:
 def emberflow_targets(port: int) -> dict[str, Target]:
     base = f"http://127.0.0.1:{port}"
     return {
-        "digits": Target(base + "/v2/models/digits/infer", lambda x, i: {
-            "inputs": [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": x[i % len(x)].reshape(-1).tolist()}]}),
-        "minilm": Target(base + "/v1/embeddings", lambda x, i: {
-            "model": "minilm-l6-v2-int8", "input": SENTENCES[i % len(SENTENCES)]}),
+        "digits": Target(
+            base + "/v2/models/digits/infer",
+            lambda x, i: {
+                "inputs": [
+                    {
+                        "name": "image",
+                        "shape": [1, 1, 8, 8],
+                        "datatype": "FP32",
+                        "data": x[i % len(x)].reshape(-1).tolist(),
+                    }
+                ]
+            },
+        ),
+        "minilm": Target(
+            base + "/v1/embeddings", lambda x, i: {"model": "minilm-l6-v2-int8", "input": SENTENCES[i % len(SENTENCES)]}
+        ),
     }
 
 
@@ -77,6 +95,7 @@ async def load(target: Target, concurrency: int, seconds: float, images: np.ndar
     bodies = [json.dumps(target.body(images, i)).encode() for i in range(64)]
     conn = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     async with aiohttp.ClientSession(connector=conn, headers={"Content-Type": "application/json"}) as session:
+
         async def one(i: int) -> None:
             nonlocal errors
             t0 = time.perf_counter()
@@ -100,8 +119,13 @@ async def load(target: Target, concurrency: int, seconds: float, images: np.ndar
         await asyncio.gather(*(worker(w, start + seconds, True) for w in range(concurrency)))
         elapsed = time.perf_counter() - start
     s = summary(latencies) if latencies else {"n": 0, "p50": float("nan"), "p99": float("nan")}
-    return {"rps": round(len(latencies) / elapsed, 1), "p50_ms": round(s["p50"] * 1000, 2),
-            "p99_ms": round(s["p99"] * 1000, 2), "errors": errors, "n": len(latencies)}
+    return {
+        "rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(s["p50"] * 1000, 2),
+        "p99_ms": round(s["p99"] * 1000, 2),
+        "errors": errors,
+        "n": len(latencies),
+    }
 
 
 def wait_http(url: str, body: dict, timeout: float) -> None:
@@ -110,7 +134,9 @@ def wait_http(url: str, body: dict, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+            )
             with urllib.request.urlopen(req, timeout=30) as r:
                 if r.status == 200:
                     return
@@ -119,8 +145,9 @@ def wait_http(url: str, body: dict, timeout: float) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
-def run_points(name: str, targets: dict[str, Target], seconds: float, images: np.ndarray,
-               models: list[str]) -> list[dict]:
+def run_points(
+    name: str, targets: dict[str, Target], seconds: float, images: np.ndarray, models: list[str]
+) -> list[dict]:
     rows = []
     for model, target in targets.items():
         if model not in models:
@@ -129,8 +156,12 @@ def run_points(name: str, targets: dict[str, Target], seconds: float, images: np
         for c in CONCURRENCY:
             r = asyncio.run(load(target, c, seconds, images))
             rows.append({"server": name, "model": model, "concurrency": c, **r})
-            print(f"  {name:9} {model:7} c={c:<3} {r['rps']:8.1f} req/s  p50 {r['p50_ms']:7.2f} ms  "
-                  f"p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}", file=sys.stderr, flush=True)
+            print(
+                f"  {name:9} {model:7} c={c:<3} {r['rps']:8.1f} req/s  p50 {r['p50_ms']:7.2f} ms  "
+                f"p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}",
+                file=sys.stderr,
+                flush=True,
+            )
     return rows
 
 
@@ -139,7 +170,8 @@ def bench_emberflow(seconds: float, images: np.ndarray, models: list[str]) -> li
     (repo / "digits" / "1").mkdir(parents=True)
     (repo / "digits" / "1" / "model.onnx").write_bytes(DIGITS.read_bytes())
     (repo / "digits" / "config.yaml").write_text(
-        f"max_batch_size: {MAX_BATCH}\nmax_queue_delay_ms: {BATCH_WAIT_S * 1000}\ninstances: 1\nmax_queue: 512\n")
+        f"max_batch_size: {MAX_BATCH}\nmax_queue_delay_ms: {BATCH_WAIT_S * 1000}\ninstances: 1\nmax_queue: 512\n"
+    )
     port = free_port()
     with Daemon({"http_port": port, "model_repository": str(repo)}):
         return run_points("emberflow", emberflow_targets(port), seconds, images, models)
@@ -148,8 +180,12 @@ def bench_emberflow(seconds: float, images: np.ndarray, models: list[str]) -> li
 def bench_peer(kind: str, seconds: float, images: np.ndarray, models: list[str]) -> list[dict]:
     port = free_port()
     script = Path(__file__).resolve().parent / "serving_peer_apps.py"
-    proc = subprocess.Popen([sys.executable, str(script), kind, str(port), str(MAX_BATCH), str(BATCH_WAIT_S)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), kind, str(port), str(MAX_BATCH), str(BATCH_WAIT_S)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        process_group=0,
+    )
     try:
         return run_points(kind, peer_targets(port), seconds, images, models)
     finally:
@@ -161,8 +197,11 @@ def bench_peer(kind: str, seconds: float, images: np.ndarray, models: list[str])
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 continue
         if kind == "ray":
-            subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
 
 def main() -> None:
@@ -179,8 +218,11 @@ def main() -> None:
         print(f"{name}:", file=sys.stderr, flush=True)
         try:
             models = args.models.split(",")
-            rows += (bench_emberflow(args.seconds, images, models) if name == "emberflow"
-                     else bench_peer(name, args.seconds, images, models))
+            rows += (
+                bench_emberflow(args.seconds, images, models)
+                if name == "emberflow"
+                else bench_peer(name, args.seconds, images, models)
+            )
         except Exception as e:  # a peer that cannot run here is reported, not fatal
             print(f"  {name} failed: {type(e).__name__}: {e}", file=sys.stderr)
     note = finish_machine(info)
@@ -191,8 +233,10 @@ def main() -> None:
     print("| model | concurrency | server | req/s | p50 ms | p99 ms | errors |")
     print("|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: (r["model"], r["concurrency"], r["server"])):
-        print(f"| {r['model']} | {r['concurrency']} | {r['server']} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} | "
-              f"{r['errors']} |")
+        print(
+            f"| {r['model']} | {r['concurrency']} | {r['server']} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} | "
+            f"{r['errors']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -27,9 +27,9 @@ import psutil
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Daemon  # noqa: E402
+from harness import Daemon
 
-from emberflow.client import Client, ServerError  # noqa: E402
+from emberflow.client import Client, ServerError
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "tests" / "fixtures" / "toolchain" / "digits_cnn.onnx"
@@ -95,14 +95,23 @@ def _http_once(url: str, what: str, rng: random.Random) -> str:
                     return "left"
             return "stream ended without [DONE]"
     if what == "chat":
-        r = requests.post(f"{url}/v1/chat/completions", headers=auth, timeout=BOUND_S,
-                          json={"model": LLM, "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]})
+        r = requests.post(
+            f"{url}/v1/chat/completions",
+            headers=auth,
+            timeout=BOUND_S,
+            json={"model": LLM, "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]},
+        )
     elif what == "embed":
-        r = requests.post(f"{url}/v1/embeddings", headers=auth, timeout=BOUND_S,
-                          json={"model": EMBED, "input": ["a sentence", "another one"]})
+        r = requests.post(
+            f"{url}/v1/embeddings",
+            headers=auth,
+            timeout=BOUND_S,
+            json={"model": EMBED, "input": ["a sentence", "another one"]},
+        )
     else:
-        r = requests.post(f"{url}/units/echo/infer", headers=auth, timeout=BOUND_S,
-                          json={"params": {"times": 2}, "data": "soak"})
+        r = requests.post(
+            f"{url}/units/echo/infer", headers=auth, timeout=BOUND_S, json={"params": {"times": 2}, "data": "soak"}
+        )
     return "ok" if r.status_code == 200 else f"status {r.status_code}"
 
 
@@ -137,8 +146,11 @@ def _grpc_worker(port: int, stop: threading.Event, tally: Tally) -> None:
 def _killer(daemon: Daemon, stop: threading.Event, every: float, kills: list[str], seed: int) -> None:
     rng = random.Random(seed)
     while not stop.wait(every):
-        units = [p for p in psutil.Process(daemon.proc.pid).children(recursive=True)
-                 if "emberflow.unit.host" in " ".join(p.cmdline())]
+        units = [
+            p
+            for p in psutil.Process(daemon.proc.pid).children(recursive=True)
+            if "emberflow.unit.host" in " ".join(p.cmdline())
+        ]
         if units:
             victim = rng.choice(units)
             kind = victim.cmdline()[victim.cmdline().index("--kind") + 1]
@@ -171,8 +183,15 @@ def main() -> int:
     shutil.copy(DIGITS, repo / "digits" / "1" / "model.onnx")
     # the test suite's echo unit; one warm LLM task for HTTP, so StackFlow clients get the other slot
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "tests"), os.environ.get("PYTHONPATH")) if p)
-    config = {"token": TOKEN, "http_port": 0, "grpc_port": 0, "model_repository": str(repo), "preload": ["llm"],
-              "units": {"echo": "units_for_tests:EchoUnit"}, "instances": {"llm": 1}}
+    config = {
+        "token": TOKEN,
+        "http_port": 0,
+        "grpc_port": 0,
+        "model_repository": str(repo),
+        "preload": ["llm"],
+        "units": {"echo": "units_for_tests:EchoUnit"},
+        "instances": {"llm": 1},
+    }
     with Daemon(config, start_timeout=120) as d:
         url = f"http://127.0.0.1:{d.server.http_port}"
         deadline = time.monotonic() + 120
@@ -211,17 +230,28 @@ def main() -> int:
         depth = _metric(url, "emberflow_queue_depth")
         rss1 = sys_proc.memory_info().rss
         result = {
-            "minutes": args.minutes, "requests": dict(sorted(tally.counts.items())), "kills": kills,
-            "unanswered": len(tally.unanswered), "hung_clients": hung,
-            "tasks_baseline": len(baseline_tasks), "tasks_after": len(tasks), "queue_depth_after": depth,
-            "sys_rss_mib": [round(rss0 / 2**20, 1), round(rss1 / 2**20, 1)], "sys_rss_ratio": round(rss1 / rss0, 3),
+            "minutes": args.minutes,
+            "requests": dict(sorted(tally.counts.items())),
+            "kills": kills,
+            "unanswered": len(tally.unanswered),
+            "hung_clients": hung,
+            "tasks_baseline": len(baseline_tasks),
+            "tasks_after": len(tasks),
+            "queue_depth_after": depth,
+            "sys_rss_mib": [round(rss0 / 2**20, 1), round(rss1 / 2**20, 1)],
+            "sys_rss_ratio": round(rss1 / rss0, 3),
         }
     shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(result, indent=1))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
-    ok = (not result["unanswered"] and not hung and result["tasks_after"] <= result["tasks_baseline"]
-          and depth == 0 and result["sys_rss_ratio"] <= 1.10)
+    ok = (
+        not result["unanswered"]
+        and not hung
+        and result["tasks_after"] <= result["tasks_baseline"]
+        and depth == 0
+        and result["sys_rss_ratio"] <= 1.10
+    )
     print("soak:", "PASS" if ok else "FAIL")
     return 0 if ok else 1
 

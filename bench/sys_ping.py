@@ -19,9 +19,9 @@ import sys
 import time
 
 import psutil
+from harness import Daemon, finish_machine, machine, print_table, summary
 
 from emberflow.client import Client
-from harness import Daemon, finish_machine, machine, print_table, summary
 
 BLOCK = 100  # pings per alternation block
 WARMUP = 100  # pings per server before measuring
@@ -89,8 +89,16 @@ def measure_rss(d: Daemon) -> dict[str, float]:
     sys_proc = psutil.Process(d.proc.pid)
     out = {}
     with Client("127.0.0.1", d.port, timeout=120) as c:
-        wid = c.setup("llm", {"model": "smollm2-135m-instruct", "response_format": "llm.utf-8.stream",
-                              "input": "llm.utf-8", "enoutput": True, "max_token_len": 8})
+        wid = c.setup(
+            "llm",
+            {
+                "model": "smollm2-135m-instruct",
+                "response_format": "llm.utf-8.stream",
+                "input": "llm.utf-8",
+                "enoutput": True,
+                "max_token_len": 8,
+            },
+        )
         c.ask(wid, "Hi")  # one answer, so the compute buffers are allocated too
         units = sys_proc.children()
         out["llm_unit_mib"] = sum(p.memory_info().rss for p in units) / 2**20
@@ -111,8 +119,9 @@ def main() -> None:
         return
 
     result: dict = {"bench": "sys_ping", "machine": machine()}
-    echo = subprocess.Popen([sys.executable, __file__, "--echo-server"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    echo = subprocess.Popen(
+        [sys.executable, __file__, "--echo-server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         echo_port = int(echo.stdout.readline())
         with Daemon() as d:
@@ -129,8 +138,13 @@ def main() -> None:
     result["startup"] = {}
     for name, config in GATEWAYS.items():
         times, rss = measure_startups(args.starts, config)
-        result["startup"][name] = {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-                                   "runs_s": times, "idle_rss_mib_median": statistics.median(rss)}
+        result["startup"][name] = {
+            "median_s": statistics.median(times),
+            "min_s": min(times),
+            "max_s": max(times),
+            "runs_s": times,
+            "idle_rss_mib_median": statistics.median(rss),
+        }
     conditions = finish_machine(result["machine"])
 
     if args.json:
@@ -140,22 +154,39 @@ def main() -> None:
     sysp, base = ping["emberflow sys.ping"], ping["asyncio echo"]
     print(f"## sys ping round trip over TCP, loopback ({sysp['n']} pings each, µs)")
     print(conditions)
-    print_table(["server", "p50", "p99", "mean"],
-                [[name, f"{s['p50']:.0f}", f"{s['p99']:.0f}", f"{s['mean']:.0f}"] for name, s in ping.items()]
-                + [["overhead (sys − echo)", f"{sysp['p50'] - base['p50']:+.0f}", f"{sysp['p99'] - base['p99']:+.0f}",
-                    f"{sysp['mean'] - base['mean']:+.0f}"],
-                   ["ratio (sys / echo)", f"{sysp['p50'] / base['p50']:.2f}", f"{sysp['p99'] / base['p99']:.2f}",
-                    f"{sysp['mean'] / base['mean']:.2f}"]])
+    print_table(
+        ["server", "p50", "p99", "mean"],
+        [[name, f"{s['p50']:.0f}", f"{s['p99']:.0f}", f"{s['mean']:.0f}"] for name, s in ping.items()]
+        + [
+            [
+                "overhead (sys − echo)",
+                f"{sysp['p50'] - base['p50']:+.0f}",
+                f"{sysp['p99'] - base['p99']:+.0f}",
+                f"{sysp['mean'] - base['mean']:+.0f}",
+            ],
+            [
+                "ratio (sys / echo)",
+                f"{sysp['p50'] / base['p50']:.2f}",
+                f"{sysp['p99'] / base['p99']:.2f}",
+                f"{sysp['mean'] / base['mean']:.2f}",
+            ],
+        ],
+    )
     print()
     rss = result["rss"]
     rows = []
     for name, st in result["startup"].items():
         rows.append([f"RSS of sys, idle, no units ({name})", f"{st['idle_rss_mib_median']:.1f} MiB"])
-        rows.append([f"`emberflow up` launch → accepting, median of {len(st['runs_s'])} ({name})",
-                     f"{st['median_s'] * 1000:.0f} ms (min {st['min_s'] * 1000:.0f}, max {st['max_s'] * 1000:.0f})"])
+        rows.append(
+            [
+                f"`emberflow up` launch → accepting, median of {len(st['runs_s'])} ({name})",
+                f"{st['median_s'] * 1000:.0f} ms (min {st['min_s'] * 1000:.0f}, max {st['max_s'] * 1000:.0f})",
+            ]
+        )
     rows.append(["RSS of the llm unit process, SmolLM2-135M loaded", f"{rss['llm_unit_mib']:.1f} MiB"])
     rows.append(["RSS of sys with the llm task open", f"{rss['sys_with_llm_mib']:.1f} MiB"])
     print_table(["figure", "value"], rows)
+
 
 if __name__ == "__main__":
     main()

@@ -19,10 +19,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "toolchain"))
 
-from toolchain_models import FIXTURES, MODEL_FEEDS, real_model  # noqa: E402
-from toolchain_table import emit  # noqa: E402
+from toolchain_models import FIXTURES, MODEL_FEEDS, real_model
+from toolchain_table import emit
 
-from emberflow.runtime import Engine  # noqa: E402
+from emberflow.runtime import Engine
 
 
 def compare(engine: Engine, feeds: dict, direct, calls: int) -> tuple[float, float, float]:
@@ -31,7 +31,7 @@ def compare(engine: Engine, feeds: dict, direct, calls: int) -> tuple[float, flo
     Calls alternate one by one (engine, direct, direct, engine, ...), so a slow moment on this
     shared machine lands on both sides; the median paired difference is the overhead estimate.
     """
-    run_engine = lambda: engine(feeds)  # noqa: E731
+    run_engine = lambda: engine(feeds)
     for _ in range(3):
         run_engine()
         direct()
@@ -87,11 +87,32 @@ def main() -> None:
         pct = 100 * diff / d
         if d > 1e-3:  # the % target is about real models (>= 1 ms); the tiny ones show the fixed µs cost
             worst = max(worst, pct)
-        rows.append([label, calls, round(d * 1e6, 1), round(e * 1e6, 1), round(diff * 1e6, 1), round(pct, 2),
-                     round(diff2 * 1e6, 1), round(100 * diff2 / d2, 2)])
-    emit(["model", "calls", "direct median (µs)", "Engine median (µs)", "overhead (µs)", "overhead (%)",
-          "overhead with check_inputs=False (µs)", "(%)"], rows,
-         f"worst overhead on models of >= 1 ms: {worst:.2f} % (target <= 2 %)")
+        rows.append(
+            [
+                label,
+                calls,
+                round(d * 1e6, 1),
+                round(e * 1e6, 1),
+                round(diff * 1e6, 1),
+                round(pct, 2),
+                round(diff2 * 1e6, 1),
+                round(100 * diff2 / d2, 2),
+            ]
+        )
+    emit(
+        [
+            "model",
+            "calls",
+            "direct median (µs)",
+            "Engine median (µs)",
+            "overhead (µs)",
+            "overhead (%)",
+            "overhead with check_inputs=False (µs)",
+            "(%)",
+        ],
+        rows,
+        f"worst overhead on models of >= 1 ms: {worst:.2f} % (target <= 2 %)",
+    )
 
 
 if __name__ == "__main__":

@@ -29,14 +29,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "toolchain"))
 
-from toolchain_models import real_model  # noqa: E402
-from toolchain_table import emit  # noqa: E402
-from toolchain_tflite_models import plain_cnn_int8, resnet_int8  # noqa: E402
+from toolchain_models import real_model
+from toolchain_table import emit
+from toolchain_tflite_models import plain_cnn_int8, resnet_int8
 
-from emberflow.runtime.backends.tflm import capture_native_output, make_interpreter, tflm_io_specs  # noqa: E402
-from emberflow.toolchain.graph import device_dtypes, load_graph  # noqa: E402
-from emberflow.toolchain.memplan import plan_memory  # noqa: E402
-
+from emberflow.runtime.backends.tflm import capture_native_output, make_interpreter, tflm_io_specs
+from emberflow.toolchain.graph import device_dtypes, load_graph
+from emberflow.toolchain.memplan import plan_memory
 
 PROBE = """
 import sys, numpy as np
@@ -122,13 +121,40 @@ def main() -> None:
         head, tail = tflm_recording(data, feeds)
         minimum = tflm_min_arena(path)
         act = minimum - tail
-        rows.append((name, plan.arena_bytes, plan.lower_bound_bytes, plan.strategy, head, tail, minimum, act,
-                     plan.arena_bytes / act, plan.arena_bytes / head, plan_ms))
+        rows.append(
+            (
+                name,
+                plan.arena_bytes,
+                plan.lower_bound_bytes,
+                plan.strategy,
+                head,
+                tail,
+                minimum,
+                act,
+                plan.arena_bytes / act,
+                plan.arena_bytes / head,
+                plan_ms,
+            )
+        )
     worst = max(max(r[8], r[9]) for r in rows)
-    emit(["model", "ours (B)", "lower bound (B)", "our strategy", "TFLM head (B)", "TFLM tail (B)", "TFLM min arena (B)",
-          "TFLM act = min - tail (B)", "ours / TFLM act", "ours / TFLM head", "plan time (ms)"],
-         [[*r[:8], round(r[8], 3), round(r[9], 3), round(r[10], 1)] for r in rows],
-         f"worst ratio {worst:.3f} (target <= 1.0): {'met' if worst <= 1.0 else 'NOT met'}")
+    emit(
+        [
+            "model",
+            "ours (B)",
+            "lower bound (B)",
+            "our strategy",
+            "TFLM head (B)",
+            "TFLM tail (B)",
+            "TFLM min arena (B)",
+            "TFLM act = min - tail (B)",
+            "ours / TFLM act",
+            "ours / TFLM head",
+            "plan time (ms)",
+        ],
+        [[*r[:8], round(r[8], 3), round(r[9], 3), round(r[10], 1)] for r in rows],
+        f"worst ratio {worst:.3f} (target <= 1.0): {'met' if worst <= 1.0 else 'NOT met'}",
+    )
+
 
 if __name__ == "__main__":
     main()

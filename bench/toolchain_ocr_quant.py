@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "toolchain"))
 
-from ocr_text import cer, charset, dataset, fonts  # noqa: E402
-from toolchain_models import real_model  # noqa: E402
-from toolchain_table import emit  # noqa: E402
+from ocr_text import cer, charset, dataset, fonts
+from toolchain_models import real_model
+from toolchain_table import emit
 
-from emberflow.toolchain.quantize import quantize_model  # noqa: E402
+from emberflow.toolchain.quantize import quantize_model
 
 
 def main() -> None:
@@ -49,15 +49,27 @@ def main() -> None:
     for i, (label, method, op_types, reduce) in enumerate(variants):
         out = tmp / f"rec_{i}.onnx"
         t0 = time.perf_counter()
-        quantize_model(rec, out, [{"x": x} for x in calib_x], method=method, per_channel=True, reduce_range=reduce,
-                       op_types=op_types)
+        quantize_model(
+            rec,
+            out,
+            [{"x": x} for x in calib_x],
+            method=method,
+            per_channel=True,
+            reduce_range=reduce,
+            op_types=op_types,
+        )
         rows.append((label, out, time.perf_counter() - t0))
     table = []
     for label, path, qtime in rows:
         err, ms = cer(path, test_x, test_t, classes)
         table.append([label, round(path.stat().st_size / 1e6, 1), round(qtime, 1), round(err, 4), round(ms, 1)])
-    emit(["model", "size (MB)", "quantize time (s)", "CER", "ms per line (48x320)"], table,
-         fonts=len(font_list), calibration_lines=len(calib_x), held_out_lines=len(test_x))
+    emit(
+        ["model", "size (MB)", "quantize time (s)", "CER", "ms per line (48x320)"],
+        table,
+        fonts=len(font_list),
+        calibration_lines=len(calib_x),
+        held_out_lines=len(test_x),
+    )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests" / "toolchain"))
 
-from toolchain_models import real_model  # noqa: E402
-from toolchain_table import emit  # noqa: E402
+from toolchain_models import real_model
+from toolchain_table import emit
 
 EMBERFLOW = str(Path(sys.executable).with_name("emberflow"))
 
@@ -41,13 +41,19 @@ def main() -> None:
         "emberflow --help": step("help", ["--help"]),
         "analyze": step("analyze", ["analyze", rec, *shape, "--json"]),
         "check --target stm32h747": step("check", ["check", rec, "-t", "stm32h747", *shape, "--json"], ok_codes=(0, 1)),
-        "quantize (16 random samples)": step("quantize", ["quantize", rec, "-o", q, "--calib", "random:16", *shape,
-                                                          "--op-types", "Conv,MatMul", "--json"]),
-        "pack fp32 + int8": step("pack", ["pack", f"rec={rec}", f"rec8={q}", "-o", str(tmp / "rec.ember"), *shape, "--json"]),
+        "quantize (16 random samples)": step(
+            "quantize",
+            ["quantize", rec, "-o", q, "--calib", "random:16", *shape, "--op-types", "Conv,MatMul", "--json"],
+        ),
+        "pack fp32 + int8": step(
+            "pack", ["pack", f"rec={rec}", f"rec8={q}", "-o", str(tmp / "rec.ember"), *shape, "--json"]
+        ),
         "inspect": step("inspect", ["inspect", str(tmp / "rec.ember"), "--json"]),
     }
     total = sum(v for k, v in times.items() if k != "emberflow --help")
-    rows = [[k, round(v, 2)] for k, v in times.items()] + [["**analyze + check + quantize + pack + inspect**", round(total, 2)]]
+    rows = [[k, round(v, 2)] for k, v in times.items()] + [
+        ["**analyze + check + quantize + pack + inspect**", round(total, 2)]
+    ]
     emit(["step", "wall time (s)"], rows)
 
 

@@ -31,8 +31,14 @@ from emberflow.unit.local import LocalTask
 from emberflow.units.asr import ASRUnit
 from emberflow.voice.replay import LiveReplay
 
-PARAMS = {"model": "whisper-tiny.en", "endpointing": "semantic", "turn_pause": 0.15, "min_silence": 1.0,
-          "partial_interval": 0, "response_format": "asr.utf-8.stream"}
+PARAMS = {
+    "model": "whisper-tiny.en",
+    "endpointing": "semantic",
+    "turn_pause": 0.15,
+    "min_silence": 1.0,
+    "partial_interval": 0,
+    "response_format": "asr.utf-8.stream",
+}
 
 
 def run(threshold: float, pause: float, words: bool) -> dict:
@@ -56,8 +62,13 @@ def run(threshold: float, pause: float, words: bool) -> dict:
                 else:
                     hesitations["cut"] += 1
                     cut_at.append(" ".join(q.split()[:k]) + " | " + " / ".join(str(t) for _, t in out))
-    return {"threshold": threshold, "words_checked": words, "complete": complete, "hesitations": hesitations,
-            "cut_at": cut_at}
+    return {
+        "threshold": threshold,
+        "words_checked": words,
+        "complete": complete,
+        "hesitations": hesitations,
+        "cut_at": cut_at,
+    }
 
 
 def main() -> int:
@@ -72,14 +83,18 @@ def main() -> int:
         return 0
     n_q = len(QUESTIONS)
     print(f"{n_q} questions; hesitations of {args.pause} s after each word but the last")
-    print("| threshold | words checked | complete: ended on the verdict | complete: long silence | complete: cut "
-          "| hesitations kept whole | hesitations cut |")
+    print(
+        "| threshold | words checked | complete: ended on the verdict | complete: long silence | complete: cut "
+        "| hesitations kept whole | hesitations cut |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in results:
         c, h = r["complete"], r["hesitations"]
         total = h["kept"] + h["cut"]
-        print(f"| {r['threshold']} | {'yes' if r['words_checked'] else 'no (audio only)'} | {c['verdict']}/{n_q} "
-              f"| {c['long_silence']}/{n_q} | {c['cut']}/{n_q} | {h['kept']}/{total} | {h['cut']}/{total} |")
+        print(
+            f"| {r['threshold']} | {'yes' if r['words_checked'] else 'no (audio only)'} | {c['verdict']}/{n_q} "
+            f"| {c['long_silence']}/{n_q} | {c['cut']}/{n_q} | {h['kept']}/{total} | {h['cut']}/{total} |"
+        )
     for r in results:
         for cut in r["cut_at"]:
             print(f"  threshold {r['threshold']}, words {'on' if r['words_checked'] else 'off'}: cut after {cut}")

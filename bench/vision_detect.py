@@ -29,12 +29,12 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "vision"))
-from harness import Daemon, finish_machine, machine, print_table  # noqa: E402
-from visionkit import DARKNET, send_raw, video  # noqa: E402
+from harness import Daemon, finish_machine, machine, print_table
+from visionkit import DARKNET, send_raw, video
 
-from emberflow.models.catalogue import Catalogue  # noqa: E402
-from emberflow.vision.detect import NanoDet  # noqa: E402
-from emberflow.vision.image import decode  # noqa: E402
+from emberflow.models.catalogue import Catalogue
+from emberflow.vision.detect import NanoDet
+from emberflow.vision.image import decode
 
 PHOTOS = ["dog.jpg", "person.jpg", "kite.jpg", "horses.jpg", "giraffe.jpg", "eagle.jpg"]
 
@@ -54,7 +54,9 @@ def direct_raw_fps(det: NanoDet, frames: list[np.ndarray]) -> tuple[float, float
     return len(frames) / (time.perf_counter() - started), 1000 * (time.process_time() - cpu) / len(frames)
 
 
-def tcp_fps(client, work_id: str, jpegs: list[bytes], in_flight: int, pid: int, raw: bool = False) -> tuple[float, float]:
+def tcp_fps(
+    client, work_id: str, jpegs: list[bytes], in_flight: int, pid: int, raw: bool = False
+) -> tuple[float, float]:
     """(images/s, CPU ms per image): the client's base64 and socket work plus every emberflow process.
     `raw`: StackFlow RAW frames (`{"RAW": N, ...}` + the JPEG bytes, as the Arduino library sends)."""
     texts = [base64.b64encode(d).decode() for d in jpegs]
@@ -62,8 +64,11 @@ def tcp_fps(client, work_id: str, jpegs: list[bytes], in_flight: int, pid: int, 
     pending: list[str] = []
     for i, text in enumerate(texts):
         if raw:
-            send_raw(client, {"request_id": f"b{i}", "work_id": work_id, "action": "inference",
-                              "object": "cv.jpeg.base64"}, jpegs[i])
+            send_raw(
+                client,
+                {"request_id": f"b{i}", "work_id": work_id, "action": "inference", "object": "cv.jpeg.base64"},
+                jpegs[i],
+            )
             pending.append(f"b{i}")
         else:
             pending.append(client.infer(work_id, text, object="yolo.jpeg.base64", request_id=f"b{i}"))
@@ -114,10 +119,19 @@ def tree_usage(pid: int) -> tuple[float, int]:
 
 
 def camera_run(client, pid: int, clip: Path, seconds: float) -> dict:
-    cam = client.setup("camera", {"response_format": "camera.raw", "input": str(clip), "frame_width": 640,
-                                  "frame_height": 480, "enoutput": False})
-    yolo = client.setup("yolo", {"model": "yolo11n", "response_format": "yolo.box", "input": [cam],
-                                 "n_threads": 1, "enoutput": True})
+    cam = client.setup(
+        "camera",
+        {
+            "response_format": "camera.raw",
+            "input": str(clip),
+            "frame_width": 640,
+            "frame_height": 480,
+            "enoutput": False,
+        },
+    )
+    yolo = client.setup(
+        "yolo", {"model": "yolo11n", "response_format": "yolo.box", "input": [cam], "n_threads": 1, "enoutput": True}
+    )
     client.next_message(lambda m: m["work_id"] == yolo, timeout=120)  # running
     before = client.request(yolo, "taskinfo")["data"]["unit"]["frames"]
     cam_before = client.request(cam, "taskinfo")["data"]["unit"]
@@ -139,12 +153,19 @@ def camera_run(client, pid: int, clip: Path, seconds: float) -> dict:
     client.exit(yolo)
     client.exit(cam)
     processed = after["processed"] - before["processed"]
-    return {"fps": processed / elapsed, "processed": processed, "received": after["received"] - before["received"],
-            "yolo_dropped": after["dropped"] - before["dropped"],
-            "camera_captured": cam_after["captured"] - cam_before["captured"],
-            "camera_dropped": cam_after["dropped"] - cam_before["dropped"],
-            "latency_p50_ms": after["latency_ms"]["p50"], "latency_p99_ms": after["latency_ms"]["p99"],
-            "cpu_percent": 100 * (cpu1 - cpu0) / elapsed, "rss_mb": rss_peak / 2**20, "seconds": elapsed}
+    return {
+        "fps": processed / elapsed,
+        "processed": processed,
+        "received": after["received"] - before["received"],
+        "yolo_dropped": after["dropped"] - before["dropped"],
+        "camera_captured": cam_after["captured"] - cam_before["captured"],
+        "camera_dropped": cam_after["dropped"] - cam_before["dropped"],
+        "latency_p50_ms": after["latency_ms"]["p50"],
+        "latency_p99_ms": after["latency_ms"]["p99"],
+        "cpu_percent": 100 * (cpu1 - cpu0) / elapsed,
+        "rss_mb": rss_peak / 2**20,
+        "seconds": elapsed,
+    }
 
 
 def main() -> int:
@@ -176,58 +197,101 @@ def main() -> int:
         if not ok:
             break
         raw.append(fit(bgr, 640, 480))
-    results: dict[str, list[tuple[float, float]]] = {"direct": [], "tcp1": [], "tcp2": [], "raw1": [],
-                                                     "direct_raw": []}
+    results: dict[str, list[tuple[float, float]]] = {"direct": [], "tcp1": [], "tcp2": [], "raw1": [], "direct_raw": []}
     with Daemon() as d, d.server.client(timeout=300) as c:
         pid = d.proc.pid
-        yolo = c.setup("yolo", {"model": "yolo11n", "response_format": "yolo.box", "input": "yolo.jpeg.base64",
-                                "n_threads": 1}, timeout=120)
+        yolo = c.setup(
+            "yolo",
+            {"model": "yolo11n", "response_format": "yolo.box", "input": "yolo.jpeg.base64", "n_threads": 1},
+            timeout=120,
+        )
         tcp_fps(c, yolo, jpegs[:2], 1, pid)  # warm-up
-        runs = {"direct": lambda: direct_fps(det, jpegs), "tcp1": lambda: tcp_fps(c, yolo, jpegs, 1, pid),
-                "tcp2": lambda: tcp_fps(c, yolo, jpegs, 2, pid), "raw1": lambda: tcp_fps(c, yolo, jpegs, 1, pid, True),
-                "direct_raw": lambda: direct_raw_fps(det, raw)}
+        runs = {
+            "direct": lambda: direct_fps(det, jpegs),
+            "tcp1": lambda: tcp_fps(c, yolo, jpegs, 1, pid),
+            "tcp2": lambda: tcp_fps(c, yolo, jpegs, 2, pid),
+            "raw1": lambda: tcp_fps(c, yolo, jpegs, 1, pid, True),
+            "direct_raw": lambda: direct_raw_fps(det, raw),
+        }
         for r in range(args.rounds):
-            for name in list(runs)[r % 5:] + list(runs)[:r % 5]:  # rotate the order: load drift hits all alike
+            for name in list(runs)[r % 5 :] + list(runs)[: r % 5]:  # rotate the order: load drift hits all alike
                 results[name].append(runs[name]())
         split = {"base64": breakdown(c, yolo, jpegs, pid, False), "raw": breakdown(c, yolo, jpegs, pid, True)}
         c.exit(yolo)
         camera = camera_run(c, pid, clip, args.seconds)
     med = {k: statistics.median(v[0] for v in vals) for k, vals in results.items()}
     cpu = {k: statistics.median(v[1] for v in vals) for k, vals in results.items()}
-    out = {"machine": info, "fps": med, "cpu_ms_per_image": cpu, "cpu_by_process": split, "camera": camera,
-           "ratio_tcp1": med["tcp1"] / med["direct"], "ratio_tcp2": med["tcp2"] / med["direct"],
-           "overhead_ms_tcp1": 1000 / med["tcp1"] - 1000 / med["direct"],
-           "cpu_overhead_ms_tcp": cpu["tcp1"] - cpu["direct"],
-           "ratio_camera": camera["fps"] / med["direct_raw"],
-           "overhead_ms_camera": 1000 / camera["fps"] - 1000 / med["direct_raw"]}
+    out = {
+        "machine": info,
+        "fps": med,
+        "cpu_ms_per_image": cpu,
+        "cpu_by_process": split,
+        "camera": camera,
+        "ratio_tcp1": med["tcp1"] / med["direct"],
+        "ratio_tcp2": med["tcp2"] / med["direct"],
+        "overhead_ms_tcp1": 1000 / med["tcp1"] - 1000 / med["direct"],
+        "cpu_overhead_ms_tcp": cpu["tcp1"] - cpu["direct"],
+        "ratio_camera": camera["fps"] / med["direct_raw"],
+        "overhead_ms_camera": 1000 / camera["fps"] - 1000 / med["direct_raw"],
+    }
     desc = finish_machine(info)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
-    print(f"\nNanoDet-m 416x416, 1 onnxruntime thread, {args.images} darknet photos per run, median of "
-          f"{args.rounds} rounds. {desc}\n")
-    print_table(["path", "images/s", "ratio vs direct", "per-image overhead", "CPU ms/image (all processes)"], [
-        ["direct (decode + preprocess + onnxruntime + boxes)", f"{med['direct']:.2f}", "1.000", "-",
-         f"{cpu['direct']:.1f}"],
-        ["StackFlow TCP, base64 JPEG, 1 in flight", f"{med['tcp1']:.2f}", f"{out['ratio_tcp1']:.3f}",
-         f"{out['overhead_ms_tcp1']:.1f} ms", f"{cpu['tcp1']:.1f}"],
-        ["StackFlow TCP, base64 JPEG, 2 in flight", f"{med['tcp2']:.2f}", f"{out['ratio_tcp2']:.3f}",
-         f"{1000 / med['tcp2'] - 1000 / med['direct']:.1f} ms", f"{cpu['tcp2']:.1f}"],
-        ["StackFlow TCP, RAW frame (JPEG bytes, no base64), 1 in flight", f"{med['raw1']:.2f}",
-         f"{med['raw1'] / med['direct']:.3f}", f"{1000 / med['raw1'] - 1000 / med['direct']:.1f} ms",
-         f"{cpu['raw1']:.1f}"],
-        ["direct on raw 640x480 frames", f"{med['direct_raw']:.2f}", "1.000", "-", f"{cpu['direct_raw']:.1f}"],
-        ["camera (30 fps video) -> yolo link", f"{camera['fps']:.2f}", f"{out['ratio_camera']:.3f}",
-         f"{out['overhead_ms_camera']:.1f} ms", "-"],
-    ])
-    print("\nCPU ms per image by process, one in flight (the direct loop: "
-          f"{cpu['direct']:.1f}):")
+    print(
+        f"\nNanoDet-m 416x416, 1 onnxruntime thread, {args.images} darknet photos per run, median of "
+        f"{args.rounds} rounds. {desc}\n"
+    )
+    print_table(
+        ["path", "images/s", "ratio vs direct", "per-image overhead", "CPU ms/image (all processes)"],
+        [
+            [
+                "direct (decode + preprocess + onnxruntime + boxes)",
+                f"{med['direct']:.2f}",
+                "1.000",
+                "-",
+                f"{cpu['direct']:.1f}",
+            ],
+            [
+                "StackFlow TCP, base64 JPEG, 1 in flight",
+                f"{med['tcp1']:.2f}",
+                f"{out['ratio_tcp1']:.3f}",
+                f"{out['overhead_ms_tcp1']:.1f} ms",
+                f"{cpu['tcp1']:.1f}",
+            ],
+            [
+                "StackFlow TCP, base64 JPEG, 2 in flight",
+                f"{med['tcp2']:.2f}",
+                f"{out['ratio_tcp2']:.3f}",
+                f"{1000 / med['tcp2'] - 1000 / med['direct']:.1f} ms",
+                f"{cpu['tcp2']:.1f}",
+            ],
+            [
+                "StackFlow TCP, RAW frame (JPEG bytes, no base64), 1 in flight",
+                f"{med['raw1']:.2f}",
+                f"{med['raw1'] / med['direct']:.3f}",
+                f"{1000 / med['raw1'] - 1000 / med['direct']:.1f} ms",
+                f"{cpu['raw1']:.1f}",
+            ],
+            ["direct on raw 640x480 frames", f"{med['direct_raw']:.2f}", "1.000", "-", f"{cpu['direct_raw']:.1f}"],
+            [
+                "camera (30 fps video) -> yolo link",
+                f"{camera['fps']:.2f}",
+                f"{out['ratio_camera']:.3f}",
+                f"{out['overhead_ms_camera']:.1f} ms",
+                "-",
+            ],
+        ],
+    )
+    print(f"\nCPU ms per image by process, one in flight (the direct loop: {cpu['direct']:.1f}):")
     print_table(["input", *split["base64"]], [[k, *(f"{v:.1f}" for v in split[k].values())] for k in split])
-    print(f"\ncamera -> yolo for {camera['seconds']:.0f} s: {camera['processed']} frames processed "
-          f"({camera['fps']:.1f}/s) of {camera['camera_captured']} captured; dropped: {camera['yolo_dropped']} by "
-          f"yolo's latest-only slot, {camera['camera_dropped']} at the camera; capture -> boxes latency p50 "
-          f"{camera['latency_p50_ms']} ms, p99 {camera['latency_p99_ms']} ms; daemon CPU {camera['cpu_percent']:.0f}% "
-          f"of one core, RSS {camera['rss_mb']:.0f} MB (sys + camera + yolo processes)")
+    print(
+        f"\ncamera -> yolo for {camera['seconds']:.0f} s: {camera['processed']} frames processed "
+        f"({camera['fps']:.1f}/s) of {camera['camera_captured']} captured; dropped: {camera['yolo_dropped']} by "
+        f"yolo's latest-only slot, {camera['camera_dropped']} at the camera; capture -> boxes latency p50 "
+        f"{camera['latency_p50_ms']} ms, p99 {camera['latency_p99_ms']} ms; daemon CPU {camera['cpu_percent']:.0f}% "
+        f"of one core, RSS {camera['rss_mb']:.0f} MB (sys + camera + yolo processes)"
+    )
     return 0
 
 

@@ -34,20 +34,35 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Daemon, machine, percentile, print_table  # noqa: E402
+from harness import Daemon, machine, percentile, print_table
 
-from emberflow.flows import runner  # noqa: E402
-from emberflow.flows.demo import audio_info, push_pcm, wait_played  # noqa: E402
-from emberflow.flows.spec import load  # noqa: E402
-from emberflow.voice import pcm  # noqa: E402
+from emberflow.flows import runner
+from emberflow.flows.demo import audio_info, push_pcm, wait_played
+from emberflow.flows.spec import load
+from emberflow.voice import pcm
 
-QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?",
-             "What color is the sky?", "What is the largest planet?"]
-STAGES = ["end_of_speech_wait", "asr", "llm_first_token", "llm_first_clause", "tts_first_audio",
-          "framework_overhead", "end_to_end"]
+QUESTIONS = [
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "What color is the sky?",
+    "What is the largest planet?",
+]
+STAGES = [
+    "end_of_speech_wait",
+    "asr",
+    "llm_first_token",
+    "llm_first_clause",
+    "tts_first_audio",
+    "framework_overhead",
+    "end_to_end",
+]
 SNR_DB = 10.0
-BABBLE = ["The train to the city leaves at nine in the morning.", "I think we should paint the kitchen yellow.",
-          "My brother bought a new bicycle last week.", "Please remember to water the plants on Sunday."]
+BABBLE = [
+    "The train to the city leaves at nine in the morning.",
+    "I think we should paint the kitchen yellow.",
+    "My brother bought a new bicycle last week.",
+    "Please remember to water the plants on Sunday.",
+]
 
 
 def synthesise():
@@ -60,7 +75,7 @@ def synthesise():
         a = np.concatenate([c.audio_int16_array for c in voice.synthesize(text)])
         return pcm.resample(a, voice.config.sample_rate, pcm.RATE)
 
-    gap = lambda s: np.zeros(int(pcm.RATE * s), np.int16)  # noqa: E731
+    gap = lambda s: np.zeros(int(pcm.RATE * s), np.int16)
     wake = say("Hey Jarvis.")
     return {q: (np.concatenate([gap(0.4), wake, gap(0.6)]), np.concatenate([say(q), gap(1.5)])) for q in QUESTIONS}, say
 
@@ -181,30 +196,44 @@ def run_flow(args, questions, say, overrides: dict[str, dict]) -> dict:
     e2e = [t["end_to_end"] for t in turns]
     overhead_share = [t["framework_overhead"] / t["end_to_end"] for t in turns if "framework_overhead" in t]
     return {
-        "overrides": overrides, "turns": len(turns), "missed": misses, "cut_early": len(cuts), "cuts": cuts,
+        "overrides": overrides,
+        "turns": len(turns),
+        "missed": misses,
+        "cut_early": len(cuts),
+        "cuts": cuts,
         "asr": {k: asr_info.get(k) for k in ("turns_ended_by", "transcripts", "turn_verdicts", "after_endpoint_ms")},
         "stages": {stage: [t[stage] for t in turns if stage in t] for stage in STAGES},
         "p50_end_to_end_s": percentile(e2e, 50) if e2e else None,
         "p90_end_to_end_s": percentile(e2e, 90) if e2e else None,
         "framework_overhead_share_p50": percentile(overhead_share, 50) if overhead_share else None,
-        "peak_rss_mib": round(max(rss), 1) if rss else None, "per_turn": turns,
+        "peak_rss_mib": round(max(rss), 1) if rss else None,
+        "per_turn": turns,
     }
 
 
 def print_run(name: str, r: dict, rounds: int) -> None:
-    print(f"\n### {name}: {r['turns']} turns ({r['missed']} missed, {r['cut_early']} cut off early) over "
-          f"{len(QUESTIONS)} questions x {rounds} rounds; overrides {r['overrides']}")
+    print(
+        f"\n### {name}: {r['turns']} turns ({r['missed']} missed, {r['cut_early']} cut off early) over "
+        f"{len(QUESTIONS)} questions x {rounds} rounds; overrides {r['overrides']}"
+    )
     for cut in r["cuts"]:
         print(f"  cut off: {cut['question']!r} heard as {cut['heard']}")
     asr = r["asr"]
-    print(f"turns ended by: {asr['turns_ended_by']}; final transcript at the endpoint: {asr['transcripts']} "
-          f"(reused = decoded before the endpoint); verdicts: {asr['turn_verdicts']}")
-    rows = [[stage, len(v), f"{percentile(v, 50) * 1000:.0f}", f"{percentile(v, 90) * 1000:.0f}"]
-            for stage, v in r["stages"].items() if v]
+    print(
+        f"turns ended by: {asr['turns_ended_by']}; final transcript at the endpoint: {asr['transcripts']} "
+        f"(reused = decoded before the endpoint); verdicts: {asr['turn_verdicts']}"
+    )
+    rows = [
+        [stage, len(v), f"{percentile(v, 50) * 1000:.0f}", f"{percentile(v, 90) * 1000:.0f}"]
+        for stage, v in r["stages"].items()
+        if v
+    ]
     print_table(["stage", "n", "p50 ms", "p90 ms"], rows)
     if r["p50_end_to_end_s"] is not None:
-        print(f"end-to-end p50 {r['p50_end_to_end_s']:.3f} s (target <= 0.6 s), p90 {r['p90_end_to_end_s']:.3f} s "
-              f"(target <= 0.75 s)")
+        print(
+            f"end-to-end p50 {r['p50_end_to_end_s']:.3f} s (target <= 0.6 s), p90 {r['p90_end_to_end_s']:.3f} s "
+            f"(target <= 0.75 s)"
+        )
     if r["framework_overhead_share_p50"] is not None:
         print(f"framework overhead: p50 {100 * r['framework_overhead_share_p50']:.1f} % of end-to-end (target <= 5 %)")
     print(f"peak RSS of the running flow (daemon + unit processes): {r['peak_rss_mib']} MiB")
@@ -214,9 +243,13 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3, help="passes over the questions (>= 12 turns in all)")
     ap.add_argument("--noise", choices=["none", "babble", "white"], default="none")
-    ap.add_argument("--variant", action="append", default=[],
-                    help="name:unit.key=value,... : also run the flow with these setup overrides, in the same "
-                         "run, e.g. 'silence:asr.endpointing=silence,asr.min_silence=0.4'")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="name:unit.key=value,... : also run the flow with these setup overrides, in the same "
+        "run, e.g. 'silence:asr.endpointing=silence,asr.min_silence=0.4'",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     load_before = psutil.getloadavg()
@@ -224,23 +257,42 @@ def main() -> int:
     variants = [("shipped flow", {}), *(parse_variant(v) for v in args.variant)]
     runs = {name: run_flow(args, questions, say, overrides) for name, overrides in variants}
     rtf = unit_rtfs(np.concatenate(questions[QUESTIONS[0]]), say)
-    result = {"machine": machine(), "noise": args.noise, "runs": runs, "rtf": rtf,
-              "load_average": {"start": [round(x, 2) for x in load_before],
-                               "end": [round(x, 2) for x in psutil.getloadavg()]}}
+    result = {
+        "machine": machine(),
+        "noise": args.noise,
+        "runs": runs,
+        "rtf": rtf,
+        "load_average": {
+            "start": [round(x, 2) for x in load_before],
+            "end": [round(x, 2) for x in psutil.getloadavg()],
+        },
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"noise {args.noise}; load average (1 min) {result['load_average']['start'][0]} at start, "
-          f"{result['load_average']['end'][0]} at end, on {psutil.cpu_count()} CPUs")
+    print(
+        f"noise {args.noise}; load average (1 min) {result['load_average']['start'][0]} at start, "
+        f"{result['load_average']['end'][0]} at end, on {psutil.cpu_count()} CPUs"
+    )
     for name, r in runs.items():
         print_run(name, r, args.rounds)
     base = runs["shipped flow"]["p50_end_to_end_s"]
     if len(runs) > 1 and base:
         print()
-        print_table(["run", "p50 s", "p90 s", "p50 / shipped flow", "cut off early"],
-                    [[n, f"{r['p50_end_to_end_s']:.3f}", f"{r['p90_end_to_end_s']:.3f}",
-                      f"{r['p50_end_to_end_s'] / base:.2f}", r["cut_early"]] for n, r in runs.items()
-                     if r["p50_end_to_end_s"] is not None])
+        print_table(
+            ["run", "p50 s", "p90 s", "p50 / shipped flow", "cut off early"],
+            [
+                [
+                    n,
+                    f"{r['p50_end_to_end_s']:.3f}",
+                    f"{r['p90_end_to_end_s']:.3f}",
+                    f"{r['p50_end_to_end_s'] / base:.2f}",
+                    r["cut_early"],
+                ]
+                for n, r in runs.items()
+                if r["p50_end_to_end_s"] is not None
+            ],
+        )
     print_table(["unit", "real-time factor"], [[k, v] for k, v in rtf.items()])
     return 0
 

@@ -105,7 +105,7 @@ async def transcribe(port: int, audio: bytes) -> tuple[float, str]:
         await c.write_event(Transcribe(language="en").event())
         await c.write_event(AudioStart(rate=16000, width=2, channels=1).event())
         for i in range(0, len(audio), 2048):
-            await c.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=audio[i:i + 2048]).event())
+            await c.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=audio[i : i + 2048]).event())
         stopped = time.monotonic()
         await c.write_event(AudioStop().event())
         while (event := await c.read_event()) is not None and not Transcript.is_type(event.type):
@@ -156,8 +156,18 @@ def main() -> None:
         reference_server(*args.reference_server)
         return
     info = machine()
-    r: dict[str, list[float]] = {k: [] for k in ("info", "info_reference", "stt", "asr_in_process", "tts_first",
-                                                  "tts_first_in_process", "tts_stream_first")}
+    r: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "info",
+            "info_reference",
+            "stt",
+            "asr_in_process",
+            "tts_first",
+            "tts_first_in_process",
+            "tts_stream_first",
+        )
+    }
     with Daemon({"wyoming_port": 0}, start_timeout=120) as d:
         line = next(x for x in d.server.log if x.startswith("emberflow: wyoming on "))
         port = int(line.rsplit(":", 1)[1])
@@ -167,8 +177,9 @@ def main() -> None:
         import tempfile
 
         with tempfile.NamedTemporaryFile("r") as port_file:
-            ref = subprocess.Popen([sys.executable, __file__, "--reference-server", port_file.name,
-                                    json.dumps(info_event.to_dict())])
+            ref = subprocess.Popen(
+                [sys.executable, __file__, "--reference-server", port_file.name, json.dumps(info_event.to_dict())]
+            )
             try:
                 while not (text := Path(port_file.name).read_text()):
                     time.sleep(0.05)
@@ -194,8 +205,13 @@ def main() -> None:
             local.close()
     conditions = finish_machine(info)
     figures = {k: ms(v) for k, v in r.items()}
-    result = {"bench": "wyoming_latency", "machine": info, "utterance_s": round(len(audio) / 32000, 2),
-              "heard": heard, "ms": figures}
+    result = {
+        "bench": "wyoming_latency",
+        "machine": info,
+        "utterance_s": round(len(audio) / 32000, 2),
+        "heard": heard,
+        "ms": figures,
+    }
     if args.json:
         print(json.dumps(result, indent=1))
         return
@@ -205,14 +221,19 @@ def main() -> None:
         a, b = figures[key], figures[baseline]
         return [label, a["p50"], a["p99"], b["p50"], round(a["p50"] / b["p50"], 2), target]
 
-    print_table(["", "emberflow p50 (ms)", "p99 (ms)", "baseline p50 (ms)", "ratio p50", "target"], [
-        row("describe -> info (new connection)", "info", "info_reference", "< 50 ms"),
-        row("STT audio-stop -> transcript", "stt", "asr_in_process", "<= 1000 ms"),
-        row("TTS synthesize -> first audio", "tts_first", "tts_first_in_process", "<= 300 ms"),
-        row("TTS streaming start -> first audio", "tts_stream_first", "tts_first_in_process", "<= 300 ms"),
-    ])
-    print("\nbaselines: describe against a server written with the wyoming package alone; STT and TTS against "
-          "the same unit in-process (emberflow.testing.LocalTask)")
+    print_table(
+        ["", "emberflow p50 (ms)", "p99 (ms)", "baseline p50 (ms)", "ratio p50", "target"],
+        [
+            row("describe -> info (new connection)", "info", "info_reference", "< 50 ms"),
+            row("STT audio-stop -> transcript", "stt", "asr_in_process", "<= 1000 ms"),
+            row("TTS synthesize -> first audio", "tts_first", "tts_first_in_process", "<= 300 ms"),
+            row("TTS streaming start -> first audio", "tts_stream_first", "tts_first_in_process", "<= 300 ms"),
+        ],
+    )
+    print(
+        "\nbaselines: describe against a server written with the wyoming package alone; STT and TTS against "
+        "the same unit in-process (emberflow.testing.LocalTask)"
+    )
 
 
 if __name__ == "__main__":

@@ -25,5 +25,12 @@ def fresh_server(tmp_path):
 
 @pytest.fixture(scope="session")
 def llm_params():
-    return {"model": "qwen2.5-0.5B-prefill-20e", "response_format": "llm.utf-8.stream", "input": "llm.utf-8.stream",
-            "enoutput": True, "max_token_len": 48, "temperature": 0.0, "seed": 7}
+    return {
+        "model": "qwen2.5-0.5B-prefill-20e",
+        "response_format": "llm.utf-8.stream",
+        "input": "llm.utf-8.stream",
+        "enoutput": True,
+        "max_token_len": 48,
+        "temperature": 0.0,
+        "seed": 7,
+    }

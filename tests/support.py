@@ -22,12 +22,23 @@ class Server(Launched):
     """`emberflow up` in its own process group, on a free loopback port, with the test units."""
 
     def __init__(self, tmp: Path, *, config: dict | None = None, args: list[str] | None = None):
-        cfg = {"rundir": str(tmp / "run"), "sandbox": str(tmp / "files"), "port": 0, "http_port": 0, "grpc_port": 0,
-               "units": {"echo": "units_for_tests:EchoUnit", "ticker": "units_for_tests:TickerUnit",
-                         "tally": "units_for_tests:TallyUnit"}}
+        cfg = {
+            "rundir": str(tmp / "run"),
+            "sandbox": str(tmp / "files"),
+            "port": 0,
+            "http_port": 0,
+            "grpc_port": 0,
+            "units": {
+                "echo": "units_for_tests:EchoUnit",
+                "ticker": "units_for_tests:TickerUnit",
+                "tally": "units_for_tests:TallyUnit",
+            },
+        }
         cfg.update(config or {})
-        env = {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-               "EMBERFLOW_LOG": "WARNING"}
+        env = {
+            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+            "EMBERFLOW_LOG": "WARNING",
+        }
         super().__init__(cfg, args=args, env=env, workdir=tmp)
 
     def unit_pid(self, kind: str) -> int:
@@ -38,7 +49,6 @@ class Server(Launched):
             if "emberflow.unit.host" in cmd and kind in cmd:
                 return child.pid
         raise LookupError(kind)
-
 
 
 def examples(name: str) -> list[dict]:

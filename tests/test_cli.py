@@ -10,14 +10,17 @@ HEAVY = ("zmq", "numpy", "llama_cpp", "onnxruntime", "onnx", "psutil", "serial",
 
 
 def run(*args, input=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "emberflow", *args], input=input, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "emberflow", *args], input=input, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_help_imports_nothing_heavy():
-    code = ("import sys, runpy; sys.argv=['emberflow','--help']\n"
-            "try:\n runpy.run_module('emberflow', run_name='__main__')\nexcept SystemExit: pass\n"
-            f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])")
+    code = (
+        "import sys, runpy; sys.argv=['emberflow','--help']\n"
+        "try:\n runpy.run_module('emberflow', run_name='__main__')\nexcept SystemExit: pass\n"
+        f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert "Usage" in out and "chat" in out and "models" in out
     assert out.strip().endswith("HEAVY []"), out[-300:]

@@ -28,16 +28,35 @@ def test_stackflow_test_tool_style_gets_paris(server):
             buf += s.recv(4096)
         return [json.loads(line) for line in buf.decode().splitlines()]
 
-    request({"request_id": "llm_001", "work_id": "llm", "action": "setup", "object": "llm.setup",
-             "data": {"model": "qwen2.5-0.5B-prefill-20e", "response_format": "llm.utf-8.stream",
-                      "input": "llm.utf-8.stream", "enoutput": True, "max_token_len": 1023,
-                      "prompt": "You are a knowledgeable assistant capable of answering various questions and "
-                                "providing information."}})
+    request(
+        {
+            "request_id": "llm_001",
+            "work_id": "llm",
+            "action": "setup",
+            "object": "llm.setup",
+            "data": {
+                "model": "qwen2.5-0.5B-prefill-20e",
+                "response_format": "llm.utf-8.stream",
+                "input": "llm.utf-8.stream",
+                "enoutput": True,
+                "max_token_len": 1023,
+                "prompt": "You are a knowledgeable assistant capable of answering various questions and "
+                "providing information.",
+            },
+        }
+    )
     (setup,) = read_one()
     assert setup["error"]["code"] == 0
     work_id = setup["work_id"]
-    request({"request_id": "llm_001", "work_id": work_id, "action": "inference", "object": "llm.utf-8.stream",
-             "data": {"delta": "What is the capital of France?", "index": 0, "finish": True}})
+    request(
+        {
+            "request_id": "llm_001",
+            "work_id": work_id,
+            "action": "inference",
+            "object": "llm.utf-8.stream",
+            "data": {"delta": "What is the capital of France?", "index": 0, "finish": True},
+        }
+    )
     answer, finished = "", False
     while not finished:
         for m in read_one():
@@ -65,14 +84,32 @@ def test_newline_reader_and_brace_counter_parse_a_whole_stream(server, llm_param
     """UIFlow reads until a newline and splitlines(); the Arduino library counts braces and resets
     on newline. Both must see every chunk of a streamed answer."""
     s = connect(server)
-    s.sendall(json.dumps({"request_id": "st", "work_id": "llm", "action": "setup", "object": "llm.setup",
-                          "data": {**llm_params, "max_token_len": 30}}).encode())
+    s.sendall(
+        json.dumps(
+            {
+                "request_id": "st",
+                "work_id": "llm",
+                "action": "setup",
+                "object": "llm.setup",
+                "data": {**llm_params, "max_token_len": 30},
+            }
+        ).encode()
+    )
     raw = b""
     while b"\n" not in raw:
         raw += s.recv(4096)
     work_id = json.loads(raw)["work_id"]
-    s.sendall(json.dumps({"request_id": "q", "work_id": work_id, "action": "inference",
-                          "object": "llm.utf-8", "data": "Tell me about {braces} and \"quotes\"."}).encode())
+    s.sendall(
+        json.dumps(
+            {
+                "request_id": "q",
+                "work_id": work_id,
+                "action": "inference",
+                "object": "llm.utf-8",
+                "data": 'Tell me about {braces} and "quotes".',
+            }
+        ).encode()
+    )
     raw = b""
     while b'"finish":true' not in raw:
         raw += s.recv(4096)

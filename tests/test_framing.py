@@ -37,7 +37,7 @@ def test_with_and_without_newlines_and_junk():
 
 def test_braces_inside_strings_do_not_break_framing():
     d = FrameDecoder()
-    msgs = [{"prompt": "use } and { freely }}}"}, {"x": "\\\"{"}, {"y": "a\\\\"}]
+    msgs = [{"prompt": "use } and { freely }}}"}, {"x": '\\"{'}, {"y": "a\\\\"}]
     wire = b"".join(json.dumps(m).encode() for m in msgs)
     assert frames(d.feed(wire)) == msgs
 
@@ -47,7 +47,7 @@ def test_split_across_reads_byte_by_byte():
     wire = b'{"request_id":"1","data":"x\\"}{"}\n{"n":2}'
     out = []
     for i in range(len(wire)):
-        out += d.feed(wire[i:i + 1])
+        out += d.feed(wire[i : i + 1])
     assert frames(out) == [{"request_id": "1", "data": 'x"}{'}, {"n": 2}]
 
 
@@ -73,7 +73,7 @@ def test_oversized_frame_is_skipped_and_stream_stays_in_sync():
     big = b'{"data":"' + b"x" * 5000 + b'"}'
     out = []
     for i in range(0, len(big), 700):
-        out += d.feed(big[i:i + 700])
+        out += d.feed(big[i : i + 700])
     out += d.feed(b'{"ok":1}')
     assert isinstance(out[0], Oversize) and out[0].size == len(big)
     assert frames(out) == [{"ok": 1}]
@@ -106,15 +106,17 @@ json_values = st.recursive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.dictionaries(st.text(max_size=8), json_values, max_size=5), min_size=1, max_size=5),
-       st.lists(st.integers(min_value=1, max_value=50), max_size=20),
-       st.sampled_from([b"", b"\n", b"\r\n", b" junk "]))
+@given(
+    st.lists(st.dictionaries(st.text(max_size=8), json_values, max_size=5), min_size=1, max_size=5),
+    st.lists(st.integers(min_value=1, max_value=50), max_size=20),
+    st.sampled_from([b"", b"\n", b"\r\n", b" junk "]),
+)
 def test_any_json_objects_survive_any_split(objs, cuts, sep):
     wire = sep.join(json.dumps(o, ensure_ascii=False).encode() for o in objs)
     d = FrameDecoder()
     out, pos = [], 0
     for c in cuts:
-        out += d.feed(wire[pos:pos + c])
+        out += d.feed(wire[pos : pos + c])
         pos += c
     out += d.feed(wire[pos:])
     assert frames(out) == objs
@@ -125,7 +127,7 @@ def test_any_json_objects_survive_any_split(objs, cuts, sep):
 def test_random_bytes_never_crash_and_never_hold_more_than_the_limit(data):
     d = FrameDecoder(max_frame=512)
     for i in range(0, len(data), 97):
-        d.feed(data[i:i + 97])
+        d.feed(data[i : i + 97])
     assert d.buffered <= 512 + 97
     # whatever came before, a well-formed request afterwards is framed once the junk is closed
     out = d.feed(b'"}}}}\n' * 3 + b'{"after":true}')
@@ -137,5 +139,5 @@ def test_non_json_frames_from_random_bytes_are_framed_not_fatal():
     next real request still frames cleanly after it."""
     d = FrameDecoder(max_frame=512)
     out = d.feed(b'{\x80}{\x00}\x00{"a"}' + b'{"after":true}')
-    assert [e.text for e in out if isinstance(e, Frame)] == [b'{\x80}', b'{\x00}', b'{"a"}', b'{"after":true}']
+    assert [e.text for e in out if isinstance(e, Frame)] == [b"{\x80}", b"{\x00}", b'{"a"}', b'{"after":true}']
     assert json_frames(out) == [{"after": True}]

@@ -15,18 +15,43 @@ from support import Server
 
 pytestmark = pytest.mark.slow
 
-scalars = st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False) | st.text(max_size=30)
-values = st.recursive(scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
-                      max_leaves=8)
-actions = st.sampled_from(["ping", "setup", "exit", "link", "unlink", "pause", "work", "taskinfo", "inference",
-                           "lsmode", "nosuch", "push", "pull", "uartsetup", "unit_call", "bashexec", ""])
-work_ids = st.sampled_from(["sys", "", "llm", "llm.1000", "echo", "echo.99999", "nosuch", "sys.1", "kws.1001",
-                            ".", "llm.", "echo.abc"]) | st.text(max_size=12)
+scalars = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.text(max_size=30)
+values = st.recursive(
+    scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3), max_leaves=8
+)
+actions = st.sampled_from(
+    [
+        "ping",
+        "setup",
+        "exit",
+        "link",
+        "unlink",
+        "pause",
+        "work",
+        "taskinfo",
+        "inference",
+        "lsmode",
+        "nosuch",
+        "push",
+        "pull",
+        "uartsetup",
+        "unit_call",
+        "bashexec",
+        "",
+    ]
+)
+work_ids = st.sampled_from(
+    ["sys", "", "llm", "llm.1000", "echo", "echo.99999", "nosuch", "sys.1", "kws.1001", ".", "llm.", "echo.abc"]
+) | st.text(max_size=12)
 requests = st.fixed_dictionaries(
     {"request_id": st.text(max_size=10) | values, "work_id": work_ids | values, "action": actions | values},
-    optional={"object": st.sampled_from(["None", "llm.utf-8", "llm.utf-8.stream", "echo.base64", "sys.file./x",
-                                         "sys.base64.file.a.txt", ""]) | values,
-              "data": values | st.fixed_dictionaries({"delta": values, "index": values, "finish": values})},
+    optional={
+        "object": st.sampled_from(
+            ["None", "llm.utf-8", "llm.utf-8.stream", "echo.base64", "sys.file./x", "sys.base64.file.a.txt", ""]
+        )
+        | values,
+        "data": values | st.fixed_dictionaries({"delta": values, "index": values, "finish": values}),
+    },
 )
 
 

@@ -36,8 +36,9 @@ def _collect(c, rids: set[str], timeout: float) -> dict[str, list[dict]]:
 
 def _sse(url: str, body: dict, out: list, stop_after: int | None = None) -> None:
     """One streamed chat; `out` gets ("chunk"|"error"|"done", payload) events."""
-    with requests.post(url, json={**body, "stream": True}, headers={"Authorization": f"Bearer {TOKEN}"},
-                       stream=True, timeout=(30, 300)) as r:  # bounds only: a busy CI box is slow
+    with requests.post(
+        url, json={**body, "stream": True}, headers={"Authorization": f"Bearer {TOKEN}"}, stream=True, timeout=(30, 300)
+    ) as r:  # bounds only: a busy CI box is slow
         if r.status_code != 200:
             out.append(("status", (r.status_code, r.text)))
             return
@@ -102,8 +103,9 @@ def test_read_only_actions_never_steal_a_stream_and_others_cannot_drive_it(tmp_p
             stolen = []
             try:
                 while True:
-                    stolen.append(c.next_message(lambda m: m.get("work_id") == llm and m["error"]["code"] == 0,
-                                                 timeout=1))
+                    stolen.append(
+                        c.next_message(lambda m: m.get("work_id") == llm and m["error"]["code"] == 0, timeout=1)
+                    )
             except TimeoutError:
                 pass
         assert events[-1][0] == "done" and not [e for kind, e in events if kind == "error"], events[-3:]
@@ -157,16 +159,18 @@ def test_abandoned_streams_are_cancelled_running_or_queued(tmp_path):
     s = Server(tmp_path, config={"token": TOKEN, "instances": {"llm": 1}})
     try:
         url = f"http://127.0.0.1:{s.http_port}/v1/chat/completions"
-        warm = requests.post(url, json={**CHAT, "max_tokens": 2}, headers={"Authorization": f"Bearer {TOKEN}"},
-                             timeout=120)
+        warm = requests.post(
+            url, json={**CHAT, "max_tokens": 2}, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120
+        )
         assert warm.status_code == 200
         with s.client(timeout=30) as c:
             c.request("sys", "auth", data=TOKEN)
             (llm,) = [t["work_id"] for t in c.request("sys", "lstask")["data"]["tasks"] if t["unit"] == "llm"]
             before = c.request(llm, "taskinfo")["data"]["stats"]
             leavers = [[] for _ in range(4)]
-            threads = [threading.Thread(target=_sse, args=(url, {**CHAT, "max_tokens": 400}, out, 3))
-                       for out in leavers]
+            threads = [
+                threading.Thread(target=_sse, args=(url, {**CHAT, "max_tokens": 400}, out, 3)) for out in leavers
+            ]
             for t in threads:
                 t.start()
             for t in threads:
@@ -288,3 +292,23 @@ def test_after_a_crash_the_http_pool_holds_no_dead_slots(tmp_path):
             assert ok.status_code == 200  # and HTTP still has its warm task
     finally:
         s.stop()
+
+
+def test_parameters_that_name_files_come_from_model_descriptors_only(server):
+    """Like item 16 for the other file-naming parameters (embed's tokenizer, classify's labels,
+    vlm's projector): a client's setup may not set them, the unit schema does not offer them,
+    and the descriptor's own values still load the model."""
+    c = server.client()
+    for params in ({"tokenizer_file": "/etc/passwd"}, {"tokenizer_package": "os", "tokenizer_file": "x"}):
+        with pytest.raises(ServerError) as e:
+            c.setup("embed", {"model": "minilm-l6-v2-int8", **params})
+        assert e.value.code == -22, e.value.msg  # Parameter format error
+        assert "set by the model descriptor only" in e.value.msg["data"]["detail"]
+    from emberflow.units.embed import EmbedUnit
+
+    described = EmbedUnit.schema()
+    assert described["descriptor_params"] == ["tokenizer_file", "tokenizer_package"]
+    assert not set(described["descriptor_params"]) & set(described["params"]["properties"])
+    wid = c.setup("embed", {"model": "minilm-l6-v2-int8"})  # the descriptor's tokenizer
+    rid = c.infer(wid, {"texts": ["hello"]}, object="embed.json")
+    assert len(next(c.outputs(wid, rid))["data"]["embeddings"][0]) == 384

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import socket
 
-
 from support import examples
 
 ENVELOPE_KEYS = {"created", "data", "error", "object", "request_id", "work_id"}
@@ -160,7 +159,7 @@ def test_llm_text_chat(fresh_server):
 
 def test_llm_nonstream(fresh_server):
     results = run_llm_transcript(fresh_server.port, "llm_nonstream.transcript.jsonl")
-    (setup, exp_setup, got_setup), (inf, exp_inf, got_inf) = results
+    (_setup, exp_setup, got_setup), (_inf, exp_inf, got_inf) = results
     check_shape(got_setup[0], exp_setup[0], data=True)
     check_shape(got_inf[0], exp_inf[0])
     assert isinstance(got_inf[0]["data"], str) and got_inf[0]["data"].strip()
@@ -178,9 +177,20 @@ def test_error_cases(fresh_server):
         if seq == 12:  # second kws task -> instead: two llm tasks, then a third one
             tasks = []
             for i in range(2):
-                w.send({"request_id": f"ok{i}", "work_id": "llm", "action": "setup", "object": "llm.setup",
-                        "data": {"model": "qwen2.5-0.5B-prefill-20e", "response_format": "llm.utf-8",
-                                 "input": "llm.utf-8", "enoutput": True}})
+                w.send(
+                    {
+                        "request_id": f"ok{i}",
+                        "work_id": "llm",
+                        "action": "setup",
+                        "object": "llm.setup",
+                        "data": {
+                            "model": "qwen2.5-0.5B-prefill-20e",
+                            "response_format": "llm.utf-8",
+                            "input": "llm.utf-8",
+                            "enoutput": True,
+                        },
+                    }
+                )
                 tasks.append(w.recv()["work_id"])
             assert tasks == ["llm.1001", "llm.1002"]  # 1000 was consumed by the failed setup
             live = tasks[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from emberflow.bus.queue import LinkQueue
@@ -32,8 +31,9 @@ def test_registry_errors_tell_what_to_write():
 
 
 def test_local_task_runs_the_real_llm_with_context():
-    with LocalTask(LLMUnit, {"model": "smollm2-135m-instruct", "temperature": 0, "max_token_len": 40,
-                             "context": True}) as task:
+    with LocalTask(
+        LLMUnit, {"model": "smollm2-135m-instruct", "temperature": 0, "max_token_len": 40, "context": True}
+    ) as task:
         assert "Paris" in task.infer_text("What is the capital of France?")
         assert len(task.unit.history) == 2
         assert task.infer_text("reset") == "Context has been reset."
@@ -77,31 +77,48 @@ def test_stream_input_chunks_and_index_errors(server):
     echo = c.setup("echo", {})
     obj = "echo.utf-8.stream"
     for i, part in enumerate(["Hel", "lo"]):
-        c.send({"request_id": "chunks", "work_id": echo, "action": "inference", "object": obj,
-                "data": {"delta": part, "index": i, "finish": i == 1}})
+        c.send(
+            {
+                "request_id": "chunks",
+                "work_id": echo,
+                "action": "inference",
+                "object": obj,
+                "data": {"delta": part, "index": i, "finish": i == 1},
+            }
+        )
     assert [m["data"]["delta"] for m in c.outputs(echo, "chunks")] == ["Hello", ""]
     c.request(echo, "taskinfo", request_id="last-control")
-    c.send({"request_id": "bad", "work_id": echo, "action": "inference", "object": obj,
-            "data": {"delta": "x", "index": 3, "finish": True}})
+    c.send(
+        {
+            "request_id": "bad",
+            "work_id": echo,
+            "action": "inference",
+            "object": obj,
+            "data": {"delta": "x", "index": 3, "finish": True},
+        }
+    )
     err = c.next_message(lambda m: m["error"]["code"] == -25)
     assert (err["work_id"], err["request_id"]) == ("echo", "last-control")  # StackFlow §3.4
-    c.send({"request_id": "b64", "work_id": echo, "action": "inference", "object": "echo.base64",
-            "data": "%%% not base64"})
+    c.send(
+        {"request_id": "b64", "work_id": echo, "action": "inference", "object": "echo.base64", "data": "%%% not base64"}
+    )
     assert c.next_message(lambda m: m["error"]["code"] == -23)["work_id"] == "echo"
     c.exit(echo)
 
 
 def test_raw_binary_frame_reaches_the_unit_without_base64(server):
-    import socket
     import json
+    import socket
 
     c = server.client()
     echo = c.setup("echo", {})
     s = socket.create_connection((server.host, server.port))
     s.sendall(json.dumps({"request_id": "r", "work_id": echo, "action": "taskinfo"}).encode())
     payload = "héllo {raw}".encode()
-    header = json.dumps({"RAW": len(payload), "request_id": "raw", "work_id": echo, "action": "inference",
-                         "object": "echo.utf-8"}, separators=(",", ":")).encode()
+    header = json.dumps(
+        {"RAW": len(payload), "request_id": "raw", "work_id": echo, "action": "inference", "object": "echo.utf-8"},
+        separators=(",", ":"),
+    ).encode()
     s.sendall(header + payload + b"\n")
     buf = b""
     while buf.count(b"\n") < 3:

@@ -3,6 +3,7 @@ resources (`load_resource`), over the real StackFlow TCP server with the `tally`
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -20,8 +21,15 @@ OBJ = "tally.utf-8.stream"
 
 
 def _chunk(c, work_id: str, text: str, index: int, last: bool, rid: str = "s1") -> None:
-    c.send({"request_id": rid, "work_id": work_id, "action": "inference", "object": OBJ,
-            "data": {"delta": text, "index": index, "finish": last}})
+    c.send(
+        {
+            "request_id": rid,
+            "work_id": work_id,
+            "action": "inference",
+            "object": OBJ,
+            "data": {"delta": text, "index": index, "finish": last},
+        }
+    )
 
 
 def _next_output(c, work_id: str) -> dict:
@@ -103,10 +111,12 @@ def test_resources_load_use_replace_unload(server):
 
 def test_resource_errors(server):
     c = server.client()
-    for data, code, text in [({"id": "x", "data": "   "}, -22, "is empty"),  # the unit refused it
-                             ({"data": "a"}, -22, '{"id"'),
-                             ({"id": "x"}, -24, "missing"),
-                             ({"id": "x", "data": {"not": "text"}}, -22, "must be a string")]:
+    for data, code, text in [
+        ({"id": "x", "data": "   "}, -22, "is empty"),  # the unit refused it
+        ({"data": "a"}, -22, '{"id"'),
+        ({"id": "x"}, -24, "missing"),
+        ({"id": "x", "data": {"not": "text"}}, -22, "must be a string"),
+    ]:
         with pytest.raises(ServerError) as e:
             c.request("tally", "load_resource", "tally.resource", data)
         assert e.value.code == code and text in e.value.msg["data"]["detail"], e.value.msg
@@ -152,7 +162,10 @@ def test_local_task_sessions_and_resources():
         task.load_resource("en", "the")
         steps = task.session(["the cat", "sat on the", "mat"])
         assert [s[-1].value if hasattr(s[-1], "value") else s[-1] for s in steps] == [
-            {"words": 1, "chunks": 1}, {"words": 3, "chunks": 2}, {"words": 4, "chunks": 3}]
+            {"words": 1, "chunks": 1},
+            {"words": 3, "chunks": 2},
+            {"words": 4, "chunks": 3},
+        ]
         task.unload_resource("en")
         assert task.resources == {}
     with LocalTask(EchoUnit, {}) as echo:  # no on_chunk: one infer on the joined input at the end
@@ -180,7 +193,7 @@ def test_base64_chunks_may_be_split_anywhere():
     unit = _Bytes()
     task = Task(unit, UnitParams(), "bytes.1", data_addr="inproc://unused", setup_request_id="0", ctx=ctx, model=None)
     got, cuts = b"", [0, 5, 6, 77, 500, len(text)]
-    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(cuts)):
         chunk = task.input.feed("bytes.base64.stream", {"delta": text[a:b], "index": i, "finish": b == len(text)}, None)
         assert isinstance(chunk, Chunk) and chunk.index == i
         got += chunk.data

@@ -7,8 +7,8 @@ import hashlib
 
 import pytest
 
-from support import Server
 from emberflow.client import ServerError
+from support import Server
 
 
 def test_push_and_pull_stay_inside_the_sandbox(server):
@@ -19,8 +19,7 @@ def test_push_and_pull_stay_inside_the_sandbox(server):
     assert r["error"]["message"] == f"sha256:{hashlib.sha256(content).hexdigest()}"
     # chunked upload, as the stream variant sends it
     for i, part in enumerate(["hello ", "world"]):
-        r = c.request("sys", "push", "sys.stream.file.greeting.txt",
-                      {"delta": part, "index": i, "finish": i == 1})
+        r = c.request("sys", "push", "sys.stream.file.greeting.txt", {"delta": part, "index": i, "finish": i == 1})
     assert r["error"]["message"] == f"sha256:{hashlib.sha256(b'hello world').hexdigest()}"
     assert base64.b64decode(c.request("sys", "pull", "sys.file.models/blob.bin")["data"]) == content
     # pull as a stream: 1024-character chunks, then an empty final chunk

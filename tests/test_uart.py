@@ -54,12 +54,26 @@ def test_boot_notice_sys_commands_and_llm_over_uart(uart, llm_params):
     assert port.recv()["error"]["code"] == 0
     port.send({"request_id": "sys_version", "work_id": "sys", "action": "version"})
     assert port.recv()["data"] == "v1.6"
-    port.send({"request_id": "llm_setup", "work_id": "llm", "action": "setup", "object": "llm.setup",
-               "data": {**llm_params, "max_token_len": 24}})
+    port.send(
+        {
+            "request_id": "llm_setup",
+            "work_id": "llm",
+            "action": "setup",
+            "object": "llm.setup",
+            "data": {**llm_params, "max_token_len": 24},
+        }
+    )
     setup = port.recv()
     assert setup["work_id"] == "llm.1000"
-    port.send({"request_id": "q1", "work_id": "llm.1000", "action": "inference", "object": "llm.utf-8.stream",
-               "data": {"delta": "What is the capital of France?", "index": 0, "finish": True}})
+    port.send(
+        {
+            "request_id": "q1",
+            "work_id": "llm.1000",
+            "action": "inference",
+            "object": "llm.utf-8.stream",
+            "data": {"delta": "What is the capital of France?", "index": 0, "finish": True},
+        }
+    )
     chunks = [port.recv()]
     while not chunks[-1]["data"]["finish"]:
         chunks.append(port.recv())
@@ -71,14 +85,28 @@ def test_boot_notice_sys_commands_and_llm_over_uart(uart, llm_params):
 
 
 def test_uartsetup_reconfigures_the_port(uart):
-    server, port = uart
+    _server, port = uart
     port.recv()  # boot notice
     # Arduino's setBaudRate sends parity as a string; StackFlow docs send 110 ('n')
-    port.send({"request_id": "sys_set_baudrate", "work_id": "sys", "action": "uartsetup",
-               "object": "sys.uartsetup", "data": {"baud": 230400, "data_bits": 8, "stop_bits": 1, "parity": "n"}})
+    port.send(
+        {
+            "request_id": "sys_set_baudrate",
+            "work_id": "sys",
+            "action": "uartsetup",
+            "object": "sys.uartsetup",
+            "data": {"baud": 230400, "data_bits": 8, "stop_bits": 1, "parity": "n"},
+        }
+    )
     assert port.recv()["error"]["code"] == 0
-    port.send({"request_id": "bad", "work_id": "sys", "action": "uartsetup", "object": "sys.uartsetup",
-               "data": {"baud": "fast", "parity": 110}})
+    port.send(
+        {
+            "request_id": "bad",
+            "work_id": "sys",
+            "action": "uartsetup",
+            "object": "sys.uartsetup",
+            "data": {"baud": "fast", "parity": 110},
+        }
+    )
     assert port.recv()["error"]["code"] == -22
     time.sleep(0.3)  # reopened ~100 ms after the reply; a pty ignores the baud rate, the link keeps working
     port.send({"request_id": "p", "work_id": "sys", "action": "ping"})

@@ -19,14 +19,24 @@ def run_chat(host: str, port: int, *, model: str, prompt: str, max_tokens: int, 
     with client:
         with console.status(f"loading {model} ..."):
             try:
-                llm = client.setup("llm", {"model": model, "response_format": "llm.utf-8.stream",
-                                           "input": "llm.utf-8.stream", "enoutput": True, "prompt": prompt,
-                                           "max_token_len": max_tokens, "context": context})
+                llm = client.setup(
+                    "llm",
+                    {
+                        "model": model,
+                        "response_format": "llm.utf-8.stream",
+                        "input": "llm.utf-8.stream",
+                        "enoutput": True,
+                        "prompt": prompt,
+                        "max_token_len": max_tokens,
+                        "context": context,
+                    },
+                )
             except ServerError as e:
                 console.print(f"[red]setup failed: {e}[/]")
                 return 1
-        console.print(f"[dim]{llm} ready. Empty line or Ctrl-D quits" + (", 'reset' clears context" if context else "")
-                      + ".[/]")
+        console.print(
+            f"[dim]{llm} ready. Empty line or Ctrl-D quits" + (", 'reset' clears context" if context else "") + ".[/]"
+        )
         try:
             while True:
                 try:

@@ -7,7 +7,6 @@ the module itself only imports typer.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,7 +17,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-models_app = typer.Typer(help="The model catalogue: what emberflow can run and what is installed.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="The model catalogue: what emberflow can run and what is installed.", no_args_is_help=True
+)
 app.add_typer(models_app, name="models")
 
 
@@ -32,25 +33,34 @@ def version() -> None:
 
 @app.command()
 def up(
-    flow: Optional[Path] = typer.Argument(None, help="Flow file to start (YAML). Optional."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Config file (YAML)."),
-    host: Optional[str] = typer.Option(None, help="TCP bind address (default 127.0.0.1)."),
-    port: Optional[int] = typer.Option(None, help="TCP port (default 10001)."),
-    uart: Optional[str] = typer.Option(None, help="Serial device for the UART gateway, e.g. /dev/ttyS1."),
-    baud: Optional[int] = typer.Option(None, help="UART baud rate (default 115200)."),
-    token: Optional[str] = typer.Option(None, envvar="EMBERFLOW_TOKEN", help="Require sys.auth with this token."),
+    flow: Path | None = typer.Argument(None, help="Flow file to start (YAML). Optional."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Config file (YAML)."),
+    host: str | None = typer.Option(None, help="TCP bind address (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="TCP port (default 10001)."),
+    uart: str | None = typer.Option(None, help="Serial device for the UART gateway, e.g. /dev/ttyS1."),
+    baud: int | None = typer.Option(None, help="UART baud rate (default 115200)."),
+    token: str | None = typer.Option(None, envvar="EMBERFLOW_TOKEN", help="Require sys.auth with this token."),
     preload: list[str] = typer.Option([], help="Unit kinds to start at boot (default: on first setup)."),
-    ray: str | None = typer.Option(None, "--ray", metavar="ADDRESS",
-                                      help="Join this Ray cluster ('auto' or HOST:PORT) for kinds placed on Ray."),
-    wyoming_port: int | None = typer.Option(None, help="Serve the Wyoming protocol (Home Assistant) here, "
-                                                          "e.g. 10700."),
+    ray: str | None = typer.Option(
+        None, "--ray", metavar="ADDRESS", help="Join this Ray cluster ('auto' or HOST:PORT) for kinds placed on Ray."
+    ),
+    wyoming_port: int | None = typer.Option(None, help="Serve the Wyoming protocol (Home Assistant) here, e.g. 10700."),
 ) -> None:
     """Start the sys daemon and its gateways (TCP 10001, optional UART)."""
     from emberflow.sys.config import load_config
     from emberflow.sys.daemon import run_daemon
 
-    cfg = load_config(config, host=host, port=port, uart=uart, baud=baud, token=token, preload=preload or None,
-                      ray_address=ray, wyoming_port=wyoming_port)
+    cfg = load_config(
+        config,
+        host=host,
+        port=port,
+        uart=uart,
+        baud=baud,
+        token=token,
+        preload=preload or None,
+        ray_address=ray,
+        wyoming_port=wyoming_port,
+    )
     if flow is not None:
         cfg.flow = str(flow)
     run_daemon(cfg)

@@ -17,7 +17,8 @@ import json
 import queue
 import socket
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from emberflow.errors import EmberflowError
 from emberflow.protocol.framing import Frame, FrameDecoder
@@ -80,8 +81,16 @@ class Client:
             self._held.append(got)
 
     # --- protocol -------------------------------------------------------------------------
-    def request(self, work_id: str, action: str, object: str = "None", data: Any = "None",
-                request_id: str | None = None, check: bool = True, timeout: float | None = None) -> dict[str, Any]:
+    def request(
+        self,
+        work_id: str,
+        action: str,
+        object: str = "None",
+        data: Any = "None",
+        request_id: str | None = None,
+        check: bool = True,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
         rid = request_id or f"py-{next(self._ids)}"
         self.send({"request_id": rid, "work_id": work_id, "action": action, "object": object, "data": data})
         reply = self.next_message(lambda m: m.get("request_id") == rid, timeout)
@@ -108,8 +117,9 @@ class Client:
         self.send({"request_id": rid, "work_id": work_id, "action": "inference", "object": obj, "data": data})
         return rid
 
-    def outputs(self, work_id: str, request_id: str | None = None,
-                timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    def outputs(
+        self, work_id: str, request_id: str | None = None, timeout: float | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Output messages of a task until a stream finishes (or one whole message arrives)."""
         kind = work_id.split(".")[0]
 
@@ -146,7 +156,7 @@ class Client:
             pass
         self.sock.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -28,8 +28,14 @@ from emberflow.unit.outputs import Out
 __all__ = ["Chunk", "Code", "Final", "LocalTask", "Out", "StackFlowError", "stackflow_replies"]
 
 
-def stackflow_replies(task: LocalTask, object: str, data: Any, payload: bytes | None = None,
-                      request_id: str = "test", work_id: str | None = None) -> list[dict[str, Any]]:
+def stackflow_replies(
+    task: LocalTask,
+    object: str,
+    data: Any,
+    payload: bytes | None = None,
+    request_id: str = "test",
+    work_id: str | None = None,
+) -> list[dict[str, Any]]:
     """The StackFlow replies (`created` aside) that one inference message gets: output messages in
     the task's `response_format`, or the error reply of bad input. Binary results stay bytes (the
     JSON edge encodes them as base64). Call it once per message of a streamed input, in order."""

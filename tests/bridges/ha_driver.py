@@ -31,14 +31,14 @@ CHUNK = 2048  # HA's pipeline sends 1024-sample chunks
 
 async def _chunks(pcm: bytes):
     for i in range(0, len(pcm), CHUNK):
-        yield pcm[i:i + CHUNK]
+        yield pcm[i : i + CHUNK]
 
 
 async def _timed_chunks(pcm: bytes):
     """As a microphone delivers them, in real time: HA's wake entity stops listening (and says
     nothing was detected) when its stream ends, so an instant stream would end before the answer."""
     for i in range(0, len(pcm), CHUNK):
-        yield pcm[i:i + CHUNK], i * 1000 // 32000
+        yield pcm[i : i + CHUNK], i * 1000 // 32000
         await asyncio.sleep(CHUNK / 32000)
 
 
@@ -52,35 +52,54 @@ async def main(host: str, port: int) -> dict:
     if service is None:
         return {"service": None}
     entry = types.SimpleNamespace(entry_id="emberflow")
-    out: dict = {"service": {"platforms": sorted(str(p) for p in service.platforms),
-                             "has_services": service.has_services(), "name": service.get_name()}}
+    out: dict = {
+        "service": {
+            "platforms": sorted(str(p) for p in service.platforms),
+            "has_services": service.has_services(),
+            "name": service.get_name(),
+        }
+    }
 
     speaker = WyomingTtsProvider(entry, service)
     language = speaker.default_language
     voice = speaker.async_get_supported_voices(language)[0].voice_id
     fmt, wav = await speaker.async_get_tts_audio(QUESTION, language, {"voice": voice})
     pcm, wav_format = _pcm(wav)
-    out["tts"] = {"language": language, "voice": voice, "format": fmt, "wav_format": wav_format,
-                  "seconds": len(pcm) / 32000}
+    out["tts"] = {
+        "language": language,
+        "voice": voice,
+        "format": fmt,
+        "wav_format": wav_format,
+        "seconds": len(pcm) / 32000,
+    }
 
     listener = WyomingSttProvider(entry, service)
-    metadata = stt.SpeechMetadata(language="en", format=stt.AudioFormats.WAV, codec=stt.AudioCodecs.PCM,
-                                  bit_rate=stt.AudioBitRates.BITRATE_16,
-                                  sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
-                                  channel=stt.AudioChannels.CHANNEL_MONO)
+    metadata = stt.SpeechMetadata(
+        language="en",
+        format=stt.AudioFormats.WAV,
+        codec=stt.AudioCodecs.PCM,
+        bit_rate=stt.AudioBitRates.BITRATE_16,
+        sample_rate=stt.AudioSampleRates.SAMPLERATE_16000,
+        channel=stt.AudioChannels.CHANNEL_MONO,
+    )
     result = await listener.async_process_audio_stream(metadata, _chunks(pcm))
-    out["stt"] = {"languages": sorted(listener.supported_languages)[:3], "text": result.text,
-                  "state": str(result.result)}
+    out["stt"] = {
+        "languages": sorted(listener.supported_languages)[:3],
+        "text": result.text,
+        "state": str(result.result),
+    }
 
     waker = WyomingWakeWordProvider(None, entry, service)
     words = await waker.get_supported_wake_words()
     _, wake_wav = await speaker.async_get_tts_audio("Hey Jarvis.", language, {"voice": voice})
     wake_pcm = _pcm(wake_wav)[0] + bytes(32000)  # and a second of silence
     detected = await waker._async_process_audio_stream(_timed_chunks(wake_pcm), "hey_jarvis")
-    out["wake"] = {"words": sorted(w.id for w in words),
-                   "detected": None if detected is None else {"id": detected.wake_word_id,
-                                                              "phrase": detected.wake_word_phrase,
-                                                              "timestamp": detected.timestamp}}
+    out["wake"] = {
+        "words": sorted(w.id for w in words),
+        "detected": None
+        if detected is None
+        else {"id": detected.wake_word_id, "phrase": detected.wake_word_phrase, "timestamp": detected.timestamp},
+    }
     return out
 
 

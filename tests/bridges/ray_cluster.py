@@ -23,8 +23,11 @@ ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
 # Ray declares a node dead after this many missed health checks; the defaults take ~15 s.
 NODE_CAPACITY = 10
-FAST_HEALTH = {"health_check_initial_delay_ms": 1000, "health_check_period_ms": 500,
-               "health_check_failure_threshold": 4}
+FAST_HEALTH = {
+    "health_check_initial_delay_ms": 1000,
+    "health_check_period_ms": 500,
+    "health_check_failure_threshold": 4,
+}
 
 
 class LoopbackCluster:
@@ -36,9 +39,16 @@ class LoopbackCluster:
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
         from ray.cluster_utils import Cluster
 
-        self.cluster = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": 1, "node_ip_address": LOOPBACK, "resources": {"head": NODE_CAPACITY},
-            "include_dashboard": False, "_system_config": FAST_HEALTH})
+        self.cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 1,
+                "node_ip_address": LOOPBACK,
+                "resources": {"head": NODE_CAPACITY},
+                "include_dashboard": False,
+                "_system_config": FAST_HEALTH,
+            },
+        )
         self.nodes: dict[str, Any] = {"head": self.cluster.head_node}
 
     @property
@@ -94,6 +104,7 @@ def ray_available() -> str | None:
     try:
         import ray  # noqa: F401
     except ImportError:
-        return ("the ray extra is not installed (pip install 'emberflow[ray]'; "
-                "its wheel may not exist for this platform)")
+        return (
+            "the ray extra is not installed (pip install 'emberflow[ray]'; its wheel may not exist for this platform)"
+        )
     return None

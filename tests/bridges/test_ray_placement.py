@@ -17,21 +17,39 @@ from support import Server
 
 pytestmark = pytest.mark.slow
 
-LLM = {"model": "smollm2-135m-instruct", "response_format": "llm.utf-8.stream", "input": "llm.utf-8.stream",
-       "enoutput": True, "max_token_len": 400, "temperature": 0.0, "prompt_suffix": ""}
+LLM = {
+    "model": "smollm2-135m-instruct",
+    "response_format": "llm.utf-8.stream",
+    "input": "llm.utf-8.stream",
+    "enoutput": True,
+    "max_token_len": 400,
+    "temperature": 0.0,
+    "prompt_suffix": "",
+}
 COUNT = "Count from 1 to 200, separated by commas."
 
 
 @pytest.fixture(scope="module")
 def front_door(ray_cluster, tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("ray"), args=["--ray", ray_cluster.address], config={
-        "bus_host": LOOPBACK, "http_port": None, "grpc_port": None,
-        "unit_heartbeat_timeout": 5.0, "unit_ready_timeout": 120.0, "restart_backoff": [0.2, 1.0],
-        "units": {"echo": "units_for_tests:EchoUnit", "relay": "bridges.relay_unit:RelayUnit"},
-        "placement": {"llm": {"backend": "ray", "resources": {"node_b": 1}, "max_restarts": -1},
-                      "relay": {"backend": "ray", "resources": {"node_b": 1}},
-                      # one embed host per node: the first setup goes to one, the next to the other
-                      "embed": {"backend": "ray", "replicas": 2, "resources": [{"head": 1}, {"node_b": 1}]}}})
+    s = Server(
+        tmp_path_factory.mktemp("ray"),
+        args=["--ray", ray_cluster.address],
+        config={
+            "bus_host": LOOPBACK,
+            "http_port": None,
+            "grpc_port": None,
+            "unit_heartbeat_timeout": 5.0,
+            "unit_ready_timeout": 120.0,
+            "restart_backoff": [0.2, 1.0],
+            "units": {"echo": "units_for_tests:EchoUnit", "relay": "bridges.relay_unit:RelayUnit"},
+            "placement": {
+                "llm": {"backend": "ray", "resources": {"node_b": 1}, "max_restarts": -1},
+                "relay": {"backend": "ray", "resources": {"node_b": 1}},
+                # one embed host per node: the first setup goes to one, the next to the other
+                "embed": {"backend": "ray", "replicas": 2, "resources": [{"head": 1}, {"node_b": 1}]},
+            },
+        },
+    )
     yield s
     s.stop()
 
@@ -70,8 +88,15 @@ def test_streamed_input_reaches_a_remote_task_whole_and_in_order(front_door):
         relay = c.setup("relay", {})
         rid = "stream-in"
         for i, piece in enumerate(pieces):  # StackFlow stream chunks: index order, the last one finishes
-            c.send({"request_id": rid, "work_id": relay, "action": "inference", "object": "relay.utf-8.stream",
-                    "data": {"delta": piece, "index": i, "finish": i == len(pieces) - 1}})
+            c.send(
+                {
+                    "request_id": rid,
+                    "work_id": relay,
+                    "action": "inference",
+                    "object": "relay.utf-8.stream",
+                    "data": {"delta": piece, "index": i, "finish": i == len(pieces) - 1},
+                }
+            )
         out = [m["data"]["delta"] for m in c.outputs(relay, rid)]
         assert out == ["".join(pieces), ""]
         c.exit(relay)

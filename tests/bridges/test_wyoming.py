@@ -125,8 +125,9 @@ def bench(ha, *args: str, timeout: float = 600) -> str:
     import sys
 
     pytest.importorskip("wyoming_bench", reason="wyoming-bench is not installed (the test extra has it)")
-    done = subprocess.run([sys.executable, "-m", "wyoming_bench.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, "-m", "wyoming_bench.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout
 
@@ -139,18 +140,48 @@ def test_wyoming_bench_info_sees_every_program(ha):
 
 
 def test_wyoming_bench_tts_both_modes_succeed(ha):
-    out = bench(ha, "tts", f"{ha.host}:{ha.port}", "--mode", "both", "--rounds", "1", "--warmup", "0",
-                "--texts", "Hello there. How are you today? I am fine.")  # (--texts takes every word after it)
+    out = bench(
+        ha,
+        "tts",
+        f"{ha.host}:{ha.port}",
+        "--mode",
+        "both",
+        "--rounds",
+        "1",
+        "--warmup",
+        "0",
+        "--texts",
+        "Hello there. How are you today? I am fine.",
+    )  # (--texts takes every word after it)
     assert "[non_streaming] ok=1 fail=0" in out and "[streaming] ok=1 fail=0" in out
 
 
 def test_wyoming_bench_stt_on_the_corpus_it_generates_has_a_low_word_error_rate(ha, tmp_path):
     corpus = tmp_path / "corpus"
-    bench(ha, "generate-corpus", f"{ha.host}:{ha.port}", "--out", str(corpus),
-          "--texts", "Turn on the kitchen lights.", "What is the weather like in Paris tomorrow?")
+    bench(
+        ha,
+        "generate-corpus",
+        f"{ha.host}:{ha.port}",
+        "--out",
+        str(corpus),
+        "--texts",
+        "Turn on the kitchen lights.",
+        "What is the weather like in Paris tomorrow?",
+    )
     assert len(list(corpus.glob("*.wav"))) == 2
-    out = bench(ha, "stt", "--corpus", str(corpus), "--mode", "non_streaming", "--rounds", "1", "--warmup", "0",
-                f"{ha.host}:{ha.port}")
+    out = bench(
+        ha,
+        "stt",
+        "--corpus",
+        str(corpus),
+        "--mode",
+        "non_streaming",
+        "--rounds",
+        "1",
+        "--warmup",
+        "0",
+        f"{ha.host}:{ha.port}",
+    )
     assert "[non_streaming] ok=2 fail=0" in out
     wer = float(re.search(r"WER=([\d.]+)%", out).group(1))
     assert wer <= 20.0, out
@@ -165,10 +196,16 @@ def test_home_assistants_own_wyoming_classes_set_up_and_use_the_server(ha):
     root = Path(__file__).resolve().parents[2]
     python = root / ".venv-ha" / "bin" / "python"
     if not python.exists():
-        pytest.skip("Home Assistant's venv is missing: `make ha-venv` (HA installs on Python 3.11 only up to "
-                    "2024.3.3; scripts/ha-venv.sh says why it did not install here)")
-    done = subprocess.run([str(python), str(Path(__file__).with_name("ha_driver.py")), ha.host, str(ha.port)],
-                          capture_output=True, text=True, timeout=600)
+        pytest.skip(
+            "Home Assistant's venv is missing: `make ha-venv` (HA installs on Python 3.11 only up to "
+            "2024.3.3; scripts/ha-venv.sh says why it did not install here)"
+        )
+    done = subprocess.run(
+        [str(python), str(Path(__file__).with_name("ha_driver.py")), ha.host, str(ha.port)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     got = json.loads(done.stdout)
     # HA's config flow: services found, the STT, TTS and wake word platforms load, titled by asr

@@ -31,8 +31,11 @@ class Audio:
         return [e.type for e in self.events]
 
     def formats(self) -> set[tuple[int, int, int]]:
-        return {(e.data["rate"], e.data["width"], e.data["channels"]) for e in self.events
-                if e.type in ("audio-start", "audio-chunk")}
+        return {
+            (e.data["rate"], e.data["width"], e.data["channels"])
+            for e in self.events
+            if e.type in ("audio-start", "audio-chunk")
+        }
 
 
 class HomeAssistant:
@@ -52,8 +55,9 @@ class HomeAssistant:
         """audio-start, the audio in 1024-sample chunks, audio-stop."""
         await c.write_event(AudioStart(rate=rate, width=width, channels=channels).event())
         for i in range(0, len(audio), CHUNK_BYTES):
-            await c.write_event(AudioChunk(rate=rate, width=width, channels=channels,
-                                           audio=audio[i:i + CHUNK_BYTES]).event())
+            await c.write_event(
+                AudioChunk(rate=rate, width=width, channels=channels, audio=audio[i : i + CHUNK_BYTES]).event()
+            )
         await c.write_event(AudioStop().event())
 
     async def describe(self) -> Info:
@@ -68,8 +72,9 @@ class HomeAssistant:
                 await c.write_event(event)
             return await self._read(c)
 
-    async def transcribe(self, audio: bytes, language: str | None = "en", rate: int = RATE, width: int = WIDTH,
-                         channels: int = CHANNELS) -> Transcript:
+    async def transcribe(
+        self, audio: bytes, language: str | None = "en", rate: int = RATE, width: int = WIDTH, channels: int = CHANNELS
+    ) -> Transcript:
         async with self._client() as c:
             await c.write_event(Transcribe(language=language).event())
             await self._stream(c, audio, rate, width, channels)

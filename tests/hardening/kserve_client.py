@@ -14,8 +14,11 @@ from support import Server
 
 def infer(server: Server, body: dict | bytes) -> tuple[int, dict]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{server.http_port}/v2/models/digits/infer", data=raw,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{server.http_port}/v2/models/digits/infer",
+        data=raw,
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, json.loads(r.read())
@@ -32,7 +35,9 @@ def grpc_infer(server: Server, req):
     from emberflow.serving.kserve_proto import messages
 
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
-        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
-                                   request_serializer=lambda m: m.SerializeToString(),
-                                   response_deserializer=messages["ModelInferResponse"].FromString)
+        call = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=messages["ModelInferResponse"].FromString,
+        )
         return call(req, timeout=60)

@@ -24,13 +24,15 @@ def test_the_inbox_is_bounded_and_reading_pauses_while_sys_is_stalled(tmp_path):
     sys takes no more than its inbox out of the kernel: the rest stays in the socket buffers and
     the client's send blocks. Once the unit runs again every ping is answered: nothing is dropped."""
     max_inbox = 64 * 1024
-    s = Server(tmp_path, config={"max_inbox": max_inbox,
-                                 "units": {"slowstart": "serving.slow_start_unit:SlowStartUnit"}})
+    s = Server(
+        tmp_path, config={"max_inbox": max_inbox, "units": {"slowstart": "serving.slow_start_unit:SlowStartUnit"}}
+    )
     unit = None
     try:
         w = Wire(s.port, timeout=30)
-        w.send({"request_id": "setup", "work_id": "slowstart", "action": "setup", "object": "slowstart.setup",
-                "data": {}})
+        w.send(
+            {"request_id": "setup", "work_id": "slowstart", "action": "setup", "object": "slowstart.setup", "data": {}}
+        )
         unit = _unit_started(s, "slowstart")
         os.kill(unit, signal.SIGSTOP)  # it sleeps 4 s before it is ready: frozen well before that
 

@@ -27,8 +27,9 @@ def test_a_chunked_body_over_the_limit_is_413_not_500(web):
     conn = http.client.HTTPConnection("127.0.0.1", web.http_port, timeout=20)
     chunks = (b"x" * 16 * 1024 for _ in range(8))  # 128 KiB, chunked: no Content-Length to check first
     try:
-        conn.request("POST", "/units/echo/infer", body=chunks, headers={"Content-Type": "application/json"},
-                     encode_chunked=True)
+        conn.request(
+            "POST", "/units/echo/infer", body=chunks, headers={"Content-Type": "application/json"}, encode_chunked=True
+        )
         r = conn.getresponse()
         status, body = r.status, r.read()
     except (BrokenPipeError, ConnectionResetError):
@@ -38,12 +39,22 @@ def test_a_chunked_body_over_the_limit_is_413_not_500(web):
 
 
 def test_a_lone_surrogate_in_a_json_body_is_400(web):
-    status, body = http_request(web, "/units/echo/infer", {"Content-Type": "application/json"}, method="POST",
-                        body=b'{"params": {}, "data": "abc\\ud800"}')
+    status, body = http_request(
+        web,
+        "/units/echo/infer",
+        {"Content-Type": "application/json"},
+        method="POST",
+        body=b'{"params": {}, "data": "abc\\ud800"}',
+    )
     assert status == 400 and "surrogate" in json.loads(body)["error"]["message"]
-    status, body = http_request(web, "/units/echo/infer", {"Content-Type": "application/json"}, method="POST",
-                        body=b'{"params": {}, "data": "\\ud83d\\ude00 \\\\ud800"}')  # a pair, and escaped text
-    assert status == 200 and json.loads(body)["text"] == "\U0001F600 \\ud800"
+    status, body = http_request(
+        web,
+        "/units/echo/infer",
+        {"Content-Type": "application/json"},
+        method="POST",
+        body=b'{"params": {}, "data": "\\ud83d\\ude00 \\\\ud800"}',
+    )  # a pair, and escaped text
+    assert status == 200 and json.loads(body)["text"] == "\U0001f600 \\ud800"
 
 
 def test_a_binary_websocket_frame_closes_the_session_with_1003_and_the_reason(web):
@@ -58,8 +69,7 @@ def test_a_binary_websocket_frame_closes_the_session_with_1003_and_the_reason(we
 
 @pytest.mark.parametrize("frame", ['{"a":' * 100_000 + "1" + "}" * 100_000, '{"status": 3, "data": "\\udc00"}'])
 def test_json_python_cannot_take_closes_the_session_with_1003(web, frame):
-    with connect(f"ws://127.0.0.1:{web.http_port}/units/echo/session", open_timeout=20,
-                 max_size=None) as ws:
+    with connect(f"ws://127.0.0.1:{web.http_port}/units/echo/session", open_timeout=20, max_size=None) as ws:
         ws.send(frame)
         assert json.loads(ws.recv(timeout=20))["status"] == 2
         with pytest.raises(ConnectionClosed) as e:

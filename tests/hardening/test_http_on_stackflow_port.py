@@ -14,11 +14,20 @@ from hardening.wire import Wire, ping
 
 def test_an_http_request_is_answered_400_and_closed_without_running_its_body(server):
     sandbox = Path(server.config_path).parent / "files"
-    body = json.dumps({"request_id": "1", "work_id": "sys", "action": "push", "object": "sys.file.pwned.txt",
-                       "data": "written by a web page"}).encode()
+    body = json.dumps(
+        {
+            "request_id": "1",
+            "work_id": "sys",
+            "action": "push",
+            "object": "sys.file.pwned.txt",
+            "data": "written by a web page",
+        }
+    ).encode()
     w = Wire(server.port)
-    w.send(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
-           b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    w.send(
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )
     answer = w.until_closed()  # the server closes: the read ends instead of timing out
     assert answer.startswith(b"HTTP/1.1 400 ")
     error = json.loads(answer.split(b"\r\n\r\n", 1)[1])

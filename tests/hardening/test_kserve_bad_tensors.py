@@ -29,13 +29,19 @@ def test_parameters_that_are_not_objects_are_400(kserve):
 
 
 def test_a_lone_surrogate_in_the_request_is_400(kserve):
-    status, answer = infer(kserve, b'{"id": "\\udfff", "inputs": [{"name": "\\ud800", "shape": [1], '
-                                    b'"datatype": "FP32", "data": [1]}]}')
+    status, answer = infer(
+        kserve, b'{"id": "\\udfff", "inputs": [{"name": "\\ud800", "shape": [1], "datatype": "FP32", "data": [1]}]}'
+    )
     assert status == 400 and "surrogate" in answer["error"]
-    raw = b'{"id":"\\ud800","inputs":[{"name":"image","shape":[1],"datatype":"FP32","parameters":' \
-          b'{"binary_data_size":4}}]}'
-    req = urllib.request.Request(f"http://127.0.0.1:{kserve.http_port}/v2/models/digits/infer",
-                                 data=raw + b"\0\0\0\0", headers={"Inference-Header-Content-Length": str(len(raw))})
+    raw = (
+        b'{"id":"\\ud800","inputs":[{"name":"image","shape":[1],"datatype":"FP32","parameters":'
+        b'{"binary_data_size":4}}]}'
+    )
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{kserve.http_port}/v2/models/digits/infer",
+        data=raw + b"\0\0\0\0",
+        headers={"Inference-Header-Content-Length": str(len(raw))},
+    )
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=60)
     assert e.value.code == 400 and "surrogate" in json.loads(e.value.read())["error"]

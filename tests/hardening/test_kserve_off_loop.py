@@ -41,20 +41,27 @@ def counting(tmp_path_factory):
 
 
 def test_a_big_rest_bytes_tensor_is_decoded_while_the_loop_serves_others(counting):
-    header = json.dumps({"inputs": [{"name": "text", "shape": [ELEMENTS], "datatype": "BYTES",
-                                     "parameters": {"binary_data_size": len(RAW)}}]}).encode()
+    header = json.dumps(
+        {
+            "inputs": [
+                {"name": "text", "shape": [ELEMENTS], "datatype": "BYTES", "parameters": {"binary_data_size": len(RAW)}}
+            ]
+        }
+    ).encode()
     conn = http.client.HTTPConnection("127.0.0.1", counting.http_port, timeout=120)
     conn.connect()
 
     def infer() -> tuple[int, dict]:
-        conn.request("POST", "/v2/models/count/infer", header + RAW,
-                     {"Inference-Header-Content-Length": str(len(header))})
+        conn.request(
+            "POST", "/v2/models/count/infer", header + RAW, {"Inference-Header-Content-Length": str(len(header))}
+        )
         r = conn.getresponse()
         return r.status, json.loads(r.read())
 
     try:
-        (status, answer), pings = _pings_answered_once_read(counting, conn.sock.fileno(), counting.http_port,
-                                                            len(header) + len(RAW), infer)
+        (status, answer), pings = _pings_answered_once_read(
+            counting, conn.sock.fileno(), counting.http_port, len(header) + len(RAW), infer
+        )
     finally:
         conn.close()
     assert status == 200 and answer["outputs"][0]["data"] == [ELEMENTS], answer
@@ -67,22 +74,30 @@ def test_a_big_grpc_bytes_tensor_is_decoded_while_the_loop_serves_others(countin
     req = messages["ModelInferRequest"](model_name="count")
     req.inputs.add(name="text", datatype="BYTES", shape=[ELEMENTS])
     req.raw_input_contents.append(RAW)
-    with grpc.insecure_channel(f"127.0.0.1:{counting.grpc_port}",
-                               options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]) as channel:
+    with grpc.insecure_channel(
+        f"127.0.0.1:{counting.grpc_port}", options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    ) as channel:
         grpc.channel_ready_future(channel).result(timeout=30)
-        call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
-                                   request_serializer=lambda m: m.SerializeToString(),
-                                   response_deserializer=messages["ModelInferResponse"].FromString)
-        (mine,) = [c for c in psutil.Process().net_connections(kind="tcp")
-                   if c.raddr and c.raddr.port == counting.grpc_port and c.status == psutil.CONN_ESTABLISHED]
-        reply, pings = _pings_answered_once_read(counting, mine.fd, counting.grpc_port, req.ByteSize(),
-                                                 lambda: call(req, timeout=120))
+        call = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=messages["ModelInferResponse"].FromString,
+        )
+        (mine,) = [
+            c
+            for c in psutil.Process().net_connections(kind="tcp")
+            if c.raddr and c.raddr.port == counting.grpc_port and c.status == psutil.CONN_ESTABLISHED
+        ]
+        reply, pings = _pings_answered_once_read(
+            counting, mine.fd, counting.grpc_port, req.ByteSize(), lambda: call(req, timeout=120)
+        )
     assert struct.unpack("<q", reply.raw_output_contents[0]) == (ELEMENTS,)
     assert pings >= AT_LEAST, f"{pings} pings answered while the tensor was decoded"
 
 
-def _pings_answered_once_read(server: Server, fd: int, server_port: int, size: int,
-                              request: Callable[[], Any]) -> tuple[Any, int]:
+def _pings_answered_once_read(
+    server: Server, fd: int, server_port: int, size: int, request: Callable[[], Any]
+) -> tuple[Any, int]:
     """Run `request()` (it returns with the response) while a StackFlow client pings sys one ping
     at a time. Returns its result and the pings answered between the moment the server had read
     `size` more bytes of the connection `fd` (what its kernel acknowledged, less what still waits
@@ -112,8 +127,9 @@ def _pings_answered_once_read(server: Server, fd: int, server_port: int, size: i
     for t in threads:
         t.start()
     try:
-        assert wait_until(lambda: _acked(fd)[1] - acked_before - tcp_queues(server_port, port)[1] >= size,
-                          timeout=60, step=0.001), "the server never read the whole request"
+        assert wait_until(
+            lambda: _acked(fd)[1] - acked_before - tcp_queues(server_port, port)[1] >= size, timeout=60, step=0.001
+        ), "the server never read the whole request"
         read = answered[0]
         threads[1].join(120)
     finally:
@@ -129,5 +145,6 @@ def _acked(fd: int) -> tuple[int, int]:
     """(local port, bytes the peer has acknowledged: struct tcp_info's tcpi_bytes_acked) of the TCP
     socket `fd`, which may belong to a library (gRPC's), so it is read through a duplicate."""
     with socket.socket(fileno=os.dup(fd)) as s:
-        return s.getsockname()[1], struct.unpack_from("Q", s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256),
-                                                      120)[0]
+        return s.getsockname()[1], struct.unpack_from("Q", s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256), 120)[
+            0
+        ]

@@ -25,8 +25,9 @@ def test_a_valid_timeout_still_works(kserve):
     assert status == 200 and answer["outputs"][0]["name"] == "logits"
 
 
-@pytest.mark.parametrize("field,value", [("int64_param", -1), ("int64_param", 0), ("double_param", float("nan")),
-                                         ("string_param", "5")])
+@pytest.mark.parametrize(
+    "field,value", [("int64_param", -1), ("int64_param", 0), ("double_param", float("nan")), ("string_param", "5")]
+)
 def test_a_grpc_timeout_that_is_not_a_finite_positive_number_is_invalid_argument(kserve, field, value):
     from emberflow.serving.kserve_proto import messages
 

@@ -12,7 +12,7 @@ def test_a_lone_surrogate_is_a_json_format_error_not_an_internal_error(server):
     msg = w.message()
     assert msg["error"]["code"] == -2 and "surrogate" in msg["data"]["detail"]
     w.send(b'{"request_id":"\\ud83d\\ude00","work_id":"sys","action":"ping"}')  # a valid pair is fine
-    assert w.message()["request_id"] == "\U0001F600"
+    assert w.message()["request_id"] == "\U0001f600"
     w.send(b'{"request_id":"\\\\ud800","work_id":"sys","action":"ping"}')  # an escaped backslash: text
     assert w.message()["request_id"] == "\\ud800"
 

@@ -22,8 +22,9 @@ PARTIAL = ".emberflow-uploads"
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sandbox")
-    s = Server(tmp, config={"max_file_size": 256 * KIB, "sandbox_quota": 600 * KIB, "max_uploads": 2,
-                            "max_frame": 128 * KIB})
+    s = Server(
+        tmp, config={"max_file_size": 256 * KIB, "sandbox_quota": 600 * KIB, "max_uploads": 2, "max_frame": 128 * KIB}
+    )
     s.sandbox = tmp / "files"
     yield s
     s.stop()
@@ -43,8 +44,12 @@ def _stream(c: Client, name: str, parts: list[bytes], finish: bool = True) -> di
         cuts.append(len(text) if at == sum(map(len, parts)) else at * 4 // 3)
     reply, start = {}, 0
     for i, end in enumerate(cuts):
-        reply = c.request("sys", "push", f"sys.base64.stream.file.{name}",
-                          {"delta": text[start:end], "index": i, "finish": finish and i == len(parts) - 1})
+        reply = c.request(
+            "sys",
+            "push",
+            f"sys.base64.stream.file.{name}",
+            {"delta": text[start:end], "index": i, "finish": finish and i == len(parts) - 1},
+        )
         start = end
     return reply
 
@@ -76,8 +81,12 @@ def test_a_streamed_upload_goes_to_disk_as_it_arrives(limited):
         _stream(c, "growing.bin", [b"g" * 39 * KIB, b"h" * 39 * KIB], finish=False)  # whole 3-byte groups
         partial = _partials(limited)
         assert len(partial) == 1 and partial[0].stat().st_size == 78 * KIB  # not held in sys's memory
-        reply = c.request("sys", "push", "sys.base64.stream.file.growing.bin",
-                          {"delta": base64.b64encode(b"i").decode(), "index": 2, "finish": True})
+        reply = c.request(
+            "sys",
+            "push",
+            "sys.base64.stream.file.growing.bin",
+            {"delta": base64.b64encode(b"i").decode(), "index": 2, "finish": True},
+        )
         expected = b"g" * 39 * KIB + b"h" * 39 * KIB + b"i"
         assert reply["error"]["message"] == f"sha256:{hashlib.sha256(expected).hexdigest()}"
         assert (limited.sandbox / "growing.bin").read_bytes() == expected and _partials(limited) == []
@@ -100,10 +109,14 @@ def test_a_base64_stream_is_decoded_piece_by_piece_exactly_as_a_whole(limited):
     content = bytes(range(256)) * 7
     text = base64.b64encode(content).decode()
     with limited.client() as c:
-        parts = [text[i:i + 1001] for i in range(0, len(text), 1001)]  # cuts not on 4-character groups
+        parts = [text[i : i + 1001] for i in range(0, len(text), 1001)]  # cuts not on 4-character groups
         for i, part in enumerate(parts):
-            reply = c.request("sys", "push", "sys.base64.stream.file.b64.bin",
-                              {"delta": part, "index": i, "finish": i == len(parts) - 1})
+            reply = c.request(
+                "sys",
+                "push",
+                "sys.base64.stream.file.b64.bin",
+                {"delta": part, "index": i, "finish": i == len(parts) - 1},
+            )
         assert reply["error"]["message"] == f"sha256:{hashlib.sha256(content).hexdigest()}"
         with pytest.raises(ServerError) as e:  # data after the padding is not base64
             for i, part in enumerate(["QQ==", "QUFB"]):
@@ -149,8 +162,13 @@ def test_existing_clients_still_push_and_pull_as_before(limited):
 def test_pulling_a_file_bigger_than_the_unsent_limit_arrives_whole(server):
     content = os.urandom(12 * 1024 * 1024)
     c = server.client()
-    header = {"RAW": len(content), "request_id": "push-big", "work_id": "sys", "action": "push",
-              "object": "sys.file.pull-big.bin"}
+    header = {
+        "RAW": len(content),
+        "request_id": "push-big",
+        "work_id": "sys",
+        "action": "push",
+        "object": "sys.file.pull-big.bin",
+    }
     with c._lock:
         c.sock.sendall(json.dumps(header).encode() + content)
     assert c.next_message(lambda m: m["request_id"] == "push-big")["error"]["code"] == 0

@@ -101,8 +101,18 @@ def _with_file(server: Server, name: str, content: bytes) -> Wire:
 
 
 def _push(w: Wire, name: str, content: bytes) -> None:
-    w.send(json.dumps({"RAW": len(content), "request_id": "push", "work_id": "sys", "action": "push",
-                       "object": f"sys.file.{name}"}).encode() + content)
+    w.send(
+        json.dumps(
+            {
+                "RAW": len(content),
+                "request_id": "push",
+                "work_id": "sys",
+                "action": "push",
+                "object": f"sys.file.{name}",
+            }
+        ).encode()
+        + content
+    )
     assert w.message()["error"]["code"] == 0
 
 
@@ -112,5 +122,7 @@ def _data_segments_in(sock: socket.socket) -> int:
 
 
 def _server_has_connection(server: Server, client_addr) -> bool:
-    return any(c.raddr and tuple(c.raddr) == tuple(client_addr) and c.status == psutil.CONN_ESTABLISHED
-               for c in psutil.Process(server.proc.pid).net_connections(kind="tcp"))
+    return any(
+        c.raddr and tuple(c.raddr) == tuple(client_addr) and c.status == psutil.CONN_ESTABLISHED
+        for c in psutil.Process(server.proc.pid).net_connections(kind="tcp")
+    )

@@ -36,8 +36,13 @@ def make_slow_model(path: Path, width: int = 512, depth: int = 40) -> Path:
         nodes += [helper.make_node("MatMul", [prev, "w"], [f"m{i}"]), helper.make_node("Tanh", [f"m{i}"], [f"t{i}"])]
         prev = f"t{i}"
     nodes.append(helper.make_node("Identity", [prev], ["y"]))
-    graph = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, width])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, width])], [w])
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, width])],
+        [w],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, path)
@@ -50,9 +55,12 @@ def make_count_model(path: Path) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Shape", ["text"], ["n"])], "count",
-                              [helper.make_tensor_value_info("text", TensorProto.STRING, [None])],
-                              [helper.make_tensor_value_info("n", TensorProto.INT64, [1])])
+    graph = helper.make_graph(
+        [helper.make_node("Shape", ["text"], ["n"])],
+        "count",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, [None])],
+        [helper.make_tensor_value_info("n", TensorProto.INT64, [1])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, path)

@@ -21,7 +21,7 @@ def test_asr_session_partials_while_streaming(http_server):
     import websockets
 
     audio = utterance(0.3, "What is the capital of France?", 0.5).tobytes()
-    frames = [audio[i:i + CHUNK * 2] for i in range(0, len(audio), CHUNK * 2)]
+    frames = [audio[i : i + CHUNK * 2] for i in range(0, len(audio), CHUNK * 2)]
 
     async def session() -> tuple[list[dict], int]:
         url = f"ws://127.0.0.1:{http_server.http_port}/units/asr/session"

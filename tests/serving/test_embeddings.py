@@ -9,9 +9,17 @@ import pytest
 MODEL = "minilm-l6-v2-int8"
 TEXTS = ["A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby."]
 # 3 to over 100 tokens: sub-batches and length buckets of different padded lengths
-MIXED = ["Hi.", "A cheetah is running behind its prey.", "Ships sail across the ocean at night. " * 12,
-         "The cat sits outside.", "Tomorrow it will rain in Paris, and then again on Sunday, as it always does in "
-         + "the spring when the wind turns west.", "ok", "A man is eating food. " * 6, "The new movie is awesome."]
+MIXED = [
+    "Hi.",
+    "A cheetah is running behind its prey.",
+    "Ships sail across the ocean at night. " * 12,
+    "The cat sits outside.",
+    "Tomorrow it will rain in Paris, and then again on Sunday, as it always does in "
+    + "the spring when the wind turns west.",
+    "ok",
+    "A man is eating food. " * 6,
+    "The new movie is awesome.",
+]
 
 
 def reference(texts: list[str]) -> np.ndarray:
@@ -84,13 +92,22 @@ def test_concurrent_requests_share_unit_inferences(openai_client, base_url):
     together = openai_client.embeddings.create(model=MODEL, input=texts, encoding_format="float")
     expected = np.array([d.embedding for d in together.data])
     with ThreadPoolExecutor(12) as pool:
-        got = list(pool.map(lambda t: openai_client.embeddings.create(model=MODEL, input=t,
-                                                                      encoding_format="float").data[0].embedding, texts))
+        got = list(
+            pool.map(
+                lambda t: (
+                    openai_client.embeddings.create(model=MODEL, input=t, encoding_format="float").data[0].embedding
+                ),
+                texts,
+            )
+        )
     # each request gets its own row, whoever it was batched with
     np.testing.assert_allclose(np.array(got), expected, atol=1e-5)
     text = requests.get(base_url + "/metrics", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10).text
-    values = {line.split("{")[0]: float(line.split()[-1]) for line in text.splitlines()
-              if line.startswith(("emberflow_batch_size_sum", "emberflow_batch_size_count")) and MODEL in line}
+    values = {
+        line.split("{")[0]: float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(("emberflow_batch_size_sum", "emberflow_batch_size_count")) and MODEL in line
+    }
     assert values["emberflow_batch_size_sum"] / values["emberflow_batch_size_count"] > 1.2
 
 
@@ -129,5 +146,7 @@ def test_mixed_lengths_through_the_gateway_match_the_reference(openai_client):
     as_b64 = openai_client.embeddings.create(model=MODEL, input=MIXED)  # the SDK decodes base64
     expected = reference(MIXED)
     np.testing.assert_allclose(np.array([d.embedding for d in as_float.data]), expected, atol=1e-5)
-    np.testing.assert_array_equal(np.array([d.embedding for d in as_b64.data], dtype=np.float32),
-                                  np.array([d.embedding for d in as_float.data], dtype=np.float32))
+    np.testing.assert_array_equal(
+        np.array([d.embedding for d in as_b64.data], dtype=np.float32),
+        np.array([d.embedding for d in as_float.data], dtype=np.float32),
+    )

@@ -15,8 +15,10 @@ from conftest import Server
 def test_health_is_503_while_loading_then_200(tmp_path, monkeypatch):
     here = str(Path(__file__).resolve().parent)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
-    s = Server(tmp_path, config={"token": "k", "preload": ["slowstart"],
-                                 "units": {"slowstart": "slow_start_unit:SlowStartUnit"}})
+    s = Server(
+        tmp_path,
+        config={"token": "k", "preload": ["slowstart"], "units": {"slowstart": "slow_start_unit:SlowStartUnit"}},
+    )
     try:
         url = f"http://127.0.0.1:{s.http_port}"
         first = requests.get(url + "/health", timeout=5)
@@ -60,9 +62,16 @@ def test_preloaded_llm_is_warm_before_health_says_ok(tmp_path, monkeypatch):
 
             warm = llm_tasks()
             assert len(warm) == 1 and c.request(warm[0], "taskinfo")["data"]["stats"]["inferences"] == 0
-            r = requests.post(url + "/v1/chat/completions", headers={"Authorization": "Bearer k"}, timeout=60,
-                              json={"model": "smollm2-135m-instruct", "max_tokens": 4,
-                                    "messages": [{"role": "user", "content": "Hi"}]})
+            r = requests.post(
+                url + "/v1/chat/completions",
+                headers={"Authorization": "Bearer k"},
+                timeout=60,
+                json={
+                    "model": "smollm2-135m-instruct",
+                    "max_tokens": 4,
+                    "messages": [{"role": "user", "content": "Hi"}],
+                },
+            )
             assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
             assert llm_tasks() == warm  # no new task was set up
             assert c.request(warm[0], "taskinfo")["data"]["stats"]["inferences"] == 1
@@ -106,9 +115,16 @@ def test_a_crashed_preloaded_llm_is_loaded_again_and_health_says_so(tmp_path, mo
             assert 503 in wait_healthy()  # the model is loading again: health says so
             after = llm_tasks()
             assert len(after) == 1 and after != before  # set up again without any request
-            r = requests.post(url + "/v1/chat/completions", headers={"Authorization": "Bearer k"}, timeout=60,
-                              json={"model": "smollm2-135m-instruct", "max_tokens": 4,
-                                    "messages": [{"role": "user", "content": "Hi"}]})
+            r = requests.post(
+                url + "/v1/chat/completions",
+                headers={"Authorization": "Bearer k"},
+                timeout=60,
+                json={
+                    "model": "smollm2-135m-instruct",
+                    "max_tokens": 4,
+                    "messages": [{"role": "user", "content": "Hi"}],
+                },
+            )
             assert r.status_code == 200 and llm_tasks() == after  # it ran on the re-warmed task
             c.request("sys", "reset", check=False)
             time.sleep(0.3)

@@ -4,11 +4,9 @@ exits surplus tasks once they idle."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
@@ -42,8 +40,12 @@ def _tasks(c: Client, unit: str) -> dict[str, int]:
 def test_two_streamed_chats_interleave_on_two_llm_tasks(http_server, openai_client):
     def chat(topic: str, marks: dict) -> None:
         stream = openai_client.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": f"Write a long story about {topic}."}],
-            temperature=0, max_tokens=96, stream=True)
+            model=MODEL,
+            messages=[{"role": "user", "content": f"Write a long story about {topic}."}],
+            temperature=0,
+            max_tokens=96,
+            stream=True,
+        )
         for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content and "first" not in marks:
                 marks["first"] = time.monotonic()
@@ -82,8 +84,7 @@ def test_pool_grows_on_demand_falls_back_when_full_and_idles_out(tmp_path, monke
     auth = {"Authorization": "Bearer k"}
 
     def call(i: int) -> None:
-        r = requests.post(url, headers=auth, json={"params": {"delay": 0.25, "times": 3}, "data": f"n{i}"},
-                          timeout=30)
+        r = requests.post(url, headers=auth, json={"params": {"delay": 0.25, "times": 3}, "data": f"n{i}"}, timeout=30)
         assert r.status_code == 200 and r.json()["text"] == f"n{i}" * 3
 
     def pair() -> list[None]:
@@ -116,7 +117,7 @@ def test_pool_grows_on_demand_falls_back_when_full_and_idles_out(tmp_path, monke
 
             # StackFlow clients take the remaining slots (echo hosts 4): the gateway queues on its task
             held = [c.setup("echo", {"times": 1}) for _ in range(3)]
-            (pool_task, runs), = _tasks_of_gateway(c, held).items()
+            ((pool_task, runs),) = _tasks_of_gateway(c, held).items()
             pair()
             assert _tasks_of_gateway(c, held) == {pool_task: runs + 2}  # one after the other, and no error
             assert any("no extra task" in line for line in s.log), "".join(s.log[-20:])

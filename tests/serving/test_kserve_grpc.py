@@ -7,8 +7,8 @@ import pytest
 import tritonclient.grpc as tg
 from tritonclient.utils import InferenceServerException
 
-from support import Server
 from serving.repo_models import DIGITS, add_model, digits_inputs
+from support import Server
 
 API_KEY = "sk-grpc"
 
@@ -88,6 +88,7 @@ def test_messages_match_tritonclient_field_numbers():
         theirs = service_pb2
         for part in path.split("."):
             theirs = getattr(theirs, part)
+
         def shape(d):
             return {(f.name, f.number, f.type, f.message_type.name if f.message_type else None) for f in d.fields}
 

@@ -107,7 +107,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_rows(client, engine, 
 
     def send(i: int):
         inp = th.InferInput("image", [2, 1, 8, 8], "FP32")
-        inp.set_data_from_numpy(x[2 * i:2 * i + 2])
+        inp.set_data_from_numpy(x[2 * i : 2 * i + 2])
         return client.async_infer("digits", [inp], headers=auth())  # tritonclient's own concurrency
 
     pending = [send(i) for i in range(32)]
@@ -147,8 +147,9 @@ def test_repository_unload_load_and_hot_reload(client, repo_server, engine):
     assert client.infer("digits2", [inp], model_version="1", headers=auth()).get_response()["model_version"] == "1"
     (repo / "digits2" / "3" / "model.onnx").write_bytes(b"not a model")  # a broken update keeps serving
     _wait(lambda: "reload failed" in str(client.get_model_repository_index(headers=auth())))
-    np.testing.assert_allclose(client.infer("digits2", [inp], headers=auth()).as_numpy("logits"),
-                               engine([x])[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        client.infer("digits2", [inp], headers=auth()).as_numpy("logits"), engine([x])[0], rtol=1e-5, atol=1e-6
+    )
     shutil.rmtree(repo / "digits2")  # removed from disk: unloaded
     _wait(lambda: not client.is_model_ready("digits2", headers=auth()))
 
@@ -174,8 +175,9 @@ def test_overload_is_refused_with_retry_after_and_nothing_hangs(repo_server):
     import urllib.request
 
     x = np.random.default_rng(0).standard_normal((64, 512)).astype(np.float32)
-    body = json.dumps({"inputs": [{"name": "x", "shape": [64, 512], "datatype": "FP32",
-                                   "data": x.reshape(-1).tolist()}]}).encode()
+    body = json.dumps(
+        {"inputs": [{"name": "x", "shape": [64, 512], "datatype": "FP32", "data": x.reshape(-1).tolist()}]}
+    ).encode()
     url = f"http://127.0.0.1:{repo_server.http_port}/v2/models/slow/infer"
     results: list[tuple[int, str | None]] = []
     lock = threading.Lock()
@@ -215,8 +217,11 @@ def test_per_request_timeout_is_504(client):
 def test_cors_is_off(repo_server):
     import urllib.request
 
-    req = urllib.request.Request(f"http://127.0.0.1:{repo_server.http_port}/v2/health/live", method="OPTIONS",
-                                 headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{repo_server.http_port}/v2/health/live",
+        method="OPTIONS",
+        headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "GET"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             headers = dict(r.headers)

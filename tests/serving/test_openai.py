@@ -23,8 +23,7 @@ def test_models_lists_the_llm(openai_client):
 
 
 def test_chat_non_stream_and_stream_agree(openai_client):
-    whole = openai_client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, seed=1,
-                                                  max_tokens=32)
+    whole = openai_client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, seed=1, max_tokens=32)
     assert whole.object == "chat.completion"
     choice = whole.choices[0]
     assert choice.message.role == "assistant" and "Paris" in choice.message.content
@@ -32,9 +31,17 @@ def test_chat_non_stream_and_stream_agree(openai_client):
     u = whole.usage
     assert u.prompt_tokens > 10 and u.completion_tokens > 0 and u.total_tokens == u.prompt_tokens + u.completion_tokens
 
-    chunks = list(openai_client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, seed=1,
-                                                        max_tokens=32, stream=True,
-                                                        stream_options={"include_usage": True}))
+    chunks = list(
+        openai_client.chat.completions.create(
+            model=MODEL,
+            messages=QUESTION,
+            temperature=0,
+            seed=1,
+            max_tokens=32,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert all(c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks)
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -46,9 +53,11 @@ def test_chat_non_stream_and_stream_agree(openai_client):
 
 
 def test_multi_turn_messages_reach_the_model(openai_client):
-    messages = [{"role": "user", "content": "The password is banana."},
-                {"role": "assistant", "content": "Got it: the password is banana."},
-                {"role": "user", "content": "What is the password?"}]
+    messages = [
+        {"role": "user", "content": "The password is banana."},
+        {"role": "assistant", "content": "Got it: the password is banana."},
+        {"role": "user", "content": "What is the password?"},
+    ]
     r = openai_client.chat.completions.create(model=MODEL, messages=messages, temperature=0, max_tokens=24)
     assert "banana" in r.choices[0].message.content
     # the same question without the earlier turns cannot know it: the history came from the request
@@ -76,8 +85,10 @@ def test_wrong_key_is_401_in_openai_shape(base_url):
 
 def test_bad_image_parts_are_a_clear_400(openai_client):
     """Image parts go to the vlm unit (tests/vision); one that is no image, or not a data: URL, is a 400."""
-    content = [{"type": "text", "text": "What is in this picture?"},
-               {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]  # a PNG's signature only
+    content = [
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+    ]  # a PNG's signature only
     with pytest.raises(openai.BadRequestError) as e:
         openai_client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content}])
     assert "not an image" in e.value.body["message"]
@@ -86,8 +97,9 @@ def test_bad_image_parts_are_a_clear_400(openai_client):
         openai_client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": remote}])
     assert "data: URL" in e.value.body["message"] and e.value.body["param"] == "messages[0].content[1].image_url"
     # text-only parts are accepted and flattened
-    r = openai_client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": content[:1]}],
-                                              max_tokens=2)
+    r = openai_client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": content[:1]}], max_tokens=2
+    )
     assert r.choices[0].message.content
 
 
@@ -119,8 +131,11 @@ def test_health_is_public_metrics_need_the_key(base_url, openai_client):
     assert status == 200
     assert 'emberflow_requests_total{protocol="openai",route="/v1/chat/completions",status="200"}' in text
     assert 'emberflow_request_errors_total{protocol="openai",route="(refused)",status="401"}' in text
-    tokens = [float(line.split()[-1]) for line in text.splitlines()
-              if line.startswith(f'emberflow_llm_completion_tokens_total{{model="{MODEL}"}}')]
+    tokens = [
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(f'emberflow_llm_completion_tokens_total{{model="{MODEL}"}}')
+    ]
     assert tokens and tokens[0] >= 4
     assert f'emberflow_llm_tokens_per_second{{model="{MODEL}"}}' in text
 
@@ -130,8 +145,10 @@ def test_request_size_limit(http_server):
     import socket
 
     with socket.create_connection(("127.0.0.1", http_server.http_port), timeout=10) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Authorization: Bearer " + API_KEY.encode() + b"\r\nContent-Length: 17000000\r\n\r\n{")
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + API_KEY.encode() + b"\r\nContent-Length: 17000000\r\n\r\n{"
+        )
         reply = b""
         while b"\r\n\r\n" not in reply or not reply.endswith(b"}"):
             data = sock.recv(65536)
@@ -156,8 +173,9 @@ def test_a_client_that_hangs_up_stops_the_generation(openai_client, http_server)
         openai_client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=4)  # a warm task
         aborted_before = sum(i["stats"]["aborted"] for i in llm_infos(c))
         story = [{"role": "user", "content": "Write a very long story about a dragon, with many chapters."}]
-        stream = openai_client.chat.completions.create(model=MODEL, messages=story, temperature=0.8, max_tokens=600,
-                                                       stream=True)
+        stream = openai_client.chat.completions.create(
+            model=MODEL, messages=story, temperature=0.8, max_tokens=600, stream=True
+        )
         for i, _ in enumerate(stream):
             if i == 3:
                 break

@@ -13,8 +13,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_speech_then_transcription_round_trip(openai_client):
-    speech = openai_client.audio.speech.create(model="tts-1", voice="alloy", input="What is the capital of France?",
-                                               response_format="wav")
+    speech = openai_client.audio.speech.create(
+        model="tts-1", voice="alloy", input="What is the capital of France?", response_format="wav"
+    )
     audio = speech.read()
     with wave.open(io.BytesIO(audio)) as w:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 16000)

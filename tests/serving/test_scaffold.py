@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import requests
@@ -20,23 +19,37 @@ EMBERFLOW = [sys.executable, "-m", "emberflow"]
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     parent = tmp_path_factory.mktemp("scaffold")
-    out = subprocess.run([*EMBERFLOW, "create", "-n", "demo_unit", "-p", str(parent)], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [*EMBERFLOW, "create", "-n", "demo_unit", "-p", str(parent)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     return parent / "demo_unit"
 
 
 def test_layout_and_bad_names(project, tmp_path):
-    for rel in ("wrapper.py", "README.md", "emberflow.yaml", "tests/test_wrapper.py", "sample/params.json",
-                "sample/request.json", "sample/sample.png", "sample/sample.wav"):
+    for rel in (
+        "wrapper.py",
+        "README.md",
+        "emberflow.yaml",
+        "tests/test_wrapper.py",
+        "sample/params.json",
+        "sample/request.json",
+        "sample/sample.png",
+        "sample/sample.wav",
+    ):
         assert (project / rel).is_file(), rel
     bad = subprocess.run([*EMBERFLOW, "create", "-n", "Bad-Name", "-p", str(tmp_path)], capture_output=True, text=True)
     assert bad.returncode == 2 and "lower-case" in bad.stderr
 
 
 def test_the_project_passes_its_own_test(project):
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], cwd=project,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "5 passed" in out.stdout
 
@@ -59,9 +72,15 @@ def test_run_local_validates_against_the_declared_result(project):
 
 
 def test_serve_over_http_and_stackflow_tcp(project):
-    proc = subprocess.Popen([*EMBERFLOW, "serve", str(project), "--port", "0", "--http-port", "0", "--grpc-port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            cwd=project.parent, env=dict(os.environ, EMBERFLOW_LOG="WARNING"))
+    proc = subprocess.Popen(
+        [*EMBERFLOW, "serve", str(project), "--port", "0", "--http-port", "0", "--grpc-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        cwd=project.parent,
+        env=dict(os.environ, EMBERFLOW_LOG="WARNING"),
+    )
     ports: dict[str, int] = {}
     ready = threading.Event()
 
@@ -76,8 +95,11 @@ def test_serve_over_http_and_stackflow_tcp(project):
     threading.Thread(target=pump, daemon=True).start()
     try:
         assert ready.wait(30), "emberflow serve did not start"
-        r = requests.post(f"http://127.0.0.1:{ports['http']}/units/demo_unit/infer", timeout=30,
-                          json={"params": {"greeting": "hi"}, "data": {"text": "Hello there. How are you?"}})
+        r = requests.post(
+            f"http://127.0.0.1:{ports['http']}/units/demo_unit/infer",
+            timeout=30,
+            json={"params": {"greeting": "hi"}, "data": {"text": "Hello there. How are you?"}},
+        )
         assert r.status_code == 200 and r.json()["outputs"][0]["count"] == 5
         from emberflow.client import Client
 

@@ -23,7 +23,9 @@ def mlperf_model(name: str) -> Path:
 
 def residual_cnn(path: Path) -> Path:
     """The residual CNN of the memory-planner benchmark (bench/toolchain_tflite_models.py)."""
-    spec = importlib.util.spec_from_file_location("toolchain_tflite_models", ROOT / "bench" / "toolchain_tflite_models.py")
+    spec = importlib.util.spec_from_file_location(
+        "toolchain_tflite_models", ROOT / "bench" / "toolchain_tflite_models.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     path.write_bytes(module.resnet_int8())
@@ -49,13 +51,19 @@ def float_io_model(path: Path, n: int = 256, m: int = 8) -> Path:
     x = b.tensor("x", (1, n), S.TensorType.FLOAT32)
     xq = b.tensor("x_q", (1, n), S.TensorType.INT8, scale=FLOAT_IO_SCALE, zero_point=3)
     w = b.tensor("w", (m, n), S.TensorType.INT8, data=rng.integers(-127, 128, (m, n)).astype(np.int8), scale=0.01)
-    bias = b.tensor("b", (m,), S.TensorType.INT32, data=rng.integers(-500, 500, m).astype(np.int32),
-                    scale=FLOAT_IO_SCALE * 0.01)
+    bias = b.tensor(
+        "b", (m,), S.TensorType.INT32, data=rng.integers(-500, 500, m).astype(np.int32), scale=FLOAT_IO_SCALE * 0.01
+    )
     yq = b.tensor("y_q", (1, m), S.TensorType.INT8, scale=0.5, zero_point=-5)
     y = b.tensor("y", (1, m), S.TensorType.FLOAT32)
     b.op(S.BuiltinOperator.QUANTIZE, [x], [xq])
-    b.op(S.BuiltinOperator.FULLY_CONNECTED, [xq, w, bias], [yq], S.BuiltinOptions.FullyConnectedOptions,
-         S.FullyConnectedOptionsT())
+    b.op(
+        S.BuiltinOperator.FULLY_CONNECTED,
+        [xq, w, bias],
+        [yq],
+        S.BuiltinOptions.FullyConnectedOptions,
+        S.FullyConnectedOptionsT(),
+    )
     b.op(S.BuiltinOperator.DEQUANTIZE, [yq], [y])
     path.write_bytes(b.build([x], [y]))
     return path
@@ -69,7 +77,13 @@ def float_io_edge_inputs(n: int = 256) -> list[list]:
 
     scale = np.float32(FLOAT_IO_SCALE)
     ties = (np.arange(-131, 131) + 0.5).astype(np.float32) * scale
-    values = np.concatenate([ties, np.nextafter(ties, np.float32(-np.inf)), np.nextafter(ties, np.float32(np.inf)),
-                             np.array([0.25, -0.25, 0.35, -0.35, 0.0, -0.0], np.float32)])
+    values = np.concatenate(
+        [
+            ties,
+            np.nextafter(ties, np.float32(-np.inf)),
+            np.nextafter(ties, np.float32(np.inf)),
+            np.array([0.25, -0.25, 0.35, -0.35, 0.0, -0.0], np.float32),
+        ]
+    )
     values = np.concatenate([values, np.zeros((-len(values)) % n, np.float32)])
     return [[row.reshape(1, n)] for row in values.reshape(-1, n)]

@@ -7,16 +7,54 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from support import levenshtein
 from PIL import Image, ImageDraw, ImageFont
 from toolchain_models import package_file
 
 from emberflow.runtime import Engine
+from support import levenshtein
 
-WORDS = ("edge model flash memory arena quantize int8 sensor voice board device kernel tensor offline "
-         "camera robot garden river window orange purple yellow silver number table coffee paper music "
-         "market winter summer bridge forest planet rocket engine signal filter stream buffer").split()
+WORDS = [
+    "edge",
+    "model",
+    "flash",
+    "memory",
+    "arena",
+    "quantize",
+    "int8",
+    "sensor",
+    "voice",
+    "board",
+    "device",
+    "kernel",
+    "tensor",
+    "offline",
+    "camera",
+    "robot",
+    "garden",
+    "river",
+    "window",
+    "orange",
+    "purple",
+    "yellow",
+    "silver",
+    "number",
+    "table",
+    "coffee",
+    "paper",
+    "music",
+    "market",
+    "winter",
+    "summer",
+    "bridge",
+    "forest",
+    "planet",
+    "rocket",
+    "engine",
+    "signal",
+    "filter",
+    "stream",
+    "buffer",
+]
 FONT_FILES = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf"]
 H, W = 48, 320
 

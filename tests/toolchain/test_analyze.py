@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from toolchain_models import MODEL_FEEDS, real_model
 
 from emberflow.toolchain.analyze import layer_stats, summarize
 from emberflow.toolchain.graph import ModelError, load_graph, parse_shape_overrides
-
-from toolchain_models import MODEL_FEEDS, real_model
 
 
 def test_digits_cnn_counts_match_hand_computation(digits_fp32):
@@ -34,13 +33,16 @@ def test_quantized_model_counts_int8_weights_once(digits_int8):
     assert 3818 <= s["weight_bytes"] < 4 * 3818 / 2
 
 
-@pytest.mark.parametrize("key,shapes", [
-    ("ocr_rec", {"x": (1, 3, 48, 320)}),
-    ("ocr_det", {"x": (1, 3, 320, 320)}),
-    ("ocr_cls", {"x": (1, 3, 48, 192)}),
-    ("minilm_int8", {}),
-    ("wake_okay_nabu", {}),
-])
+@pytest.mark.parametrize(
+    "key,shapes",
+    [
+        ("ocr_rec", {"x": (1, 3, 48, 320)}),
+        ("ocr_det", {"x": (1, 3, 320, 320)}),
+        ("ocr_cls", {"x": (1, 3, 48, 192)}),
+        ("minilm_int8", {}),
+        ("wake_okay_nabu", {}),
+    ],
+)
 def test_real_models_weight_bytes_match_file_size(key, shapes):
     path = real_model(key)
     g = load_graph(path, shapes)

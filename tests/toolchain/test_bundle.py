@@ -29,8 +29,12 @@ def test_manifest_describes_everything(bundle, digits_int8):
     m = b.manifest
     stage = m["graphs"][0]["stages"][0]
     assert m["target"] == "stm32f412" and m["provenance"]["tool"].startswith("emberflow ")
-    assert stage["inputs"][0] == {"name": "image", "shape": [1, 1, 8, 8], "dtype": "float32",
-                                  "normalization": {"mean": [0.0], "std": [16.0]}}
+    assert stage["inputs"][0] == {
+        "name": "image",
+        "shape": [1, 1, 8, 8],
+        "dtype": "float32",
+        "normalization": {"mean": [0.0], "std": [16.0]},
+    }
     assert stage["quantization"]["tensors"] > 0 and stage["memory_plan"]["arena_bytes"] > 0
     assert len(stage["source"]["sha256"]) == 64
     assert stage["check"]["fits"] is True and stage["check"]["summary"].startswith("fits stm32f412")
@@ -60,7 +64,7 @@ def test_wrong_magic_and_newer_version(bundle, tmp_path):
     data = bytearray(bundle.read_bytes())
     p = tmp_path / "x.ember"
     p.write_bytes(b"PK\x03\x04" + bytes(data[4:]))
-    with pytest.raises(BundleError, match="not an .ember bundle"):
+    with pytest.raises(BundleError, match=r"not an \.ember bundle"):
         read_bundle(p)
     newer = bytearray(data)
     newer[8:10] = struct.pack("<H", 9)
@@ -78,7 +82,9 @@ def test_any_flipped_byte_is_detected(bundle, data):
     raw = bytearray(bundle.read_bytes())
     b = read_bundle(bundle)
     # choose a byte inside the header, the table, or any section
-    spans = [(0, 40), (64, 64 + 64 * len(b.sections))] + [(off, off + size) for _, off, size, _ in b.sections.values() if size]
+    spans = [(0, 40), (64, 64 + 64 * len(b.sections))] + [
+        (off, off + size) for _, off, size, _ in b.sections.values() if size
+    ]
     lo, hi = data.draw(st.sampled_from(spans))
     pos = data.draw(st.integers(lo, hi - 1))
     raw[pos] ^= 1 << data.draw(st.integers(0, 7))
@@ -104,9 +110,19 @@ def test_pack_real_models_and_run_them(tmp_path):
     from toolchain_models import MODEL_FEEDS
 
     out = tmp_path / "all.ember"
-    pack_models([f"det={real_model('ocr_det')}", f"rec={real_model('ocr_rec')}", f"cls={real_model('ocr_cls')}",
-                 f"emb={real_model('minilm_int8')}", f"vad={real_model('silero_vad')}", f"tts={real_model('piper_joe')}",
-                 f"wake={real_model('wake_okay_nabu')}"], out, target="stm32f412")
+    pack_models(
+        [
+            f"det={real_model('ocr_det')}",
+            f"rec={real_model('ocr_rec')}",
+            f"cls={real_model('ocr_cls')}",
+            f"emb={real_model('minilm_int8')}",
+            f"vad={real_model('silero_vad')}",
+            f"tts={real_model('piper_joe')}",
+            f"wake={real_model('wake_okay_nabu')}",
+        ],
+        out,
+        target="stm32f412",
+    )
     e = Engine(out)
     stages = {g["name"]: g["stages"][0] for g in read_bundle(out).manifest["graphs"]}
     assert not stages["tts"]["check"]["fits"] and any("weights need" in v for v in stages["tts"]["check"]["violations"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from toolchain_models import MODEL_FEEDS, real_model
@@ -30,11 +31,14 @@ def test_all_required_profiles_ship():
     assert f412.regions_for("activations")[0].bytes == 256 * 1024
 
 
-@pytest.mark.parametrize("key,shapes", [
-    ("ocr_rec", {"x": (1, 3, 48, 320)}),
-    ("ocr_det", {"x": (1, 3, 320, 320)}),
-    ("minilm_int8", {}),
-])
+@pytest.mark.parametrize(
+    "key,shapes",
+    [
+        ("ocr_rec", {"x": (1, 3, 48, 320)}),
+        ("ocr_det", {"x": (1, 3, 320, 320)}),
+        ("minilm_int8", {}),
+    ],
+)
 def test_big_models_do_not_fit_stm32f412_and_say_why(key, shapes):
     r = run_check(real_model(key), "stm32f412", shapes)
     assert not r.fits
@@ -52,8 +56,10 @@ def test_dynamic_models_do_not_fit_stm32f412(key):
     r = run_check(real_model(key), "stm32f412", feeds=MODEL_FEEDS[key])
     assert not r.fits
     assert any(v.kind == "flash" for v in r.violations)
-    assert any(v.kind == "unsupported-op" and ("If" in v.message or "NonZero" in v.message or "Range" in v.message)
-               for v in r.violations)
+    assert any(
+        v.kind == "unsupported-op" and ("If" in v.message or "NonZero" in v.message or "Range" in v.message)
+        for v in r.violations
+    )
 
 
 def test_int8_digits_fits_stm32f412(digits_int8):
@@ -77,7 +83,9 @@ def test_csk6_per_call_conv_limits_name_the_conv():
 
 
 def test_cli_exit_codes_and_json(digits_int8):
-    bad = runner.invoke(app, ["check", str(real_model("ocr_rec")), "-t", "stm32f412", "--shape", "x=1x3x48x320", "--json"])
+    bad = runner.invoke(
+        app, ["check", str(real_model("ocr_rec")), "-t", "stm32f412", "--shape", "x=1x3x48x320", "--json"]
+    )
     assert bad.exit_code == 1
     data = json.loads(bad.stdout)
     assert data["fits"] is False and data["weights_bytes"] > data["weights_capacity"]
@@ -89,7 +97,11 @@ def test_cli_exit_codes_and_json(digits_int8):
 
 def test_user_profiles_are_found(tmp_path, monkeypatch):
     text = load_target("stm32f412").path
-    custom = (open(text).read()).replace('name = "stm32f412"', 'name = "tiny"').replace("bytes = 1048576", "bytes = 1024")
+    custom = (
+        (Path(text).read_text())
+        .replace('name = "stm32f412"', 'name = "tiny"')
+        .replace("bytes = 1048576", "bytes = 1024")
+    )
     (tmp_path / "tiny.toml").write_text(custom)
     monkeypatch.setenv("EMBERFLOW_TARGETS", str(tmp_path))
     assert "tiny" in {t.name for t in list_targets()}

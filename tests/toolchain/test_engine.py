@@ -82,20 +82,22 @@ def test_multi_net_and_multi_stage_bundle(tmp_path, digits_fp32, digits_int8, di
     assert e.run([np.zeros((1, 3, 40), np.int8)], graph="alexa")[0].dtype == np.uint8
     with pytest.raises(EngineError, match="match no stage"):
         e.run([digits["test_x"][:3]], graph="digits")
-    with pytest.raises(EngineError, match="no graph 'nope'.*digits, digits8, alexa"):
+    with pytest.raises(EngineError, match=r"no graph 'nope'.*digits, digits8, alexa"):
         e.run([x4], graph="nope")
-    with pytest.raises(EngineError, match="stages 0..1"):
+    with pytest.raises(EngineError, match=r"stages 0\.\.1"):
         e.run([x4], graph="digits", stage=5)
 
 
 def test_clear_errors(tmp_path, digits_fp32, digits):
     e = Engine(digits_fp32)
     x = digits["test_x"][:2]
-    with pytest.raises(EngineError, match=r"dtype float64, the model expects float32; convert with .astype\(np.float32\)"):
+    with pytest.raises(
+        EngineError, match=r"dtype float64, the model expects float32; convert with .astype\(np.float32\)"
+    ):
         e([x.astype(np.float64)])
     with pytest.raises(EngineError, match=r"shape \(2, 8, 8\), the model expects image: float32\[\?x1x8x8\]"):
         e([x[:, 0]])
-    with pytest.raises(EngineError, match="missing input.*image"):
+    with pytest.raises(EngineError, match=r"missing input.*image"):
         e({"img": x})
     with pytest.raises(EngineError, match="got 2 input array"):
         e([x, x])
@@ -103,7 +105,7 @@ def test_clear_errors(tmp_path, digits_fp32, digits):
         Engine(tmp_path / "missing.onnx")
     weird = tmp_path / "weights.bin"
     weird.write_bytes(b"1234")
-    with pytest.raises(EngineError, match="unknown model file type '.bin'"):
+    with pytest.raises(EngineError, match=r"unknown model file type '\.bin'"):
         Engine(weird)
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a protobuf at all")

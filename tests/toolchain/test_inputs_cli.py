@@ -42,7 +42,7 @@ def test_input_errors_say_what_to_do(tmp_path):
     with pytest.raises(InputsError, match="expected 'random'"):
         load_samples(str(tmp_path / "missing.npz"), SPECS)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(InputsError, match="no .npz or .npy"):
+    with pytest.raises(InputsError, match=r"no \.npz or \.npy"):
         load_samples(str(tmp_path / "empty"), SPECS)
 
 
@@ -58,8 +58,20 @@ def test_targets_and_analyze_json():
 
 def test_pack_applies_shapes_only_where_they_belong(tmp_path, digits_fp32):
     out = tmp_path / "two.ember"
-    res = runner.invoke(app, ["pack", str(digits_fp32), f"cls={real_model('ocr_cls')}", "-o", str(out),
-                              "--shape", "x=1x3x48x192", "-t", "csk6"])
+    res = runner.invoke(
+        app,
+        [
+            "pack",
+            str(digits_fp32),
+            f"cls={real_model('ocr_cls')}",
+            "-o",
+            str(out),
+            "--shape",
+            "x=1x3x48x192",
+            "-t",
+            "csk6",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "does not fit csk6" in res.stdout
     bad = runner.invoke(app, ["analyze", str(digits_fp32), "--shape", "x=1x3x48x192"])

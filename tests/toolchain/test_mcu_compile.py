@@ -55,8 +55,11 @@ def test_mobile_block_with_depthwise_and_mean_is_bit_exact(tmp_path):
 
     rng = np.random.default_rng(0)
     int8 = tmp_path / "mobile_int8.onnx"
-    quantize_model(mobile_block_onnx(tmp_path / "m.onnx"), int8,
-                   [{"x": rng.random((1, 1, 12, 12), dtype=np.float32)} for _ in range(16)])
+    quantize_model(
+        mobile_block_onnx(tmp_path / "m.onnx"),
+        int8,
+        [{"x": rng.random((1, 1, 12, 12), dtype=np.float32)} for _ in range(16)],
+    )
     art = compile_model(int8, "stm32h747", tmp_path / "mobile", measure=False)
     r = _exact(int8, art, 3, "dsp")
     assert {"DEPTHWISE_CONV_2D", "ADD", "MEAN"} <= {x.op for x in r.layers}
@@ -87,8 +90,8 @@ def test_generated_api_and_files(digits_dir):
     for fn in ("create_and_init", "run", "get_error", "destroy", "get_info", "input", "output", "set_observer"):
         assert f"ai_{n}_{fn}(" in header
     data = (digits_dir.dir / f"{n}_data.c").read_text()
-    assert '.nn_weights' in data and "const ef_conv_params" in data
-    assert '.nn_data_act' in (digits_dir.dir / f"{n}.c").read_text()
+    assert ".nn_weights" in data and "const ef_conv_params" in data
+    assert ".nn_data_act" in (digits_dir.dir / f"{n}.c").read_text()
     assert "FLASH" in (digits_dir.dir / f"{n}_memory.ld").read_text()
     m = digits_dir.manifest
     assert m["arena_bytes"] == m["arena_lower_bound"] > 0
@@ -136,8 +139,12 @@ def test_unsupported_op_names_the_node(tmp_path):
 
 def test_model_over_the_target_flash_is_refused(tmp_path, monkeypatch):
     target = tmp_path / "tiny.toml"
-    target.write_text((__import__("emberflow.targets", fromlist=["x"]).BUILTIN_DIR / "stm32f412.toml").read_text()
-                      .replace('name = "stm32f412"', 'name = "tiny"').replace("bytes = 1048576", "bytes = 20000"))
+    target.write_text(
+        (__import__("emberflow.targets", fromlist=["x"]).BUILTIN_DIR / "stm32f412.toml")
+        .read_text()
+        .replace('name = "stm32f412"', 'name = "tiny"')
+        .replace("bytes = 1048576", "bytes = 20000")
+    )
     model = residual_cnn(tmp_path / "r.tflite")
     with pytest.raises(CompileError, match="bytes more than tiny's flash"):
         compile_model(model, str(target), tmp_path / "o", measure=False)

@@ -64,8 +64,12 @@ def test_check_reports_the_compile_steps_exact_sizes(resnet, tmp_path):
 @needs_toolchain
 def test_check_measures_a_model_over_flash_and_says_by_how_much(resnet, tmp_path):
     small = tmp_path / "small.toml"
-    small.write_text((BUILTIN_DIR / "stm32f412.toml").read_text().replace('name = "stm32f412"', 'name = "small"')
-                     .replace("bytes = 1048576", "bytes = 36000"))
+    small.write_text(
+        (BUILTIN_DIR / "stm32f412.toml")
+        .read_text()
+        .replace('name = "stm32f412"', 'name = "small"')
+        .replace("bytes = 1048576", "bytes = 36000")
+    )
     code, r = _json("check", resnet, "-t", small, "--json")
     assert code == 1 and r["sizes"] == "build"
     flash = next(v for v in r["violations"] if v["kind"] == "flash")
@@ -77,7 +81,12 @@ def test_check_measures_a_model_over_flash_and_says_by_how_much(resnet, tmp_path
 @needs_toolchain
 def test_check_falls_back_to_the_estimate_for_a_model_compile_refuses(digits_fp32):
     code, r = _json("check", digits_fp32, "-t", "stm32h747", "--json")
-    assert code == 0 and r["sizes"] == "estimate" and "does not take this model" in r["sizes_how"] and "quantize" in r["sizes_how"]
+    assert (
+        code == 0
+        and r["sizes"] == "estimate"
+        and "does not take this model" in r["sizes_how"]
+        and "quantize" in r["sizes_how"]
+    )
     assert r["build"] is None
 
 
@@ -112,7 +121,12 @@ def test_a_folder_compiled_without_the_toolchain_gives_the_estimate_and_why(resn
     art = compile_model(resnet, "stm32h747", tmp_path / "resnet")
     assert art.manifest["build"] is None
     code, r = _json("check", resnet, "-t", "stm32h747", "--compiled", art.dir, "--json")
-    assert code == 0 and r["sizes"] == "estimate" and str(art.dir) in r["sizes_how"] and "no usable build record" in r["sizes_how"]
+    assert (
+        code == 0
+        and r["sizes"] == "estimate"
+        and str(art.dir) in r["sizes_how"]
+        and "no usable build record" in r["sizes_how"]
+    )
 
 
 def test_compiled_folder_of_another_model_or_target_is_an_error(resnet, digits_int8, tmp_path):

@@ -24,7 +24,8 @@ from emberflow.toolchain.mcu.perf import profile_compiled
 
 pytestmark = pytest.mark.skipif(
     not have_cross_toolchain() or shutil.which("qemu-system-arm") is None,
-    reason="needs gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm (make mcu-tools)")
+    reason="needs gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm (make mcu-tools)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +83,12 @@ def test_a_model_over_flash_is_a_link_error_naming_the_region(tmp_path, monkeypa
     from emberflow.toolchain.mcu import compile as compile_mod
 
     target = tmp_path / "small.toml"
-    target.write_text((BUILTIN_DIR / "stm32f412.toml").read_text().replace('name = "stm32f412"', 'name = "small"')
-                      .replace("bytes = 1048576", "bytes = 36000"))
+    target.write_text(
+        (BUILTIN_DIR / "stm32f412.toml")
+        .read_text()
+        .replace('name = "stm32f412"', 'name = "small"')
+        .replace("bytes = 1048576", "bytes = 36000")
+    )
     # the weights fit, weights plus code do not: without the pre-link estimate the linker says so
     monkeypatch.setattr(compile_mod, "CODE_ALLOWANCE", 0)
     with pytest.raises(CompileError, match=r"region FLASH overflowed by \d+ bytes"):
@@ -93,7 +98,9 @@ def test_a_model_over_flash_is_a_link_error_naming_the_region(tmp_path, monkeypa
 
 def test_two_models_in_one_firmware_share_kernels_and_an_arena(tmp_path, digits_int8):
     a = compile_model(digits_int8, "stm32h747", tmp_path / "a", shared_arena=True, measure=False)
-    b = compile_model(residual_cnn(tmp_path / "r.tflite"), "stm32h747", tmp_path / "b", shared_arena=True, measure=False)
+    b = compile_model(
+        residual_cnn(tmp_path / "r.tflite"), "stm32h747", tmp_path / "b", shared_arena=True, measure=False
+    )
     board = BOARDS["qemu-m4"]
     from emberflow.toolchain.mcu.cross import board_memory
 
@@ -107,8 +114,9 @@ def test_two_models_in_one_firmware_share_kernels_and_an_arena(tmp_path, digits_
 
 
 def test_cli_validate_and_profile_on_qemu(digits_mcu, digits_int8):
-    res = CliRunner().invoke(app, ["validate", str(digits_int8), str(digits_mcu.dir), "--on", "qemu-m4",
-                                   "--inputs", "random:2"])
+    res = CliRunner().invoke(
+        app, ["validate", str(digits_int8), str(digits_mcu.dir), "--on", "qemu-m4", "--inputs", "random:2"]
+    )
     assert res.exit_code == 0, res.output
     assert "bit-exact with tflite-micro on qemu-m4" in res.output
     res = CliRunner().invoke(app, ["profile", str(digits_mcu.dir), "--on", "qemu-m33", "--json"])

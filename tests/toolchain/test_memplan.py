@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from toolchain_models import real_model
 
 from emberflow.toolchain.graph import Graph, Node, TensorInfo, device_dtypes, load_graph
 from emberflow.toolchain.memplan import _align, _order, _place, build_buffers, lower_bound, plan_memory
-
-from toolchain_models import real_model
 
 
 def assert_valid(plan):

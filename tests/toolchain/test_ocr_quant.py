@@ -16,8 +16,9 @@ def test_rec_int8_cer_close_to_fp32(tmp_path):
     calib_x, _ = dataset(1, 16, font_list)
     test_x, test_t = dataset(2, 24, font_list)
     out = tmp_path / "rec_int8.onnx"
-    s = quantize_model(rec, out, [{"x": x} for x in calib_x], method="percentile", op_types=["Conv", "MatMul"],
-                       reduce_range=True)
+    s = quantize_model(
+        rec, out, [{"x": x} for x in calib_x], method="percentile", op_types=["Conv", "MatMul"], reduce_range=True
+    )
     assert s.bytes_after < 0.35 * s.bytes_before
     fp32_cer, _ = cer(rec, test_x, test_t, classes)
     int8_cer, _ = cer(out, test_x, test_t, classes)

@@ -38,8 +38,22 @@ def test_faster_target_gives_smaller_estimate(digits_int8):
 
 def test_profile_cli_tflite_and_exports(tmp_path):
     trace, ss = tmp_path / "t.json", tmp_path / "s.json"
-    res = CliRunner().invoke(app, ["profile", str(real_model("wake_alexa")), "-t", "stm32f412", "--runs", "5",
-                                   "--trace", str(trace), "--speedscope", str(ss), "--json"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "profile",
+            str(real_model("wake_alexa")),
+            "-t",
+            "stm32f412",
+            "--runs",
+            "5",
+            "--trace",
+            str(trace),
+            "--speedscope",
+            str(ss),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["estimated_ms"] > 0 and data["mean_ms"] > 0

@@ -57,7 +57,9 @@ def test_metrics_on_known_arrays():
     same = compare(ref, ref.copy())
     assert same.rmse == 0 and same.cos == pytest.approx(1) and same.nse == 1 and same.acc == 1
     shifted = compare(ref, ref + 0.5)
-    assert shifted.mean == pytest.approx(0.5) and shifted.std == pytest.approx(0) and shifted.max_abs == pytest.approx(0.5)
+    assert (
+        shifted.mean == pytest.approx(0.5) and shifted.std == pytest.approx(0) and shifted.max_abs == pytest.approx(0.5)
+    )
     assert shifted.l2r == pytest.approx(np.sqrt(6 * 0.25) / np.linalg.norm(ref))
     swapped = compare(ref, ref[::-1].copy())
     assert swapped.acc == 0

@@ -81,8 +81,12 @@ def mobile_block_onnx(path):
     def weight(name, *shape):
         return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
 
-    inits = [weight("stem.w", 8, 1, 3, 3), numpy_helper.from_array(np.zeros(8, np.float32), "stem.b"),
-             weight("dw", 8, 1, 3, 3), weight("fc", 4, 8)]
+    inits = [
+        weight("stem.w", 8, 1, 3, 3),
+        numpy_helper.from_array(np.zeros(8, np.float32), "stem.b"),
+        weight("dw", 8, 1, 3, 3),
+        weight("fc", 4, 8),
+    ]
     nodes = [
         helper.make_node("Conv", ["x", "stem.w", "stem.b"], ["c1"], name="stem", pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c1"], ["r1"], name="relu"),
@@ -92,8 +96,13 @@ def mobile_block_onnx(path):
         helper.make_node("Flatten", ["g1"], ["f1"], name="flatten"),
         helper.make_node("Gemm", ["f1", "fc"], ["y"], name="head", transB=1),
     ]
-    graph = helper.make_graph(nodes, "mobile", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 12, 12])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "mobile",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 12, 12])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))

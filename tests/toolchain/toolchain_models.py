@@ -16,7 +16,7 @@ def package_file(package: str, relative: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         pytest.fail(f"package {package} is not installed: pip install -e '.[toolchain]'")
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
     assert path.is_file(), f"{path} missing from {package}"
     return path
 

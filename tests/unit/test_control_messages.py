@@ -8,14 +8,26 @@ from emberflow.bus import control
 from emberflow.protocol.envelope import Request, reply
 from emberflow.protocol.errors import Reason
 
-REQ = Request("r1", "llm.1000", "inference", "llm.utf-8.stream", {"delta": "hi", "index": 0, "finish": True},
-              None, {"policy": "latest"})
+REQ = Request(
+    "r1",
+    "llm.1000",
+    "inference",
+    "llm.utf-8.stream",
+    {"delta": "hi", "index": 0, "finish": True},
+    None,
+    {"policy": "latest"},
+)
 RAW = Request("r2", "asr.1001", "inference", "asr.pcm", "None", bytes(range(256)) * 4)
 OK = reply("r1", "llm.1000")
 
 EXAMPLES: list[control.Message] = [
-    control.Setup(Request("s1", "llm", "setup", "llm.setup", {"model": "m", "input": ["audio"]}), 8000, "llm.1000",
-                  {"audio": "ipc:///tmp/x/audio.pub"}, {"audio": "latest"}),
+    control.Setup(
+        Request("s1", "llm", "setup", "llm.setup", {"model": "m", "input": ["audio"]}),
+        8000,
+        "llm.1000",
+        {"audio": "ipc:///tmp/x/audio.pub"},
+        {"audio": "latest"},
+    ),
     control.Action(Request("a1", "llm.1000", "link", "work_id", "kws.1001"), 8000, "ipc:///tmp/x/kws.pub", "latest"),
     control.Action(Request("a2", "tally", "load_resource", "tally.resource", {"id": "en"}, b"\x00\xffbinary"), 8001),
     control.Inference(REQ, 8000, [("tcp.recv", 12.5), ("llm.1000.start", 12.6)]),
@@ -53,8 +65,10 @@ def test_every_message_type_is_covered():
 
 
 def test_binary_travels_raw_in_its_own_part():
-    for msg, blob in [(control.Inference(RAW, 8002), RAW.payload),
-                      (control.Output("tts.1", 1, "r", "tts.pcm", None, b"\x00pcm"), b"\x00pcm")]:
+    for msg, blob in [
+        (control.Inference(RAW, 8002), RAW.payload),
+        (control.Output("tts.1", 1, "r", "tts.pcm", None, b"\x00pcm"), b"\x00pcm"),
+    ]:
         header, binary = control.encode(msg)
         assert binary == blob and b"base64" not in header and blob not in header
 

@@ -19,8 +19,15 @@ def test_the_number_travels_with_the_frame():
 
 def test_a_reader_counts_the_frames_that_never_arrived():
     unit = EchoUnit()
-    task = Task(unit, EchoUnit.Params(), "echo.1001", data_addr="inproc://unused", setup_request_id="0",
-                ctx=zmq.Context.instance(), model=None)
+    task = Task(
+        unit,
+        EchoUnit.Params(),
+        "echo.1001",
+        data_addr="inproc://unused",
+        setup_request_id="0",
+        ctx=zmq.Context.instance(),
+        model=None,
+    )
     for seq in (7, 8, 11, 12):  # linked mid-stream at 7; 9 and 10 were lost on the way
         task.submit_frame(BusFrame("relay.1000", "relay.utf-8", f"frame {seq}", seq=seq))
     task.submit_frame(BusFrame("echo.1002", "echo.utf-8", "another source starts its own count", seq=3))

@@ -59,8 +59,12 @@ def _layer(module: str) -> int:
 
 
 def test_no_module_imports_a_layer_above_it():
-    upward = sorted(f"{mod} (layer {_layer(mod)}) imports {dep} (layer {_layer(dep)})"
-                    for mod, deps in _graph().items() for dep in deps if _layer(dep) > _layer(mod))
+    upward = sorted(
+        f"{mod} (layer {_layer(mod)}) imports {dep} (layer {_layer(dep)})"
+        for mod, deps in _graph().items()
+        for dep in deps
+        if _layer(dep) > _layer(mod)
+    )
     assert not upward, "\n".join(upward)
 
 
@@ -75,7 +79,7 @@ def test_no_import_cycles():
         stack.append(node)
         for dep in sorted(edges.get(node, ())):
             if state.get(dep) == "open":
-                cycles.append(" -> ".join(stack[stack.index(dep):] + [dep]))
+                cycles.append(" -> ".join(stack[stack.index(dep) :] + [dep]))
             elif dep not in state:
                 visit(dep)
         stack.pop()

@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import pytest
 
+from emberflow.protocol.envelope import Request
 from emberflow.protocol.errors import Code, StackFlowError
 from emberflow.sys.tasks import (
-    SHARED, SYSTEM, LossReason, Pending, TaskEnded, TaskLinked, TaskLost, TaskRecord, TaskStarted, TaskTable, UnitLost)
-from emberflow.protocol.envelope import Request
+    SHARED,
+    SYSTEM,
+    LossReason,
+    Pending,
+    TaskEnded,
+    TaskLinked,
+    TaskLost,
+    TaskRecord,
+    TaskStarted,
+    TaskTable,
+    UnitLost,
+)
 
 
 def record(work_id, principal="wire:8000", params=None, inputs=None):
-    return TaskRecord(work_id, work_id.split(".")[0], principal, owner=8000, data_addr=f"ipc:///x/{work_id}.pub",
-                      model=None, params=params or {}, inputs=list(inputs or []))
+    return TaskRecord(
+        work_id,
+        work_id.split(".")[0],
+        principal,
+        owner=8000,
+        data_addr=f"ipc:///x/{work_id}.pub",
+        model=None,
+        params=params or {},
+        inputs=list(inputs or []),
+    )
 
 
 @pytest.fixture

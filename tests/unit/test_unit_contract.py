@@ -131,10 +131,13 @@ def test_local_task_follows_the_contract_in_both_formats():
 
 def test_stackflow_replies_are_the_host_messages():
     with LocalTask(Split) as task:
-        replies = stackflow_replies(task, "split.utf-8.stream", chunk("hello", 0, True), request_id="q1",
-                                    work_id="split.1000")
-        assert [r["data"] for r in replies] == [{"delta": "hel", "index": 0, "finish": False},
-                                                {"delta": "lo", "index": 1, "finish": True}]
+        replies = stackflow_replies(
+            task, "split.utf-8.stream", chunk("hello", 0, True), request_id="q1", work_id="split.1000"
+        )
+        assert [r["data"] for r in replies] == [
+            {"delta": "hel", "index": 0, "finish": False},
+            {"delta": "lo", "index": 1, "finish": True},
+        ]
         assert {r["request_id"] for r in replies} == {"q1"} and replies[0]["object"] == "split.utf-8.stream"
         bad = stackflow_replies(task, "split.utf-8.stream", chunk("x", 4), request_id="q2")
         assert bad[0]["error"]["code"] == Code.STREAM_INDEX and bad[0]["work_id"] == "split"
@@ -152,6 +155,7 @@ def test_unit_actions_are_declared_with_the_decorator():
 
     assert Knob.custom_actions == {"turn": "turn"} and "turn" in Knob.schema()["actions"]
     with pytest.raises(TypeError, match=r"@action\('spin'\)"):
+
         class Old(Unit):  # the old naming convention gets told what to write instead
             kind = "old"
 

@@ -9,10 +9,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from support import examples
 from visionkit import DOG_JPG, b64, best, free_port, iou, photo, video
 
 from emberflow.client import ServerError
+from support import examples
 
 pytestmark = pytest.mark.slow
 
@@ -37,11 +37,22 @@ def test_transcript_camera_yolo_on_a_video_file(fresh_server, tmp_path):
     clip = video(tmp_path / "clip.avi", ["dog.jpg", "person.jpg"], seconds_each=1.0)
     cam_req, yolo_req, list_req = examples("camera_yolo.requests.jsonl")
     c = fresh_server.client(timeout=120)
-    cam = c.request(cam_req["work_id"], cam_req["action"], cam_req["object"], {**cam_req["data"], "input": str(clip)},
-                    request_id=cam_req["request_id"])
+    cam = c.request(
+        cam_req["work_id"],
+        cam_req["action"],
+        cam_req["object"],
+        {**cam_req["data"], "input": str(clip)},
+        request_id=cam_req["request_id"],
+    )
     assert cam["work_id"] == "camera.1000" and cam["request_id"] == "camera_setup"
-    yolo = c.request(yolo_req["work_id"], yolo_req["action"], yolo_req["object"], yolo_req["data"],
-                     request_id=yolo_req["request_id"], timeout=120)
+    yolo = c.request(
+        yolo_req["work_id"],
+        yolo_req["action"],
+        yolo_req["object"],
+        yolo_req["data"],
+        request_id=yolo_req["request_id"],
+        timeout=120,
+    )
     assert yolo["work_id"] == "yolo.1001"
     seen = frames_of(c, "yolo.1001", 40)  # more than a second of video: both photos pass by
     scale = 320 / 768  # the 768x576 photo fitted into the 320x320 frame (letterboxed)
@@ -71,8 +82,16 @@ def test_transcript_camera_yolo_on_a_video_file(fresh_server, tmp_path):
 def test_camera_sources_outputs_and_errors(vision_server, tmp_path):
     c = vision_server.client(timeout=120)
     with pytest.raises(ServerError) as e:
-        c.setup("camera", {"response_format": "camera.raw", "input": "/dev/video7", "frame_width": 320,
-                           "frame_height": 240, "enoutput": False})
+        c.setup(
+            "camera",
+            {
+                "response_format": "camera.raw",
+                "input": "/dev/video7",
+                "frame_width": 320,
+                "frame_height": 240,
+                "enoutput": False,
+            },
+        )
     assert e.value.code == -5 and "no camera" in str(e.value)
     with pytest.raises(ServerError) as e:
         c.setup("camera", {"response_format": "camera.raw", "input": str(tmp_path / "missing.mp4")})
@@ -80,8 +99,18 @@ def test_camera_sources_outputs_and_errors(vision_server, tmp_path):
     # JPEG frames to the client, and the MJPEG preview
     clip = video(tmp_path / "clip.avi", ["kite.jpg"], seconds_each=0.5)
     port = free_port()
-    cam = c.setup("camera", {"response_format": "image.jpeg.base64", "input": str(clip), "frame_width": 320,
-                             "frame_height": 240, "enoutput": True, "enable_webstream": True, "webstream_port": port})
+    cam = c.setup(
+        "camera",
+        {
+            "response_format": "image.jpeg.base64",
+            "input": str(clip),
+            "frame_width": 320,
+            "frame_height": 240,
+            "enoutput": True,
+            "enable_webstream": True,
+            "webstream_port": port,
+        },
+    )
     msg = c.next_message(lambda m: m["work_id"] == cam and m["object"] == "image.jpeg.base64")
     jpeg = base64.b64decode(msg["data"])
     from emberflow.vision.image import decode
@@ -91,8 +120,16 @@ def test_camera_sources_outputs_and_errors(vision_server, tmp_path):
     assert decode(snap).shape == (240, 320, 3)
     c.exit(cam)
     # frames pushed by a client, detected by a linked yolo
-    cam = c.setup("camera", {"response_format": "camera.raw", "input": "camera.jpeg.base64", "frame_width": 640,
-                             "frame_height": 480, "enoutput": False})
+    cam = c.setup(
+        "camera",
+        {
+            "response_format": "camera.raw",
+            "input": "camera.jpeg.base64",
+            "frame_width": 640,
+            "frame_height": 480,
+            "enoutput": False,
+        },
+    )
     yolo = c.setup("yolo", {"model": "yolo11n", "response_format": "yolo.box", "input": "yolo.jpeg.base64"})
     assert c.request(yolo, "link", "work_id", cam)["error"]["code"] == 0  # StackFlow's link, after setup
     c.infer(cam, b64("dog.jpg"), object="camera.jpeg.base64")
@@ -105,10 +142,21 @@ def test_camera_sources_outputs_and_errors(vision_server, tmp_path):
 def test_vlm_answers_about_the_latest_camera_frame(vision_server, tmp_path):
     clip = video(tmp_path / "dog.avi", ["dog.jpg"], seconds_each=0.5)
     c = vision_server.client(timeout=180)
-    cam = c.setup("camera", {"response_format": "camera.raw", "input": str(clip), "frame_width": 640,
-                             "frame_height": 480, "enoutput": False})
-    vlm = c.setup("vlm", {"model": "smolvlm-256M-ax630c", "response_format": "vlm.utf-8.stream",
-                          "input": ["vlm.utf-8", cam]}, timeout=180)
+    cam = c.setup(
+        "camera",
+        {
+            "response_format": "camera.raw",
+            "input": str(clip),
+            "frame_width": 640,
+            "frame_height": 480,
+            "enoutput": False,
+        },
+    )
+    vlm = c.setup(
+        "vlm",
+        {"model": "smolvlm-256M-ax630c", "response_format": "vlm.utf-8.stream", "input": ["vlm.utf-8", cam]},
+        timeout=180,
+    )
     deadline = time.monotonic() + 60
     while c.request(vlm, "taskinfo")["data"]["unit"]["image"] is None:  # until a frame has arrived
         assert time.monotonic() < deadline
@@ -122,9 +170,9 @@ def test_vlm_answers_about_the_latest_camera_frame(vision_server, tmp_path):
 def test_camera_detect_flow_prints_detections_per_frame(tmp_path):
     """flows/camera-detect.yaml with a video file as the camera: `emberflow up FLOW` prints each frame's objects."""
     import yaml
-    from support import Server
 
     from emberflow.flows.spec import BUILTIN, load
+    from support import Server
 
     flow = yaml.safe_load((BUILTIN / "camera-detect.yaml").read_text())
     flow["units"]["camera"]["params"]["input"] = str(video(tmp_path / "clip.avi", ["dog.jpg"], seconds_each=1.0))
@@ -152,8 +200,13 @@ def test_demo_vision_writes_the_annotated_image(tmp_path):
     from emberflow.vision.image import decode
 
     out = tmp_path / "annotated.jpg"
-    done = subprocess.run([sys.executable, "-m", "emberflow", "demo", "vision", "--input", str(photo("dog.jpg")),
-                           "--output", str(out)], capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "emberflow", "demo", "vision", "--input", str(photo("dog.jpg")), "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "dog 0." in done.stdout and "bicycle" in done.stdout
     assert "NOT a vision-language model" in done.stdout  # the description says how it was made
@@ -168,11 +221,11 @@ def test_what_do_you_see_flow_answers_a_spoken_question_about_the_camera(tmp_pat
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "voice"))
     from speech import utterance  # the voice tests' Piper-made speech
-    from support import Server
     from voicekit import push, wait_played
 
     from emberflow.flows import runner
     from emberflow.flows.spec import load
+    from support import Server
 
     answer = tmp_path / "answer.wav"
     audio = {"source": "push", "sink": f"file:{answer}"}
@@ -208,8 +261,16 @@ def test_an_http_mjpeg_stream_is_a_camera_source(vision_server):
     threading.Thread(target=tick, daemon=True).start()
     c = vision_server.client(timeout=120)
     try:
-        cam = c.setup("camera", {"response_format": "camera.raw", "input": f"http://127.0.0.1:{stream.port}/stream",
-                                 "frame_width": 640, "frame_height": 480, "enoutput": False})
+        cam = c.setup(
+            "camera",
+            {
+                "response_format": "camera.raw",
+                "input": f"http://127.0.0.1:{stream.port}/stream",
+                "frame_width": 640,
+                "frame_height": 480,
+                "enoutput": False,
+            },
+        )
         yolo = c.setup("yolo", {"model": "yolo11n", "response_format": "yolo.box", "input": [cam]})
         found = c.next_message(lambda m: m["work_id"] == yolo)["data"]
         assert any(d["class"] == "dog" for d in found), found

@@ -31,8 +31,12 @@ def tfjs_outputs(model_json, feeds: dict[str, np.ndarray], outputs: list[str], t
         x.tofile(ind / f"{name}.bin")
         spec["inputs"].append({"name": name, "dtype": str(x.dtype), "shape": list(x.shape), "file": f"{name}.bin"})
     (ind / "inputs.json").write_text(json.dumps(spec))
-    subprocess.run(["node", str(TFJS_REFERENCE / "reference.mjs"), str(model_json), str(ind), str(outd)], check=True,
-                   capture_output=True, timeout=600)
+    subprocess.run(
+        ["node", str(TFJS_REFERENCE / "reference.mjs"), str(model_json), str(ind), str(outd)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     got = {}
     for o in json.loads((outd / "outputs.json").read_text())["outputs"]:
         dtype = np.float32 if o["dtype"] == "float32" else np.int32
@@ -49,13 +53,23 @@ def nanodet_input() -> np.ndarray:
 
 CASES = {
     # model: (input name, the input from a real photo, output tensors as the model signature names them)
-    "nanodet": ("input_1", nanodet_input, ["Identity:0", "Identity_1:0", "Identity_2:0", "Identity_3:0",
-                                           "Identity_4:0", "Identity_5:0"]),
-    "movenet-multipose": ("input", lambda: letterbox(decode(photo("person.jpg").read_bytes()), 256, 256)[0][None]
-                          .astype(np.int32), ["Identity:0"]),
-    "blazeface": ("input", lambda: (letterbox(decode(photo("astronaut.png").read_bytes()), 256, 256)[0][None]
-                                    .astype(np.float32) / 127.5 - 1.0), ["Identity:0", "Identity_1:0", "Identity_2:0",
-                                                                         "Identity_3:0"]),
+    "nanodet": (
+        "input_1",
+        nanodet_input,
+        ["Identity:0", "Identity_1:0", "Identity_2:0", "Identity_3:0", "Identity_4:0", "Identity_5:0"],
+    ),
+    "movenet-multipose": (
+        "input",
+        lambda: letterbox(decode(photo("person.jpg").read_bytes()), 256, 256)[0][None].astype(np.int32),
+        ["Identity:0"],
+    ),
+    "blazeface": (
+        "input",
+        lambda: (
+            letterbox(decode(photo("astronaut.png").read_bytes()), 256, 256)[0][None].astype(np.float32) / 127.5 - 1.0
+        ),
+        ["Identity:0", "Identity_1:0", "Identity_2:0", "Identity_3:0"],
+    ),
 }
 
 
@@ -63,8 +77,13 @@ CASES = {
 def test_conversion_matches_tfjs(name, tmp_path):
     input_name, make_input, outputs = CASES[name]
     onnx_path = tmp_path / f"{name}.onnx"
-    done = subprocess.run([sys.executable, "-m", "emberflow", "convert", str(TFJS / f"{name}.json"), "-o",
-                           str(onnx_path), "--json"], capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "emberflow", "convert", str(TFJS / f"{name}.json"), "-o", str(onnx_path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["inputs"] == [input_name] and report["bytes"] == onnx_path.stat().st_size
@@ -84,16 +103,26 @@ def test_conversion_matches_tfjs(name, tmp_path):
 
 def test_unsupported_ops_are_named_with_their_nodes(tmp_path):
     """handtrack uses TF control flow (while loops) and NMS ops: refused, naming op and node."""
-    done = subprocess.run([sys.executable, "-m", "emberflow", "convert", str(TFJS / "handtrack.json"), "-o",
-                           str(tmp_path / "h.onnx")], capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "emberflow", "convert", str(TFJS / "handtrack.json"), "-o", str(tmp_path / "h.onnx")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 2
     assert "unsupported TF.js op(s)" in done.stderr and "NonMaxSuppressionV5 (node '" in done.stderr
     assert "Enter (node '" in done.stderr
     assert not (tmp_path / "h.onnx").exists()
     bad = tmp_path / "bad.json"
     bad.write_text('{"modelTopology": {}, "format": "layers-model", "weightsManifest": []}')
-    done = subprocess.run([sys.executable, "-m", "emberflow", "convert", str(bad), "-o", str(tmp_path / "b.onnx")],
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "emberflow", "convert", str(bad), "-o", str(tmp_path / "b.onnx")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 2 and "layers model" in done.stderr
 
 

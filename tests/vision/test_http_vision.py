@@ -9,10 +9,10 @@ import urllib.request
 
 import numpy as np
 import pytest
-from support import Server
 from visionkit import DOG_JPG, b64, best, iou, photo
 
 from emberflow.models.catalogue import Catalogue
+from support import Server
 
 pytestmark = pytest.mark.slow
 
@@ -21,27 +21,39 @@ pytestmark = pytest.mark.slow
 def client(vision_server):
     from openai import OpenAI
 
-    return OpenAI(base_url=f"http://127.0.0.1:{vision_server.http_port}/v1", api_key="none", max_retries=0,
-                  timeout=300)
+    return OpenAI(base_url=f"http://127.0.0.1:{vision_server.http_port}/v1", api_key="none", max_retries=0, timeout=300)
 
 
 def image_message(question: str, name: str) -> list[dict]:
     mime = "image/png" if name.endswith(".png") else "image/jpeg"
-    return [{"role": "user", "content": [
-        {"type": "text", "text": question},
-        {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{b64(name)}"}}]}]
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": question},
+                {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{b64(name)}"}},
+            ],
+        }
+    ]
 
 
 def test_openai_image_part_gets_an_answer_naming_an_object(client):
     # an LLM named: the default vlm answers, grounded, with that LLM wording it
-    r = client.chat.completions.create(model="smollm2-135m-instruct", max_tokens=40,
-                                       messages=image_message("What is in this picture?", "dog.jpg"))
+    r = client.chat.completions.create(
+        model="smollm2-135m-instruct", max_tokens=40, messages=image_message("What is in this picture?", "dog.jpg")
+    )
     answer = r.choices[0].message.content
     assert "dog" in answer.lower() and r.choices[0].finish_reason in ("stop", "length"), answer
     assert r.usage.completion_tokens > 0
     # a StackFlow VLM name, streamed
-    pieces = list(client.chat.completions.create(model="internvl2.5-1B-364-ax630c", stream=True, max_tokens=40,
-                                                 messages=image_message("Describe the image.", "giraffe.jpg")))
+    pieces = list(
+        client.chat.completions.create(
+            model="internvl2.5-1B-364-ax630c",
+            stream=True,
+            max_tokens=40,
+            messages=image_message("Describe the image.", "giraffe.jpg"),
+        )
+    )
     text = "".join(p.choices[0].delta.content or "" for p in pieces if p.choices)
     assert "giraffe" in text.lower(), text
     assert pieces[-1].choices[0].finish_reason in ("stop", "length")
@@ -51,11 +63,17 @@ def test_openai_image_part_gets_an_answer_naming_an_object(client):
 def test_openai_bad_images_are_400s(client):
     import openai
 
-    for url, says in (("data:image/jpeg;base64,!!!notbase64", "not valid base64"),
-                      ("https://example.invalid/x.jpg", "only data: URLs"),
-                      ("data:image/jpeg;base64," + base64.b64encode(b"plain text").decode(), "not an image")):
-        msg = [{"role": "user", "content": [{"type": "text", "text": "What is it?"},
-                                            {"type": "image_url", "image_url": {"url": url}}]}]
+    for url, says in (
+        ("data:image/jpeg;base64,!!!notbase64", "not valid base64"),
+        ("https://example.invalid/x.jpg", "only data: URLs"),
+        ("data:image/jpeg;base64," + base64.b64encode(b"plain text").decode(), "not an image"),
+    ):
+        msg = [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "What is it?"}, {"type": "image_url", "image_url": {"url": url}}],
+            }
+        ]
         with pytest.raises(openai.BadRequestError) as e:
             client.chat.completions.create(model="grounded-vlm", messages=msg)
         assert says in e.value.body["message"], e.value.body
@@ -63,8 +81,11 @@ def test_openai_bad_images_are_400s(client):
 
 def test_detector_on_unit_rest(vision_server):
     body = json.dumps({"params": {"model": "yolo11n", "response_format": "yolo.box"}, "data": b64("dog.jpg")})
-    req = urllib.request.Request(f"http://127.0.0.1:{vision_server.http_port}/units/yolo/infer", data=body.encode(),
-                                 headers={"content-type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{vision_server.http_port}/units/yolo/infer",
+        data=body.encode(),
+        headers={"content-type": "application/json"},
+    )
     reply = json.loads(urllib.request.urlopen(req, timeout=120).read())
     found = reply["outputs"][0]
     dog = best(found, {"dog"}, DOG_JPG["dog"])

@@ -8,21 +8,22 @@ import pty
 import tty
 
 import pytest
-from support import Server, examples
 from visionkit import b64, photo, send_raw
 
-from support import levenshtein
+from support import Server, examples, levenshtein
 
 pytestmark = pytest.mark.slow
 
 
 # skimage's page.png, the lines that are whole in the photo (the last one is cut off at the bottom)
-PAGE = ["Region-based segmentation",
-        "Let us first determine markers of the coins and the",
-        "background. These markers are pixels that we can label",
-        "unambiguously as either object or background. Here,",
-        "the markers are found at the two extreme parts of the",
-        "histogram of grey values:"]
+PAGE = [
+    "Region-based segmentation",
+    "Let us first determine markers of the coins and the",
+    "background. These markers are pixels that we can label",
+    "unambiguously as either object or background. Here,",
+    "the markers are found at the two extreme parts of the",
+    "histogram of grey values:",
+]
 
 
 def test_transcript_vlm_image_then_text(fresh_server):
@@ -30,8 +31,12 @@ def test_transcript_vlm_image_then_text(fresh_server):
     question about the last one; then `reset`."""
     setup, img, chunk0, chunk1, raw, text = examples("vlm_image.requests.jsonl")
     c = fresh_server.client(timeout=180)
-    assert c.request(setup["work_id"], "setup", setup["object"], setup["data"], request_id=setup["request_id"],
-                     timeout=180)["work_id"] == "vlm.1000"
+    assert (
+        c.request(
+            setup["work_id"], "setup", setup["object"], setup["data"], request_id=setup["request_id"], timeout=180
+        )["work_id"]
+        == "vlm.1000"
+    )
     c.send({**img, "data": b64("coffee.png")})
     kite = b64("kite.jpg")
     c.send({**chunk0, "data": {**chunk0["data"], "delta": kite[:5001]}})
@@ -62,14 +67,39 @@ def test_vlm_over_uart(tmp_path):
     try:
         port = Serial(master)
         assert port.recv()["error"]["message"] == "reset over"
-        port.send({"request_id": "vlm_setup", "work_id": "vlm", "action": "setup", "object": "vlm.setup",
-                   "data": {"model": "internvl2.5-1B-364-ax630c", "response_format": "vlm.utf-8", "enoutput": True,
-                            "input": "vlm.utf-8"}})
+        port.send(
+            {
+                "request_id": "vlm_setup",
+                "work_id": "vlm",
+                "action": "setup",
+                "object": "vlm.setup",
+                "data": {
+                    "model": "internvl2.5-1B-364-ax630c",
+                    "response_format": "vlm.utf-8",
+                    "enoutput": True,
+                    "input": "vlm.utf-8",
+                },
+            }
+        )
         assert port.recv(180)["work_id"] == "vlm.1000"
-        port.send({"request_id": "img", "work_id": "vlm.1000", "action": "inference", "object": "vlm.jpeg.base64",
-                   "data": b64("giraffe.jpg")})
-        port.send({"request_id": "q", "work_id": "vlm.1000", "action": "inference", "object": "vlm.utf-8",
-                   "data": "Which animals are there?"})
+        port.send(
+            {
+                "request_id": "img",
+                "work_id": "vlm.1000",
+                "action": "inference",
+                "object": "vlm.jpeg.base64",
+                "data": b64("giraffe.jpg"),
+            }
+        )
+        port.send(
+            {
+                "request_id": "q",
+                "work_id": "vlm.1000",
+                "action": "inference",
+                "object": "vlm.utf-8",
+                "data": "Which animals are there?",
+            }
+        )
         answer = port.recv(180)
         assert answer["request_id"] == "q" and answer["object"] == "vlm.utf-8"
         assert "giraffe" in answer["data"].lower(), answer
@@ -81,8 +111,9 @@ def test_vlm_over_uart(tmp_path):
 
 def test_classify_puts_espresso_first_and_ocr_reads_the_page(vision_server):
     c = vision_server.client(timeout=180)
-    cls = c.setup("classify", {"model": "efficientnet-lite0", "response_format": "classify.json",
-                               "input": "classify.jpeg.base64"})
+    cls = c.setup(
+        "classify", {"model": "efficientnet-lite0", "response_format": "classify.json", "input": "classify.jpeg.base64"}
+    )
     c.infer(cls, b64("coffee.png"), object="classify.jpeg.base64", request_id="coffee")
     top = c.next_message(lambda m: m["work_id"] == cls)["data"]
     assert top[0]["class"] == "espresso" and top[0]["confidence"] > 0.5, top
@@ -111,10 +142,20 @@ def test_a_real_vlm_descriptor_is_used_and_checked(tmp_path, monkeypatch):
     from emberflow.unit.local import LocalTask
     from emberflow.units.vlm import VLMUnit
 
-    (tmp_path / "my-vlm.json").write_text(json.dumps({
-        "mode": "my-vlm", "type": "vlm", "capabilities": ["Image_Understanding"],
-        "mode_param": {"backend": "llama", "model_path": str(tmp_path / "missing.gguf"),
-                       "mmproj_path": str(tmp_path / "missing-mmproj.gguf")}}))
+    (tmp_path / "my-vlm.json").write_text(
+        json.dumps(
+            {
+                "mode": "my-vlm",
+                "type": "vlm",
+                "capabilities": ["Image_Understanding"],
+                "mode_param": {
+                    "backend": "llama",
+                    "model_path": str(tmp_path / "missing.gguf"),
+                    "mmproj_path": str(tmp_path / "missing-mmproj.gguf"),
+                },
+            }
+        )
+    )
     monkeypatch.setenv("EMBERFLOW_MODELS_DIR", str(tmp_path))
     with pytest.raises(UnitError) as e:
         LocalTask(VLMUnit, {"model": "my-vlm"})

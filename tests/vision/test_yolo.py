@@ -6,18 +6,21 @@ from __future__ import annotations
 import base64
 
 import pytest
-from support import examples
 from visionkit import DOG_JPG, b64, best, grey_jpeg, iou, photo, send_raw
 
 from emberflow.client import ServerError
+from support import examples
 
 pytestmark = pytest.mark.slow
 
 
 def check_dog(found: list[dict]) -> None:
     """darknet's dog.jpg: a dog, a bicycle and a car/truck, each where it is in the photo."""
-    for cls, where in (({"dog"}, DOG_JPG["dog"]), ({"bicycle"}, DOG_JPG["bicycle"]),
-                       ({"car", "truck"}, DOG_JPG["vehicle"])):
+    for cls, where in (
+        ({"dog"}, DOG_JPG["dog"]),
+        ({"bicycle"}, DOG_JPG["bicycle"]),
+        ({"car", "truck"}, DOG_JPG["vehicle"]),
+    ):
         hit = best(found, cls, where)
         assert hit is not None, f"no {cls} in {found}"
         assert iou(hit["bbox"], where) > 0.5, (hit, where)
@@ -29,11 +32,15 @@ def test_transcript_yolo_jpeg_user_input(fresh_server):
     steps = [s for s in examples("yolo_jpeg_user_input.transcript.jsonl")]
     c = fresh_server.client(timeout=120)
     setup = steps[0]["msg"]
-    got = c.request(setup["work_id"], setup["action"], setup["object"], setup["data"],
-                    request_id=setup["request_id"], timeout=120)
+    got = c.request(
+        setup["work_id"], setup["action"], setup["object"], setup["data"], request_id=setup["request_id"], timeout=120
+    )
     want = steps[1]["msg"]
-    assert (got["work_id"], got["request_id"], got["data"], got["object"]) == \
-        (want["work_id"], want["request_id"], want["data"], want["object"]) == ("yolo.1000", "yolo_setup", "None", "None")
+    assert (
+        (got["work_id"], got["request_id"], got["data"], got["object"])
+        == (want["work_id"], want["request_id"], want["data"], want["object"])
+        == ("yolo.1000", "yolo_setup", "None", "None")
+    )
     inf = steps[2]["msg"]
     c.send({**inf, "data": b64("dog.jpg")})
     reply = c.next_message(lambda m: m["work_id"] == "yolo.1000")
@@ -51,11 +58,15 @@ def test_transcript_yolo_jpeg_user_input(fresh_server):
 
 def test_raw_frames_stream_chunks_and_formats(vision_server):
     c = vision_server.client(timeout=120)
-    box = c.setup("yolo", {"model": "yolo11n", "response_format": "yolo.box", "input": "yolo.jpeg.base64",
-                           "enoutput": True})
+    box = c.setup(
+        "yolo", {"model": "yolo11n", "response_format": "yolo.box", "input": "yolo.jpeg.base64", "enoutput": True}
+    )
     # the Arduino library's RAW upload: {"RAW":N,...,"object":"cv.jpeg.base64"} + N JPEG bytes
-    send_raw(c, {"request_id": "yolo_inference", "work_id": box, "action": "inference", "object": "cv.jpeg.base64"},
-             photo("dog.jpg").read_bytes())
+    send_raw(
+        c,
+        {"request_id": "yolo_inference", "work_id": box, "action": "inference", "object": "cv.jpeg.base64"},
+        photo("dog.jpg").read_bytes(),
+    )
     raw = c.next_message(lambda m: m["work_id"] == box)
     assert raw["request_id"] == "yolo_inference"
     check_dog(raw["data"])
@@ -63,19 +74,30 @@ def test_raw_frames_stream_chunks_and_formats(vision_server):
     c.infer(box, base64.b64encode(grey_jpeg()).decode(), object="yolo.jpeg.base64", request_id="grey")
     assert c.next_message(lambda m: m["work_id"] == box)["data"] == []
 
-    stream = c.setup("yolo", {"model": "yolo11n", "response_format": "yolo.boxV2.stream",
-                              "input": "yolo.jpeg.base64", "enoutput": True})
+    stream = c.setup(
+        "yolo",
+        {"model": "yolo11n", "response_format": "yolo.boxV2.stream", "input": "yolo.jpeg.base64", "enoutput": True},
+    )
     text = b64("dog.jpg")
     cut = [0, len(text) // 3 + 1, 2 * len(text) // 3 + 2, len(text)]  # split off base64 quanta on purpose
     for i in range(3):
-        c.send({"request_id": "chunks", "work_id": stream, "action": "inference", "object": "yolo.jpeg.stream.base64",
-                "data": {"delta": text[cut[i]:cut[i + 1]], "index": i, "finish": i == 2}})
+        c.send(
+            {
+                "request_id": "chunks",
+                "work_id": stream,
+                "action": "inference",
+                "object": "yolo.jpeg.stream.base64",
+                "data": {"delta": text[cut[i] : cut[i + 1]], "index": i, "finish": i == 2},
+            }
+        )
     chunks = list(c.outputs(stream, "chunks"))
     assert chunks[-1]["data"] == {"delta": "", "finish": True, "index": len(chunks) - 1}
     dets = [m["data"]["delta"] for m in chunks[:-1]]
     assert [m["data"]["index"] for m in chunks] == list(range(len(chunks)))
-    as_corners = [{**d, "bbox": [d["bbox"][0], d["bbox"][1], d["bbox"][0] + d["bbox"][2], d["bbox"][1] + d["bbox"][3]]}
-                  for d in dets]  # boxV2 is x, y, w, h
+    as_corners = [
+        {**d, "bbox": [d["bbox"][0], d["bbox"][1], d["bbox"][0] + d["bbox"][2], d["bbox"][1] + d["bbox"][3]]}
+        for d in dets
+    ]  # boxV2 is x, y, w, h
     check_dog(as_corners)
     assert c.request(stream, "taskinfo")["data"]["unit"]["images"] == 1
     c.exit(box)

@@ -25,8 +25,10 @@ def photo(name: str) -> Path:
     for folder in (DARKNET, SKIMAGE):
         if (folder / name).is_file():
             return folder / name
-    pytest.fail(f"test photo {name} is missing: run `make test` (or bash tests/vision/fetch_data.sh "
-                "tests/vision/.data .venv/bin/python) to fetch it from its package")
+    pytest.fail(
+        f"test photo {name} is missing: run `make test` (or bash tests/vision/fetch_data.sh "
+        "tests/vision/.data .venv/bin/python) to fetch it from its package"
+    )
 
 
 def b64(name: str) -> str:

@@ -65,5 +65,9 @@ def utterance(*parts: str | float) -> np.ndarray:
 
 QUESTION = ("Hey Jarvis.", 0.6, "What is the capital of France?", 1.5)
 # The test questions of the latency bench and the turn-taking tests.
-QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?",
-             "What color is the sky?", "What is the largest planet?"]
+QUESTIONS = [
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "What color is the sky?",
+    "What is the largest planet?",
+]

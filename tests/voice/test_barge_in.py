@@ -18,8 +18,10 @@ from emberflow.voice import pcm
 from emberflow.voice.bargein import rms
 
 pytestmark = pytest.mark.slow
-ANNOUNCEMENT = ("This is a long announcement that keeps going for quite a while, so that there is plenty of "
-                "time to talk over it before it ends.")
+ANNOUNCEMENT = (
+    "This is a long announcement that keeps going for quite a while, so that there is plenty of "
+    "time to talk over it before it ends."
+)
 
 
 def feed(task, mic: np.ndarray, played: np.ndarray) -> list:
@@ -52,8 +54,17 @@ def test_the_loudspeakers_echo_is_not_the_user():
 def test_speech_over_the_answer_stops_playback(voice_server):
     c = voice_server.client(timeout=120)
     bargein = c.setup("bargein", {"model": "silero-vad", "enoutput": True, "input": ["sys.pcm"]})
-    tts = c.setup("tts", {"model": "piper-en-us-joe-medium", "response_format": "sys.pcm", "enoutput": False,
-                          "input": ["tts.utf-8", bargein], "cpu_threads": 1, "nice": 2})
+    tts = c.setup(
+        "tts",
+        {
+            "model": "piper-en-us-joe-medium",
+            "response_format": "sys.pcm",
+            "enoutput": False,
+            "input": ["tts.utf-8", bargein],
+            "cpu_threads": 1,
+            "nice": 2,
+        },
+    )
     c.infer(tts, ANNOUNCEMENT, object="tts.utf-8")
     deadline = time.monotonic() + 30
     while not c.request("audio", "taskinfo")["data"]["unit"]["playing"]:

@@ -11,10 +11,10 @@ import pytest
 from speech import QUESTION, utterance
 from voicekit import push, read_wav, transcribe
 
-from support import Server
 from emberflow.flows.spec import BUILTIN, FlowError, load
 from emberflow.unit.registry import known_units
 from emberflow.voice import pcm
+from support import Server
 
 
 def write(tmp_path, text: str):
@@ -23,13 +23,16 @@ def write(tmp_path, text: str):
     return p
 
 
-@pytest.mark.parametrize("body, message", [
-    ("units: {a: {unit: nosuch}}", "unknown unit kind 'nosuch'"),
-    ("units: {a: {unit: echo, inputs: [b]}}", "names 'b', which is not a unit"),
-    ("units: {a: {unit: echo, inputs: [b]}, b: {unit: echo, inputs: [a]}}", "cycle"),
-    ("units: {a: {unit: echo, inputs: [{from: b, policy: sometimes}]}, b: {unit: echo}}", "policy 'sometimes'"),
-    ("units: {}", "non-empty 'units'"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("units: {a: {unit: nosuch}}", "unknown unit kind 'nosuch'"),
+        ("units: {a: {unit: echo, inputs: [b]}}", "names 'b', which is not a unit"),
+        ("units: {a: {unit: echo, inputs: [b]}, b: {unit: echo, inputs: [a]}}", "cycle"),
+        ("units: {a: {unit: echo, inputs: [{from: b, policy: sometimes}]}, b: {unit: echo}}", "policy 'sometimes'"),
+        ("units: {}", "non-empty 'units'"),
+    ],
+)
 def test_invalid_flows_say_what_to_fix(tmp_path, body, message):
     with pytest.raises(FlowError, match=message):
         load(write(tmp_path, body), set(known_units({"echo": "x:y"})))
@@ -67,8 +70,24 @@ def test_up_with_the_transcribe_flow_prints_what_it_hears(tmp_path):
 def test_demo_voice_on_a_recording(tmp_path):
     question, answer = tmp_path / "question.wav", tmp_path / "answer.wav"
     question.write_bytes(pcm.to_wav(utterance(0.5, *QUESTION)))
-    r = subprocess.run([sys.executable, "-m", "emberflow", "demo", "voice", "--input", str(question), "--output",
-                        str(answer), "--speed", "2"], capture_output=True, text=True, timeout=400)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "emberflow",
+            "demo",
+            "voice",
+            "--input",
+            str(question),
+            "--output",
+            str(answer),
+            "--speed",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "capital of france" in r.stdout.lower() and "Paris" in r.stdout
     assert "end of speech -> first answer audio" in r.stdout
@@ -83,14 +102,13 @@ def test_demo_voice_on_a_recording(tmp_path):
 
 @pytest.mark.slow
 def test_demo_voice_without_microphone_or_input_says_so():
-    r = subprocess.run([sys.executable, "-m", "emberflow", "demo", "voice"], capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run([sys.executable, "-m", "emberflow", "demo", "voice"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "No microphone" in r.stdout and "--input" in r.stdout
 
 
 @pytest.mark.slow
 def test_voice_assistant_flow_answers_a_hesitant_question_once(voice_server):
-    """"Hey Jarvis. What is the capital of ... France?" through the shipped flow (semantic end of
+    """ "Hey Jarvis. What is the capital of ... France?" through the shipped flow (semantic end of
     turn): one question reaches the LLM, not "What is the capital of?" and then "France?"."""
     from speech import hesitation, silence
 
@@ -98,8 +116,9 @@ def test_voice_assistant_flow_answers_a_hesitant_question_once(voice_server):
     from emberflow.flows.demo import audio_info, wait_played
 
     c = voice_server.client(timeout=180)
-    ids = runner.start(c, load("voice-assistant"),
-                       overrides={"audio": {"source": "push", "sink": f"file:{voice_server.answer_wav}"}})
+    ids = runner.start(
+        c, load("voice-assistant"), overrides={"audio": {"source": "push", "sink": f"file:{voice_server.answer_wav}"}}
+    )
     question = hesitation("What is the capital of France?", 5, 0.5)
     before = audio_info(c)
     push(c, np.concatenate([utterance(0.5, "Hey Jarvis.", 0.6), question, silence(1.5)]), speed=1.0)

@@ -17,8 +17,14 @@ from emberflow.voice.replay import LiveReplay
 
 pytestmark = pytest.mark.slow
 
-SEMANTIC = {"model": "whisper-tiny.en", "endpointing": "semantic", "turn_pause": 0.15, "min_silence": 1.0,
-            "partial_interval": 0, "response_format": "asr.utf-8.stream"}
+SEMANTIC = {
+    "model": "whisper-tiny.en",
+    "endpointing": "semantic",
+    "turn_pause": 0.15,
+    "min_silence": 1.0,
+    "partial_interval": 0,
+    "response_format": "asr.utf-8.stream",
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +34,7 @@ def semantic():
 
 
 def test_a_question_with_a_hesitation_is_one_turn(semantic):
-    """"What is the capital of ... France?": the pause after "of" is judged unfinished, so the
+    """ "What is the capital of ... France?": the pause after "of" is judged unfinished, so the
     question is not cut there; it ends on the verdict after "France"."""
     before = semantic.unit.info()
     audio = np.concatenate([silence(0.5), hesitation("What is the capital of France?", 5, 0.5), silence(1.5)])

@@ -9,10 +9,10 @@ import tty
 
 import pytest
 from speech import QUESTION, utterance
-from test_uart import Serial
 from voicekit import push, read_wav, requests_of, transcribe, wait_played
 
 from support import Server
+from test_uart import Serial
 
 pytestmark = pytest.mark.slow
 
@@ -21,13 +21,14 @@ def run_sequence(client, requests: list[dict]) -> dict[str, str]:
     """Send a real client's setup sequence; returns request_id -> work_id of the replies."""
     work_ids = {}
     for m in requests:
+        rid = m["request_id"]
         if m["action"] == "reset":
             client.send(m)
-            assert client.next_message(lambda r: r.get("request_id") == m["request_id"])["error"]["code"] == 0
+            assert client.next_message(lambda r, rid=rid: r.get("request_id") == rid)["error"]["code"] == 0
             client.next_message(lambda r: r.get("request_id") == "0")  # reset over
             continue
         client.send(m)
-        r = client.next_message(lambda r: r.get("request_id") == m["request_id"], timeout=120)
+        r = client.next_message(lambda r, rid=rid: r.get("request_id") == rid, timeout=120)
         assert r["error"]["code"] == 0, r
         work_ids[m["request_id"]] = r["work_id"]
     return work_ids
@@ -68,13 +69,29 @@ def check_answer(server, client, seen, ids) -> None:
 def test_arduino_voice_assistant_over_tcp(voice_server):
     c = voice_server.client(timeout=120)
     ids = run_sequence(c, requests_of("voice_assistant_arduino.requests.jsonl"))
-    assert [ids[k] for k in ("audio_setup", "kws_setup", "asr_setup", "llm_setup", "tts_setup")] == \
-        ["audio", "kws.1001", "asr.1002", "llm.1003", "melotts.1004"]  # audio consumed 1000
+    assert [ids[k] for k in ("audio_setup", "kws_setup", "asr_setup", "llm_setup", "tts_setup")] == [
+        "audio",
+        "kws.1001",
+        "asr.1002",
+        "llm.1003",
+        "melotts.1004",
+    ]  # audio consumed 1000
     seen = converse(c)
     assert "melotts" not in {m["work_id"].split(".")[0] for ms in seen.values() for m in ms}  # enoutput false
-    check_answer(voice_server, c, seen, {"kws": "kws.1001", "kws_rid": "kws_setup", "asr": "asr.1002",
-                                         "asr_rid": "asr_setup", "llm": "llm.1003", "llm_rid": "llm_setup",
-                                         "tts": "melotts.1004"})
+    check_answer(
+        voice_server,
+        c,
+        seen,
+        {
+            "kws": "kws.1001",
+            "kws_rid": "kws_setup",
+            "asr": "asr.1002",
+            "asr_rid": "asr_setup",
+            "llm": "llm.1003",
+            "llm_rid": "llm_setup",
+            "tts": "melotts.1004",
+        },
+    )
 
 
 def test_link_style_voice_assistant_over_tcp(voice_server):
@@ -82,17 +99,47 @@ def test_link_style_voice_assistant_over_tcp(voice_server):
     ids = run_sequence(c, requests_of("voice_assistant_link.requests.jsonl"))
     assert [ids[k] for k in ("1", "2", "3", "4")] == ["kws.1000", "asr.1001", "llm.1002", "melotts.1003"]
     seen = converse(c)
-    check_answer(voice_server, c, seen, {"kws": "kws.1000", "kws_rid": "1", "asr": "asr.1001", "asr_rid": "2",
-                                         "llm": "llm.1002", "llm_rid": "3", "tts": "melotts.1003"})
+    check_answer(
+        voice_server,
+        c,
+        seen,
+        {
+            "kws": "kws.1000",
+            "kws_rid": "1",
+            "asr": "asr.1001",
+            "asr_rid": "2",
+            "llm": "llm.1002",
+            "llm_rid": "3",
+            "tts": "melotts.1003",
+        },
+    )
 
 
 SEQUENCES = {
-    "arduino": ("voice_assistant_arduino.requests.jsonl",
-                {"kws": "kws.1001", "kws_rid": "kws_setup", "asr": "asr.1002", "asr_rid": "asr_setup",
-                 "llm": "llm.1003", "llm_rid": "llm_setup", "tts": "melotts.1004"}),
-    "link": ("voice_assistant_link.requests.jsonl",
-             {"kws": "kws.1000", "kws_rid": "1", "asr": "asr.1001", "asr_rid": "2", "llm": "llm.1002", "llm_rid": "3",
-              "tts": "melotts.1003"}),
+    "arduino": (
+        "voice_assistant_arduino.requests.jsonl",
+        {
+            "kws": "kws.1001",
+            "kws_rid": "kws_setup",
+            "asr": "asr.1002",
+            "asr_rid": "asr_setup",
+            "llm": "llm.1003",
+            "llm_rid": "llm_setup",
+            "tts": "melotts.1004",
+        },
+    ),
+    "link": (
+        "voice_assistant_link.requests.jsonl",
+        {
+            "kws": "kws.1000",
+            "kws_rid": "1",
+            "asr": "asr.1001",
+            "asr_rid": "2",
+            "llm": "llm.1002",
+            "llm_rid": "3",
+            "tts": "melotts.1003",
+        },
+    ),
 }
 
 
@@ -103,8 +150,10 @@ def test_voice_assistant_over_uart(tmp_path, sequence):
     tty.setraw(master)
     tty.setraw(slave)
     answer = tmp_path / "answer.wav"
-    server = Server(tmp_path, config={"uart": os.ttyname(slave), "http_port": None, "grpc_port": None,
-                                      "audio": {"sink": f"file:{answer}"}})
+    server = Server(
+        tmp_path,
+        config={"uart": os.ttyname(slave), "http_port": None, "grpc_port": None, "audio": {"sink": f"file:{answer}"}},
+    )
     server.answer_wav = answer
     try:
         port = Serial(master)

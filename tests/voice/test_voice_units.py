@@ -27,12 +27,35 @@ def listen(client, seconds: float) -> list[dict]:
 
 def test_no_wake_word_no_noise_no_transcript(voice_server):
     c = voice_server.client(timeout=120)
-    kws = c.setup("kws", {"model": "sherpa-onnx-kws-zipformer-gigaspeech-3.3M-2024-01-01", "response_format": "kws.bool",
-                          "enoutput": True, "kws": "HEY JARVIS", "input": ["sys.pcm"]})
-    asr = c.setup("asr", {"model": "whisper-tiny.en", "response_format": "asr.utf-8.stream", "enoutput": True,
-                          "input": ["sys.pcm", kws]})
-    free = c.setup("whisper", {"model": "whisper-tiny", "response_format": "asr.utf-8", "enoutput": True,
-                               "language": "en", "input": ["sys.pcm"]})  # not gated: hears everything
+    kws = c.setup(
+        "kws",
+        {
+            "model": "sherpa-onnx-kws-zipformer-gigaspeech-3.3M-2024-01-01",
+            "response_format": "kws.bool",
+            "enoutput": True,
+            "kws": "HEY JARVIS",
+            "input": ["sys.pcm"],
+        },
+    )
+    asr = c.setup(
+        "asr",
+        {
+            "model": "whisper-tiny.en",
+            "response_format": "asr.utf-8.stream",
+            "enoutput": True,
+            "input": ["sys.pcm", kws],
+        },
+    )
+    free = c.setup(
+        "whisper",
+        {
+            "model": "whisper-tiny",
+            "response_format": "asr.utf-8",
+            "enoutput": True,
+            "language": "en",
+            "input": ["sys.pcm"],
+        },
+    )  # not gated: hears everything
     # speech without the wake word: the gated ASR stays silent; the free one transcribes it
     push(c, utterance(0.3, "Hey Travis, what is the weather like today?", 1.2))
     heard = c.next_message(lambda m: m["work_id"] == free, timeout=120)["data"]
@@ -48,10 +71,21 @@ def test_no_wake_word_no_noise_no_transcript(voice_server):
 def test_barge_in_stops_playback_at_the_wake(voice_server):
     c = voice_server.client(timeout=120)
     kws = c.setup("kws", {"model": "micro-wakeword", "kws": "hey_jarvis", "enoutput": True, "input": ["sys.pcm"]})
-    tts = c.setup("tts", {"model": "piper-en-us-joe-medium", "response_format": "sys.pcm", "enoutput": False,
-                          "input": ["tts.utf-8", kws]})
-    c.infer(tts, "This is a long announcement that keeps going for quite a while, so that there is plenty of "
-                 "time to interrupt it with the wake word before it ends.", object="tts.utf-8")
+    tts = c.setup(
+        "tts",
+        {
+            "model": "piper-en-us-joe-medium",
+            "response_format": "sys.pcm",
+            "enoutput": False,
+            "input": ["tts.utf-8", kws],
+        },
+    )
+    c.infer(
+        tts,
+        "This is a long announcement that keeps going for quite a while, so that there is plenty of "
+        "time to interrupt it with the wake word before it ends.",
+        object="tts.utf-8",
+    )
     deadline = time.monotonic() + 30
     while not c.request("audio", "taskinfo")["data"]["unit"]["playing"]:
         assert time.monotonic() < deadline
@@ -75,13 +109,23 @@ def test_barge_in_stops_playback_at_the_wake(voice_server):
 
 def test_bad_audio_input(voice_server):
     c = voice_server.client(timeout=120)
-    w = c.setup("whisper", {"model": "whisper-tiny", "response_format": "asr.utf-8", "language": "en",
-                            "enoutput": True, "input": "whisper.wav.base64"})
+    w = c.setup(
+        "whisper",
+        {
+            "model": "whisper-tiny",
+            "response_format": "asr.utf-8",
+            "language": "en",
+            "enoutput": True,
+            "input": "whisper.wav.base64",
+        },
+    )
     speech = utterance(0.3, "The quick brown fox jumps over the lazy dog.", 0.5)
 
     def ask(data: str, obj: str = "whisper.wav.base64") -> dict:
         rid = c.infer(w, data, object=obj)
-        return c.next_message(lambda m: m.get("request_id") == rid or (m["work_id"] == "whisper" and m["error"]["code"]))
+        return c.next_message(
+            lambda m: m.get("request_id") == rid or (m["work_id"] == "whisper" and m["error"]["code"])
+        )
 
     # another sample rate (44.1 kHz stereo) is resampled, not misread
     stereo44 = np.repeat(pcm.resample(speech, 16000, 44100)[:, None], 2, axis=1)
@@ -164,13 +208,27 @@ def test_stackflow_streamed_wav_in_4096_char_base64_pieces(voice_server):
     """StackFlow's whisper example: `asr.wav.stream.base64`, the base64 text of a WAV cut every 4096
     characters (not on 4-character boundaries of the bytes it encodes, in general)."""
     c = voice_server.client(timeout=120)
-    w = c.setup("whisper", {"model": "whisper-tiny.en", "response_format": "asr.utf-8", "enoutput": True,
-                            "input": "whisper.wav.stream.base64"})
+    w = c.setup(
+        "whisper",
+        {
+            "model": "whisper-tiny.en",
+            "response_format": "asr.utf-8",
+            "enoutput": True,
+            "input": "whisper.wav.stream.base64",
+        },
+    )
     text = base64.b64encode(pcm.to_wav(utterance(0.2, "The quick brown fox jumps over the lazy dog.", 0.3))).decode()
-    pieces = [text[i:i + 4095] for i in range(0, len(text), 4095)]  # 4095: cuts fall mid-quantum
+    pieces = [text[i : i + 4095] for i in range(0, len(text), 4095)]  # 4095: cuts fall mid-quantum
     for index, piece in enumerate(pieces):
-        c.send({"request_id": "wav-stream", "work_id": w, "action": "inference", "object": "asr.wav.stream.base64",
-                "data": {"delta": piece, "index": index, "finish": index == len(pieces) - 1}})
+        c.send(
+            {
+                "request_id": "wav-stream",
+                "work_id": w,
+                "action": "inference",
+                "object": "asr.wav.stream.base64",
+                "data": {"delta": piece, "index": index, "finish": index == len(pieces) - 1},
+            }
+        )
     answer = c.next_message(lambda m: m.get("request_id") == "wav-stream" or m["error"]["code"] != 0)
     assert answer["error"]["code"] == 0, answer
     assert "quick brown fox" in answer["data"].lower()

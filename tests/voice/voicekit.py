@@ -8,10 +8,10 @@ import wave
 from pathlib import Path
 
 import pytest
-from support import EXAMPLES
 
 from emberflow.flows.demo import push_pcm, wait_played  # noqa: F401  (voice tests use it from here)
 from emberflow.voice import pcm
+from support import EXAMPLES
 
 
 def push(client, audio, speed: float = 4.0, work_id: str = "audio") -> None:
@@ -32,8 +32,16 @@ def read_wav(path: Path) -> bytes:
 
 def transcribe(client, audio: bytes) -> str:
     """Transcribe with a whisper task over the protocol (the ASR unit checks the TTS output)."""
-    w = client.setup("whisper", {"model": "whisper-tiny", "response_format": "asr.utf-8", "language": "en",
-                                 "enoutput": True, "input": "whisper.wav.base64"})
+    w = client.setup(
+        "whisper",
+        {
+            "model": "whisper-tiny",
+            "response_format": "asr.utf-8",
+            "language": "en",
+            "enoutput": True,
+            "input": "whisper.wav.base64",
+        },
+    )
     rid = client.infer(w, base64.b64encode(pcm.to_wav(audio)).decode(), object="whisper.wav.base64")
     (msg,) = list(client.outputs(w, rid, timeout=120))
     client.exit(w)

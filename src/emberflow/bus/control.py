@@ -214,8 +214,14 @@ HEARTBEAT_S = 1.0
 
 # --- codec --------------------------------------------------------------------------------------
 def _request_fields(req: Request) -> dict[str, Any]:
-    return {"request_id": req.request_id, "work_id": req.work_id, "action": req.action, "object": req.object,
-            "data": req.data, "extra": req.extra}
+    return {
+        "request_id": req.request_id,
+        "work_id": req.work_id,
+        "action": req.action,
+        "object": req.object,
+        "data": req.data,
+        "extra": req.extra,
+    }
 
 
 _FIELDS: dict[type[Message], tuple[str, ...]] = {}  # per class, once: dataclasses.fields() is slow per call

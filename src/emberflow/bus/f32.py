@@ -15,8 +15,11 @@ def pack_f32(vectors: Any, tokens: Any) -> bytes:
     import numpy as np
 
     n, dim = vectors.shape
-    return (np.array([n, dim], "<u4").tobytes() + np.asarray(tokens, "<u4").tobytes()
-            + np.ascontiguousarray(vectors, "<f4").tobytes())
+    return (
+        np.array([n, dim], "<u4").tobytes()
+        + np.asarray(tokens, "<u4").tobytes()
+        + np.ascontiguousarray(vectors, "<f4").tobytes()
+    )
 
 
 def unpack_f32(blob: bytes) -> tuple[Any, Any]:

@@ -29,7 +29,7 @@ class BusFrame:
     # across machines whose connection broke), so a frame lost on the way is never lost silently.
     seq: int = 0
 
-    def stamp(self, where: str) -> "BusFrame":
+    def stamp(self, where: str) -> BusFrame:
         self.hops.append((where, time.monotonic()))
         return self
 
@@ -42,12 +42,19 @@ class BusFrame:
         return [topic_of(self.source), json.dumps(header, separators=(",", ":")).encode(), self.payload]
 
     @classmethod
-    def from_parts(cls, parts: list[bytes]) -> "BusFrame":
+    def from_parts(cls, parts: list[bytes]) -> BusFrame:
         header = json.loads(parts[1])
         payload = parts[2] if len(parts) > 2 else b""
         hops = [tuple(h) for h in header.get("hops", ())]
-        return cls(header["src"], header["obj"], header.get("data"), payload, bool(header.get("sys")), hops,
-                   int(header.get("seq", 0)))
+        return cls(
+            header["src"],
+            header["obj"],
+            header.get("data"),
+            payload,
+            bool(header.get("sys")),
+            hops,
+            int(header.get("seq", 0)),
+        )
 
     def latency_breakdown(self) -> list[tuple[str, str, float]]:
         """(from, to, seconds) between consecutive hop stamps."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
 
 class Policy(str, Enum):
@@ -36,8 +37,9 @@ class LinkQueue:
         self.flushed = 0
         self.high_water = 0
 
-    def put(self, item: Any, *, system: bool = False, latest_key: str | None = None,
-            timeout: float | None = None) -> bool:
+    def put(
+        self, item: Any, *, system: bool = False, latest_key: str | None = None, timeout: float | None = None
+    ) -> bool:
         """Queue an item. Returns False only if a lossless put timed out or the queue is closed."""
         with self._cond:
             if self._closed:
@@ -125,5 +127,10 @@ class LinkQueue:
 
     def stats(self) -> dict[str, Any]:
         with self._cond:
-            return {"depth": len(self._data), "high_water": self.high_water, "maxsize": self.maxsize,
-                    "dropped": dict(self.dropped), "flushed": self.flushed}
+            return {
+                "depth": len(self._data),
+                "high_water": self.high_water,
+                "maxsize": self.maxsize,
+                "dropped": dict(self.dropped),
+                "flushed": self.flushed,
+            }

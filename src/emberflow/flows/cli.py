@@ -1,7 +1,6 @@
 """CLI commands of flows and demos. Import-light by contract."""
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,8 +11,8 @@ def register(app: typer.Typer) -> None:
 
     @demo.command("voice")
     def voice(
-        input: Optional[Path] = typer.Option(None, "--input", "-i", help="A recording: 'Hey Jarvis' + a question (WAV)."),
-        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the spoken answer here (WAV)."),
+        input: Path | None = typer.Option(None, "--input", "-i", help="A recording: 'Hey Jarvis' + a question (WAV)."),
+        output: Path | None = typer.Option(None, "--output", "-o", help="Write the spoken answer here (WAV)."),
         flow: str = typer.Option("voice-assistant", help="Flow name or YAML file."),
         speed: float = typer.Option(1.0, help="Feed the recording at this multiple of real time."),
     ) -> None:
@@ -25,8 +24,9 @@ def register(app: typer.Typer) -> None:
     @demo.command("vision")
     def vision(
         input: Path = typer.Option(..., "--input", "-i", help="A photo (JPEG/PNG) or a video file."),
-        output: Optional[Path] = typer.Option(None, "--output", "-o",
-                                              help="Write the annotated image (or .avi video) here."),
+        output: Path | None = typer.Option(
+            None, "--output", "-o", help="Write the annotated image (or .avi video) here."
+        ),
         model: str = typer.Option("yolo11n", help="Detector: yolo11n (NanoDet), yolo11n-pose, blazeface."),
         question: str = typer.Option("Describe the image.", help="What to ask the vlm about it."),
         every: int = typer.Option(1, help="Video: detect on every n-th frame."),

@@ -12,10 +12,15 @@ import numpy as np
 
 from emberflow.voice import pcm
 
-STAGES = [("end_of_speech_wait", "end-of-speech wait"), ("asr", "speech recognition"),
-          ("llm_first_token", "LLM first token"), ("llm_first_clause", "LLM first clause"),
-          ("tts_first_audio", "TTS first audio"), ("framework_overhead", "framework overhead"),
-          ("end_to_end", "end of speech -> first answer audio")]
+STAGES = [
+    ("end_of_speech_wait", "end-of-speech wait"),
+    ("asr", "speech recognition"),
+    ("llm_first_token", "LLM first token"),
+    ("llm_first_clause", "LLM first clause"),
+    ("tts_first_audio", "TTS first audio"),
+    ("framework_overhead", "framework overhead"),
+    ("end_to_end", "end of speech -> first answer audio"),
+]
 
 
 def push_pcm(client, audio: np.ndarray, speed: float = 1.0, work_id: str = "audio", chunk_frames: int = 1) -> None:
@@ -25,9 +30,16 @@ def push_pcm(client, audio: np.ndarray, speed: float = 1.0, work_id: str = "audi
     start = time.monotonic()
     sent = 0.0
     for i in range(0, len(frames), chunk_frames):
-        chunk = b"".join(frames[i:i + chunk_frames])
-        client.send({"request_id": "mic", "work_id": work_id, "action": "inference", "object": "audio.pcm.base64",
-                     "data": base64.b64encode(chunk).decode()})
+        chunk = b"".join(frames[i : i + chunk_frames])
+        client.send(
+            {
+                "request_id": "mic",
+                "work_id": work_id,
+                "action": "inference",
+                "object": "audio.pcm.base64",
+                "data": base64.b64encode(chunk).decode(),
+            }
+        )
         sent += len(chunk) / 2 / pcm.RATE
         delay = start + sent / speed - time.monotonic()
         if delay > 0:
@@ -38,8 +50,9 @@ def audio_info(client) -> dict[str, Any]:
     return client.request("audio", "taskinfo")["data"]["unit"]
 
 
-def wait_played(client, timeout: float = 120, since: dict[str, Any] | None = None,
-                quiet: float = 1.0) -> dict[str, Any]:
+def wait_played(
+    client, timeout: float = 120, since: dict[str, Any] | None = None, quiet: float = 1.0
+) -> dict[str, Any]:
     """Until the speaker has played a new answer and stayed silent for `quiet` seconds (an answer
     is spoken in chunks, and a slow machine may pause between two); returns the audio unit's
     info. `since` is an earlier audio_info(): only what was played after it counts."""
@@ -61,8 +74,13 @@ def wait_played(client, timeout: float = 120, since: dict[str, Any] | None = Non
     raise TimeoutError(f"no answer was played: {info}")
 
 
-def run_voice_demo(input: Path | None, output: Path | None, flow_name: str = "voice-assistant",
-                   speed: float = 1.0, timeout: float = 180) -> int:
+def run_voice_demo(
+    input: Path | None,
+    output: Path | None,
+    flow_name: str = "voice-assistant",
+    speed: float = 1.0,
+    timeout: float = 180,
+) -> int:
     from rich.console import Console
     from rich.table import Table
 
@@ -73,8 +91,10 @@ def run_voice_demo(input: Path | None, output: Path | None, flow_name: str = "vo
 
     console = Console()
     if input is None and not microphone_available():
-        console.print("[red]No microphone found on this machine.[/] Pass a recording instead:\n"
-                      "  emberflow demo voice --input question.wav [--output answer.wav]")
+        console.print(
+            "[red]No microphone found on this machine.[/] Pass a recording instead:\n"
+            "  emberflow demo voice --input question.wav [--output answer.wav]"
+        )
         return 2
     if input is not None and not input.is_file():
         console.print(f"[red]{input}: no such file[/]")
@@ -93,7 +113,7 @@ def run_voice_demo(input: Path | None, output: Path | None, flow_name: str = "vo
                 console.print(f"[dim]playing {input} ({len(question) / pcm.RATE:.1f} s) into the microphone ...[/]")
                 push_pcm(client, np.concatenate([question, tail]), speed)
             else:
-                console.print("[bold]Listening: say \"Hey Jarvis\", then your question.[/]")
+                console.print('[bold]Listening: say "Hey Jarvis", then your question.[/]')
             heard, answer = _conversation(client, work_ids, timeout)
             console.print(f"[bold green]heard:[/] {heard}")
             console.print(f"[bold blue]answer:[/] {answer}")

@@ -14,8 +14,9 @@ from emberflow.flows.spec import Flow, UnitSpec
 from emberflow.gateways.local import LocalConnection
 
 
-def setup_params(spec: UnitSpec, flow: Flow, work_ids: dict[str, str],
-                 overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def setup_params(
+    spec: UnitSpec, flow: Flow, work_ids: dict[str, str], overrides: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The setup data of one unit of the flow, once its upstream units have work ids."""
     params = {**spec.params, **(overrides or {}).get(spec.name, {})}  # enoutput: each unit's own default
     inputs, policies = [], {}
@@ -30,8 +31,9 @@ def setup_params(spec: UnitSpec, flow: Flow, work_ids: dict[str, str],
     return params
 
 
-def start(client: Client, flow: Flow, overrides: dict[str, dict[str, Any]] | None = None,
-          timeout: float = 180.0) -> dict[str, str]:
+def start(
+    client: Client, flow: Flow, overrides: dict[str, dict[str, Any]] | None = None, timeout: float = 180.0
+) -> dict[str, str]:
     """Set the flow's units up; returns unit name -> work_id."""
     work_ids: dict[str, str] = {}
     for spec in flow.order():
@@ -42,8 +44,9 @@ def start(client: Client, flow: Flow, overrides: dict[str, dict[str, Any]] | Non
 async def start_local(conn: LocalConnection, flow: Flow, timeout: float = 180.0) -> dict[str, str]:
     work_ids: dict[str, str] = {}
     for spec in flow.order():
-        answer = await conn.request(spec.unit, "setup", f"{spec.unit}.setup", setup_params(spec, flow, work_ids),
-                                    timeout=timeout)
+        answer = await conn.request(
+            spec.unit, "setup", f"{spec.unit}.setup", setup_params(spec, flow, work_ids), timeout=timeout
+        )
         if answer["error"]["code"] != 0:
             raise ServerError(answer)
         work_ids[spec.name] = answer["work_id"]

@@ -90,15 +90,21 @@ def load(name_or_path: str | Path, known_units: set[str] | None = None) -> Flow:
         if not isinstance(body, dict) or not isinstance(body.get("unit"), str):
             raise FlowError(f"{path}: units.{name} needs `unit: <kind>`")
         if known_units is not None and body["unit"] not in known_units:
-            raise FlowError(f"{path}: units.{name}: unknown unit kind {body['unit']!r} "
-                            f"(known: {', '.join(sorted(known_units))})")
+            raise FlowError(
+                f"{path}: units.{name}: unknown unit kind {body['unit']!r} (known: {', '.join(sorted(known_units))})"
+            )
         params = body.get("params") or {}
         if not isinstance(params, dict):
             raise FlowError(f"{path}: units.{name}.params must be a mapping")
         links = []
         for entry in body.get("inputs") or []:
-            link = Link(entry) if isinstance(entry, str) else Link(entry.get("from", ""), entry.get("policy", "lossless")) \
-                if isinstance(entry, dict) else None
+            link = (
+                Link(entry)
+                if isinstance(entry, str)
+                else Link(entry.get("from", ""), entry.get("policy", "lossless"))
+                if isinstance(entry, dict)
+                else None
+            )
             if link is None or not link.source:
                 raise FlowError(f"{path}: units.{name}.inputs: write a unit name or {{from: name, policy: lossless}}")
             if link.policy not in POLICIES:
@@ -108,7 +114,9 @@ def load(name_or_path: str | Path, known_units: set[str] | None = None) -> Flow:
     for spec in units.values():
         for link in spec.inputs:
             if link.source not in units:
-                raise FlowError(f"{path}: units.{spec.name}.inputs names {link.source!r}, which is not a unit of this flow")
+                raise FlowError(
+                    f"{path}: units.{spec.name}.inputs names {link.source!r}, which is not a unit of this flow"
+                )
     flow = Flow(str(raw.get("name", path.stem)), units, str(raw.get("description", "")))
     flow.order()  # raises on cycles
     return flow

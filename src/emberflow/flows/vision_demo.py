@@ -14,8 +14,14 @@ from typing import Any
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mjpeg")
 
 
-def run_vision_demo(input: Path, output: Path | None, model: str = "yolo11n", question: str = "Describe the image.",
-                    every: int = 1, max_frames: int = 300) -> int:
+def run_vision_demo(
+    input: Path,
+    output: Path | None,
+    model: str = "yolo11n",
+    question: str = "Describe the image.",
+    every: int = 1,
+    max_frames: int = 300,
+) -> int:
     from rich.console import Console
 
     from emberflow.sys.launch import Launched
@@ -31,10 +37,14 @@ def run_vision_demo(input: Path, output: Path | None, model: str = "yolo11n", qu
     try:
         with server.client(timeout=300) as client:
             with console.status("loading the models ..."):
-                yolo = client.setup("yolo", {"model": model, "response_format": "yolo.box",
-                                             "input": "yolo.jpeg.base64"})
-                vlm = client.setup("vlm", {"model": "grounded-vlm", "response_format": "vlm.utf-8.stream",
-                                           "input": "vlm.utf-8"}, timeout=300)
+                yolo = client.setup(
+                    "yolo", {"model": model, "response_format": "yolo.box", "input": "yolo.jpeg.base64"}
+                )
+                vlm = client.setup(
+                    "vlm",
+                    {"model": "grounded-vlm", "response_format": "vlm.utf-8.stream", "input": "vlm.utf-8"},
+                    timeout=300,
+                )
             writer, last = None, None
             for n, (jpeg, rgb) in enumerate(frames):
                 rid = client.infer(yolo, base64.b64encode(jpeg).decode(), object="yolo.jpeg.base64")
@@ -43,8 +53,9 @@ def run_vision_demo(input: Path, output: Path | None, model: str = "yolo11n", qu
                     console.print(f"[red]{reply['error']['message']}[/] {reply.get('data')}")
                     return 1
                 found = reply["data"]
-                console.print(f"[bold]{'frame ' + str(n * every) if len(frames) > 1 else input.name}:[/] "
-                              f"{describe(found)}")
+                console.print(
+                    f"[bold]{'frame ' + str(n * every) if len(frames) > 1 else input.name}:[/] {describe(found)}"
+                )
                 last = (jpeg, rgb, found)
                 writer = _write(output, rgb, found, writer)
             if writer is not None:

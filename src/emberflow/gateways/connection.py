@@ -16,16 +16,25 @@ import json
 import logging
 import time
 from collections import deque
-from typing import Any, Callable
-
-from emberflow.protocol.envelope import encode, error_reply, notice, parse_request
-from emberflow.protocol.errors import Code, StackFlowError
-from emberflow.protocol.framing import (HTTP_SNIFF_BYTES, Frame, FrameDecoder, Malformed, Oversize, StrayBrace,
-                                        has_lone_surrogate, looks_like_http)
+from collections.abc import Callable
+from typing import Any
 
 from emberflow.gateways.base import WIRE_PRINCIPAL, Delivery, PendingUpload, RequestHandler
+from emberflow.protocol.envelope import encode, error_reply, notice, parse_request
+from emberflow.protocol.errors import Code, StackFlowError
+from emberflow.protocol.framing import (
+    HTTP_SNIFF_BYTES,
+    Frame,
+    FrameDecoder,
+    Malformed,
+    Oversize,
+    StrayBrace,
+    has_lone_surrogate,
+    looks_like_http,
+)
 
 log = logging.getLogger("emberflow.gateway")
+
 
 class Link:
     """What a byte transport can do besides writing. These defaults suit a serial line: it cannot
@@ -47,9 +56,19 @@ class Link:
 
 
 class Connection:
-    def __init__(self, router: RequestHandler, conn_id: int, kind: str, write: Callable[[bytes], None], max_frame: int,
-                 *, link: Link | None = None, frame_timeout: float | None = None, refuse_http: bool = False,
-                 peer: str | None = None):
+    def __init__(
+        self,
+        router: RequestHandler,
+        conn_id: int,
+        kind: str,
+        write: Callable[[bytes], None],
+        max_frame: int,
+        *,
+        link: Link | None = None,
+        frame_timeout: float | None = None,
+        refuse_http: bool = False,
+        peer: str | None = None,
+    ):
         self.router = router
         self.conn_id = conn_id
         self.kind = kind  # "tcp" | "uart"
@@ -150,8 +169,10 @@ class Connection:
         elif isinstance(event, Frame):
             try:
                 if has_lone_surrogate(event.text):  # it would fail later, in a reply or a unit
-                    raise StackFlowError(Code.JSON_FORMAT, detail="a string holds a lone UTF-16 surrogate "
-                                                                  "(an unpaired \\ud800-\\udfff): not Unicode text")
+                    raise StackFlowError(
+                        Code.JSON_FORMAT,
+                        detail="a string holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff): not Unicode text",
+                    )
                 obj = json.loads(event.text.decode("utf-8"))  # StackFlow is UTF-8; never guess UTF-16/32
                 req = parse_request(obj, event.payload)
             except (ValueError, RecursionError):
@@ -176,11 +197,21 @@ class Connection:
         if not verdict:
             return first
         log.warning("client %s spoke HTTP to the StackFlow port: answered 400 and disconnected", self.conn_id)
-        body = encode(error_reply("0", "sys", StackFlowError(
-            Code.JSON_FORMAT, detail="this port speaks the StackFlow JSON protocol, not HTTP; the HTTP gateway "
-                                     "(OpenAI, KServe) listens on its own port (http_port)")))
-        head = (f"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n").encode()
+        body = encode(
+            error_reply(
+                "0",
+                "sys",
+                StackFlowError(
+                    Code.JSON_FORMAT,
+                    detail="this port speaks the StackFlow JSON protocol, not HTTP; the HTTP gateway "
+                    "(OpenAI, KServe) listens on its own port (http_port)",
+                ),
+            )
+        )
+        head = (
+            f"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode()
         self._write(head + body)
         self.closed = True
         self.link.hang_up()
@@ -208,11 +239,20 @@ class Connection:
         else:
             wait = self._frame_since + self.frame_timeout - time.monotonic()
             if wait <= 0:
-                log.warning("client %s left a frame unfinished for %.0f s: disconnecting", self.conn_id,
-                            self.frame_timeout)
-                self.hang_up(error_reply("0", "sys", StackFlowError(
-                    Code.JSON_FORMAT, detail=f"incomplete frame: no complete JSON object within "
-                                             f"{self.frame_timeout:g} s (frame_timeout); disconnecting")))
+                log.warning(
+                    "client %s left a frame unfinished for %.0f s: disconnecting", self.conn_id, self.frame_timeout
+                )
+                self.hang_up(
+                    error_reply(
+                        "0",
+                        "sys",
+                        StackFlowError(
+                            Code.JSON_FORMAT,
+                            detail=f"incomplete frame: no complete JSON object within "
+                            f"{self.frame_timeout:g} s (frame_timeout); disconnecting",
+                        ),
+                    )
+                )
                 return
         self._frame_timer = asyncio.get_running_loop().call_later(wait, self._frame_overdue)
 
@@ -230,4 +270,3 @@ class Connection:
         self._chunks.clear()
         self.router.detach(self)
         self.link.hang_up()
-

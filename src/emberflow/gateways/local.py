@@ -36,8 +36,13 @@ DONE = _Done()
 class LocalConnection:
     kind = "local"
 
-    def __init__(self, router: RequestHandler, name: str = "local", principal: str | None = None,
-                 unsolicited: Callable[[dict[str, Any]], None] | None = None):
+    def __init__(
+        self,
+        router: RequestHandler,
+        name: str = "local",
+        principal: str | None = None,
+        unsolicited: Callable[[dict[str, Any]], None] | None = None,
+    ):
         self.router = router
         self._unsolicited = unsolicited  # gets what no request of ours waits for (a flow's output)
         self.conn_id = router.new_conn_id()
@@ -77,8 +82,15 @@ class LocalConnection:
         value = msg.get("error", {}).get("reason")
         return Reason(value) if value is not None else None
 
-    async def request(self, work_id: str, action: str, object: str = "None", data: Any = "None",
-                      timeout: float = 120.0, payload: bytes | None = None) -> dict[str, Any]:
+    async def request(
+        self,
+        work_id: str,
+        action: str,
+        object: str = "None",
+        data: Any = "None",
+        timeout: float = 120.0,
+        payload: bytes | None = None,
+    ) -> dict[str, Any]:
         """Send one control request and return its reply (errors are returned, not raised)."""
         rid = self.new_request_id()
         q = self._waiters[rid] = asyncio.Queue()
@@ -91,8 +103,9 @@ class LocalConnection:
         finally:
             self._waiters.pop(rid, None)
 
-    async def infer(self, work_id: str, data: Any, object: str, payload: bytes | None = None,
-                    rid: str | None = None) -> str:
+    async def infer(
+        self, work_id: str, data: Any, object: str, payload: bytes | None = None, rid: str | None = None
+    ) -> str:
         """Queue an inference; read its outputs with `outputs(work_id, rid)`. Chunks of one streamed
         input share one `rid`, so their outputs arrive on one reader."""
         rid = rid or self.new_request_id()

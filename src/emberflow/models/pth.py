@@ -26,9 +26,16 @@ from emberflow.errors import EmberflowError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16, "CharStorage": np.int8,
-    "ByteStorage": np.uint8, "BoolStorage": np.bool_, "BFloat16Storage": np.uint16,
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+    "BFloat16Storage": np.uint16,
 }
 
 
@@ -55,9 +62,9 @@ class _Tensor:
         if base is None:
             raise CheckpointError(f"storage {self.storage.key} was never read")
         if not self.size:
-            return base[self.offset:self.offset + 1].reshape(()).copy()
+            return base[self.offset : self.offset + 1].reshape(()).copy()
         item = base.itemsize
-        view = np.lib.stride_tricks.as_strided(base[self.offset:], self.size, tuple(s * item for s in self.stride))
+        view = np.lib.stride_tricks.as_strided(base[self.offset :], self.size, tuple(s * item for s in self.stride))
         return np.array(view)
 
 
@@ -77,8 +84,12 @@ class _StorageType:
 class _Unpickler(pickle.Unpickler):
     """Maps torch's rebuild functions to numpy placeholders; refuses every other global."""
 
-    ALLOWED: ClassVar[dict[tuple[str, str], Any]] = {("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor, ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-               ("torch._utils", "_rebuild_parameter"): _rebuild_parameter, ("collections", "OrderedDict"): OrderedDict}
+    ALLOWED: ClassVar[dict[tuple[str, str], Any]] = {
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+        ("collections", "OrderedDict"): OrderedDict,
+    }
 
     def __init__(self, f: BinaryIO, storages: dict[str, _Storage]):
         super().__init__(f)
@@ -89,8 +100,10 @@ class _Unpickler(pickle.Unpickler):
             return self.ALLOWED[(module, name)]
         if module == "torch" and name in STORAGE_DTYPES:
             return _StorageType(name)
-        raise CheckpointError(f"the checkpoint names {module}.{name}; only tensors and dicts are read "
-                              "(refusing to run code from a model file)")
+        raise CheckpointError(
+            f"the checkpoint names {module}.{name}; only tensors and dicts are read "
+            "(refusing to run code from a model file)"
+        )
 
     def persistent_load(self, pid: Any) -> _Storage:
         # ('storage', storage_type, key, location, numel[, view_metadata])

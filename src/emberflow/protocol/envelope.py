@@ -52,8 +52,14 @@ class Request:
         return bool(head) and number.isdigit()
 
     def to_dict(self) -> dict[str, Any]:
-        out = {**self.extra, "request_id": self.request_id, "work_id": self.work_id, "action": self.action,
-               "object": self.object, "data": self.data}
+        out = {
+            **self.extra,
+            "request_id": self.request_id,
+            "work_id": self.work_id,
+            "action": self.action,
+            "object": self.object,
+            "data": self.data,
+        }
         return out
 
 
@@ -97,8 +103,12 @@ def error_reply(request_id: str, work_id: str, err: StackFlowError) -> dict[str,
 
 def notice(code: int, message: str) -> dict[str, Any]:
     """Server notices (`reset over`, `reace reset`): request_id "0", no object/data, as the original."""
-    return {"created": int(time.time()), "error": {"code": code, "message": message}, "request_id": "0",
-            "work_id": "sys"}
+    return {
+        "created": int(time.time()),
+        "error": {"code": code, "message": message},
+        "request_id": "0",
+        "work_id": "sys",
+    }
 
 
 def _base64(value: Any) -> str:

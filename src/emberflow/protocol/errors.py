@@ -73,8 +73,9 @@ class StackFlowError(EmberflowError):
     explanation for humans and goes into `data` so the message itself stays verbatim.
     """
 
-    def __init__(self, code: Code | int, message: str | None = None, detail: str | None = None,
-                 reason: Reason | None = None):
+    def __init__(
+        self, code: Code | int, message: str | None = None, detail: str | None = None, reason: Reason | None = None
+    ):
         self.code = Code(code)
         self.message = MESSAGES[self.code] if message is None else message
         self.detail = detail

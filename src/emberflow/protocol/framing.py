@@ -146,8 +146,9 @@ class FrameDecoder:
                 del buf[: i + 1]
                 self._reset_frame()
                 self._resyncing = True
-                events.append(Oversize(self._take_skipped() + len(text), self.max_frame)
-                              if self._skipped else Malformed(text))
+                events.append(
+                    Oversize(self._take_skipped() + len(text), self.max_frame) if self._skipped else Malformed(text)
+                )
             return True
         m = _INSIDE.search(buf, self._scan)
         if m is None:
@@ -215,7 +216,9 @@ def looks_like_http(first: bytes) -> bool | None:
 
 # JSON escapes, in the order that matters: an escaped backslash (so `\\ud800` in the JSON text is a
 # backslash and `ud800`), a valid surrogate pair, then a surrogate escape on its own.
-_ESCAPES = re.compile(rb"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_ESCAPES = re.compile(
+    rb"\\\\|\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2}"
+)
 _SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]")
 
 

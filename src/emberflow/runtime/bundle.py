@@ -52,7 +52,9 @@ def _pad(n: int) -> int:
 
 def write_bundle(path: str | Path, manifest: dict, sections: list[Section]) -> int:
     """Write manifest + sections; returns the file size."""
-    all_sections = [Section("manifest", KIND_MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())] + sections
+    all_sections = [
+        Section("manifest", KIND_MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    ] + sections
     for s in all_sections:
         if len(s.name.encode()) > 40:
             raise BundleError(f"section name too long (max 40 bytes): {s.name}")
@@ -109,7 +111,9 @@ def read_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
     if zlib.crc32(data[: HEADER.size - 4]) != head_crc:
         raise BundleError(f"{where}: header is corrupted (CRC mismatch); re-create it with `emberflow pack`")
     if major != VERSION[0]:
-        raise BundleError(f"{where}: bundle format {major}.{minor}, this emberflow reads {VERSION[0]}.x; upgrade emberflow")
+        raise BundleError(
+            f"{where}: bundle format {major}.{minor}, this emberflow reads {VERSION[0]}.x; upgrade emberflow"
+        )
     if len(data) < size:
         raise BundleError(f"{where}: truncated: header says {size} bytes, file has {len(data)}")
     table_end = table_offset + ENTRY.size * count
@@ -121,7 +125,9 @@ def read_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
         raw_name, kind, crc, offset, length = ENTRY.unpack_from(table, i * ENTRY.size)
         name = raw_name.rstrip(b"\0").decode()
         if offset + length > len(data):
-            raise BundleError(f"{where}: truncated: section {name!r} ends at byte {offset + length}, file has {len(data)}")
+            raise BundleError(
+                f"{where}: truncated: section {name!r} ends at byte {offset + length}, file has {len(data)}"
+            )
         if verify and zlib.crc32(data[offset : offset + length]) != crc:
             raise BundleError(f"{where}: section {name!r} is corrupted (CRC mismatch)")
         sections[name] = (kind, offset, length, crc)

@@ -12,9 +12,9 @@ they are already C-contiguous and of the right dtype.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -58,8 +58,15 @@ class GraphInfo:
 
 
 class Engine:
-    def __init__(self, path: str | Path, backend: str | None = None, device: str | None = None, *,
-                 check_inputs: bool = True, **options) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        backend: str | None = None,
+        device: str | None = None,
+        *,
+        check_inputs: bool = True,
+        **options,
+    ) -> None:
         """`options` go to the backend (e.g. threads=2 for onnxruntime, arena_size= for TFLM).
 
         `check_inputs=False` skips the name/dtype/shape checks on the single-graph call path
@@ -93,7 +100,11 @@ class Engine:
                         from emberflow.runtime.backends.onnx import with_shared_weights
 
                         model = with_shared_weights(model, bundle.section(s["shared_weights"]))
-                    stages.append(StageInfo(s["index"], s["format"], self._make_backend(model, s["format"], backend, device, options)))
+                    stages.append(
+                        StageInfo(
+                            s["index"], s["format"], self._make_backend(model, s["format"], backend, device, options)
+                        )
+                    )
                 self.graphs[g["name"]] = GraphInfo(g["name"], stages)
         else:
             raise EngineError(
@@ -201,7 +212,8 @@ class Engine:
             raise EngineError(f"inputs must be an array, a list of arrays or a dict name -> array, not {kind.__name__}")
         if len(arrays) != len(specs):
             raise EngineError(
-                f"got {len(arrays)} input array(s), the model needs {len(specs)}: " + ", ".join(s.describe() for s in specs)
+                f"got {len(arrays)} input array(s), the model needs {len(specs)}: "
+                + ", ".join(s.describe() for s in specs)
             )
         ndarray = np.ndarray
         for i, spec in enumerate(specs):
@@ -210,7 +222,8 @@ class Engine:
                 a = arrays[i] = np.asarray(a, dtype=spec.dtype)
             if a.dtype is not spec.dtype and a.dtype != spec.dtype:
                 raise EngineError(
-                    f"input {spec.name}: dtype {a.dtype}, the model expects {spec.dtype}; convert with .astype(np.{spec.dtype.name})"
+                    f"input {spec.name}: dtype {a.dtype}, the model expects {spec.dtype}; convert with "
+                    f".astype(np.{spec.dtype.name})"
                 )
             shape = a.shape
             want = spec.shape
@@ -228,9 +241,13 @@ class Engine:
     def _name_error(specs: list[TensorSpec], inputs) -> None:
         missing = [s.name for s in specs if s.name not in inputs]
         if missing:
-            raise EngineError(f"missing input(s) {', '.join(missing)}; the model needs " + ", ".join(s.describe() for s in specs))
+            raise EngineError(
+                f"missing input(s) {', '.join(missing)}; the model needs " + ", ".join(s.describe() for s in specs)
+            )
         extra = sorted(set(inputs) - {s.name for s in specs})
-        raise EngineError(f"unknown input(s) {', '.join(extra)}; the model's inputs are {', '.join(s.name for s in specs)}")
+        raise EngineError(
+            f"unknown input(s) {', '.join(extra)}; the model's inputs are {', '.join(s.name for s in specs)}"
+        )
 
     def __repr__(self) -> str:
         parts = [f"{g.name}[{len(g.stages)} stage(s), {g.stages[0].backend.name}]" for g in self.graphs.values()]

@@ -13,8 +13,21 @@ class ModelError(EmberflowError, ValueError):
 
 
 TFL_DTYPES = {  # schema TensorType -> numpy names
-    0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool", 7: "int16",
-    9: "int8", 10: "float64", 12: "uint64", 13: "resource", 14: "variant", 15: "uint32", 16: "uint16",
+    0: "float32",
+    1: "float16",
+    2: "int32",
+    3: "uint8",
+    4: "int64",
+    5: "string",
+    6: "bool",
+    7: "int16",
+    9: "int8",
+    10: "float64",
+    12: "uint64",
+    13: "resource",
+    14: "variant",
+    15: "uint32",
+    16: "uint16",
 }
 
 

@@ -26,8 +26,11 @@ def create_app(gateway: Gateway) -> Any:
     """The ASGI app: FastAPI routes wrapped in the Guard (API key, body limit, metrics)."""
     from emberflow.serving import dashboard, kserve_rest, openai_api, openai_audio, unit_rest
 
-    app = FastAPI(title="emberflow", version=_version(),
-                  description="OpenAI-compatible, KServe v2 and unit-native APIs over emberflow units.")
+    app = FastAPI(
+        title="emberflow",
+        version=_version(),
+        description="OpenAI-compatible, KServe v2 and unit-native APIs over emberflow units.",
+    )
     app.state.gateway = gateway
 
     @app.exception_handler(GatewayError)
@@ -42,20 +45,26 @@ def create_app(gateway: Gateway) -> Any:
         message = f"{where or 'body'}: {first.get('msg', 'invalid request')}"
         if len(errors) > 1:
             message += f" (and {len(errors) - 1} more problem(s))"
-        return JSONResponse(error_body(request.url.path, 400, message, "invalid_request_error", param=where or None),
-                            status_code=400)
+        return JSONResponse(
+            error_body(request.url.path, 400, message, "invalid_request_error", param=where or None), status_code=400
+        )
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse(error_body(request.url.path, exc.status_code, str(exc.detail)),
-                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            error_body(request.url.path, exc.status_code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.get("/health", tags=["health"])
     async def health() -> JSONResponse:
         waiting = gateway.loading()
         if waiting:
-            return JSONResponse({"error": {"code": 503, "message": "Loading: " + ", ".join(waiting),
-                                           "type": "unavailable_error"}}, status_code=503)
+            return JSONResponse(
+                {"error": {"code": 503, "message": "Loading: " + ", ".join(waiting), "type": "unavailable_error"}},
+                status_code=503,
+            )
         return JSONResponse({"status": "ok"})
 
     @app.get("/metrics", tags=["health"])
@@ -68,8 +77,12 @@ def create_app(gateway: Gateway) -> Any:
     app.include_router(unit_rest.build_router(gateway))
     app.include_router(dashboard.build_router(gateway))
     cfg = gateway.cfg
-    return Guard(app, principal_for=cfg.principal_for if cfg.auth_required else None, max_body=cfg.max_frame,
-                 metrics=gateway.metrics), app
+    return Guard(
+        app,
+        principal_for=cfg.principal_for if cfg.auth_required else None,
+        max_body=cfg.max_frame,
+        metrics=gateway.metrics,
+    ), app
 
 
 def _version() -> str:

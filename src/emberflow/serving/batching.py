@@ -14,9 +14,10 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class BatchPolicy:
     timeout_s: float = 30.0  # default per-request deadline (queue + execution)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BatchPolicy":
+    def from_dict(cls, d: dict) -> BatchPolicy:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
@@ -65,8 +66,13 @@ class Batcher:
     request runs alone (still bounded, still on the worker threads).
     """
 
-    def __init__(self, execute: Callable[[list[np.ndarray]], list[np.ndarray]], policy: BatchPolicy,
-                 batchable: bool, on_batch: Callable[[int, float], None] | None = None):
+    def __init__(
+        self,
+        execute: Callable[[list[np.ndarray]], list[np.ndarray]],
+        policy: BatchPolicy,
+        batchable: bool,
+        on_batch: Callable[[int, float], None] | None = None,
+    ):
         self.execute = execute
         self.policy = policy
         self.batchable = batchable and policy.max_batch_size > 1
@@ -99,7 +105,7 @@ class Batcher:
             self.queue.append(item)
             self._arrived.set()
             return await asyncio.wait_for(asyncio.shield(item.future), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             item.future.cancel()  # if still queued it is skipped; if running, its result is dropped
             raise DeadlineExceeded(f"no result within {timeout:.3g} s (per-request timeout)") from None
         finally:
@@ -143,7 +149,7 @@ class Batcher:
                     self._arrived.clear()
                     try:
                         await asyncio.wait_for(self._arrived.wait(), left)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         break
                     continue
                 nxt = self.queue.popleft()
@@ -212,7 +218,7 @@ class Batcher:
         return [np.concatenate([r[i] for r in requests], axis=0) for i in range(len(requests[0]))]
 
     def take(self, outputs: list, start: int, rows: int) -> list:
-        return [o[start:start + rows] for o in outputs]
+        return [o[start : start + rows] for o in outputs]
 
     async def call(self, inputs: list) -> list:
         """Run one batch; models run in a worker thread (onnxruntime releases the GIL)."""
@@ -224,4 +230,3 @@ class Batcher:
         for t in list(self._running):
             t.cancel()
         self.pool.shutdown(wait=False, cancel_futures=True)
-

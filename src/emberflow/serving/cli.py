@@ -1,7 +1,6 @@
 """CLI commands of the serving layer (create, serve, run-local). Import-light by contract."""
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,8 +20,10 @@ def register(app: typer.Typer) -> None:
             root = create_project(name, path)
         except (ValueError, FileExistsError) as e:
             typer.echo(f"emberflow create: {e}", err=True)
-            raise typer.Exit(2)
-        typer.echo(f"created {root}\n  cd {root} && python -m pytest tests && emberflow run-local . && emberflow serve .")
+            raise typer.Exit(2) from e
+        typer.echo(
+            f"created {root}\n  cd {root} && python -m pytest tests && emberflow run-local . && emberflow serve ."
+        )
 
     @app.command("run-local")
     def run_local(
@@ -37,12 +38,12 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
         target: str = typer.Argument(..., help="A wrapper project directory, or a unit kind (e.g. llm)."),
-        host: Optional[str] = typer.Option(None, help="TCP bind address (default 127.0.0.1)."),
-        port: Optional[int] = typer.Option(None, help="StackFlow TCP port (default 10001; 0 = any free port)."),
-        http_port: Optional[int] = typer.Option(None, help="HTTP port (default 8080; 0 = any free port)."),
-        grpc_port: Optional[int] = typer.Option(None, help="gRPC port (default 8001; 0 = any free port)."),
-        model_repository: Optional[Path] = typer.Option(None, help="KServe model repository directory."),
-        token: Optional[str] = typer.Option(None, envvar="EMBERFLOW_TOKEN", help="API key / sys.auth token."),
+        host: str | None = typer.Option(None, help="TCP bind address (default 127.0.0.1)."),
+        port: int | None = typer.Option(None, help="StackFlow TCP port (default 10001; 0 = any free port)."),
+        http_port: int | None = typer.Option(None, help="HTTP port (default 8080; 0 = any free port)."),
+        grpc_port: int | None = typer.Option(None, help="gRPC port (default 8001; 0 = any free port)."),
+        model_repository: Path | None = typer.Option(None, help="KServe model repository directory."),
+        token: str | None = typer.Option(None, envvar="EMBERFLOW_TOKEN", help="API key / sys.auth token."),
     ) -> None:
         """Serve a wrapper project (or a catalogue unit) over every gateway: StackFlow TCP, HTTP, gRPC."""
         import os
@@ -54,10 +55,19 @@ def register(app: typer.Typer) -> None:
         path = Path(target)
         config = path / "emberflow.yaml" if path.is_dir() else None
         if config is not None and not config.is_file():
-            typer.echo(f"emberflow serve: {config} not found (make a project with `emberflow create -n NAME`)", err=True)
+            typer.echo(
+                f"emberflow serve: {config} not found (make a project with `emberflow create -n NAME`)", err=True
+            )
             raise typer.Exit(2)
-        cfg = load_config(config, host=host, port=port, token=token, http_port=http_port, grpc_port=grpc_port,
-                          model_repository=str(model_repository) if model_repository else None)
+        cfg = load_config(
+            config,
+            host=host,
+            port=port,
+            token=token,
+            http_port=http_port,
+            grpc_port=grpc_port,
+            model_repository=str(model_repository) if model_repository else None,
+        )
         if config is not None:
             root = str(path.resolve())
             # unit processes import the project's module: put the project on their path

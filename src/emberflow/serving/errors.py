@@ -17,8 +17,16 @@ from emberflow.protocol.errors import Code, Reason
 class GatewayError(EmberflowError):
     """A failure the HTTP layer turns into a status code and an error body."""
 
-    def __init__(self, status: int, message: str, *, type: str = "server_error", code: str | None = None,
-                 param: str | None = None, retry_after: float | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "server_error",
+        code: str | None = None,
+        param: str | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type, code, param
         self.retry_after = retry_after
@@ -49,21 +57,37 @@ def unit_error(msg: dict[str, Any]) -> GatewayError:
         return GatewayError(503, text, type="server_error", code=f"stackflow_{-code}", retry_after=2)
     return GatewayError(500, text, type="server_error", code=f"stackflow_{-code}")
 
-STATUS_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error", 413: "invalid_request_error", 422: "invalid_request_error",
-                429: "rate_limit_error", 503: "server_error", 504: "server_error"}
+
+STATUS_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "server_error",
+    504: "server_error",
+}
 
 
 def is_kserve(path: str) -> bool:
     return path == "/v2" or path.startswith("/v2/")
 
 
-def error_body(path: str, status: int, message: str, type: str | None = None, code: str | None = None,
-               param: str | None = None) -> dict[str, Any]:
+def error_body(
+    path: str, status: int, message: str, type: str | None = None, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
     if is_kserve(path):
         return {"error": message}
-    return {"error": {"message": message, "type": type or STATUS_TYPES.get(status, "server_error"),
-                      "param": param, "code": code}}
+    return {
+        "error": {
+            "message": message,
+            "type": type or STATUS_TYPES.get(status, "server_error"),
+            "param": param,
+            "code": code,
+        }
+    }
 
 
 def error_response(path: str, err: GatewayError) -> JSONResponse:
@@ -72,5 +96,8 @@ def error_response(path: str, err: GatewayError) -> JSONResponse:
         headers["Retry-After"] = str(max(1, round(err.retry_after)))
     if err.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    return JSONResponse(error_body(path, err.status, err.message, err.type, err.code, err.param),
-                        status_code=err.status, headers=headers)
+    return JSONResponse(
+        error_body(path, err.status, err.message, err.type, err.code, err.param),
+        status_code=err.status,
+        headers=headers,
+    )

@@ -23,7 +23,7 @@ log = logging.getLogger("emberflow.serving")
 class Gateway:
     """What every route shares: the router client, the catalogue, metrics, the model repository."""
 
-    def __init__(self, router: "Router", cfg: "Config"):
+    def __init__(self, router: Router, cfg: Config):
         self.router = router
         self.cfg = cfg
         self.started = time.time()
@@ -51,22 +51,33 @@ class Gateway:
             except WrongModelType:
                 continue
             except ModelNotInstalled as e:
-                raise GatewayError(404, f"The model `{name}` is not installed: {e}", type="invalid_request_error",
-                                   code="model_not_found", param="model") from None
+                raise GatewayError(
+                    404,
+                    f"The model `{name}` is not installed: {e}",
+                    type="invalid_request_error",
+                    code="model_not_found",
+                    param="model",
+                ) from None
             except (ModelUnavailable, KeyError):
                 break
             if ref.type == model_type:
                 self._installed.add(name)
                 return ref.descriptor
         known = [d["mode"] for d in self.catalogue.models.values() if d.get("type") in types]
-        raise GatewayError(404, f"The model `{name}` does not exist or cannot serve this endpoint; "
-                                f"available: {', '.join(known) or 'none'} (GET /v1/models)",
-                           type="invalid_request_error", code="model_not_found", param="model")
+        raise GatewayError(
+            404,
+            f"The model `{name}` does not exist or cannot serve this endpoint; "
+            f"available: {', '.join(known) or 'none'} (GET /v1/models)",
+            type="invalid_request_error",
+            code="model_not_found",
+            param="model",
+        )
 
     def default_model(self, model_type: str) -> str | None:
         """The installed model of a type, the catalogue's default first."""
-        installed = [d for d in self.catalogue.models.values()
-                     if d.get("type") == model_type and self.catalogue.is_installed(d)]
+        installed = [
+            d for d in self.catalogue.models.values() if d.get("type") == model_type and self.catalogue.is_installed(d)
+        ]
         installed.sort(key=lambda d: not d.get("default"))
         return installed[0]["mode"] if installed else None
 
@@ -76,12 +87,13 @@ class Gateway:
     def embed_params(self, model: str) -> dict[str, Any]:
         return {"model": model, "response_format": "embed.json", "enoutput": True}
 
-    def embed_batcher(self, model: str) -> "TextBatcher":
+    def embed_batcher(self, model: str) -> TextBatcher:
         """Concurrent /v1/embeddings requests for one model share unit inferences (dynamic batching)."""
         batcher = self._embed_batchers.get(model)
         if batcher is None:
-            batcher = self._embed_batchers[model] = TextBatcher(self.tasks, "embed", self.embed_params(model),
-                                                                 label=model, metrics=self.metrics)
+            batcher = self._embed_batchers[model] = TextBatcher(
+                self.tasks, "embed", self.embed_params(model), label=model, metrics=self.metrics
+            )
         return batcher
 
     def unit_class(self, kind: str) -> Any:
@@ -114,8 +126,15 @@ class Gateway:
             if limit is None:
                 log.warning("instances: no unit of kind %r (known: %s)", kind, ", ".join(sorted(self.router.units)))
             elif wanted > limit:
-                log.warning("instances: %s asks for %d tasks per model, but the %s unit hosts at most %d "
-                            "(its max_tasks); using %d", kind, wanted, kind, limit, limit)
+                log.warning(
+                    "instances: %s asks for %d tasks per model, but the %s unit hosts at most %d "
+                    "(its max_tasks); using %d",
+                    kind,
+                    wanted,
+                    kind,
+                    limit,
+                    limit,
+                )
 
     def _on_event(self, event: Event) -> None:
         """A unit process died or sys.reset ran: load a preloaded model again right away, so
@@ -146,12 +165,18 @@ class Gateway:
     def loading(self) -> list[str]:
         """What is not ready: preloaded unit processes, task setups, preloaded models whose warm
         task is gone (a crash, a failed load), repository models."""
-        waiting = [f"unit {k}" for k in self.cfg.preload
-                   if (up := self.router.supervisor.procs.get(k)) is None or not up.ready.is_set()]
+        waiting = [
+            f"unit {k}"
+            for k in self.cfg.preload
+            if (up := self.router.supervisor.procs.get(k)) is None or not up.ready.is_set()
+        ]
         loading = self.tasks.loading()
         waiting += [f"task {t}" for t in loading]
-        waiting += [f"task {kind} {params['model']} (not loaded)" for kind, params in self._warm_params()
-                    if not self.tasks.has_task(kind, params) and f"{kind} {params['model']}" not in loading]
+        waiting += [
+            f"task {kind} {params['model']} (not loaded)"
+            for kind, params in self._warm_params()
+            if not self.tasks.has_task(kind, params) and f"{kind} {params['model']}" not in loading
+        ]
         if self.repository is not None:
             waiting += [f"model {m}" for m in self.repository.loading()]
         return waiting

@@ -10,7 +10,8 @@ import ipaddress
 import json
 import socket
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from emberflow.protocol.framing import has_lone_surrogate
@@ -24,8 +25,9 @@ PUBLIC_PREFIXES = ("/dashboard/static/",)
 
 
 class Guard:
-    def __init__(self, app: Callable, *, principal_for: Callable[[str], str | None] | None, max_body: int,
-                 metrics: Metrics):
+    def __init__(
+        self, app: Callable, *, principal_for: Callable[[str], str | None] | None, max_body: int, metrics: Metrics
+    ):
         self.app = app
         # None: no token is configured; else the secret -> principal check (constant time)
         self.principal_for = principal_for
@@ -42,10 +44,18 @@ class Guard:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008, "reason": "missing or wrong API key"})
                 return
-            await _send_json(send, 401, error_body(
-                path, 401, "Incorrect or missing API key: send the server token as `Authorization: Bearer <token>` "
-                           "(the daemon's --token / $EMBERFLOW_TOKEN).",
-                code="invalid_api_key"), {"www-authenticate": "Bearer"})
+            await _send_json(
+                send,
+                401,
+                error_body(
+                    path,
+                    401,
+                    "Incorrect or missing API key: send the server token as `Authorization: Bearer <token>` "
+                    "(the daemon's --token / $EMBERFLOW_TOKEN).",
+                    code="invalid_api_key",
+                ),
+                {"www-authenticate": "Bearer"},
+            )
             self.metrics.observe(_protocol(path), "(refused)", 401, 0.0)  # before routing: no route label
             return
         if scope["type"] == "websocket":
@@ -53,8 +63,13 @@ class Guard:
             return
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            await _send_json(send, 413, error_body(path, 413, f"request body is {declared} bytes; "
-                                                              f"the limit is {self.max_body} (config max_frame)"))
+            await _send_json(
+                send,
+                413,
+                error_body(
+                    path, 413, f"request body is {declared} bytes; the limit is {self.max_body} (config max_frame)"
+                ),
+            )
             self.metrics.observe(_protocol(path), "(refused)", 413, 0.0)
             return
         started = time.perf_counter()
@@ -64,8 +79,9 @@ class Guard:
         # FastAPI parses a body as JSON when it says so or says nothing (binary KServe bodies are
         # checked by their route, which knows where the JSON part ends).
         content_type = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
-        json_body = (content_type in ("", "application/json") or content_type.endswith("+json")) and \
-            _header(scope, b"inference-header-content-length") is None
+        json_body = (content_type in ("", "application/json") or content_type.endswith("+json")) and _header(
+            scope, b"inference-header-content-length"
+        ) is None
         chunks: list[bytes] = []  # references to the body's chunks, kept only while it may need the check
         suspect = [False]
 
@@ -87,8 +103,11 @@ class Guard:
                     suspect[0] = suspect[0] or has_lone_surrogate((chunks[-1][-6:] if chunks else b"") + body)
                     chunks.append(body)
                     if not message.get("more_body", False) and suspect[0] and has_lone_surrogate(b"".join(chunks)):
-                        await refuse(400, "the JSON body holds a lone UTF-16 surrogate (an unpaired "
-                                          "\\ud800-\\udfff escape): strings must be Unicode text")
+                        await refuse(
+                            400,
+                            "the JSON body holds a lone UTF-16 surrogate (an unpaired "
+                            "\\ud800-\\udfff escape): strings must be Unicode text",
+                        )
                         raise BodyRefused()
             return message
 
@@ -113,8 +132,11 @@ class Guard:
     def _authorized(self, scope: dict) -> bool:
         value = _header(scope, b"authorization") or ""
         scheme, _, key = value.partition(" ")
-        return scheme.lower() == "bearer" and self.principal_for is not None and \
-            self.principal_for(key.strip()) is not None
+        return (
+            scheme.lower() == "bearer"
+            and self.principal_for is not None
+            and self.principal_for(key.strip()) is not None
+        )
 
 
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")

@@ -8,7 +8,8 @@ when configured, is read from the `authorization: Bearer <key>` metadata.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
@@ -22,15 +23,25 @@ if TYPE_CHECKING:
     from emberflow.sys.config import Config
 
 # typed `contents` field per datatype
-CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-            "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
-            "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
-            "FP64": "fp64_contents", "BYTES": "bytes_contents"}
+CONTENTS = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
 PUBLIC_RPCS = {"ServerLive", "ServerReady"}
 
 
 class InferenceService:
-    def __init__(self, gateway: "Gateway"):
+    def __init__(self, gateway: Gateway):
         self.gw = gateway
         cfg = gateway.cfg
         self.principal_for = cfg.principal_for if cfg.auth_required else None  # None: no token configured
@@ -43,8 +54,10 @@ class InferenceService:
             value = value.decode("latin-1")
         scheme, _, key = value.partition(" ")
         if scheme.lower() != "bearer" or self.principal_for(key.strip()) is None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "missing or wrong API key: send metadata `authorization: Bearer <token>`")
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing or wrong API key: send metadata `authorization: Bearer <token>`",
+            )
 
     def _model(self, name: str, version: str) -> Any:
         return self.gw.repository.get(name, version or None)
@@ -73,11 +86,19 @@ class InferenceService:
         tm = messages["ModelMetadataResponse.TensorMetadata"]
 
         def spec(t: Any) -> Any:
-            return tm(name=t.name, datatype=to_datatype(t.dtype),
-                      shape=[-1 if d is None or isinstance(d, str) else int(d) for d in t.shape])
+            return tm(
+                name=t.name,
+                datatype=to_datatype(t.dtype),
+                shape=[-1 if d is None or isinstance(d, str) else int(d) for d in t.shape],
+            )
+
         return messages["ModelMetadataResponse"](
-            name=mv.name, versions=sorted(self.gw.repository.models[mv.name].versions, key=int), platform=mv.platform,
-            inputs=[spec(t) for t in mv.inputs], outputs=[spec(t) for t in mv.outputs])
+            name=mv.name,
+            versions=sorted(self.gw.repository.models[mv.name].versions, key=int),
+            platform=mv.platform,
+            inputs=[spec(t) for t in mv.inputs],
+            outputs=[spec(t) for t in mv.outputs],
+        )
 
     async def _found(self, name: str, version: str, context: Any) -> Any:
         try:
@@ -119,8 +140,12 @@ class InferenceService:
         for entry in self.gw.repository.index():
             if request.ready and entry["state"] != "READY":
                 continue
-            reply.models.add(name=entry["name"], version=entry.get("version", ""), state=entry["state"],
-                             reason=entry.get("reason", ""))
+            reply.models.add(
+                name=entry["name"],
+                version=entry.get("version", ""),
+                state=entry["state"],
+                reason=entry.get("reason", ""),
+            )
         return reply
 
     async def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
@@ -131,7 +156,9 @@ class InferenceService:
             await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
         entry = repo.models[request.model_name]
         if entry.state != "READY":
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"failed to load {request.model_name}: {entry.reason}")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"failed to load {request.model_name}: {entry.reason}"
+            )
         return messages["RepositoryModelLoadResponse"]()
 
     async def RepositoryModelUnload(self, request: Any, context: Any) -> Any:
@@ -169,8 +196,9 @@ def _timeout_s(parameters: Any) -> float | None:
         raise ValueError(f"parameter timeout must be a number of microseconds, got a {kind}")
     seconds = getattr(param, kind) / 1e6
     if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"parameter timeout must be a finite number of microseconds above 0, "
-                         f"got {getattr(param, kind)!r}")
+        raise ValueError(
+            f"parameter timeout must be a finite number of microseconds above 0, got {getattr(param, kind)!r}"
+        )
     return seconds
 
 
@@ -181,27 +209,37 @@ def _handler(service: InferenceService) -> grpc.GenericRpcHandler:
         async def call(request: Any, context: Any) -> Any:
             await service._check(rpc, context)
             return await method(request, context)
+
         return call
 
     messages_: dict[str, Any] = messages  # generated protobuf classes: their methods are made at run time
-    handlers = {rpc: grpc.unary_unary_rpc_method_handler(
-        wrap(rpc), request_deserializer=messages_[req].FromString,
-        response_serializer=messages_[resp].SerializeToString) for rpc, (req, resp) in RPCS.items()}
+    handlers = {
+        rpc: grpc.unary_unary_rpc_method_handler(
+            wrap(rpc),
+            request_deserializer=messages_[req].FromString,
+            response_serializer=messages_[resp].SerializeToString,
+        )
+        for rpc, (req, resp) in RPCS.items()
+    }
     return grpc.method_handlers_generic_handler(SERVICE, handlers)
 
 
-async def start_grpc(gateway: "Gateway", cfg: "Config") -> Callable[[], Awaitable[None]]:
+async def start_grpc(gateway: Gateway, cfg: Config) -> Callable[[], Awaitable[None]]:
     max_msg = cfg.max_frame
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", max_msg),
-                                      ("grpc.max_send_message_length", max_msg)])
+    server = grpc.aio.server(
+        options=[("grpc.max_receive_message_length", max_msg), ("grpc.max_send_message_length", max_msg)]
+    )
     server.add_generic_rpc_handlers((_handler(InferenceService(gateway)),))
     port = server.add_insecure_port(f"{cfg.http_host}:{cfg.grpc_port}")
     if port == 0:
-        raise RuntimeError(f"gRPC could not bind {cfg.http_host}:{cfg.grpc_port} (port in use?): set grpc_port "
-                           "(0 = any free port, null = no gRPC)")
+        raise RuntimeError(
+            f"gRPC could not bind {cfg.http_host}:{cfg.grpc_port} (port in use?): set grpc_port "
+            "(0 = any free port, null = no gRPC)"
+        )
     await server.start()
     print(f"emberflow: grpc on {cfg.http_host}:{port}", flush=True)
 
     async def close() -> None:
         await server.stop(grace=1)
+
     return close

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
@@ -14,8 +14,16 @@ from fastapi.responses import JSONResponse, Response
 from emberflow.protocol.framing import has_lone_surrogate
 from emberflow.serving.batching import DeadlineExceeded, QueueFull
 from emberflow.serving.errors import GatewayError
-from emberflow.serving.tensors import (DTYPES, TensorError, from_raw, from_values, off_loop, order_inputs, to_datatype,
-                                       to_raw)
+from emberflow.serving.tensors import (
+    DTYPES,
+    TensorError,
+    from_raw,
+    from_values,
+    off_loop,
+    order_inputs,
+    to_datatype,
+    to_raw,
+)
 
 router = APIRouter(prefix="/v2", tags=["KServe v2"])
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
@@ -29,7 +37,7 @@ def _repo(request: Request) -> Any:
     return repo
 
 
-def _model(request: Request, name: str, version: Optional[str]) -> Any:
+def _model(request: Request, name: str, version: str | None) -> Any:
     try:
         return _repo(request).get(name, version)
     except LookupError as e:
@@ -56,15 +64,24 @@ async def ready(request: Request) -> JSONResponse:
 
 def _metadata(mv: Any) -> dict:
     def spec(t: Any) -> dict:
-        return {"name": t.name, "datatype": to_datatype(t.dtype), "shape": [-1 if d is None or isinstance(d, str)
-                                                                            else int(d) for d in t.shape]}
-    return {"name": mv.name, "versions": [mv.version], "platform": mv.platform,
-            "inputs": [spec(t) for t in mv.inputs], "outputs": [spec(t) for t in mv.outputs]}
+        return {
+            "name": t.name,
+            "datatype": to_datatype(t.dtype),
+            "shape": [-1 if d is None or isinstance(d, str) else int(d) for d in t.shape],
+        }
+
+    return {
+        "name": mv.name,
+        "versions": [mv.version],
+        "platform": mv.platform,
+        "inputs": [spec(t) for t in mv.inputs],
+        "outputs": [spec(t) for t in mv.outputs],
+    }
 
 
 @router.get("/models/{name}")
 @router.get("/models/{name}/versions/{version}")
-async def model_metadata(request: Request, name: str, version: Optional[str] = None) -> dict:
+async def model_metadata(request: Request, name: str, version: str | None = None) -> dict:
     mv = _model(request, name, version)
     meta = _metadata(mv)
     meta["versions"] = sorted(_repo(request).models[name].versions, key=int)
@@ -73,17 +90,21 @@ async def model_metadata(request: Request, name: str, version: Optional[str] = N
 
 @router.get("/models/{name}/config")
 @router.get("/models/{name}/versions/{version}/config")
-async def model_config(request: Request, name: str, version: Optional[str] = None) -> dict:
+async def model_config(request: Request, name: str, version: str | None = None) -> dict:
     mv = _model(request, name, version)
     p = mv.batcher.policy
-    return {"name": name, "platform": mv.platform, "max_batch_size": p.max_batch_size,
-            "dynamic_batching": {"max_queue_delay_microseconds": int(p.max_queue_delay_ms * 1000)},
-            "instance_group": [{"count": p.instances, "kind": "KIND_CPU"}]}
+    return {
+        "name": name,
+        "platform": mv.platform,
+        "max_batch_size": p.max_batch_size,
+        "dynamic_batching": {"max_queue_delay_microseconds": int(p.max_queue_delay_ms * 1000)},
+        "instance_group": [{"count": p.instances, "kind": "KIND_CPU"}],
+    }
 
 
 @router.get("/models/{name}/ready")
 @router.get("/models/{name}/versions/{version}/ready")
-async def model_ready(request: Request, name: str, version: Optional[str] = None) -> JSONResponse:
+async def model_ready(request: Request, name: str, version: str | None = None) -> JSONResponse:
     try:
         _repo(request).get(name, version)
         return JSONResponse({"name": name, "ready": True})
@@ -93,7 +114,7 @@ async def model_ready(request: Request, name: str, version: Optional[str] = None
 
 @router.post("/models/{name}/infer")
 @router.post("/models/{name}/versions/{version}/infer")
-async def infer(request: Request, name: str, version: Optional[str] = None) -> Response:
+async def infer(request: Request, name: str, version: str | None = None) -> Response:
     mv = _model(request, name, version)
     body = await request.body()
     try:
@@ -130,8 +151,9 @@ def timeout_s(microseconds: Any) -> float | None:
     except OverflowError:  # an integer of hundreds of digits
         seconds = math.inf
     if not math.isfinite(seconds) or seconds <= 0:
-        raise GatewayError(400, f"parameters.timeout must be a finite number of microseconds above 0, "
-                                f"got {microseconds!r}")
+        raise GatewayError(
+            400, f"parameters.timeout must be a finite number of microseconds above 0, got {microseconds!r}"
+        )
     return seconds
 
 
@@ -145,8 +167,9 @@ def _decode(body: bytes, header_len: str | None, mv: Any) -> tuple[dict, list[np
     else:
         text, binary = body or b"{}", memoryview(b"")
     if has_lone_surrogate(text):
-        raise TensorError("the JSON holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape): "
-                          "strings must be Unicode text")
+        raise TensorError(
+            "the JSON holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape): strings must be Unicode text"
+        )
     header = json.loads(text)
     if not isinstance(header, dict):
         raise TensorError("the inference request must be a JSON object")
@@ -165,14 +188,15 @@ def _inputs(header: dict, binary: memoryview, mv: Any) -> list[np.ndarray]:
         datatype, shape = t.get("datatype"), t.get("shape")
         if datatype not in DTYPES:
             raise TensorError(f"inputs[{i}].datatype {datatype!r} is not one of {sorted(DTYPES)}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                                  for d in shape):
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
             raise TensorError(f"inputs[{i}].shape must be a list of non-negative integers")
         size = _parameters(t, f"inputs[{i}]").get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise TensorError(f"inputs[{i}]: binary_data_size {size!r} overruns the binary part")
-            by_name[t["name"]] = from_raw(bytes(binary[offset:offset + size]), datatype, shape, t["name"])
+            by_name[t["name"]] = from_raw(bytes(binary[offset : offset + size]), datatype, shape, t["name"])
             offset += size
             continue
         if "data" not in t:
@@ -223,8 +247,11 @@ def _response(header: dict, mv: Any, outputs: list[np.ndarray]) -> Response:
     head = json.dumps(body, separators=(",", ":")).encode()
     if not blobs:
         return Response(head, media_type="application/json")
-    return Response(head + b"".join(blobs), media_type="application/octet-stream",
-                    headers={"Inference-Header-Content-Length": str(len(head))})
+    return Response(
+        head + b"".join(blobs),
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(len(head))},
+    )
 
 
 # --- repository extension -----------------------------------------------------------------

@@ -80,8 +80,10 @@ def run_local(path: Path, stream: bool = False) -> int:
     print(json.dumps({"kind": kind, "outputs": pieces}, indent=1, default=str))
     for p in problems:
         print(f"run-local: {p}", file=sys.stderr)
-    print(f"run-local: {len(pieces)} output(s), {'INVALID' if problems else 'valid'} against the declared schema",
-          file=sys.stderr)
+    print(
+        f"run-local: {len(pieces)} output(s), {'INVALID' if problems else 'valid'} against the declared schema",
+        file=sys.stderr,
+    )
     return 1 if problems else 0
 
 

@@ -14,15 +14,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, AsyncIterator, Literal, Optional, Union
+from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from emberflow.serving.batching import DeadlineExceeded, QueueFull
-from emberflow.serving.errors import error_body
-from emberflow.serving.errors import GatewayError
+from emberflow.serving.errors import GatewayError, error_body
 
 router = APIRouter(prefix="/v1", tags=["OpenAI"])
 
@@ -33,8 +33,8 @@ EMBED_TYPES = ("embed",)
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str
-    text: Optional[str] = None
-    image_url: Union[str, dict[str, Any], None] = None
+    text: str | None = None
+    image_url: str | dict[str, Any] | None = None
 
 
 def _image_bytes(i: int, j: int, part: ContentPart) -> str:
@@ -45,31 +45,52 @@ def _image_bytes(i: int, j: int, part: ContentPart) -> str:
     url = part.image_url if isinstance(part.image_url, str) else (part.image_url or {}).get("url")
     where = f"messages[{i}].content[{j}].image_url"
     if not isinstance(url, str) or not url:
-        raise GatewayError(400, f"{where}: an image part needs image_url.url (a data: URL)",
-                           type="invalid_request_error", param=where, code="invalid_image")
+        raise GatewayError(
+            400,
+            f"{where}: an image part needs image_url.url (a data: URL)",
+            type="invalid_request_error",
+            param=where,
+            code="invalid_image",
+        )
     if not url.startswith("data:"):
-        raise GatewayError(400, f"{where}: only data: URLs are accepted (data:image/jpeg;base64,...); emberflow "
-                                "runs offline and fetches nothing", type="invalid_request_error", param=where,
-                           code="invalid_image_url")
+        raise GatewayError(
+            400,
+            f"{where}: only data: URLs are accepted (data:image/jpeg;base64,...); emberflow "
+            "runs offline and fetches nothing",
+            type="invalid_request_error",
+            param=where,
+            code="invalid_image_url",
+        )
     head, _, data = url.partition(",")
     if ";base64" not in head:
-        raise GatewayError(400, f"{where}: the data: URL must be base64-encoded", type="invalid_request_error",
-                           param=where, code="invalid_image")
+        raise GatewayError(
+            400,
+            f"{where}: the data: URL must be base64-encoded",
+            type="invalid_request_error",
+            param=where,
+            code="invalid_image",
+        )
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise GatewayError(400, f"{where}: the data: URL is not valid base64", type="invalid_request_error",
-                           param=where, code="invalid_image") from None
+        raise GatewayError(
+            400,
+            f"{where}: the data: URL is not valid base64",
+            type="invalid_request_error",
+            param=where,
+            code="invalid_image",
+        ) from None
     if not raw:
-        raise GatewayError(400, f"{where}: the image is empty", type="invalid_request_error", param=where,
-                           code="invalid_image")
+        raise GatewayError(
+            400, f"{where}: the image is empty", type="invalid_request_error", param=where, code="invalid_image"
+        )
     return data
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: Union[str, list[ContentPart], None] = None
+    content: str | list[ContentPart] | None = None
 
 
 class StreamOptions(BaseModel):
@@ -81,28 +102,28 @@ class SamplingFields(BaseModel):
     model_config = ConfigDict(extra="allow")  # logit_bias, user, tools… are accepted and ignored
     model: str
     stream: bool = False
-    stream_options: Optional[StreamOptions] = None
-    max_tokens: Optional[int] = Field(None, ge=1, le=32768)
-    temperature: Optional[float] = Field(None, ge=0.0, le=2.0)
-    top_p: Optional[float] = Field(None, ge=0.0, le=1.0)
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(None, ge=1, le=32768)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, ge=0.0, le=1.0)
     n: int = Field(1, ge=1, le=1, description="Only one choice per request is supported.")
-    stop: Union[str, list[str], None] = None
-    seed: Optional[int] = Field(None, ge=0, le=2**32 - 1)
+    stop: str | list[str] | None = None
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
 
 
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(..., min_length=1)
-    max_completion_tokens: Optional[int] = Field(None, ge=1, le=32768)
+    max_completion_tokens: int | None = Field(None, ge=1, le=32768)
 
 
 class CompletionRequest(SamplingFields):
-    prompt: Union[str, list[str]]
+    prompt: str | list[str]
 
 
 class EmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: str
-    input: Union[str, list[str]]
+    input: str | list[str]
     encoding_format: Literal["float", "base64"] = "float"
 
 
@@ -114,9 +135,11 @@ def _gateway(request: Request) -> Any:
 @router.get("/models")
 async def list_models(request: Request) -> dict:
     gw = _gateway(request)
-    data = [{"id": d["mode"], "object": "model", "created": int(gw.started), "owned_by": "emberflow"}
-            for d in gw.catalogue.models.values()
-            if d.get("type") in (*CHAT_TYPES, *EMBED_TYPES) and gw.catalogue.is_installed(d)]
+    data = [
+        {"id": d["mode"], "object": "model", "created": int(gw.started), "owned_by": "emberflow"}
+        for d in gw.catalogue.models.values()
+        if d.get("type") in (*CHAT_TYPES, *EMBED_TYPES) and gw.catalogue.is_installed(d)
+    ]
     return {"object": "list", "data": data}
 
 
@@ -139,9 +162,13 @@ def _content(i: int, msg: ChatMessage, images: bool) -> Any:
         elif part.type in IMAGE_PARTS and images:
             parts.append({"type": "image", "data": _image_bytes(i, j, part)})
         else:
-            raise GatewayError(400, f"messages[{i}]: content part type {part.type!r} is not supported; "
-                                    "use 'text' and 'image_url' parts", type="invalid_request_error",
-                               param=f"messages[{i}].content", code="unsupported_content")
+            raise GatewayError(
+                400,
+                f"messages[{i}]: content part type {part.type!r} is not supported; use 'text' and 'image_url' parts",
+                type="invalid_request_error",
+                param=f"messages[{i}].content",
+                code="unsupported_content",
+            )
     if not images:
         return "".join(p["text"] for p in parts)
     return parts
@@ -150,8 +177,14 @@ def _content(i: int, msg: ChatMessage, images: bool) -> Any:
 def _chat_data(req: SamplingFields, messages: list[dict[str, str]]) -> dict[str, Any]:
     stop = [req.stop] if isinstance(req.stop, str) else (req.stop or [])
     max_tokens = getattr(req, "max_completion_tokens", None) or req.max_tokens
-    return {"messages": messages, "max_tokens": max_tokens, "temperature": req.temperature,
-            "top_p": req.top_p, "seed": req.seed, "stop": stop}
+    return {
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "temperature": req.temperature,
+        "top_p": req.top_p,
+        "seed": req.seed,
+        "stop": stop,
+    }
 
 
 def _vlm_params(gw: Any, desc: dict[str, Any]) -> dict[str, Any]:
@@ -161,18 +194,23 @@ def _vlm_params(gw: Any, desc: dict[str, Any]) -> dict[str, Any]:
         return {"model": desc["mode"], "response_format": "vlm.utf-8.stream", "enoutput": True}
     vlm = gw.default_model("vlm")
     if vlm is None:
-        raise GatewayError(400, "the request has image parts, but no vlm model is installed: run "
-                                "`emberflow models install grounded-vlm`", type="invalid_request_error",
-                           code="vision_unsupported")
+        raise GatewayError(
+            400,
+            "the request has image parts, but no vlm model is installed: run `emberflow models install grounded-vlm`",
+            type="invalid_request_error",
+            code="vision_unsupported",
+        )
     return {"model": vlm, "llm": desc["mode"], "response_format": "vlm.utf-8.stream", "enoutput": True}
 
 
-async def _deltas(gw: Any, model: str, data: dict[str, Any], usage: dict[str, Any],
-                  vlm: dict[str, Any] | None = None) -> AsyncIterator[str]:
+async def _deltas(
+    gw: Any, model: str, data: dict[str, Any], usage: dict[str, Any], vlm: dict[str, Any] | None = None
+) -> AsyncIterator[str]:
     """Text pieces of one completion; fills `usage` (and records tokens/s) when the unit reports it."""
     first = last = None
-    route = ("vlm", vlm, "vlm.chat_completion") if vlm is not None else ("llm", gw.llm_params(model),
-                                                                         "llm.chat_completion")
+    route = (
+        ("vlm", vlm, "vlm.chat_completion") if vlm is not None else ("llm", gw.llm_params(model), "llm.chat_completion")
+    )
     async for msg in gw.tasks.stream(route[0], route[1], data, route[2]):
         if msg.get("object") == "llm.usage":
             usage.update(msg["data"])
@@ -213,28 +251,47 @@ async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
     desc = gw.require_model(req.model, CHAT_TYPES)
     images = _has_images(req.messages) or desc.get("type") == "vlm"
     vlm = _vlm_params(gw, desc) if images else None
-    messages = [{"role": "system" if m.role == "developer" else m.role, "content": _content(i, m, images)}
-                for i, m in enumerate(req.messages)]
+    messages = [
+        {"role": "system" if m.role == "developer" else m.role, "content": _content(i, m, images)}
+        for i, m in enumerate(req.messages)
+    ]
     for i, m in enumerate(messages):
         if m["role"] == "tool":
-            raise GatewayError(400, f"messages[{i}]: tool messages are not supported by this model",
-                               type="invalid_request_error", param=f"messages[{i}].role")
+            raise GatewayError(
+                400,
+                f"messages[{i}]: tool messages are not supported by this model",
+                type="invalid_request_error",
+                param=f"messages[{i}].role",
+            )
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     usage: dict[str, Any] = {}
     head, gen = await _primed(_deltas(gw, req.model, _chat_data(req, messages), usage, vlm))
     base = {"id": cid, "created": created, "model": req.model, "system_fingerprint": None}
     if not req.stream:
         text = "".join(head) + "".join([p async for p in gen])
-        return {**base, "object": "chat.completion",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None,
-                                                     "tool_calls": None},
-                             "logprobs": None, "finish_reason": usage.get("finish_reason", "stop")}],
-                "usage": _usage(usage)}
+        return {
+            **base,
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": None, "tool_calls": None},
+                    "logprobs": None,
+                    "finish_reason": usage.get("finish_reason", "stop"),
+                }
+            ],
+            "usage": _usage(usage),
+        }
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
     def chunk(delta: dict, finish: str | None) -> bytes:
-        return _sse({**base, "object": "chat.completion.chunk",
-                     "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+        return _sse(
+            {
+                **base,
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            }
+        )
 
     async def events() -> AsyncIterator[bytes]:
         yield chunk({"role": "assistant", "content": ""}, None)
@@ -252,8 +309,9 @@ async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
             yield _sse({**base, "object": "chat.completion.chunk", "choices": [], "usage": _usage(usage)})
         yield b"data: [DONE]\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
 @router.post("/completions")
@@ -263,19 +321,25 @@ async def completions(req: CompletionRequest, request: Request) -> Any:
     gw.require_model(req.model, ("llm",))  # a prompt has no images: the LLM itself
     prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
     if len(prompts) != 1:
-        raise GatewayError(400, "send one prompt per request (a list of exactly one string)",
-                           type="invalid_request_error", param="prompt")
+        raise GatewayError(
+            400,
+            "send one prompt per request (a list of exactly one string)",
+            type="invalid_request_error",
+            param="prompt",
+        )
     cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     usage: dict[str, Any] = {}
-    head, gen = await _primed(_deltas(gw, req.model, _chat_data(req, [{"role": "user", "content": prompts[0]}]),
-                                      usage))
-    base = {"id": cid, "object": "text_completion", "created": created, "model": req.model,
-            "system_fingerprint": None}
+    head, gen = await _primed(_deltas(gw, req.model, _chat_data(req, [{"role": "user", "content": prompts[0]}]), usage))
+    base = {"id": cid, "object": "text_completion", "created": created, "model": req.model, "system_fingerprint": None}
     if not req.stream:
         text = "".join(head) + "".join([p async for p in gen])
-        return {**base, "choices": [{"text": text, "index": 0, "logprobs": None,
-                                     "finish_reason": usage.get("finish_reason", "stop")}],
-                "usage": _usage(usage)}
+        return {
+            **base,
+            "choices": [
+                {"text": text, "index": 0, "logprobs": None, "finish_reason": usage.get("finish_reason", "stop")}
+            ],
+            "usage": _usage(usage),
+        }
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
 
     def chunk(text: str, finish: str | None) -> bytes:
@@ -306,8 +370,9 @@ async def embeddings(req: EmbeddingRequest, request: Request) -> Any:
     gw.require_model(req.model, EMBED_TYPES)
     texts = [req.input] if isinstance(req.input, str) else req.input
     if not texts or len(texts) > 256:
-        raise GatewayError(400, "input must be a string or a list of 1 to 256 strings",
-                           type="invalid_request_error", param="input")
+        raise GatewayError(
+            400, "input must be a string or a list of 1 to 256 strings", type="invalid_request_error", param="input"
+        )
     try:
         vectors, counts = await gw.embed_batcher(req.model).submit([texts])
     except QueueFull as e:
@@ -321,6 +386,11 @@ async def embeddings(req: EmbeddingRequest, request: Request) -> Any:
 
         vectors = [base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode() for v in vectors]
     tokens = int(sum(counts))
-    return JSONResponse({"object": "list", "model": req.model,
-                         "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
-                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+    return JSONResponse(
+        {
+            "object": "list",
+            "model": req.model,
+            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )

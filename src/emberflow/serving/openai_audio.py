@@ -5,7 +5,7 @@ installed model of that type; catalogue names and StackFlow aliases work as well
 from __future__ import annotations
 
 import base64
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -23,15 +23,24 @@ def _model_for(gw: Any, name: str, model_type: str) -> str:
         desc = gw.catalogue.resolve(name).descriptor
         if desc.get("type") == model_type:
             if not gw.catalogue.is_installed(desc):
-                raise GatewayError(404, f"The model `{name}` is not installed: run `emberflow models install "
-                                        f"{desc['mode']}`", type="invalid_request_error", code="model_not_found")
+                raise GatewayError(
+                    404,
+                    f"The model `{name}` is not installed: run `emberflow models install {desc['mode']}`",
+                    type="invalid_request_error",
+                    code="model_not_found",
+                )
             return desc["mode"]
     except KeyError:
         pass
     default = gw.default_model(model_type)
     if default is None:
-        raise GatewayError(404, f"no {model_type} model is installed (`emberflow models list`)",
-                           type="invalid_request_error", code="model_not_found", param="model")
+        raise GatewayError(
+            404,
+            f"no {model_type} model is installed (`emberflow models list`)",
+            type="invalid_request_error",
+            code="model_not_found",
+            param="model",
+        )
     return default
 
 
@@ -44,10 +53,15 @@ def _payload(msgs: list[dict[str, Any]]) -> Any:
 
 
 @router.post("/transcriptions")
-async def transcriptions(request: Request, file: UploadFile = File(..., description="WAV or raw 16 kHz S16LE"),
-                         model: str = Form(...), language: Optional[str] = Form(None),
-                         response_format: Literal["json", "text", "verbose_json"] = Form("json"),
-                         temperature: Optional[float] = Form(None), prompt: Optional[str] = Form(None)) -> Any:
+async def transcriptions(
+    request: Request,
+    file: UploadFile = File(..., description="WAV or raw 16 kHz S16LE"),
+    model: str = Form(...),
+    language: str | None = Form(None),
+    response_format: Literal["json", "text", "verbose_json"] = Form("json"),
+    temperature: float | None = Form(None),
+    prompt: str | None = Form(None),
+) -> Any:
     gw = request.app.state.gateway
     audio = await file.read(MAX_AUDIO_BYTES + 1)
     if len(audio) > MAX_AUDIO_BYTES:
@@ -55,8 +69,12 @@ async def transcriptions(request: Request, file: UploadFile = File(..., descript
     if not audio:
         raise GatewayError(400, "the uploaded file is empty", type="invalid_request_error", param="file")
     if audio[:4] != b"RIFF":
-        raise GatewayError(400, "send WAV audio (mp3/ogg/webm are not decoded on the device)",
-                           type="invalid_request_error", param="file")
+        raise GatewayError(
+            400,
+            "send WAV audio (mp3/ogg/webm are not decoded on the device)",
+            type="invalid_request_error",
+            param="file",
+        )
     params: dict[str, Any] = {"model": _model_for(gw, model, "asr"), "response_format": "asr.utf-8"}
     if language:
         params["language"] = language
@@ -82,12 +100,15 @@ class SpeechRequest(BaseModel):
 async def speech(req: SpeechRequest, request: Request) -> Response:
     gw = request.app.state.gateway
     if req.response_format not in ("wav", "pcm"):
-        raise GatewayError(400, f"response_format {req.response_format!r} is not encoded on the device; "
-                                "ask for 'wav' or 'pcm' (16-bit mono, 16 kHz)", type="invalid_request_error",
-                           param="response_format")
+        raise GatewayError(
+            400,
+            f"response_format {req.response_format!r} is not encoded on the device; "
+            "ask for 'wav' or 'pcm' (16-bit mono, 16 kHz)",
+            type="invalid_request_error",
+            param="response_format",
+        )
     fmt = "tts.wav" if req.response_format == "wav" else "tts.pcm"
-    params = {"model": _model_for(gw, req.model, "tts"), "response_format": fmt,
-              "speed": max(0.3, min(3.0, req.speed))}
+    params = {"model": _model_for(gw, req.model, "tts"), "response_format": fmt, "speed": max(0.3, min(3.0, req.speed))}
     data = _payload(await gw.tasks.run("tts", params, req.input, "tts.utf-8"))
     audio = base64.b64decode(data) if isinstance(data, str) else bytes(data)
     media = "audio/wav" if req.response_format == "wav" else "audio/pcm"

@@ -77,8 +77,10 @@ class ModelRepository:
         if self.root is None:
             return
         if not self.root.is_dir():
-            raise FileNotFoundError(f"model_repository {self.root} is not a directory: create it, with one "
-                                    "folder per model holding numbered version folders (see docs/serving.md)")
+            raise FileNotFoundError(
+                f"model_repository {self.root} is not a directory: create it, with one "
+                "folder per model holding numbered version folders (see docs/serving.md)"
+            )
         await self.scan()
         self._poller = asyncio.create_task(self._poll())
 
@@ -106,8 +108,10 @@ class ModelRepository:
     def get(self, name: str, version: str | None = None) -> ModelVersion:
         entry = self.models.get(name)
         if entry is None or entry.state != "READY":
-            raise LookupError(f"model {name!r} is not {'ready' if entry else 'in the repository'}"
-                              + (f": {entry.reason}" if entry and entry.reason else ""))
+            raise LookupError(
+                f"model {name!r} is not {'ready' if entry else 'in the repository'}"
+                + (f": {entry.reason}" if entry and entry.reason else "")
+            )
         mv = entry.versions.get(version) if version else entry.latest()
         if mv is None:
             raise LookupError(f"model {name!r} has no version {version!r}; versions: {sorted(entry.versions, key=int)}")
@@ -118,8 +122,13 @@ class ModelRepository:
         for name in sorted(self._on_disk() | set(self.models)):
             entry = self.models.get(name)
             if entry is None or not entry.versions:
-                out.append({"name": name, "state": entry.state if entry else "UNAVAILABLE",
-                            "reason": entry.reason if entry else "not loaded"})
+                out.append(
+                    {
+                        "name": name,
+                        "state": entry.state if entry else "UNAVAILABLE",
+                        "reason": entry.reason if entry else "not loaded",
+                    }
+                )
                 continue
             for v in sorted(entry.versions, key=int):
                 out.append({"name": name, "version": v, "state": entry.state, "reason": entry.reason})
@@ -221,14 +230,21 @@ class ModelRepository:
                 self.metrics.batch_size.labels(_label).observe(rows)
                 self.metrics.inference_seconds.labels(_label).observe(seconds)
 
-            versions[vdir.name] = ModelVersion(name, vdir.name, files[0], engine,
-                                               Batcher(execute, policy, batchable, on_batch),
-                                               list(graph.inputs), list(graph.outputs),
-                                               "onnxruntime_onnx" if files[0].suffix == ".onnx" else
-                                               f"emberflow_{files[0].suffix.lstrip('.')}")
+            versions[vdir.name] = ModelVersion(
+                name,
+                vdir.name,
+                files[0],
+                engine,
+                Batcher(execute, policy, batchable, on_batch),
+                list(graph.inputs),
+                list(graph.outputs),
+                "onnxruntime_onnx" if files[0].suffix == ".onnx" else f"emberflow_{files[0].suffix.lstrip('.')}",
+            )
         if not versions:
-            raise ValueError(f"{base} has no numbered version folder with a model file "
-                             f"({', '.join(MODEL_FILES)}); e.g. {base}/1/model.onnx")
+            raise ValueError(
+                f"{base} has no numbered version folder with a model file "
+                f"({', '.join(MODEL_FILES)}); e.g. {base}/1/model.onnx"
+            )
         return versions
 
     async def _drop_versions(self, entry: ModelEntry) -> None:

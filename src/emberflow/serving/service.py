@@ -10,7 +10,8 @@ import asyncio
 import json
 import logging
 import math
-from typing import TYPE_CHECKING, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from emberflow.sys.config import Config
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("emberflow.serving")
 
 
-async def start(router: "Router", cfg: "Config") -> Callable[[], Awaitable[None]] | None:
+async def start(router: Router, cfg: Config) -> Callable[[], Awaitable[None]] | None:
     """Start the HTTP gateway (and gRPC when configured); return an async closer, or None when disabled."""
     if cfg.http_port is None and cfg.grpc_port is None:
         return None
@@ -46,17 +47,26 @@ async def start(router: "Router", cfg: "Config") -> Callable[[], Awaitable[None]
 
         asgi, _ = create_app(gateway)
         asgi = HostGuard(asgi, bound=cfg.http_host, allowed=cfg.allowed_hosts, metrics=gateway.metrics)
-        config = uvicorn.Config(asgi, host=cfg.http_host, port=cfg.http_port, log_level="warning",
-                                access_log=False, lifespan="off", timeout_keep_alive=math.ceil(cfg.http_idle_timeout),
-                                http=guarded_http_protocol(AutoHTTPProtocol, cfg))
+        config = uvicorn.Config(
+            asgi,
+            host=cfg.http_host,
+            port=cfg.http_port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_keep_alive=math.ceil(cfg.http_idle_timeout),
+            http=guarded_http_protocol(AutoHTTPProtocol, cfg),
+        )
         limit_log_rate(cfg.log_max_per_minute, "uvicorn", "uvicorn.access")  # uvicorn's own handlers
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]  # the daemon owns SIGINT/SIGTERM
         task = asyncio.create_task(server.serve())
         while not server.started:
             if task.done():  # uvicorn logs the bind error and exits its task
-                raise RuntimeError(f"HTTP gateway could not start on {cfg.http_host}:{cfg.http_port} (port in use?): "
-                                   "set http_port (0 = any free port, null = no HTTP gateway)")
+                raise RuntimeError(
+                    f"HTTP gateway could not start on {cfg.http_host}:{cfg.http_port} (port in use?): "
+                    "set http_port (0 = any free port, null = no HTTP gateway)"
+                )
             await asyncio.sleep(0.01)
         host, port = server.servers[0].sockets[0].getsockname()[:2]
         _warn_if_exposed(cfg.http_host, cfg.token, "HTTP")
@@ -66,7 +76,7 @@ async def start(router: "Router", cfg: "Config") -> Callable[[], Awaitable[None]
             server.should_exit = True
             try:
                 await asyncio.wait_for(task, 5)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 task.cancel()
 
         closers.append(close_http)
@@ -101,9 +111,15 @@ def guarded_http_protocol(base: type[asyncio.Protocol], cfg: Config) -> type[asy
             if len(self.connections) >= cfg.http_max_connections:
                 log.warning("refusing an HTTP connection: %d open (http_max_connections)", len(self.connections))
                 self._refused = True
-                transport.write(_raw_response(503, "Service Unavailable", f"{len(self.connections)} HTTP connections "
-                                              "are open, the server's http_max_connections; retry shortly",
-                                              retry_after=1))
+                transport.write(
+                    _raw_response(
+                        503,
+                        "Service Unavailable",
+                        f"{len(self.connections)} HTTP connections "
+                        "are open, the server's http_max_connections; retry shortly",
+                        retry_after=1,
+                    )
+                )
                 transport.close()
                 return
             super().connection_made(transport)
@@ -139,10 +155,17 @@ def guarded_http_protocol(base: type[asyncio.Protocol], cfg: Config) -> type[asy
                 return
             if self.cycle is not None and not self.cycle.response_complete:
                 return  # a request is being served
-            log.warning("closing an HTTP connection that sent no complete request headers within %g s "
-                        "(http_header_timeout)", cfg.http_header_timeout)
-            t.write(_raw_response(408, "Request Timeout", f"no complete request headers within "
-                                                          f"{cfg.http_header_timeout:g} s (http_header_timeout)"))
+            log.warning(
+                "closing an HTTP connection that sent no complete request headers within %g s (http_header_timeout)",
+                cfg.http_header_timeout,
+            )
+            t.write(
+                _raw_response(
+                    408,
+                    "Request Timeout",
+                    f"no complete request headers within {cfg.http_header_timeout:g} s (http_header_timeout)",
+                )
+            )
             t.close()
 
     return GuardedHTTPProtocol
@@ -154,13 +177,19 @@ def _raw_response(status: int, reason: str, message: str, retry_after: int | Non
 
     body = json.dumps(error_body("/", status, message)).encode()
     extra = f"retry-after: {retry_after}\r\n" if retry_after is not None else ""
-    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-            f"{extra}connection: close\r\n\r\n").encode() + body
+    return (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        f"{extra}connection: close\r\n\r\n"
+    ).encode() + body
 
 
 def _warn_if_exposed(host: str, token: str | None, what: str) -> None:
     from emberflow.sys.daemon import _is_loopback
 
     if not _is_loopback(host):
-        log.warning("%s bound to %s: reachable beyond this machine%s", what, host,
-                    "" if token else " and no API key is set (--token)")
+        log.warning(
+            "%s bound to %s: reachable beyond this machine%s",
+            what,
+            host,
+            "" if token else " and no API key is set (--token)",
+        )

@@ -63,8 +63,13 @@ class UnitTasks:
 
     grow_retry_s = 10.0  # after a unit refused an extra task (-21, e.g. StackFlow clients hold it)
 
-    def __init__(self, router: RequestHandler, table: TaskTable, max_inflight: int = 32,
-                 instances: Callable[[str], int] | None = None):
+    def __init__(
+        self,
+        router: RequestHandler,
+        table: TaskTable,
+        max_inflight: int = 32,
+        instances: Callable[[str], int] | None = None,
+    ):
         self.table = table
         self.conn = LocalConnection(router, "http")
         self.sessions = LocalConnection(router, "http-session")  # tasks of WebSocket sessions, never pooled
@@ -195,8 +200,13 @@ class UnitTasks:
     async def _evict_idle(self, pool: _Pool) -> bool:
         """The unit's task slots are all taken (-21): exit the least recently used idle task that
         other setup params of the same kind hold, so warm tasks act as a cache, not a leak."""
-        idle = [r for other in self._pools.values() if other.kind == pool.kind and other is not pool
-                for r in self._records(other) if not r.leases]
+        idle = [
+            r
+            for other in self._pools.values()
+            if other.kind == pool.kind and other is not pool
+            for r in self._records(other)
+            if not r.leases
+        ]
         if not idle:
             return False
         victim = min(idle, key=lambda r: r.last_used)
@@ -219,7 +229,8 @@ class UnitTasks:
         records = self.table.leasable(rec.kind, rec.params, rec.principal)
         if records and records[0] is not rec and rec.work_id not in self._retire_timers:
             self._retire_timers[rec.work_id] = asyncio.get_running_loop().call_later(
-                self.idle_release_s, self._retire, rec.work_id)
+                self.idle_release_s, self._retire, rec.work_id
+            )
 
     def _retire(self, work_id: str) -> None:
         self._retire_timers.pop(work_id, None)
@@ -253,15 +264,27 @@ class UnitTasks:
         return self._spawn(logged())
 
     # --- requests ----------------------------------------------------------------------------------
-    async def stream(self, kind: str, params: dict[str, Any], data: Any, object: str,
-                     payload: bytes | None = None, timeout: float = 300.0) -> AsyncIterator[dict[str, Any]]:
+    async def stream(
+        self,
+        kind: str,
+        params: dict[str, Any],
+        data: Any,
+        object: str,
+        payload: bytes | None = None,
+        timeout: float = 300.0,
+    ) -> AsyncIterator[dict[str, Any]]:
         """Outputs of one inference on the least-busy task for (kind, params). Errors raise GatewayError."""
         pool = self._pool(kind, params)
         inflight = self._inflight(pool)
         if inflight >= self.max_inflight:
-            raise GatewayError(429, f"{kind}: {inflight} requests are already waiting for this model; "
-                                    "retry later or send fewer concurrent requests",
-                               type="rate_limit_error", code="queue_full", retry_after=1)
+            raise GatewayError(
+                429,
+                f"{kind}: {inflight} requests are already waiting for this model; "
+                "retry later or send fewer concurrent requests",
+                type="rate_limit_error",
+                code="queue_full",
+                retry_after=1,
+            )
         for attempt in (0, 1):
             with await self._lease(pool) as lease:
                 rid = await self.conn.infer(lease.work_id, data, object, payload)
@@ -278,17 +301,25 @@ class UnitTasks:
                     else:
                         answered = True
                         return
-                except asyncio.TimeoutError:
-                    raise GatewayError(504, f"{kind} produced no output for {timeout:.0f} s",
-                                       type="server_error", code="timeout") from None
+                except TimeoutError:
+                    raise GatewayError(
+                        504, f"{kind} produced no output for {timeout:.0f} s", type="server_error", code="timeout"
+                    ) from None
                 finally:
                     if not answered:
                         # The client went away (or timed out) mid-answer: the unit stops the work, queued
                         # or running, instead of computing an answer nobody reads.
                         self.conn.cancel(lease.work_id, rid)
 
-    async def run(self, kind: str, params: dict[str, Any], data: Any, object: str,
-                  payload: bytes | None = None, timeout: float = 300.0) -> list[dict[str, Any]]:
+    async def run(
+        self,
+        kind: str,
+        params: dict[str, Any],
+        data: Any,
+        object: str,
+        payload: bytes | None = None,
+        timeout: float = 300.0,
+    ) -> list[dict[str, Any]]:
         return [m async for m in self.stream(kind, params, data, object, payload, timeout)]
 
     # --- WebSocket sessions: a task of their own ---------------------------------------------------------
@@ -319,7 +350,9 @@ class UnitTasks:
 def _task_gone(msg: dict[str, Any]) -> bool:
     """The task this request ran on is gone (its unit process died, or sys.reset)."""
     return LocalConnection.reason(msg) is Reason.TASK_LOST or msg.get("error", {}).get("code") in (
-        Code.INFERENCE_PUSH, Code.UNIT_NOT_EXIST)
+        Code.INFERENCE_PUSH,
+        Code.UNIT_NOT_EXIST,
+    )
 
 
 class TextBatcher(Batcher):
@@ -330,15 +363,27 @@ class TextBatcher(Batcher):
     binary part all the way here) instead of JSON floats: writing, reading and writing again 384
     floats per text as JSON took more CPU than the encoder itself on short texts."""
 
-    def __init__(self, tasks: UnitTasks, kind: str, params: dict[str, Any], *, label: str, metrics: Any,
-                 policy: BatchPolicy | None = None):
+    def __init__(
+        self,
+        tasks: UnitTasks,
+        kind: str,
+        params: dict[str, Any],
+        *,
+        label: str,
+        metrics: Any,
+        policy: BatchPolicy | None = None,
+    ):
         def on_batch(rows: int, seconds: float) -> None:
             metrics.batch_size.labels(label).observe(rows)
             metrics.inference_seconds.labels(label).observe(seconds)
 
-        super().__init__(lambda inputs: inputs, policy or BatchPolicy(max_batch_size=64, max_queue_delay_ms=1.0,
-                                                                      instances=1, max_queue=256, timeout_s=60.0),
-                         batchable=True, on_batch=on_batch)
+        super().__init__(
+            lambda inputs: inputs,
+            policy
+            or BatchPolicy(max_batch_size=64, max_queue_delay_ms=1.0, instances=1, max_queue=256, timeout_s=60.0),
+            batchable=True,
+            on_batch=on_batch,
+        )
         self.tasks, self.kind = tasks, kind
         self.params = {**params, "response_format": f"{kind}.f32"}
 
@@ -352,7 +397,7 @@ class TextBatcher(Batcher):
         return [[text for r in requests for text in r[0]]]
 
     def take(self, outputs: list[Any], start: int, rows: int) -> list[Any]:
-        return [o[start:start + rows] for o in outputs]
+        return [o[start : start + rows] for o in outputs]
 
     async def call(self, inputs: list[Any]) -> list[Any]:
         from emberflow.bus.f32 import unpack_f32
@@ -363,6 +408,7 @@ class TextBatcher(Batcher):
         except (IndexError, KeyError, TypeError, ValueError):
             raise GatewayError(500, f"the {self.kind} unit returned no embeddings") from None
         if len(vectors) != len(inputs[0]):
-            raise GatewayError(500, f"the {self.kind} unit returned {len(vectors)} embeddings for "
-                                    f"{len(inputs[0])} texts")
+            raise GatewayError(
+                500, f"the {self.kind} unit returned {len(vectors)} embeddings for {len(inputs[0])} texts"
+            )
         return [vectors.tolist(), tokens.tolist()]

@@ -21,10 +21,18 @@ OFF_LOOP_BYTES = 64 * 1024
 _DECODERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tensor-codec")
 
 DTYPES: dict[str, np.dtype] = {
-    "BOOL": np.dtype(bool), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16), "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
+    "BOOL": np.dtype(bool),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
     "BYTES": np.dtype(object),
 }
 _NAMES = {v: k for k, v in DTYPES.items()}
@@ -81,7 +89,7 @@ def decode_bytes(raw: bytes, count: int) -> np.ndarray:
         offset += 4
         if offset + n > len(raw):
             raise TensorError("BYTES element overruns the tensor")
-        out.append(raw[offset:offset + n])
+        out.append(raw[offset : offset + n])
         offset += n
     return np.array(out, dtype=object)
 
@@ -115,8 +123,9 @@ def from_raw(raw: bytes, datatype: str, shape: list[int], name: str) -> np.ndarr
         arr = decode_bytes(raw, count)
     else:
         if len(raw) != count * dtype.itemsize:
-            raise TensorError(f"{name}: shape {shape} of {datatype} needs {count * dtype.itemsize} bytes, "
-                              f"got {len(raw)}")
+            raise TensorError(
+                f"{name}: shape {shape} of {datatype} needs {count * dtype.itemsize} bytes, got {len(raw)}"
+            )
         arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<"))
     return arr.reshape(shape)
 

@@ -22,7 +22,7 @@ import asyncio
 import base64
 import binascii
 import json
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -43,7 +43,7 @@ STATUS_BEGIN, STATUS_CONTINUE, STATUS_END, STATUS_ONCE = 0, 1, 2, 3
 class UnitReply(BaseModel):
     kind: str
     outputs: list[Any] = Field(description="Output pieces in order (binary pieces as base64).")
-    text: Optional[str] = Field(None, description="The pieces joined, when they are all text.")
+    text: str | None = Field(None, description="The pieces joined, when they are all text.")
 
 
 class ResourceReply(BaseModel):
@@ -61,7 +61,7 @@ def _data_type(io: IO | None) -> tuple[Any, str]:
     return Any, "any JSON value"
 
 
-def unit_classes(gateway: "Gateway") -> dict[str, type[Unit]]:
+def unit_classes(gateway: Gateway) -> dict[str, type[Unit]]:
     """Every unit kind that loads (a broken one gets no routes; the gateway logs why)."""
     return {kind: cls for kind in sorted(gateway.router.units) if (cls := gateway.unit_class(kind)) is not None}
 
@@ -86,7 +86,7 @@ def _encode(data: Any, io: IO | None, where: str) -> tuple[Any, bytes | None]:
     return data, None
 
 
-def _setup_params(gateway: "Gateway", cls: type[Unit], params: Any) -> dict[str, Any]:
+def _setup_params(gateway: Gateway, cls: type[Unit], params: Any) -> dict[str, Any]:
     """Only what the caller set (the model's descriptor fills the rest), plus a default model."""
     out = params.model_dump(mode="json", exclude_unset=True)
     out["enoutput"], out["input"] = True, []
@@ -94,8 +94,12 @@ def _setup_params(gateway: "Gateway", cls: type[Unit], params: Any) -> dict[str,
         model_type = cls.model_type or cls.kind
         out["model"] = gateway.default_model(model_type)
         if out["model"] is None:
-            raise GatewayError(400, f"params.model is required: no installed model of type {model_type!r} "
-                                    "(`emberflow models list`)", type="invalid_request_error", param="params.model")
+            raise GatewayError(
+                400,
+                f"params.model is required: no installed model of type {model_type!r} (`emberflow models list`)",
+                type="invalid_request_error",
+                param="params.model",
+            )
     return out
 
 
@@ -111,7 +115,7 @@ def _pieces(msgs: list[dict[str, Any]]) -> list[Any]:
     return out
 
 
-def build_router(gateway: "Gateway") -> APIRouter:
+def build_router(gateway: Gateway) -> APIRouter:
     router = APIRouter(prefix="/units", tags=["units"])
     classes = unit_classes(gateway)
 
@@ -124,7 +128,7 @@ def build_router(gateway: "Gateway") -> APIRouter:
     return router
 
 
-def _add_unit_routes(router: APIRouter, gateway: "Gateway", kind: str, cls: type[Unit]) -> None:
+def _add_unit_routes(router: APIRouter, gateway: Gateway, kind: str, cls: type[Unit]) -> None:
     io = _first_input(cls)
     data_type, data_doc = _data_type(io)
     body_model = create_model(
@@ -151,9 +155,16 @@ def _add_unit_routes(router: APIRouter, gateway: "Gateway", kind: str, cls: type
         result: Any = list[cls.Result]  # type: ignore[name-defined]  # a class known at run time only
         typed = create_model(f"{kind.capitalize()}Reply", __base__=UnitReply, outputs=(result, ...))
         documented = {200: {"model": typed}}
-    router.add_api_route(f"/{kind}/infer", infer, methods=["POST"], response_model=UnitReply, responses=documented,
-                         summary=f"{kind}: {cls.description or (cls.__doc__ or '').strip().splitlines()[0]}"
-                         if (cls.description or cls.__doc__) else kind)
+    router.add_api_route(
+        f"/{kind}/infer",
+        infer,
+        methods=["POST"],
+        response_model=UnitReply,
+        responses=documented,
+        summary=f"{kind}: {cls.description or (cls.__doc__ or '').strip().splitlines()[0]}"
+        if (cls.description or cls.__doc__)
+        else kind,
+    )
 
     @router.get(f"/{kind}", summary=f"{kind}: declared schema")
     async def schema() -> dict:
@@ -167,11 +178,14 @@ def _add_unit_routes(router: APIRouter, gateway: "Gateway", kind: str, cls: type
         _add_resource_routes(router, gateway, kind, cls.resource)
 
 
-def _add_resource_routes(router: APIRouter, gateway: "Gateway", kind: str, resource: IO) -> None:
+def _add_resource_routes(router: APIRouter, gateway: Gateway, kind: str, resource: IO) -> None:
     """Personalisation resources of a unit (AIGES wrapperLoadRes/UnloadRes), shared by its tasks."""
     data_type, data_doc = _data_type(resource)
-    body_model = create_model(f"{kind.capitalize()}Resource", __config__=ConfigDict(extra="forbid"),
-                              data=(data_type, Field(..., description=f"the resource: {data_doc}")))
+    body_model = create_model(
+        f"{kind.capitalize()}Resource",
+        __config__=ConfigDict(extra="forbid"),
+        data=(data_type, Field(..., description=f"the resource: {data_doc}")),
+    )
 
     async def call(action: str, data: dict[str, Any]) -> dict[str, Any]:
         reply = await gateway.tasks.conn.request(kind, action, f"{kind}.resource", data)
@@ -192,12 +206,23 @@ def _add_resource_routes(router: APIRouter, gateway: "Gateway", kind: str, resou
 
     load.__annotations__ = {"res_id": str, "body": body_model, "return": ResourceReply}
     path = f"/{kind}/resources"
-    router.add_api_route(path + "/{res_id}", load, methods=["PUT"], response_model=ResourceReply,
-                         summary=f"{kind}: load (or replace) a personalisation resource")
-    router.add_api_route(path + "/{res_id}", unload, methods=["DELETE"], response_model=ResourceReply,
-                         summary=f"{kind}: unload a resource")
-    router.add_api_route(path, listing, methods=["GET"], response_model=ResourceReply,
-                         summary=f"{kind}: loaded resource ids")
+    router.add_api_route(
+        path + "/{res_id}",
+        load,
+        methods=["PUT"],
+        response_model=ResourceReply,
+        summary=f"{kind}: load (or replace) a personalisation resource",
+    )
+    router.add_api_route(
+        path + "/{res_id}",
+        unload,
+        methods=["DELETE"],
+        response_model=ResourceReply,
+        summary=f"{kind}: unload a resource",
+    )
+    router.add_api_route(
+        path, listing, methods=["GET"], response_model=ResourceReply, summary=f"{kind}: loaded resource ids"
+    )
 
 
 class NotJSON(Exception):
@@ -231,7 +256,7 @@ class UnitSession:
     they are produced with status 1, and a status 2 frame ends each answer.
     """
 
-    def __init__(self, gateway: "Gateway", kind: str, cls: type[Unit], io: IO | None):
+    def __init__(self, gateway: Gateway, kind: str, cls: type[Unit], io: IO | None):
         self.gw, self.kind, self.cls, self.io = gateway, kind, cls, io
         self.object = f"{_object(kind, io)}.stream"
         self.lease: Lease | None = None
@@ -281,8 +306,13 @@ class UnitSession:
             self.rid = conn.new_request_id()
             self.reader = asyncio.create_task(self._forward(ws, self.rid))
         assert self.lease is not None and self.rid is not None
-        await conn.infer(self.lease.work_id, {"delta": "" if data is None else data, "index": self.index,
-                                              "finish": last}, self.object, payload, rid=self.rid)
+        await conn.infer(
+            self.lease.work_id,
+            {"delta": "" if data is None else data, "index": self.index, "finish": last},
+            self.object,
+            payload,
+            rid=self.rid,
+        )
         self.index = 0 if last else self.index + 1
 
     async def _begin(self, params: dict) -> None:
@@ -304,8 +334,9 @@ class UnitSession:
             parsed = self.cls.Params.model_validate(params)
             if "response_format" not in params and not parsed.streams_output:
                 try:
-                    parsed = self.cls.Params.model_validate({**params,
-                                                             "response_format": f"{parsed.response_format}.stream"})
+                    parsed = self.cls.Params.model_validate(
+                        {**params, "response_format": f"{parsed.response_format}.stream"}
+                    )
                 except ValidationError:
                     pass  # the unit has no streaming format: one answer at the end
         except ValidationError as e:
@@ -332,5 +363,5 @@ class UnitSession:
             await ws.send_json({"status": STATUS_END, "seq": self.seq, "data": ""})
         except (WebSocketDisconnect, RuntimeError):
             pass  # the client left; the session's exit stops the task
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await ws.send_json({"status": STATUS_END, "error": {"code": 504, "message": "no result in time"}})

@@ -36,6 +36,7 @@ def action(name: str):
     def register(fn):
         ACTIONS[name] = fn
         return fn
+
     return register
 
 
@@ -65,10 +66,14 @@ async def auth(router: Router, conn: Connection, req: Request) -> None:
     conn.auth_failures += 1
     failures = max(conn.auth_failures, _peer_failed(conn.peer))
     if conn.auth_failures >= router.cfg.auth_max_failures:
-        log.warning("connection %s (%s): %d wrong sys.auth tokens: disconnecting", conn.conn_id, conn.peer,
-                    conn.auth_failures)
-        last = StackFlowError(Code.UNAUTHORIZED, "Unauthorized: wrong token.",
-                              detail=f"{conn.auth_failures} wrong tokens (auth_max_failures): disconnecting")
+        log.warning(
+            "connection %s (%s): %d wrong sys.auth tokens: disconnecting", conn.conn_id, conn.peer, conn.auth_failures
+        )
+        last = StackFlowError(
+            Code.UNAUTHORIZED,
+            "Unauthorized: wrong token.",
+            detail=f"{conn.auth_failures} wrong tokens (auth_max_failures): disconnecting",
+        )
         if conn.hang_up(error_reply(req.request_id, req.work_id, last)):
             return
     await asyncio.sleep(_auth_delay(failures))
@@ -137,9 +142,19 @@ async def cmminfo(router: Router, conn: Connection, req: Request) -> None:
 @action("lstask")
 async def lstask(router: Router, conn: Connection, req: Request) -> None:
     """StackFlow left this a stub (-10); we list live tasks and unit processes."""
-    tasks = [{"work_id": t.work_id, "unit": t.kind, "model": t.model, "owner": t.owner, "waiting": len(t.waiting),
-              "host": t.host, "data_addr": t.data_addr, **({"remote_addr": t.remote_addr} if t.remote_addr else {})}
-             for t in router.tasks]
+    tasks = [
+        {
+            "work_id": t.work_id,
+            "unit": t.kind,
+            "model": t.model,
+            "owner": t.owner,
+            "waiting": len(t.waiting),
+            "host": t.host,
+            "data_addr": t.data_addr,
+            **({"remote_addr": t.remote_addr} if t.remote_addr else {}),
+        }
+        for t in router.tasks
+    ]
     ok(conn, req, {"tasks": tasks, "units": router.supervisor.status()}, "sys.lstask")
 
 
@@ -201,6 +216,7 @@ async def unit_call(router: Router, conn: Connection, req: Request) -> None:
 def _refuse(name: str, why: str):
     async def refused(router: Router, conn: Connection, req: Request) -> None:
         raise StackFlowError(Code.ACTION_MATCH, f"action match false: sys.{name} is disabled in emberflow ({why})")
+
     ACTIONS[name] = refused
 
 
@@ -225,9 +241,11 @@ def _sandboxed(router: Router, obj: str, marker: str) -> Path:
     if "\x00" in raw:
         raise StackFlowError(Code.FILE, detail="the path contains a NUL character")
     if len(raw.encode("utf-8", "replace")) > MAX_PATH_BYTES or any(
-            len(part.encode("utf-8", "replace")) > MAX_NAME_BYTES for part in raw.split("/")):
-        raise StackFlowError(Code.FILE, detail=f"the path is too long (at most {MAX_PATH_BYTES} bytes, "
-                                               f"{MAX_NAME_BYTES} per name)")
+        len(part.encode("utf-8", "replace")) > MAX_NAME_BYTES for part in raw.split("/")
+    ):
+        raise StackFlowError(
+            Code.FILE, detail=f"the path is too long (at most {MAX_PATH_BYTES} bytes, {MAX_NAME_BYTES} per name)"
+        )
     try:
         path = (root / raw.lstrip("/")).resolve() if not raw.startswith(str(root)) else Path(raw).resolve()
     except (OSError, RuntimeError, ValueError) as e:  # a symlink loop, an unencodable name
@@ -295,8 +313,9 @@ class Upload:
         if self.size + len(chunk) > self.max_size:
             raise StackFlowError(Code.FILE, detail=f"the file would exceed {self.max_size} bytes (max_file_size)")
         if self.usage + Upload.open_bytes.get(self.root, 0) + len(chunk) > self.quota:
-            raise StackFlowError(Code.FILE, detail=f"the sandbox would exceed its {self.quota}-byte quota "
-                                                   "(sandbox_quota)")
+            raise StackFlowError(
+                Code.FILE, detail=f"the sandbox would exceed its {self.quota}-byte quota (sandbox_quota)"
+            )
         try:
             if len(chunk) > BIG_WRITE:
                 await asyncio.to_thread(self._file.write, chunk)
@@ -330,8 +349,9 @@ class Upload:
             usage = await asyncio.to_thread(_sandbox_usage, self.root, self.target)
             others = Upload.open_bytes.get(self.root, 0) - self.size
             if usage + others + self.size > self.quota:
-                raise StackFlowError(Code.FILE, detail=f"the sandbox would exceed its {self.quota}-byte quota "
-                                                       "(sandbox_quota)")
+                raise StackFlowError(
+                    Code.FILE, detail=f"the sandbox would exceed its {self.quota}-byte quota (sandbox_quota)"
+                )
             self.target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(self.tmp, self.target)
         except OSError as e:
@@ -383,8 +403,9 @@ async def push(router: Router, conn: Connection, req: Request) -> None:
         raise StackFlowError(Code.JSON_FORMAT)
     cfg = router.cfg
     if len(content) > cfg.max_file_size:
-        raise StackFlowError(Code.FILE, detail=f"the file has {len(content)} bytes; the limit is "
-                                               f"{cfg.max_file_size} (max_file_size)")
+        raise StackFlowError(
+            Code.FILE, detail=f"the file has {len(content)} bytes; the limit is {cfg.max_file_size} (max_file_size)"
+        )
     try:
         await asyncio.to_thread(_store, cfg.resolved_sandbox(), path, content, cfg.sandbox_quota)
     except OSError as e:
@@ -406,8 +427,10 @@ async def _push_chunk(router: Router, conn: Connection, req: Request, path: Path
         if index != 0:
             raise StackFlowError(Code.STREAM_INDEX)
         if len(conn.uploads) >= router.cfg.max_uploads:
-            raise StackFlowError(Code.FILE, detail=f"{len(conn.uploads)} uploads are unfinished on this connection "
-                                                   "(max_uploads): finish one first")
+            raise StackFlowError(
+                Code.FILE,
+                detail=f"{len(conn.uploads)} uploads are unfinished on this connection (max_uploads): finish one first",
+            )
         upload = conn.uploads[key] = await Upload.begin(router.cfg, path, encoded)
     delta = data.get("delta", "")
     try:
@@ -430,8 +453,9 @@ def _read_base64(path: Path, limit: int) -> str:
     with open(path, "rb") as f:
         content = f.read(limit + 1)
     if len(content) > limit:
-        raise StackFlowError(Code.FILE, detail=f"the file is over {limit} bytes (max_frame): pull it as a stream, "
-                                               "sys.stream.file.<path>")
+        raise StackFlowError(
+            Code.FILE, detail=f"the file is over {limit} bytes (max_frame): pull it as a stream, sys.stream.file.<path>"
+        )
     return base64.b64encode(content).decode()
 
 
@@ -454,8 +478,12 @@ async def pull(router: Router, conn: Connection, req: Request) -> None:
             while block := await asyncio.to_thread(f.read, PULL_BLOCK):
                 text = base64.b64encode(block).decode()
                 for i in range(0, len(text), PULL_CHUNK):
-                    ok(conn, req, {"delta": text[i:i + PULL_CHUNK], "index": index, "finish": False},
-                       "sys.base64.stream")
+                    ok(
+                        conn,
+                        req,
+                        {"delta": text[i : i + PULL_CHUNK], "index": index, "finish": False},
+                        "sys.base64.stream",
+                    )
                     index += 1
                 writable = getattr(conn, "writable", None)  # in-process connections have no backlog
                 if writable is not None:

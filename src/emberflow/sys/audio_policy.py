@@ -26,8 +26,15 @@ AUDIO = "audio"  # the audio task has no number: StackFlow answers work_id "audi
 
 
 class Requester(Protocol):
-    async def request(self, work_id: str, action: str, object: str = "None", data: Any = "None",
-                      timeout: float = 120.0, payload: bytes | None = None) -> dict[str, Any]: ...
+    async def request(
+        self,
+        work_id: str,
+        action: str,
+        object: str = "None",
+        data: Any = "None",
+        timeout: float = 120.0,
+        payload: bytes | None = None,
+    ) -> dict[str, Any]: ...
 
 
 class AudioPolicy:

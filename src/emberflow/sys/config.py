@@ -136,14 +136,20 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> Config:
         if v is not None:
             setattr(cfg, k, v)
     _check_limits(cfg)
-    if not (isinstance(cfg.tokens, dict) and all(isinstance(k, str) and isinstance(v, str) and v
-                                                 for k, v in cfg.tokens.items())):
-        raise ValueError(f"tokens: expected a mapping of name to a non-empty secret, e.g. {{alice: s3cret}}; "
-                         f"got {cfg.tokens!r}")
-    if not (isinstance(cfg.instances, dict) and all(isinstance(k, str) and type(n) is int and n >= 1
-                                                    for k, n in cfg.instances.items())):
-        raise ValueError(f"instances: expected a mapping of unit kind to a whole number >= 1, "
-                         f"e.g. {{llm: 2}}; got {cfg.instances!r}")
+    if not (
+        isinstance(cfg.tokens, dict)
+        and all(isinstance(k, str) and isinstance(v, str) and v for k, v in cfg.tokens.items())
+    ):
+        raise ValueError(
+            f"tokens: expected a mapping of name to a non-empty secret, e.g. {{alice: s3cret}}; got {cfg.tokens!r}"
+        )
+    if not (
+        isinstance(cfg.instances, dict)
+        and all(isinstance(k, str) and type(n) is int and n >= 1 for k, n in cfg.instances.items())
+    ):
+        raise ValueError(
+            f"instances: expected a mapping of unit kind to a whole number >= 1, e.g. {{llm: 2}}; got {cfg.instances!r}"
+        )
     from emberflow.sys.placement import parse_placement
 
     placed = parse_placement(cfg.placement, cfg.ray_address)  # raises ValueError saying what is wrong
@@ -155,10 +161,24 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> Config:
     return cfg
 
 
-POSITIVE_LIMITS = ("max_frame", "max_connections", "frame_timeout", "max_inbox", "max_unsent", "send_timeout",
-                   "auth_max_failures", "max_file_size", "sandbox_quota", "max_uploads", "log_max_per_minute",
-                   "http_max_connections", "http_header_timeout", "http_idle_timeout", "unit_heartbeat_timeout",
-                   "unit_ready_timeout")
+POSITIVE_LIMITS = (
+    "max_frame",
+    "max_connections",
+    "frame_timeout",
+    "max_inbox",
+    "max_unsent",
+    "send_timeout",
+    "auth_max_failures",
+    "max_file_size",
+    "sandbox_quota",
+    "max_uploads",
+    "log_max_per_minute",
+    "http_max_connections",
+    "http_header_timeout",
+    "http_idle_timeout",
+    "unit_heartbeat_timeout",
+    "unit_ready_timeout",
+)
 
 
 def _check_limits(cfg: Config) -> None:

@@ -36,11 +36,13 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> bool:
     psutil.cpu_percent(interval=None)  # prime, so hwinfo answers at once with a real figure
     router = build_router(cfg)
     unit_server = asyncio.create_task(router.serve_units())
-    for kind in cfg.preload:
-        asyncio.create_task(router.preload(kind))
+    router.preload_configured()
     if not _is_loopback(cfg.host):
-        log.warning("TCP bound to %s: reachable beyond this machine%s", cfg.host,
-                    "" if cfg.token else " and no token is set (--token)")
+        log.warning(
+            "TCP bound to %s: reachable beyond this machine%s",
+            cfg.host,
+            "" if cfg.token else " and no token is set (--token)",
+        )
     server = await start_tcp(router, cfg.host, cfg.port)
     assert isinstance(server, asyncio.Server)
     port = cfg.port = server.sockets[0].getsockname()[1]  # the real one when 0 asked for any
@@ -54,6 +56,7 @@ async def serve(cfg: Config, started: asyncio.Event | None = None) -> bool:
 
     closers = await start_services(router, cfg)
     loop = asyncio.get_running_loop()
+
     def stop() -> None:
         router.supervisor.begin_shutdown()  # units get the same signal: don't "restart" them
         router.stop_event.set()

@@ -12,8 +12,8 @@ def hwinfo() -> dict[str, Any]:
     # cpu_percent(None) compares with the previous call; the daemon primes it at start-up,
     # so this answers at once instead of sleeping a second like the original.
     info: dict[str, Any] = {
-        "cpu_loadavg": int(round(psutil.cpu_percent(interval=None))),
-        "mem": int(round(psutil.virtual_memory().percent)),
+        "cpu_loadavg": round(psutil.cpu_percent(interval=None)),
+        "mem": round(psutil.virtual_memory().percent),
         "eth_info": _interfaces(),
     }
     temp = _temperature_milli_c()

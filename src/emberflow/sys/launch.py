@@ -24,8 +24,17 @@ class Launched:
     sched_autogroup a new session gets a CPU share of its own and would beat in-process baselines.
     """
 
-    def __init__(self, config: dict[str, Any], *, args: list[str] | None = None, env: dict[str, str] | None = None,
-                 workdir: Path | None = None, timeout: float = 60.0, echo: bool = False, new_session: bool = True):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        workdir: Path | None = None,
+        timeout: float = 60.0,
+        echo: bool = False,
+        new_session: bool = True,
+    ):
         workdir = workdir or Path(tempfile.mkdtemp(prefix="emberflow-launch-"))
         self.config_path = workdir / "emberflow.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
@@ -39,9 +48,14 @@ class Launched:
         launched = time.monotonic()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "emberflow", "up", "--config", str(self.config_path), *(args or [])],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})}, start_new_session=new_session,
-            process_group=None if new_session else 0, text=True)
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=new_session,
+            process_group=None if new_session else 0,
+            text=True,
+        )
         threading.Thread(target=self._pump, daemon=True).start()  # never let the pipe fill up
         self.port = self.wait_listening_count(1, timeout)
         self.startup_s = self.listened_at[0] - launched  # launch -> accepting connections

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import zmq
@@ -38,8 +38,13 @@ async def _same_source(entry: str) -> str:
 
 
 class Router:
-    def __init__(self, cfg: Config, units: dict[str, str], table: TaskTable | None = None,
-                 sys_actions: dict[str, SysAction] | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        units: dict[str, str],
+        table: TaskTable | None = None,
+        sys_actions: dict[str, SysAction] | None = None,
+    ):
         self.cfg = cfg
         self.units = units
         self.tasks = table if table is not None else TaskTable()
@@ -57,8 +62,10 @@ class Router:
             self.control.bind(f"tcp://{cfg.bus_host}:{cfg.bus_port or '*'}")
             self.supervisor.remote_control_addr = self.control.getsockopt_string(zmq.LAST_ENDPOINT)
             if cfg.bus_host not in ("127.0.0.1", "::1", "localhost"):
-                log.warning("unit control socket on %s: it has no authentication; keep the cluster on a "
-                            "trusted network", self.supervisor.remote_control_addr)
+                log.warning(
+                    "unit control socket on %s: it has no authentication; keep the cluster on a trusted network",
+                    self.supervisor.remote_control_addr,
+                )
         self.conns: dict[int, ClientConnection] = {}
         self.sys_actions: dict[str, SysAction] = dict(sys_actions or {})
         self.started = time.time()
@@ -77,12 +84,20 @@ class Router:
         # A unit process that restarts gets them again, so a crash does not lose them.
         self.resources: dict[str, dict[str, tuple[Any, bytes | None]]] = {}
         self._reloading: dict[str, asyncio.Event] = {}  # kind -> set once its resources are back
+        self._background: set[asyncio.Task[None]] = set()  # fire-and-forget work, held until done
         self._on: dict[type[control.Message], Callable[[str, Any], None]] = {
-            control.Ready: self._on_ready, control.Heartbeat: self._on_heartbeat, control.Answer: self._on_answer,
-            control.TaskCreated: self._on_created, control.SetupFailed: self._on_answer,
-            control.TaskReleased: self._on_released, control.Linked: self._on_linked,
-            control.ResourceChanged: self._on_resource, control.Output: self._on_output,
-            control.Failed: self._on_failed, control.Done: self._on_done}
+            control.Ready: self._on_ready,
+            control.Heartbeat: self._on_heartbeat,
+            control.Answer: self._on_answer,
+            control.TaskCreated: self._on_created,
+            control.SetupFailed: self._on_answer,
+            control.TaskReleased: self._on_released,
+            control.Linked: self._on_linked,
+            control.ResourceChanged: self._on_resource,
+            control.Output: self._on_output,
+            control.Failed: self._on_failed,
+            control.Done: self._on_done,
+        }
 
     # --- connections -------------------------------------------------------------------------------
     def new_conn_id(self) -> int:
@@ -111,7 +126,11 @@ class Router:
     async def handle(self, conn: ClientConnection, req: Request, received: float) -> None:
         self.stats["requests"] += 1
         try:
-            if self.cfg.auth_required and not conn.authed and not (req.unit == "sys" and req.action in ("auth", "ping")):
+            if (
+                self.cfg.auth_required
+                and not conn.authed
+                and not (req.unit == "sys" and req.action in ("auth", "ping"))
+            ):
                 raise StackFlowError(Code.UNAUTHORIZED)
             if req.action == "inference":
                 await self._inference(conn, req, received)
@@ -159,8 +178,7 @@ class Router:
         rec.waiting.pop((conn_id, request_id), None)
         up = self.supervisor.running(rec.host)
         if up is not None and up.ready.is_set():
-            asyncio.get_running_loop().create_task(
-                self._send_quietly(rec.host, control.Cancel(rec.work_id, conn_id, request_id)))
+            self.spawn(self._send_quietly(rec.host, control.Cancel(rec.work_id, conn_id, request_id)))
 
     async def _send_quietly(self, host: str, msg: control.Message) -> None:
         try:
@@ -186,8 +204,11 @@ class Router:
             host = rec.host
         elif req.work_id == kind and (req.action in RESOURCE_ACTIONS or await self._is_unit_action(kind, req.action)):
             if req.action in RESOURCE_ACTIONS and len(self.supervisor.hosts_of(kind)) > 1:
-                raise StackFlowError(Code.UNIT_CALL, detail=f"{kind} runs as several replicas; resources are "
-                                                            "loaded per host, which replicas do not support yet")
+                raise StackFlowError(
+                    Code.UNIT_CALL,
+                    detail=f"{kind} runs as several replicas; resources are "
+                    "loaded per host, which replicas do not support yet",
+                )
             msg = control.Action(req, conn.conn_id)  # unit-level: the unit's process answers (resources too)
         elif req.action != "taskinfo":
             raise StackFlowError(Code.UNIT_NOT_EXIST)
@@ -227,8 +248,9 @@ class Router:
             cycle = self.tasks.would_cycle(rec.work_id, target.work_id)
             if cycle is not None:
                 raise StackFlowError(Code.LINK, detail="linking would make a cycle: " + " <- ".join(cycle))
-        return control.Action(req, conn.conn_id, self._data_addr_for(rec.kind, target),
-                              req.extra.get("policy") or target.output_policy)
+        return control.Action(
+            req, conn.conn_id, self._data_addr_for(rec.kind, target), req.extra.get("policy") or target.output_policy
+        )
 
     def _data_addr_for(self, reader_kind: str, source: TaskRecord) -> str:
         """The address a task of `reader_kind` reads `source` at: tcp when the reader may be on
@@ -264,8 +286,9 @@ class Router:
 
     def _load_of(self, kind: str, host: str) -> int:
         """Tasks on a unit host, and setups on their way to it (the balance between replicas)."""
-        return (sum(1 for r in self.tasks.of_kind(kind) if r.host == host)
-                + sum(1 for p in self.tasks.pending.get(kind, []) if p.host == host and p.request.action == "setup"))
+        return sum(1 for r in self.tasks.of_kind(kind) if r.host == host) + sum(
+            1 for p in self.tasks.pending.get(kind, []) if p.host == host and p.request.action == "setup"
+        )
 
     async def _resolve_inputs(self, kind: str, data: Any) -> tuple[dict[str, str], dict[str, str]]:
         """Data addresses and queue policies of the live tasks a setup's `input` names (StackFlow
@@ -309,7 +332,7 @@ class Router:
         self.supervisor.mark_ready(kind, msg.schema)
         if self.resources.get(kind):  # (never for a replica: replicated kinds take no resources)
             gate = self._reloading[kind] = asyncio.Event()
-            asyncio.get_running_loop().create_task(self._reload_resources(kind, gate))
+            self.spawn(self._reload_resources(kind, gate))
 
     def _on_heartbeat(self, kind: str, msg: control.Heartbeat) -> None:
         self.supervisor.beat(kind)
@@ -332,12 +355,21 @@ class Router:
         up = self.supervisor.procs.get(host)
         schema = up.schema if up is not None else {}
         principal = pending.principal if pending is not None else SYSTEM
-        rec = TaskRecord(msg.work_id, kind, principal=SHARED if schema.get("singleton") else principal,
-                         owner=msg.conn, data_addr=msg.data_addr, model=msg.model, params=data,
-                         inputs=[inputs] if isinstance(inputs, str) else list(inputs or []),
-                         last_request_id=msg.reply.get("request_id", ""),
-                         system_frames=bool(schema.get("system_frames")), host=host,
-                         remote_addr=msg.remote_addr, output_policy=str(schema.get("output_policy", "lossless")))
+        rec = TaskRecord(
+            msg.work_id,
+            kind,
+            principal=SHARED if schema.get("singleton") else principal,
+            owner=msg.conn,
+            data_addr=msg.data_addr,
+            model=msg.model,
+            params=data,
+            inputs=[inputs] if isinstance(inputs, str) else list(inputs or []),
+            last_request_id=msg.reply.get("request_id", ""),
+            system_frames=bool(schema.get("system_frames")),
+            host=host,
+            remote_addr=msg.remote_addr,
+            output_policy=str(schema.get("output_policy", "lossless")),
+        )
         self.tasks.add(rec)
         self.deliver(msg.conn, msg.reply, Delivery(msg.reply.get("request_id")))
 
@@ -406,15 +438,26 @@ class Router:
             detail = f"unit process {kind!r} {why}; task {rec.work_id} is gone, set it up again"
             told = set()
             for cid, rid in list(rec.waiting):  # in the order they were sent
-                self.deliver(cid, reply(rid, rec.work_id, data={"detail": detail}, code=Code.MODEL_RUN,
-                                        message="Model run failed."), Delivery(rid, Reason.TASK_LOST))
+                self.deliver(
+                    cid,
+                    reply(rid, rec.work_id, data={"detail": detail}, code=Code.MODEL_RUN, message="Model run failed."),
+                    Delivery(rid, Reason.TASK_LOST),
+                )
                 told.add(cid)
                 if (conn := self.conns.get(cid)) is not None:
                     conn.request_done(rid)
             if rec.owner not in told:
-                self.deliver(rec.owner, reply(rec.last_request_id, rec.work_id, data={"detail": detail},
-                                              code=Code.MODEL_RUN, message="Model run failed."),
-                             Delivery(rec.last_request_id, Reason.TASK_LOST))
+                self.deliver(
+                    rec.owner,
+                    reply(
+                        rec.last_request_id,
+                        rec.work_id,
+                        data={"detail": detail},
+                        code=Code.MODEL_RUN,
+                        message="Model run failed.",
+                    ),
+                    Delivery(rec.last_request_id, Reason.TASK_LOST),
+                )
         pending = self.tasks.pending.pop(kind, [])
         if host != kind or len(self.supervisor.hosts_of(kind)) > 1:  # the other replicas' requests stay
             self.tasks.pending[kind] = [p for p in pending if p.host not in ("", host)]
@@ -423,22 +466,32 @@ class Router:
             code = Code.MODEL_LOADING if p.request.action == "setup" else Code.UNIT_CALL
             wid = p.request.unit if p.request.action == "setup" else p.request.work_id
             err = StackFlowError(code, detail=f"unit process {kind!r} {why}", reason=Reason.TASK_LOST)
-            self.deliver(p.conn, error_reply(p.request.request_id, wid, err), Delivery(p.request.request_id,
-                                                                                      err.reason))
+            self.deliver(
+                p.conn, error_reply(p.request.request_id, wid, err), Delivery(p.request.request_id, err.reason)
+            )
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def reset(self) -> None:
         await self.supervisor.stop_all()
         self.resources.clear()
         self.tasks.clear(list(self.units))
+        self.preload_configured()
+
+    def preload_configured(self) -> None:
+        """Start the unit processes `preload` names, in the background."""
         for kind in self.cfg.preload:
-            asyncio.create_task(self.preload(kind))
+            self.spawn(self.preload(kind))
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background. The loop holds tasks only weakly: keep each until it ends."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _reload_resources(self, kind: str, gate: asyncio.Event) -> None:
         try:
             for res_id, (data, payload) in list(self.resources.get(kind, {}).items()):
-                answer = await self.internal.request(kind, "load_resource", f"{kind}.resource", data,
-                                                     payload=payload)
+                answer = await self.internal.request(kind, "load_resource", f"{kind}.resource", data, payload=payload)
                 if answer["error"]["code"] != 0:
                     log.error("reloading resource %s of %s after a restart failed: %s", res_id, kind, answer)
         finally:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 import logging
 import time
-from typing import TYPE_CHECKING, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from emberflow.sys.config import Config
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 SERVICE_MODULES = ("emberflow.serving.service", "emberflow.flows.service", "emberflow.bridges.wyoming.service")
 
 
-async def start_services(router: "Router", cfg: "Config") -> list[Callable[[], Awaitable[None]]]:
+async def start_services(router: Router, cfg: Config) -> list[Callable[[], Awaitable[None]]]:
     limit_log_rate(cfg.log_max_per_minute)
     closers = []
     for name in SERVICE_MODULES:

@@ -16,8 +16,9 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from emberflow.protocol.errors import Code, StackFlowError
 from emberflow.sys.config import Config
@@ -51,8 +52,13 @@ class UnitProcess:
 
 
 class Supervisor:
-    def __init__(self, cfg: Config, control_addr: str, units: dict[str, str],
-                 on_exit: Callable[[str, int, bool], Awaitable[None]]):
+    def __init__(
+        self,
+        cfg: Config,
+        control_addr: str,
+        units: dict[str, str],
+        on_exit: Callable[[str, int, bool], Awaitable[None]],
+    ):
         self.cfg = cfg
         self.control_addr = control_addr
         self.units = units  # kind -> "module:Class"
@@ -100,9 +106,10 @@ class Supervisor:
             up = await self._spawn(host)
         try:
             await asyncio.wait_for(up.ready.wait(), self.cfg.unit_ready_timeout)
-        except asyncio.TimeoutError:
-            raise StackFlowError(Code.UNIT_CALL, detail=f"unit {host!r} did not become ready in "
-                                                        f"{self.cfg.unit_ready_timeout:.0f} s") from None
+        except TimeoutError:
+            raise StackFlowError(
+                Code.UNIT_CALL, detail=f"unit {host!r} did not become ready in {self.cfg.unit_ready_timeout:.0f} s"
+            ) from None
         if up.proc is None or up.proc.returncode is not None:
             raise StackFlowError(Code.UNIT_CALL, detail=f"unit {host!r} exited while starting")
         return up
@@ -185,8 +192,9 @@ class Supervisor:
                 self._ray = RayBackend(self.cfg.ray_address or "auto", self.cfg.bus_host, self.cfg.log_level)
             assert self.remote_control_addr is not None, "the router binds the tcp control socket for remote kinds"
             replica = self.hosts_of(up.kind).index(up.host)
-            return await self._ray.start(up.host, up.kind, up.path, placement, replica, self.remote_control_addr,
-                                         model_dirs)
+            return await self._ray.start(
+                up.host, up.kind, up.path, placement, replica, self.remote_control_addr, model_dirs
+            )
         args = ["--rundir", str(self.cfg.resolved_rundir()), *(a for d in model_dirs for a in ("--model-dir", d))]
         if self.has_remote:  # remote tasks may read this one's tasks: bind their data sockets on tcp too
             args += ["--remote-bind", f"tcp://{self.cfg.bus_host}"]
@@ -220,7 +228,7 @@ class Supervisor:
             up.proc.terminate()
             try:
                 await asyncio.wait_for(up.proc.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 up.proc.kill()
                 await up.proc.wait()
 
@@ -256,8 +264,16 @@ class Supervisor:
         return "ready"
 
     def status(self) -> list[dict[str, Any]]:
-        return [{"kind": up.kind, "host": k, "pid": up.pid, "ready": up.ready.is_set(), "state": self.state(up),
-                 "crashes_last_minute": len(up.crashes),
-                 "ready_after_s": None if up.ready_after is None else round(up.ready_after, 3),
-                 "placement": up.proc.where() if up.proc is not None else {"backend": self.placement(up.kind).backend}}
-                for k, up in self.procs.items()]
+        return [
+            {
+                "kind": up.kind,
+                "host": k,
+                "pid": up.pid,
+                "ready": up.ready.is_set(),
+                "state": self.state(up),
+                "crashes_last_minute": len(up.crashes),
+                "ready_after_s": None if up.ready_after is None else round(up.ready_after, 3),
+                "placement": up.proc.where() if up.proc is not None else {"backend": self.placement(up.kind).backend},
+            }
+            for k, up in self.procs.items()
+        ]

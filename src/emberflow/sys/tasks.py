@@ -262,8 +262,11 @@ class TaskTable:
             return  # reading is open to every client
         if principal in (record.principal, SYSTEM) or record.principal == SHARED:
             return
-        raise StackFlowError(Code.FORBIDDEN, detail=f"{record.work_id} was set up by another client; only it can "
-                                                    f"{action} it (taskinfo works for everyone)")
+        raise StackFlowError(
+            Code.FORBIDDEN,
+            detail=f"{record.work_id} was set up by another client; only it can "
+            f"{action} it (taskinfo works for everyone)",
+        )
 
     # --- cycles -----------------------------------------------------------------------------------
     def would_cycle(self, work_id: str, source: str) -> list[str] | None:
@@ -289,8 +292,11 @@ class TaskTable:
     def leasable(self, kind: str, params: dict[str, Any], principal: str) -> list[TaskRecord]:
         """Tasks of `principal` set up with exactly these params that no one holds exclusively,
         oldest first."""
-        return [r for r in self.records.values() if r.kind == kind and r.principal == principal
-                and r.params == params and not r.exclusive]
+        return [
+            r
+            for r in self.records.values()
+            if r.kind == kind and r.principal == principal and r.params == params and not r.exclusive
+        ]
 
     def lease(self, work_id: str, *, exclusive: bool = False) -> Lease:
         record = self.records.get(work_id)
@@ -311,4 +317,3 @@ class TaskTable:
     def lease_released(self, lease: Lease) -> None:
         for listener in self._lease_listeners:
             listener(lease)
-

@@ -87,7 +87,10 @@ def _parse(path: Path) -> Target:
             kind=data.get("kind", ""),
             dtypes=list(data["dtypes"]),
             supported_ops=list(data["supported_ops"]),
-            memory=[MemoryRegion(m["name"], m["kind"], int(m["bytes"]), list(m["holds"]), m.get("note", "")) for m in data["memory"]],
+            memory=[
+                MemoryRegion(m["name"], m["kind"], int(m["bytes"]), list(m["holds"]), m.get("note", ""))
+                for m in data["memory"]
+            ],
             macs_per_second={k: float(v) for k, v in compute["macs_per_second"].items()},
             bandwidth_bytes_per_second=float(compute["bandwidth_bytes_per_second"]),
             cpu=compute.get("cpu", ""),

@@ -10,10 +10,41 @@ from emberflow.toolchain.graph import Graph, Node
 
 # Ops whose cost is one "MACC" per output element (elementwise and activations).
 _ELEMENTWISE = {
-    "Add", "Sub", "Mul", "Div", "Relu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu",
-    "Erf", "Pow", "Sqrt", "Exp", "Neg", "Where", "Max", "Min", "QuantizeLinear", "DequantizeLinear",
-    "ADD", "SUB", "MUL", "DIV", "RELU", "RELU6", "LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU",
-    "QUANTIZE", "DEQUANTIZE", "MAXIMUM", "MINIMUM",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Relu",
+    "Clip",
+    "Sigmoid",
+    "Tanh",
+    "HardSigmoid",
+    "HardSwish",
+    "LeakyRelu",
+    "Erf",
+    "Pow",
+    "Sqrt",
+    "Exp",
+    "Neg",
+    "Where",
+    "Max",
+    "Min",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "ADD",
+    "SUB",
+    "MUL",
+    "DIV",
+    "RELU",
+    "RELU6",
+    "LOGISTIC",
+    "TANH",
+    "HARD_SWISH",
+    "LEAKY_RELU",
+    "QUANTIZE",
+    "DEQUANTIZE",
+    "MAXIMUM",
+    "MINIMUM",
 }
 
 
@@ -94,7 +125,8 @@ def layer_stats(graph: Graph) -> list[LayerStats]:
     seen_consts: set[str] = set()  # a weight shared by several nodes is stored once
     for i, node in enumerate(graph.nodes):
         consts = [
-            graph.tensors[x] for x in node.inputs
+            graph.tensors[x]
+            for x in node.inputs
             if x in graph.tensors and graph.tensors[x].is_const and not graph.tensors[x].view_of_const
         ]
         fresh = [c for c in consts if c.name not in seen_consts]
@@ -103,7 +135,9 @@ def layer_stats(graph: Graph) -> list[LayerStats]:
         shape = outs[0].shape if outs else None
         rows.append(
             LayerStats(
-                index=i, name=node.name, op=node.op_type,
+                index=i,
+                name=node.name,
+                op=node.op_type,
                 output_shape="?" if shape is None else "x".join(map(str, shape)) or "scalar",
                 params=sum(c.size or 0 for c in fresh),
                 macc=node_macc(graph, node),
@@ -115,7 +149,7 @@ def layer_stats(graph: Graph) -> list[LayerStats]:
 
 
 def summarize(graph: Graph, rows: list[LayerStats]) -> dict:
-    io = lambda names: [  # noqa: E731 - tiny local formatter
+    io = lambda names: [
         {"name": n, "shape": list(graph.tensors[n].shape or []), "dtype": graph.tensors[n].dtype} for n in names
     ]
     return {
@@ -137,8 +171,10 @@ def _control_flow_warning(graph: Graph) -> list[str]:
     nodes = [n.name for n in graph.nodes if n.op_type in ("If", "Loop", "Scan")]
     if not nodes:
         return []
-    return [f"{len(nodes)} control-flow node(s) ({', '.join(nodes[:3])}): the compute inside their subgraphs is not "
-            "counted in MACC or per-layer rows; their weights are counted"]
+    return [
+        f"{len(nodes)} control-flow node(s) ({', '.join(nodes[:3])}): the compute inside their subgraphs is not "
+        "counted in MACC or per-layer rows; their weights are counted"
+    ]
 
 
 def _op_histogram(graph: Graph) -> dict[str, int]:

@@ -74,9 +74,7 @@ class CheckResult:
         return d
 
 
-def check_model(
-    graph: Graph, plan: MemoryPlan, target: Target, footprint: Footprint | None = None
-) -> CheckResult:
+def check_model(graph: Graph, plan: MemoryPlan, target: Target, footprint: Footprint | None = None) -> CheckResult:
     """Every reason the model does not fit. Flash and RAM come from `footprint` when it
     has a cross build (see toolchain/mcu/footprint.py), else from the graph and `plan`."""
     violations: list[Violation] = []
@@ -106,7 +104,11 @@ def check_model(
             continue
         bad.setdefault(dt, []).append(name)
     for dt, names in sorted(bad.items()):
-        hint = "quantize to int8 with `emberflow quantize`" if dt.startswith("float") else "cast or re-export with a supported type"
+        hint = (
+            "quantize to int8 with `emberflow quantize`"
+            if dt.startswith("float")
+            else "cast or re-export with a supported type"
+        )
         violations.append(
             Violation(
                 "dtype",
@@ -131,7 +133,11 @@ def check_model(
                 continue
             tensors = [graph.tensors[x] for x in node.inputs if x in graph.tensors]
             act_in = next((t for t in tensors if not t.is_const), None)
-            weight = max((t for t in tensors if t.is_const and t.shape and len(t.shape) > 1), key=lambda t: t.nbytes, default=None)
+            weight = max(
+                (t for t in tensors if t.is_const and t.shape and len(t.shape) > 1),
+                key=lambda t: t.nbytes,
+                default=None,
+            )
             out = graph.tensors.get(node.outputs[0]) if node.outputs else None
             problems = []
             for label, t, cap in (
@@ -143,7 +149,12 @@ def check_model(
                     problems.append(f"{label} {fmt_bytes(_device_bytes(t, dtypes))} > {fmt_bytes(cap)}")
             if problems:
                 violations.append(
-                    Violation("op-limit", f"{node.op_type} {node.name}: " + ", ".join(problems) + f" per call on {target.name}", [node.name], limit.hint)
+                    Violation(
+                        "op-limit",
+                        f"{node.op_type} {node.name}: " + ", ".join(problems) + f" per call on {target.name}",
+                        [node.name],
+                        limit.hint,
+                    )
                 )
 
     return CheckResult(
@@ -225,8 +236,10 @@ def _estimated_fit(
         violations.append(
             Violation(
                 "ram",
-                f"activation arena needs {fmt_bytes(plan.arena_bytes)} (lower bound {fmt_bytes(plan.lower_bound_bytes)}) "
-                f"but the largest RAM on {target.name} ({a_region.name if a_region else 'none'}) holds {fmt_bytes(cap)}",
+                f"activation arena needs {fmt_bytes(plan.arena_bytes)} (lower bound "
+                f"{fmt_bytes(plan.lower_bound_bytes)}) "
+                f"but the largest RAM on {target.name} ({a_region.name if a_region else 'none'}) holds "
+                f"{fmt_bytes(cap)}",
                 hint="reduce the input resolution or sequence length, quantize activations to int8, or split the model",
             )
         )
@@ -241,8 +254,10 @@ def _place_in(regions, size: int, what: str, notes: list[str]):
     for i, region in enumerate(regions):
         if size <= region.bytes:
             if i:
-                notes.append(f"{what} ({fmt_bytes(size)}) does not fit {regions[0].name} ({fmt_bytes(regions[0].bytes)}); "
-                             f"it goes to {region.name}" + (f" ({region.note})" if region.note else ""))
+                notes.append(
+                    f"{what} ({fmt_bytes(size)}) does not fit {regions[0].name} ({fmt_bytes(regions[0].bytes)}); "
+                    f"it goes to {region.name}" + (f" ({region.note})" if region.note else "")
+                )
             return region
     return max(regions, key=lambda m: m.bytes)
 

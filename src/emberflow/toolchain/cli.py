@@ -13,7 +13,9 @@ if TYPE_CHECKING:
     from emberflow.toolchain.graph import Graph
     from emberflow.toolchain.mcu.footprint import Footprint
 
-SHAPE_HELP = "Fix a dynamic input shape, e.g. --shape x=1x3x48x320 (repeatable). Default: batch 1, other dynamic axes 32."
+SHAPE_HELP = (
+    "Fix a dynamic input shape, e.g. --shape x=1x3x48x320 (repeatable). Default: batch 1, other dynamic axes 32."
+)
 JSON_HELP = "Print machine-readable JSON instead of tables."
 REPORT_HELP = "Also write an HTML report with charts to this file."
 COMPILED_HELP = "A folder from `emberflow compile` of this model: flash/RAM from its cross build."
@@ -112,7 +114,9 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(help="Real inputs (.npz or directory; first sample used) when static shapes are not enough."),
         ] = None,
-        strategy: Annotated[str, typer.Option(help="Memory planner: size, breadth, order, or best (try all).")] = "best",
+        strategy: Annotated[
+            str, typer.Option(help="Memory planner: size, breadth, order, or best (try all).")
+        ] = "best",
         inplace: Annotated[bool, typer.Option(help="Let reshape-like ops share their input's buffer.")] = True,
         layers: Annotated[bool, typer.Option(help="Print the per-layer table.")] = True,
         plan_rows: Annotated[int, typer.Option(help="Rows of the memory-plan table to print (0: none).")] = 40,
@@ -208,16 +212,21 @@ def register(app: typer.Typer) -> None:
         calib: Annotated[
             str, typer.Option(help="Calibration data: a directory of .npz/.npy, a .npz file, or random[:N].")
         ] = "random",
-        method: Annotated[str, typer.Option(help="Calibration: minmax, entropy, percentile or distribution.")] = "minmax",
+        method: Annotated[
+            str, typer.Option(help="Calibration: minmax, entropy, percentile or distribution.")
+        ] = "minmax",
         per_channel: Annotated[bool, typer.Option(help="Per-output-channel weight scales.")] = True,
         reduce_range: Annotated[
-            bool, typer.Option(help="7-bit weights: avoids int8 overflow in onnxruntime's x86 kernels (not needed on MCUs).")
+            bool,
+            typer.Option(help="7-bit weights: avoids int8 overflow in onnxruntime's x86 kernels (not needed on MCUs)."),
         ] = False,
         symmetric_activations: Annotated[bool, typer.Option(help="Symmetric int8 activations (zero point 0).")] = False,
         shape: Annotated[
             list[str] | None, typer.Option("--shape", help=SHAPE_HELP + " Used for random calibration data.")
         ] = None,
-        exclude: Annotated[list[str] | None, typer.Option("--exclude", help="Node name to keep in float (repeatable).")] = None,
+        exclude: Annotated[
+            list[str] | None, typer.Option("--exclude", help="Node name to keep in float (repeatable).")
+        ] = None,
         op_types: Annotated[
             str | None,
             typer.Option(help="Only quantize these op types, e.g. Conv,MatMul (default: every op onnxruntime can)."),
@@ -241,8 +250,14 @@ def register(app: typer.Typer) -> None:
             task = progress.add_task("calibrating", total=len(samples))
             try:
                 summary = quantize_model(
-                    model, output, samples, method=method, per_channel=per_channel, reduce_range=reduce_range,
-                    symmetric_activations=symmetric_activations, exclude_nodes=exclude or [],
+                    model,
+                    output,
+                    samples,
+                    method=method,
+                    per_channel=per_channel,
+                    reduce_range=reduce_range,
+                    symmetric_activations=symmetric_activations,
+                    exclude_nodes=exclude or [],
                     op_types=op_types.split(",") if op_types else None,
                     on_sample=lambda: progress.advance(task),
                 )
@@ -314,9 +329,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def pack(
-        models: Annotated[
-            list[str], typer.Argument(help="Models as PATH or NAME=PATH; a repeated NAME adds a stage.")
-        ],
+        models: Annotated[list[str], typer.Argument(help="Models as PATH or NAME=PATH; a repeated NAME adds a stage.")],
         output: Annotated[Path, typer.Option("--output", "-o", help="Bundle to write (.ember).")],
         target: Annotated[
             str | None,
@@ -325,7 +338,9 @@ def register(app: typer.Typer) -> None:
         norm: Annotated[
             list[str] | None, typer.Option("--norm", help="Input normalisation INPUT=MEAN,../STD,.. (repeatable).")
         ] = None,
-        shape: Annotated[list[str] | None, typer.Option("--shape", help=SHAPE_HELP + " Used for the memory plan.")] = None,
+        shape: Annotated[
+            list[str] | None, typer.Option("--shape", help=SHAPE_HELP + " Used for the memory plan.")
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Pack one or more graphs (multi-net, multi-stage) into one self-describing .ember bundle."""
@@ -376,7 +391,9 @@ def register(app: typer.Typer) -> None:
         ],
         on: Annotated[
             str | None,
-            typer.Option("--on", help="Compiled folder: run the SystemPerformance app on qemu-m4, qemu-m7 or qemu-m33."),
+            typer.Option(
+                "--on", help="Compiled folder: run the SystemPerformance app on qemu-m4, qemu-m7 or qemu-m33."
+            ),
         ] = None,
         kernels: Annotated[
             str | None, typer.Option(help="Compiled folder: dsp or portable (default: as compiled).")
@@ -444,8 +461,9 @@ def register(app: typer.Typer) -> None:
     def convert(
         model: Path = typer.Argument(..., help="A TF.js graph model: model.json with its .bin shards beside it."),
         output: Path = typer.Option(..., "--output", "-o", help="The .onnx to write."),
-        shape: list[str] = typer.Option([], "--shape", help="Fix an input size the model leaves open, "
-                                                            "e.g. --shape input=1x256x256x3 (repeatable)."),
+        shape: list[str] = typer.Option(
+            [], "--shape", help="Fix an input size the model leaves open, e.g. --shape input=1x256x256x3 (repeatable)."
+        ),
         as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     ) -> None:
         """Import a TF.js graph model into ONNX (no TensorFlow needed); fp16/quantized weights are dequantized."""
@@ -462,8 +480,10 @@ def register(app: typer.Typer) -> None:
             _print_json(report.to_dict())
             return
         ops = ", ".join(f"{op} {n}" for op, n in sorted(report.onnx_ops.items(), key=lambda kv: -kv[1]))
-        typer.echo(f"wrote {output}: {fmt_bytes(report.bytes)}; inputs {', '.join(report.inputs)}; "
-                   f"outputs {', '.join(report.outputs)}")
+        typer.echo(
+            f"wrote {output}: {fmt_bytes(report.bytes)}; inputs {', '.join(report.inputs)}; "
+            f"outputs {', '.join(report.outputs)}"
+        )
         typer.echo(f"  {sum(report.ops.values())} TF nodes ({report.folded} computed while converting) -> ONNX: {ops}")
         typer.echo("  numeric check against TF.js itself: docs/toolchain.md (TF.js import)")
 
@@ -487,9 +507,7 @@ def register(app: typer.Typer) -> None:
         model: Annotated[
             Path, typer.Argument(help="int8 .tflite, or emberflow's int8 ONNX (from `emberflow quantize`).")
         ],
-        target: Annotated[
-            str, typer.Option("--target", "-t", help="MCU device profile, e.g. stm32h747 or stm32f412.")
-        ],
+        target: Annotated[str, typer.Option("--target", "-t", help="MCU device profile, e.g. stm32h747 or stm32f412.")],
         output: Annotated[
             Path,
             typer.Option("--output", "-o", help="Folder to write (NAME.c/.h, NAME_data.c, runtime, build files)."),

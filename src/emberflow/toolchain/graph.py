@@ -15,10 +15,25 @@ import numpy as np
 # The TFLite flatbuffer reader lives with the runtime (which runs .tflite files); the toolchain
 # builds on it, never the other way round.
 from emberflow.runtime.tflite_format import (
-    TFL_DTYPES, ModelError, read_tflite_model, tflite_op_names, tflite_op_types, tflite_schema)
+    TFL_DTYPES,
+    ModelError,
+    read_tflite_model,
+    tflite_op_names,
+    tflite_op_types,
+    tflite_schema,
+)
 
-__all__ = ["TFL_DTYPES", "Graph", "ModelError", "Node", "TensorInfo", "load_graph", "read_tflite_model",
-           "tflite_op_names", "tflite_schema"]
+__all__ = [
+    "TFL_DTYPES",
+    "Graph",
+    "ModelError",
+    "Node",
+    "TensorInfo",
+    "load_graph",
+    "read_tflite_model",
+    "tflite_op_names",
+    "tflite_schema",
+]
 
 
 @dataclass
@@ -78,8 +93,20 @@ class Graph:
 
 # ONNX TensorProto element types -> numpy dtype names
 _ONNX_DTYPES = {
-    1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
-    8: "string", 9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16",
+    1: "float32",
+    2: "uint8",
+    3: "int8",
+    4: "uint16",
+    5: "int16",
+    6: "int32",
+    7: "int64",
+    8: "string",
+    9: "bool",
+    10: "float16",
+    11: "float64",
+    12: "uint32",
+    13: "uint64",
+    16: "bfloat16",
 }
 
 
@@ -232,12 +259,19 @@ def _load_onnx(path: Path, shapes: dict, probe: bool, feeds: dict | None = None,
                 arr = numpy_helper.to_array(value.t)
                 tensors[proto.output[0]] = TensorInfo(proto.output[0], tuple(arr.shape), str(arr.dtype), True)
                 continue
-        nodes.append(Node(proto.name or f"{proto.op_type}_{i}", proto.op_type, list(proto.input), list(proto.output),
-                          attrs))
+        nodes.append(
+            Node(proto.name or f"{proto.op_type}_{i}", proto.op_type, list(proto.input), list(proto.output), attrs)
+        )
 
     graph = Graph(
-        name=g.name or path.stem, format="onnx", nodes=nodes, tensors=tensors,
-        inputs=[i.name for i in real_inputs], outputs=[o.name for o in g.output], path=str(path), warnings=warn,
+        name=g.name or path.stem,
+        format="onnx",
+        nodes=nodes,
+        tensors=tensors,
+        inputs=[i.name for i in real_inputs],
+        outputs=[o.name for o in g.output],
+        path=str(path),
+        warnings=warn,
     )
     for name, shp in input_shapes.items():
         tensors[name].shape = shp
@@ -266,7 +300,9 @@ def _subgraph_constants(g) -> list[TensorInfo]:
         for a in n.attribute:
             for sub in ([a.g] if a.type == 5 else []) + list(a.graphs):
                 for init in sub.initializer:
-                    found.append(TensorInfo(init.name, tuple(init.dims), _ONNX_DTYPES.get(init.data_type, "unknown"), True))
+                    found.append(
+                        TensorInfo(init.name, tuple(init.dims), _ONNX_DTYPES.get(init.data_type, "unknown"), True)
+                    )
                 for c in sub.node:
                     if c.op_type == "Constant" and c.attribute and c.attribute[0].type == 4:
                         arr = numpy_helper.to_array(c.attribute[0].t)
@@ -333,6 +369,7 @@ def _probe_shapes(path: Path, graph: Graph, input_shapes: dict, missing: list[st
 
 # ----------------------------------------------------------------------------- TFLite
 
+
 def _load_tflite(path: Path) -> Graph:
     buf = path.read_bytes()
     try:
@@ -365,6 +402,11 @@ def _load_tflite(path: Path) -> Graph:
         outs = [tname[j] for j in (op.outputs if op.outputs is not None else [])]
         nodes.append(Node(f"{op_type.lower()}_{i}", op_type, ins, outs))
     return Graph(
-        name=path.stem, format="tflite", nodes=nodes, tensors=tensors,
-        inputs=[tname[i] for i in sg.inputs], outputs=[tname[i] for i in sg.outputs], path=str(path),
+        name=path.stem,
+        format="tflite",
+        nodes=nodes,
+        tensors=tensors,
+        inputs=[tname[i] for i in sg.inputs],
+        outputs=[tname[i] for i in sg.outputs],
+        path=str(path),
     )

@@ -3,8 +3,8 @@
 A `.npz` holds one array per model input (named like the input, or `arr_0`, `arr_1`, ... in
 input order) with a leading sample axis: `x` of shape (N, 1, 3, 32, 32) gives N samples of
 (1, 3, 32, 32). An array with exactly the input's rank is one sample if its first axis equals
-the input's batch size, otherwise it is split into samples of batch 1. A directory holds `.npz` or `.npy` files, one sample each (`.npy` only for
-single-input models).
+the input's batch size, otherwise it is split into samples of batch 1. A directory holds `.npz`
+or `.npy` files, one sample each (`.npy` only for single-input models).
 """
 
 from __future__ import annotations
@@ -50,14 +50,18 @@ def _split_npz(arrays: dict[str, np.ndarray], specs: list[InputSpec], source: st
         if arr is None and len(specs) == 1 and len(arrays) == 1:
             arr = next(iter(arrays.values()))
         if arr is None:
-            raise InputsError(f"{source} has no array for input {name!r} (has {sorted(arrays)}); name arrays after the model inputs")
+            raise InputsError(
+                f"{source} has no array for input {name!r} (has {sorted(arrays)}); name arrays after the model inputs"
+            )
         arr = np.asarray(arr)
         if arr.ndim == len(shape) + 1:
             samples = list(arr)
         elif arr.ndim == len(shape):
             samples = [arr] if arr.shape[:1] == shape[:1] else [a[None] for a in arr]
         else:
-            raise InputsError(f"{source}: array for {name!r} has shape {arr.shape}, the input expects rank {len(shape)} {shape}")
+            raise InputsError(
+                f"{source}: array for {name!r} has shape {arr.shape}, the input expects rank {len(shape)} {shape}"
+            )
         by_name[name] = [np.asarray(s).astype(dtype, copy=False) for s in samples]  # 0-d slices are numpy scalars
     counts = {len(v) for v in by_name.values()}
     if len(counts) != 1:
@@ -84,13 +88,16 @@ def load_samples(source: str, specs: list[InputSpec], *, count: int = 8, seed: i
                     samples.extend(_split_npz(dict(data), specs, str(f)))
             elif f.suffix == ".npy":
                 if len(specs) != 1:
-                    raise InputsError(f"{f}: .npy samples only work for single-input models; use .npz with one array per input")
+                    raise InputsError(
+                        f"{f}: .npy samples only work for single-input models; use .npz with one array per input"
+                    )
                 samples.extend(_split_npz({specs[0][0]: np.load(f)}, specs, str(f)))
         if not samples:
             raise InputsError(f"{path} contains no .npz or .npy files")
         return samples
-    raise InputsError(f"inputs {source!r}: expected 'random', 'random:N', a .npz file or a directory of .npz/.npy files")
-
+    raise InputsError(
+        f"inputs {source!r}: expected 'random', 'random:N', a .npz file or a directory of .npz/.npy files"
+    )
 
 
 def concrete_specs(specs, shapes: dict[str, tuple[int, ...]] | None = None) -> list[InputSpec]:

@@ -33,7 +33,7 @@ class Buffer:
     end: int
     offset: int = -1
 
-    def overlaps(self, other: "Buffer") -> bool:
+    def overlaps(self, other: Buffer) -> bool:
         return self.begin <= other.end and other.begin <= self.end
 
 

@@ -47,7 +47,9 @@ def parse_norms(specs: list[str]) -> dict[str, dict]:
                 raise ValueError
             norms[name] = {"mean": [float(v) for v in mean.split(",")], "std": [float(v) for v in std.split(",")]}
         except ValueError:
-            raise PackError(f"bad --norm {spec!r}; write INPUT=MEAN[,MEAN...]/STD[,STD...], e.g. x=0.5,0.5,0.5/0.5,0.5,0.5") from None
+            raise PackError(
+                f"bad --norm {spec!r}; write INPUT=MEAN[,MEAN...]/STD[,STD...], e.g. x=0.5,0.5,0.5/0.5,0.5,0.5"
+            ) from None
     return norms
 
 
@@ -64,8 +66,14 @@ def _io(graph: Graph, names: list[str], norms: dict) -> list[dict]:
     return rows
 
 
-def pack_models(models: list[str], output: str | Path, *, target: str | None = None, norms: list[str] | None = None,
-                shapes: dict[str, tuple[int, ...]] | None = None) -> dict:
+def pack_models(
+    models: list[str],
+    output: str | Path,
+    *,
+    target: str | None = None,
+    norms: list[str] | None = None,
+    shapes: dict[str, tuple[int, ...]] | None = None,
+) -> dict:
     from emberflow import __version__
 
     tgt = None
@@ -88,7 +96,11 @@ def pack_models(models: list[str], output: str | Path, *, target: str | None = N
             from emberflow.toolchain.check import check_model
 
             result = check_model(graph, plan, tgt)
-            fit = {"fits": result.fits, "summary": result.summary(), "violations": [v.message for v in result.violations]}
+            fit = {
+                "fits": result.fits,
+                "summary": result.summary(),
+                "violations": [v.message for v in result.violations],
+            }
         quant = {t.name: t.quant for t in graph.tensors.values() if t.quant}
         model_section = f"graph/{name}/{stage_index}"
         plan_section = f"plan/{name}/{stage_index}"
@@ -98,20 +110,29 @@ def pack_models(models: list[str], output: str | Path, *, target: str | None = N
         if quant:
             sections.append(Section(quant_section, KIND_BLOB, json.dumps(quant).encode()))
         if stage_index and graphs[name][0]["format"] != fmt:
-            raise PackError(f"stages of {name!r} mix {graphs[name][0]['format']} and {fmt}; stages of one net share a format")
-        graphs[name].append({
-            "index": stage_index,
-            "section": model_section,
-            "format": fmt,
-            "inputs": _io(graph, graph.inputs, norm_map),
-            "outputs": _io(graph, graph.outputs, {}),
-            "weights_bytes": graph.weight_bytes,
-            "memory_plan": {"section": plan_section, "strategy": plan.strategy, "arena_bytes": plan.arena_bytes,
-                            "lower_bound_bytes": plan.lower_bound_bytes, "alignment": plan.alignment},
-            "quantization": {"section": quant_section, "tensors": len(quant)} if quant else None,
-            "source": {"path": str(path), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()},
-            "check": fit,
-        })
+            raise PackError(
+                f"stages of {name!r} mix {graphs[name][0]['format']} and {fmt}; stages of one net share a format"
+            )
+        graphs[name].append(
+            {
+                "index": stage_index,
+                "section": model_section,
+                "format": fmt,
+                "inputs": _io(graph, graph.inputs, norm_map),
+                "outputs": _io(graph, graph.outputs, {}),
+                "weights_bytes": graph.weight_bytes,
+                "memory_plan": {
+                    "section": plan_section,
+                    "strategy": plan.strategy,
+                    "arena_bytes": plan.arena_bytes,
+                    "lower_bound_bytes": plan.lower_bound_bytes,
+                    "alignment": plan.alignment,
+                },
+                "quantization": {"section": quant_section, "tensors": len(quant)} if quant else None,
+                "source": {"path": str(path), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()},
+                "check": fit,
+            }
+        )
     shared = _share_stage_weights(graphs, sections)
     manifest = {
         "format": "emberflow-bundle",
@@ -125,8 +146,13 @@ def pack_models(models: list[str], output: str | Path, *, target: str | None = N
     }
     size = write_bundle(output, manifest, sections)
     checks = [st["check"] for stages in graphs.values() for st in stages if st["check"]]
-    return {"output": str(output), "bytes": size, "graphs": {n: len(s) for n, s in graphs.items()},
-            "checks": [c["summary"] for c in checks], "shared_weight_bytes": shared}
+    return {
+        "output": str(output),
+        "bytes": size,
+        "graphs": {n: len(s) for n, s in graphs.items()},
+        "checks": [c["summary"] for c in checks],
+        "shared_weight_bytes": shared,
+    }
 
 
 def _share_stage_weights(graphs: dict[str, list[dict]], sections: list[Section]) -> int:

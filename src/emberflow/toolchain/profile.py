@@ -71,13 +71,22 @@ def estimate(graph: Graph, target: Target) -> list[OpTime]:
         compute_dtype = dtypes.get(node.outputs[0], "float32") if node.outputs else "float32"
         t_compute = macc / target.peak_macs(compute_dtype)
         t_memory = moved / target.bandwidth_bytes_per_second
-        out.append(OpTime(node.name, node.op_type, estimated_us=1e6 * max(t_compute, t_memory), macc=macc,
-                          bytes_moved=moved, bound="compute" if t_compute >= t_memory else "memory"))
+        out.append(
+            OpTime(
+                node.name,
+                node.op_type,
+                estimated_us=1e6 * max(t_compute, t_memory),
+                macc=macc,
+                bytes_moved=moved,
+                bound="compute" if t_compute >= t_memory else "memory",
+            )
+        )
     return out
 
 
-def measure_onnx(path: str, feeds: dict[str, np.ndarray], runs: int, optimized: bool = False
-                 ) -> tuple[list[float], dict[str, float], dict[str, str]]:
+def measure_onnx(
+    path: str, feeds: dict[str, np.ndarray], runs: int, optimized: bool = False
+) -> tuple[list[float], dict[str, float], dict[str, str]]:
     """Per-run wall times (s) and mean kernel µs per node from onnxruntime's profiler.
 
     By default the session uses only basic graph optimisations, so nodes keep the names of the
@@ -99,7 +108,8 @@ def measure_onnx(path: str, feeds: dict[str, np.ndarray], runs: int, optimized: 
                 sess.run(None, feeds)
         except Exception as exc:
             raise ValueError(
-                f"the model failed on these inputs ({str(exc).splitlines()[0][:200]}); pass --inputs file.npz with real inputs"
+                f"the model failed on these inputs ({str(exc).splitlines()[0][:200]}); pass --inputs file.npz with "
+                "real inputs"
             ) from exc
         times = []
         for _ in range(runs):
@@ -132,10 +142,21 @@ def measure_tflite(path: str, feeds: list[np.ndarray], runs: int) -> list[float]
     return times
 
 
-def profile_model(path: str | Path, graph: Graph, feeds: dict[str, np.ndarray], *, runs: int = 20,
-                  target: Target | None = None, optimized: bool = False) -> ProfileResult:
+def profile_model(
+    path: str | Path,
+    graph: Graph,
+    feeds: dict[str, np.ndarray],
+    *,
+    runs: int = 20,
+    target: Target | None = None,
+    optimized: bool = False,
+) -> ProfileResult:
     path = str(path)
-    ops = estimate(graph, target) if target else [OpTime(n.name, n.op_type, macc=node_macc(graph, n)) for n in graph.nodes]
+    ops = (
+        estimate(graph, target)
+        if target
+        else [OpTime(n.name, n.op_type, macc=node_macc(graph, n)) for n in graph.nodes]
+    )
     if graph.format == "onnx":
         times, per_node, op_of = measure_onnx(path, feeds, runs, optimized)
         by_name = {o.name: o for o in ops}
@@ -148,8 +169,12 @@ def profile_model(path: str | Path, graph: Graph, feeds: dict[str, np.ndarray], 
         times = measure_tflite(path, [feeds[n] for n in graph.inputs], runs)
     arr = np.array(times) * 1e3
     return ProfileResult(
-        model=path, runs=runs, mean_ms=float(arr.mean()), p50_ms=float(np.percentile(arr, 50)),
-        p90_ms=float(np.percentile(arr, 90)), throughput_per_s=float(1e3 / arr.mean()),
+        model=path,
+        runs=runs,
+        mean_ms=float(arr.mean()),
+        p50_ms=float(np.percentile(arr, 50)),
+        p90_ms=float(np.percentile(arr, 90)),
+        throughput_per_s=float(1e3 / arr.mean()),
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         target=target.name if target else None,
         estimated_ms=sum(o.estimated_us or 0 for o in ops) / 1e3 if target else None,
@@ -160,14 +185,27 @@ def profile_model(path: str | Path, graph: Graph, feeds: dict[str, np.ndarray], 
 def chrome_trace(result: ProfileResult) -> dict:
     """Measured ops (pid 1) and the target estimate (pid 2) laid end to end, in Chrome's trace format."""
     events = []
-    for pid, label, key in ((1, "host (measured, mean per run)", "measured_us"), (2, f"{result.target} (estimated)", "estimated_us")):
+    for pid, label, key in (
+        (1, "host (measured, mean per run)", "measured_us"),
+        (2, f"{result.target} (estimated)", "estimated_us"),
+    ):
         t = 0.0
         events.append({"ph": "M", "pid": pid, "name": "process_name", "args": {"name": label}})
         for o in result.ops:
             dur = getattr(o, key)
             if dur:
-                events.append({"ph": "X", "pid": pid, "tid": 1, "name": o.name, "cat": o.op, "ts": t, "dur": dur,
-                               "args": {"op": o.op, "macc": o.macc}})
+                events.append(
+                    {
+                        "ph": "X",
+                        "pid": pid,
+                        "tid": 1,
+                        "name": o.name,
+                        "cat": o.op,
+                        "ts": t,
+                        "dur": dur,
+                        "args": {"op": o.op, "macc": o.macc},
+                    }
+                )
                 t += dur
     return {"traceEvents": events, "displayTimeUnit": "ms"}
 
@@ -188,6 +226,20 @@ def speedscope(result: ProfileResult) -> dict:
             evs += [{"type": "O", "frame": frame, "at": t}, {"type": "C", "frame": frame, "at": t + dur}]
             t += dur
         if evs:
-            profiles.append({"type": "evented", "name": label, "unit": "microseconds", "startValue": 0, "endValue": t, "events": evs})
-    return {"$schema": "https://www.speedscope.app/file-format-schema.json", "shared": {"frames": frames},
-            "profiles": profiles, "name": result.model, "exporter": "emberflow"}
+            profiles.append(
+                {
+                    "type": "evented",
+                    "name": label,
+                    "unit": "microseconds",
+                    "startValue": 0,
+                    "endValue": t,
+                    "events": evs,
+                }
+            )
+    return {
+        "$schema": "https://www.speedscope.app/file-format-schema.json",
+        "shared": {"frames": frames},
+        "profiles": profiles,
+        "name": result.model,
+        "exporter": "emberflow",
+    }

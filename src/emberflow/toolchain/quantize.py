@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -96,14 +96,18 @@ def quantize_model(
 
     model, output = Path(model), Path(output)
     if model.suffix.lower() != ".onnx":
-        raise QuantizeError(f"{model.name}: quantize reads ONNX models; a .tflite is already quantized by its converter")
+        raise QuantizeError(
+            f"{model.name}: quantize reads ONNX models; a .tflite is already quantized by its converter"
+        )
     if method not in CALIBRATION_METHODS:
         raise QuantizeError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
     if not samples:
         raise QuantizeError("no calibration samples; pass --calib DIR, file.npz or random[:N]")
     calib = {
-        "minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile, "distribution": CalibrationMethod.Distribution,
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+        "distribution": CalibrationMethod.Distribution,
     }[method]
     with tempfile.TemporaryDirectory(prefix="emberflow-quant-") as tmp:
         prepped = preprocess(model, Path(tmp) / "prep.onnx")
@@ -112,7 +116,8 @@ def quantize_model(
         os.chdir(tmp)
         try:
             quantize_static(
-                str(prepped), str(output.resolve() if output.is_absolute() else Path(cwd) / output),
+                str(prepped),
+                str(output.resolve() if output.is_absolute() else Path(cwd) / output),
                 _Reader(samples, on_sample),
                 quant_format=QuantFormat.QDQ,
                 per_channel=per_channel,
@@ -131,7 +136,14 @@ def quantize_model(
     q = onnx.load(str(output))
     n_q = sum(1 for n in q.graph.node if n.op_type == "QuantizeLinear")
     return QuantizeSummary(
-        source=str(model), output=str(output), bytes_before=model.stat().st_size, bytes_after=output.stat().st_size,
-        calibration_samples=len(samples), method=method, per_channel=per_channel,
-        reduce_range=reduce_range, quantized_nodes=n_q, nodes_after=len(q.graph.node),
+        source=str(model),
+        output=str(output),
+        bytes_before=model.stat().st_size,
+        bytes_after=output.stat().st_size,
+        calibration_samples=len(samples),
+        method=method,
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        quantized_nodes=n_q,
+        nodes_after=len(q.graph.node),
     )

@@ -20,13 +20,29 @@ console = Console()
 def print_analysis(summary: dict, rows: list[dict], plan: dict, *, layers: bool = True, plan_rows: int = 40) -> None:
     if layers:
         t = Table(title=f"Layers of {summary['model']}", show_lines=False)
-        columns: tuple[tuple[str, Literal["left", "right"]], ...] = (("#", "right"), ("name", "left"), ("op", "left"), ("output", "left"), ("params", "right"),
-                          ("MACC", "right"), ("weights", "right"), ("activations", "right"))
+        columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
+            ("#", "right"),
+            ("name", "left"),
+            ("op", "left"),
+            ("output", "left"),
+            ("params", "right"),
+            ("MACC", "right"),
+            ("weights", "right"),
+            ("activations", "right"),
+        )
         for col, just in columns:
             t.add_column(col, justify=just)
         for r in rows:
-            t.add_row(str(r["index"]), r["name"][:40], r["op"], r["output_shape"], fmt_count(r["params"]),
-                      fmt_count(r["macc"]), fmt_bytes(r["weight_bytes"]), fmt_bytes(r["activation_bytes"]))
+            t.add_row(
+                str(r["index"]),
+                r["name"][:40],
+                r["op"],
+                r["output_shape"],
+                fmt_count(r["params"]),
+                fmt_count(r["macc"]),
+                fmt_bytes(r["weight_bytes"]),
+                fmt_bytes(r["activation_bytes"]),
+            )
         console.print(t)
     s = Table(title="Totals", show_header=False)
     s.add_column(justify="left")
@@ -123,8 +139,15 @@ def print_targets(targets) -> None:
     for tg in targets:
         w = max(tg.regions_for("weights"), key=lambda m: m.bytes, default=None)
         a = max(tg.regions_for("activations"), key=lambda m: m.bytes, default=None)
-        t.add_row(tg.name, tg.kind, tg.cpu, f"{w.name} {fmt_bytes(w.bytes)}" if w else "-",
-                  f"{a.name} {fmt_bytes(a.bytes)}" if a else "-", ",".join(tg.dtypes), tg.path)
+        t.add_row(
+            tg.name,
+            tg.kind,
+            tg.cpu,
+            f"{w.name} {fmt_bytes(w.bytes)}" if w else "-",
+            f"{a.name} {fmt_bytes(a.bytes)}" if a else "-",
+            ",".join(tg.dtypes),
+            tg.path,
+        )
     console.print(t)
 
 
@@ -136,7 +159,12 @@ def print_quantize(summary) -> None:
     t.add_row("size before", fmt_bytes(summary.bytes_before))
     t.add_row("size after", f"{fmt_bytes(summary.bytes_after)} ({summary.ratio:.2f}x)")
     t.add_row("calibration", f"{summary.method}, {summary.calibration_samples} samples")
-    t.add_row("weights", ("per-channel" if summary.per_channel else "per-tensor") + " int8" + (" (reduced range)" if summary.reduce_range else ""))
+    t.add_row(
+        "weights",
+        ("per-channel" if summary.per_channel else "per-tensor")
+        + " int8"
+        + (" (reduced range)" if summary.reduce_range else ""),
+    )
     t.add_row("QuantizeLinear nodes", str(summary.quantized_nodes))
     console.print(t)
 
@@ -153,8 +181,18 @@ def print_validation(result) -> None:
     for c in cols:
         t.add_column(c, justify="left" if c == "output" else "right")
     for m in result.outputs:
-        t.add_row(m.name, _fmt(m.acc), _fmt(m.rmse), _fmt(m.mae), _fmt(m.l2r), _fmt(m.mean), _fmt(m.std), _fmt(m.nse),
-                  _fmt(m.cos), _fmt(m.max_abs))
+        t.add_row(
+            m.name,
+            _fmt(m.acc),
+            _fmt(m.rmse),
+            _fmt(m.mae),
+            _fmt(m.l2r),
+            _fmt(m.mean),
+            _fmt(m.std),
+            _fmt(m.nse),
+            _fmt(m.cos),
+            _fmt(m.max_abs),
+        )
     console.print(t)
     for m in result.outputs:
         if m.lsb_histogram:
@@ -165,8 +203,14 @@ def print_validation(result) -> None:
         for c in ("tensor", "compared with", "shape", "cos", "max abs", "ok"):
             p.add_column(c)
         for r in result.layers:
-            p.add_row(r["tensor"][:40], r["compared_with"][:40], "x".join(map(str, r["shape"])), _fmt(r["cos"]),
-                      _fmt(r["max_abs"]), "[green]yes[/]" if r["ok"] else "[red]no[/]")
+            p.add_row(
+                r["tensor"][:40],
+                r["compared_with"][:40],
+                "x".join(map(str, r["shape"])),
+                _fmt(r["cos"]),
+                _fmt(r["max_abs"]),
+                "[green]yes[/]" if r["ok"] else "[red]no[/]",
+            )
         console.print(p)
         if result.first_divergence:
             d = result.first_divergence
@@ -177,8 +221,10 @@ def print_validation(result) -> None:
 
 def print_bundle(info: dict) -> None:
     m = info["manifest"]
-    console.print(f"[bold]{info['path']}[/]: format {info['version']}, {fmt_bytes(info['bytes'])}, "
-                  f"target {m.get('target') or '-'}, made by {m['provenance']['tool']} at {m['provenance']['created']}")
+    console.print(
+        f"[bold]{info['path']}[/]: format {info['version']}, {fmt_bytes(info['bytes'])}, "
+        f"target {m.get('target') or '-'}, made by {m['provenance']['tool']} at {m['provenance']['created']}"
+    )
     s = Table(title="Sections (CRC verified)")
     for c in ("name", "kind", "offset", "size", "crc32"):
         s.add_column(c, justify="left" if c in ("name", "kind") else "right")
@@ -190,15 +236,25 @@ def print_bundle(info: dict) -> None:
         g.add_column(c)
     for graph in m["graphs"]:
         for st in graph["stages"]:
-            io = lambda rows: "\n".join(f"{r['name']}: {r['dtype']}{r['shape']}" for r in rows)  # noqa: E731
-            g.add_row(graph["name"], str(st["index"]), st["format"], io(st["inputs"]), io(st["outputs"]),
-                      fmt_bytes(st["weights_bytes"]), fmt_bytes(st["memory_plan"]["arena_bytes"]), st["source"]["sha256"][:16])
+            io = lambda rows: "\n".join(f"{r['name']}: {r['dtype']}{r['shape']}" for r in rows)
+            g.add_row(
+                graph["name"],
+                str(st["index"]),
+                st["format"],
+                io(st["inputs"]),
+                io(st["outputs"]),
+                fmt_bytes(st["weights_bytes"]),
+                fmt_bytes(st["memory_plan"]["arena_bytes"]),
+                st["source"]["sha256"][:16],
+            )
     console.print(g)
 
 
 def print_profile(result, top: int) -> None:
-    head = (f"{result.model}: {result.mean_ms:.3f} ms mean (p50 {result.p50_ms:.3f}, p90 {result.p90_ms:.3f}) over "
-            f"{result.runs} runs, {result.throughput_per_s:.1f}/s, peak RSS {result.peak_rss_mb:.0f} MB")
+    head = (
+        f"{result.model}: {result.mean_ms:.3f} ms mean (p50 {result.p50_ms:.3f}, p90 {result.p90_ms:.3f}) over "
+        f"{result.runs} runs, {result.throughput_per_s:.1f}/s, peak RSS {result.peak_rss_mb:.0f} MB"
+    )
     if result.target:
         head += f"; estimated on {result.target}: {result.estimated_ms:.3f} ms"
     console.print(head)
@@ -207,6 +263,12 @@ def print_profile(result, top: int) -> None:
     for c in ("op", "name", "measured µs", f"estimate µs ({result.target or '-'})", "bound", "MACC"):
         t.add_column(c, justify="left" if c in ("op", "name", "bound") else "right")
     for o in sorted(result.ops, key=key, reverse=True)[:top]:
-        t.add_row(o.op, o.name[:40], _fmt(o.measured_us and round(o.measured_us, 1)),
-                  _fmt(o.estimated_us and round(o.estimated_us, 2)), o.bound, fmt_count(o.macc))
+        t.add_row(
+            o.op,
+            o.name[:40],
+            _fmt(o.measured_us and round(o.measured_us, 1)),
+            _fmt(o.estimated_us and round(o.estimated_us, 2)),
+            o.bound,
+            fmt_count(o.macc),
+        )
     console.print(t)

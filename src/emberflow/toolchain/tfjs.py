@@ -16,8 +16,9 @@ from emberflow.toolchain.tfjs_model import TfjsError, load_tfjs
 __all__ = ["ConversionReport", "TfjsError", "convert_tfjs"]
 
 
-def convert_tfjs(model_json: str | Path, output: str | Path,
-                 shapes: dict[str, tuple[int, ...]] | None = None) -> ConversionReport:
+def convert_tfjs(
+    model_json: str | Path, output: str | Path, shapes: dict[str, tuple[int, ...]] | None = None
+) -> ConversionReport:
     """Convert a TF.js graph model to an ONNX file; checked by onnx's checker and shape inference.
     `shapes` fixes input sizes the model leaves open (static shapes let shape arithmetic fold)."""
     import onnx
@@ -26,8 +27,9 @@ def convert_tfjs(model_json: str | Path, output: str | Path,
     for name, dims in (shapes or {}).items():
         sig = next((s for s in model.inputs if s.name == name), None)
         if sig is None:
-            raise TfjsError(f"--shape names {name!r}, but the model's inputs are "
-                            f"{', '.join(s.name for s in model.inputs)}")
+            raise TfjsError(
+                f"--shape names {name!r}, but the model's inputs are {', '.join(s.name for s in model.inputs)}"
+            )
         sig.shape = list(dims)
     conv = Converter(model)
     proto = conv.convert()
@@ -43,7 +45,11 @@ def convert_tfjs(model_json: str | Path, output: str | Path,
     tmp.write_bytes(data)
     tmp.replace(output)  # never leave a half-written model under the final name
     return ConversionReport(
-        output=output, ops=dict(Counter(n.op for n in model.nodes)), folded=conv.folded,
+        output=output,
+        ops=dict(Counter(n.op for n in model.nodes)),
+        folded=conv.folded,
         onnx_ops=dict(Counter(n.op_type for n in proto.graph.node)),
-        inputs=[i.name for i in proto.graph.input], outputs=[o.name for o in proto.graph.output], bytes=len(data),
+        inputs=[i.name for i in proto.graph.input],
+        outputs=[o.name for o in proto.graph.output],
+        bytes=len(data),
     )

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from emberflow.toolchain.tfjs_model import TfjsError, TfjsModel, TfNode, load_tfjs
+from emberflow.toolchain.tfjs_model import TfjsError, TfjsModel, TfNode
 
 OPSET = 17
 NHWC_FROM_NCHW = (0, 2, 3, 1)  # a TF NHWC tensor is transpose(nchw, this)
@@ -100,8 +100,16 @@ class ConversionReport:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"output": str(self.output), "bytes": self.bytes, "tf_ops": self.ops, "folded_nodes": self.folded,
-                "onnx_ops": self.onnx_ops, "inputs": self.inputs, "outputs": self.outputs, "notes": self.notes}
+        return {
+            "output": str(self.output),
+            "bytes": self.bytes,
+            "tf_ops": self.ops,
+            "folded_nodes": self.folded,
+            "onnx_ops": self.onnx_ops,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "notes": self.notes,
+        }
 
 
 class Converter:
@@ -192,8 +200,13 @@ class Converter:
         import onnx
         from onnx import helper
 
-        graph = helper.make_graph(self.nodes, "partial", self._graph_inputs,
-                                  [helper.make_tensor_value_info(target, 0, None)], self.initializers)
+        graph = helper.make_graph(
+            self.nodes,
+            "partial",
+            self._graph_inputs,
+            [helper.make_tensor_value_info(target, 0, None)],
+            self.initializers,
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
         inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
         for info in [*inferred.graph.value_info, *inferred.graph.output]:
@@ -229,8 +242,10 @@ class Converter:
             if n.op not in OPS and n.op not in FOLDS and n.op not in ("Const", "Placeholder"):
                 missing.setdefault(n.op, []).append(n.name)
         if missing:
-            listing = "; ".join(f"{op} (node {names[0]!r}" + (f" and {len(names) - 1} more" if len(names) > 1 else "")
-                                + ")" for op, names in sorted(missing.items()))
+            listing = "; ".join(
+                f"{op} (node {names[0]!r}" + (f" and {len(names) - 1} more" if len(names) > 1 else "") + ")"
+                for op, names in sorted(missing.items())
+            )
             raise TfjsError(f"unsupported TF.js op(s): {listing}. Supported: {', '.join(sorted({*OPS, *FOLDS}))}")
         order = topological(self.model.nodes)
         graph_inputs = self._graph_inputs
@@ -254,8 +269,10 @@ class Converter:
                 self.folded += 1
                 continue
             if n.op not in OPS:
-                raise TfjsError(f"node {n.name!r}: {n.op} is supported only on constant inputs (computed while "
-                                "converting), and this one reads a graph input")
+                raise TfjsError(
+                    f"node {n.name!r}: {n.op} is supported only on constant inputs (computed while "
+                    "converting), and this one reads a graph input"
+                )
             self.values[n.name] = OPS[n.op](self, n, args)
         graph_outputs, names = [], []
         for ref in self.model.outputs:
@@ -265,8 +282,9 @@ class Converter:
             graph_outputs.append(helper.make_tensor_value_info(name, _onnx_type(v.dtype), None))
             names.append(name)
         graph = helper.make_graph(self.nodes, self.model.path.stem, graph_inputs, graph_outputs, self.initializers)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                  producer_name="emberflow convert (TF.js graph model)")
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="emberflow convert (TF.js graph model)"
+        )
         model.ir_version = 8
         return model
 
@@ -296,8 +314,10 @@ def topological(nodes: list[TfNode]) -> list[TfNode]:
                 raise TfjsError(f"node {n.name!r} reads {ref!r}, which no node produces")
             seen = state.get(src.name)
             if seen == 1:
-                raise TfjsError(f"the graph has a cycle through node {src.name!r} ({src.op}): TF control flow "
-                                "(loops) is not supported; only loop-free graph models convert")
+                raise TfjsError(
+                    f"the graph has a cycle through node {src.name!r} ({src.op}): TF control flow "
+                    "(loops) is not supported; only loop-free graph models convert"
+                )
             if seen is None:
                 state[src.name] = 1
                 stack.append((src, 0))

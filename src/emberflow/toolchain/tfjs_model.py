@@ -24,14 +24,27 @@ class TfjsError(EmberflowError, ValueError):
 
 # TensorFlow DataType enum names -> numpy dtypes (the ones TF.js graph models use)
 TF_DTYPES: dict[str, Any] = {
-    "DT_FLOAT": np.float32, "DT_INT32": np.int32, "DT_INT64": np.int64, "DT_BOOL": np.bool_,
-    "DT_HALF": np.float16, "DT_UINT8": np.uint8, "DT_INT8": np.int8, "DT_DOUBLE": np.float64,
-    "DT_INT16": np.int16, "DT_UINT16": np.uint16,
+    "DT_FLOAT": np.float32,
+    "DT_INT32": np.int32,
+    "DT_INT64": np.int64,
+    "DT_BOOL": np.bool_,
+    "DT_HALF": np.float16,
+    "DT_UINT8": np.uint8,
+    "DT_INT8": np.int8,
+    "DT_DOUBLE": np.float64,
+    "DT_INT16": np.int16,
+    "DT_UINT16": np.uint16,
 }
 # weight manifest dtypes (`dtype`, and `quantization.dtype` of quantized weights)
 MANIFEST_DTYPES: dict[str, Any] = {
-    "float32": np.float32, "int32": np.int32, "bool": np.bool_, "float16": np.float16,
-    "uint8": np.uint8, "uint16": np.uint16, "int8": np.int8, "int16": np.int16,
+    "float32": np.float32,
+    "int32": np.int32,
+    "bool": np.bool_,
+    "float16": np.float16,
+    "uint8": np.uint8,
+    "uint16": np.uint16,
+    "int8": np.int8,
+    "int16": np.int16,
 }
 
 
@@ -119,16 +132,23 @@ def load_tfjs(path: str | Path) -> TfjsModel:
     if not isinstance(doc, dict) or "modelTopology" not in doc or "weightsManifest" not in doc:
         raise TfjsError(f"{path}: no modelTopology/weightsManifest: not a TF.js model.json")
     if doc.get("format") not in (None, "graph-model"):
-        raise TfjsError(f"{path}: format {doc.get('format')!r} is a TF.js layers model; only graph models "
-                        "(tensorflowjs_converter --output_format tfjs_graph_model) are supported")
+        raise TfjsError(
+            f"{path}: format {doc.get('format')!r} is a TF.js layers model; only graph models "
+            "(tensorflowjs_converter --output_format tfjs_graph_model) are supported"
+        )
     topology = doc["modelTopology"]
     if topology.get("library", {}).get("function"):
         raise TfjsError(f"{path}: the graph uses functions (control flow); only flat graphs are supported")
-    nodes = [TfNode(n["name"], n["op"], [i for i in n.get("input", []) if not i.startswith("^")], n.get("attr", {}))
-             for n in topology.get("node", [])]
+    nodes = [
+        TfNode(n["name"], n["op"], [i for i in n.get("input", []) if not i.startswith("^")], n.get("attr", {}))
+        for n in topology.get("node", [])
+    ]
     weights = _read_weights(path, doc["weightsManifest"])
-    inputs = [TensorSig(n.name, n.attr_dtype("dtype"), _shape(n.attrs.get("shape", {}).get("shape")))
-              for n in nodes if n.op == "Placeholder"]
+    inputs = [
+        TensorSig(n.name, n.attr_dtype("dtype"), _shape(n.attrs.get("shape", {}).get("shape")))
+        for n in nodes
+        if n.op == "Placeholder"
+    ]
     signature = doc.get("signature") or (doc.get("userDefinedMetadata") or {}).get("signature") or {}
     for sig in (signature.get("inputs") or {}).values():  # the signature may fix sizes the graph leaves open
         shape = _shape(sig.get("tensorShape"))
@@ -139,8 +159,9 @@ def load_tfjs(path: str | Path) -> TfjsModel:
     if not outputs:  # no signature: the nodes nobody reads
         used = {ref.split(":")[0] for n in nodes for ref in n.inputs}
         outputs = [n.name for n in nodes if n.name not in used and n.op not in ("Const", "Placeholder")]
-    return TfjsModel(path, nodes, weights, inputs, outputs, str(doc.get("generatedBy", "")),
-                     str(doc.get("convertedBy", "")))
+    return TfjsModel(
+        path, nodes, weights, inputs, outputs, str(doc.get("generatedBy", "")), str(doc.get("convertedBy", ""))
+    )
 
 
 def _shape(shape: dict | None) -> list[int | None]:
@@ -159,8 +180,9 @@ def _read_weights(model_path: Path, manifest: list[dict]) -> dict[str, np.ndarra
             try:
                 chunks.append(shard.read_bytes())
             except OSError as e:
-                raise TfjsError(f"weight shard {shard} is missing ({e.strerror}); it must sit beside {model_path.name}") \
-                    from None
+                raise TfjsError(
+                    f"weight shard {shard} is missing ({e.strerror}); it must sit beside {model_path.name}"
+                ) from None
     blob = b"".join(chunks)
     weights: dict[str, np.ndarray] = {}
     offset = 0
@@ -173,8 +195,10 @@ def _read_weights(model_path: Path, manifest: list[dict]) -> dict[str, np.ndarra
             raise TfjsError(f"weight {name!r}: dtype {spec['dtype']!r} is not supported")
         size = count * np.dtype(stored).itemsize
         if offset + size > len(blob):
-            raise TfjsError(f"weight {name!r} ends at byte {offset + size}, but the shards hold {len(blob)}: "
-                            "truncated or mismatched .bin files")
+            raise TfjsError(
+                f"weight {name!r} ends at byte {offset + size}, but the shards hold {len(blob)}: "
+                "truncated or mismatched .bin files"
+            )
         raw = np.frombuffer(blob, stored, count, offset).reshape(shape)
         offset += size
         weights[name] = _dequantize(name, raw, spec, quant)

@@ -59,7 +59,9 @@ def _activation(cv: Converter, node: TfNode, y: str, name: str | None, extra: li
     if name == "relu":
         return cv.emit1("Relu", [y], node.name)
     if name == "relu6":
-        return cv.emit1("Clip", [y, cv.constant(np.array(0, np.float32)), cv.constant(np.array(6, np.float32))], node.name)
+        return cv.emit1(
+            "Clip", [y, cv.constant(np.array(0, np.float32)), cv.constant(np.array(6, np.float32))], node.name
+        )
     if name == "elu":
         return cv.emit1("Elu", [y], node.name)
     if name == "sigmoid":
@@ -87,16 +89,22 @@ def _conv(cv: Converter, node: TfNode, args: list[Val], depthwise: bool) -> list
         weight, group = kernel.transpose(3, 2, 0, 1), 1
     strides = node.attr_ints("strides", [1, 1, 1, 1])
     dilations = node.attr_ints("dilations", [1, 1, 1, 1])
-    attrs: dict[str, Any] = {"kernel_shape": [kh, kw], "group": group,
-                             "strides": [strides[i] for i in spatial], "dilations": [dilations[i] for i in spatial]}
+    attrs: dict[str, Any] = {
+        "kernel_shape": [kh, kw],
+        "group": group,
+        "strides": [strides[i] for i in spatial],
+        "dilations": [dilations[i] for i in spatial],
+    }
     attrs.update(_padding(node, spatial))
     x = cv.in_layout(args[0], NHWC_FROM_NCHW, node.name) if nhwc else cv.tf(args[0], node.name)
     inputs = [x, cv.constant(weight.astype(np.float32), f"{node.name}/W")]
     fused = [s.lower() for s in node.attr_strs("fused_ops")]
     extra = args[2:]
     if fused and fused[0] != "biasadd":
-        raise TfjsError(f"node {node.name!r} ({node.op}): fused op {fused[0]!r} is not supported "
-                        "(TF.js supports only BiasAdd here too)")
+        raise TfjsError(
+            f"node {node.name!r} ({node.op}): fused op {fused[0]!r} is not supported "
+            "(TF.js supports only BiasAdd here too)"
+        )
     if fused:
         inputs.append(cv.constant(_const(node, extra[0], "the bias").reshape(-1).astype(np.float32), f"{node.name}/B"))
     y = cv.emit1("Conv", inputs, node.name, **attrs)
@@ -131,8 +139,11 @@ def pool(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
     nhwc = node.attr_str("data_format", "NHWC") == "NHWC"
     spatial = (1, 2) if nhwc else (2, 3)
     ksize, strides = node.attr_ints("ksize"), node.attr_ints("strides")
-    attrs = {"kernel_shape": [ksize[i] for i in spatial], "strides": [strides[i] for i in spatial],
-             **_padding(node, spatial)}
+    attrs = {
+        "kernel_shape": [ksize[i] for i in spatial],
+        "strides": [strides[i] for i in spatial],
+        **_padding(node, spatial),
+    }
     x = cv.in_layout(args[0], NHWC_FROM_NCHW, node.name) if nhwc else cv.tf(args[0], node.name)
     onnx_op = "MaxPool" if node.op == "MaxPool" else "AveragePool"  # AveragePool skips padding, as TF does
     return [Val(cv.emit1(onnx_op, [x], node.name, **attrs), args[0].dtype, NHWC_FROM_NCHW if nhwc else None)]
@@ -150,21 +161,44 @@ def resize(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
         sizes = cv.emit1("Concat", [n_c, cv.constant(size)], node.name, axis=0)
     align, half = node.attr_bool("align_corners"), node.attr_bool("half_pixel_centers")
     if node.op == "ResizeBilinear":
-        attrs = {"mode": "linear",
-                 "coordinate_transformation_mode": "align_corners" if align else "half_pixel" if half else "asymmetric"}
+        attrs = {
+            "mode": "linear",
+            "coordinate_transformation_mode": "align_corners" if align else "half_pixel" if half else "asymmetric",
+        }
     else:
-        attrs = {"mode": "nearest",
-                 "coordinate_transformation_mode": "align_corners" if align else
-                 "tf_half_pixel_for_nn" if half else "asymmetric",
-                 "nearest_mode": "round_prefer_ceil" if align else "floor"}
+        attrs = {
+            "mode": "nearest",
+            "coordinate_transformation_mode": "align_corners"
+            if align
+            else "tf_half_pixel_for_nn"
+            if half
+            else "asymmetric",
+            "nearest_mode": "round_prefer_ceil" if align else "floor",
+        }
     y = cv.emit1("Resize", [x, "", "", sizes], node.name, **attrs)
     return [Val(y, args[0].dtype, NHWC_FROM_NCHW)]
 
 
 # --- elementwise --------------------------------------------------------------------------------
-UNARY = {"Relu": "Relu", "Sigmoid": "Sigmoid", "Tanh": "Tanh", "Elu": "Elu", "Selu": "Selu", "Exp": "Exp",
-         "Log": "Log", "Sqrt": "Sqrt", "Abs": "Abs", "Neg": "Neg", "Floor": "Floor", "Ceil": "Ceil",
-         "Reciprocal": "Reciprocal", "Softplus": "Softplus", "LogicalNot": "Not", "Sign": "Sign", "Round": "Round"}
+UNARY = {
+    "Relu": "Relu",
+    "Sigmoid": "Sigmoid",
+    "Tanh": "Tanh",
+    "Elu": "Elu",
+    "Selu": "Selu",
+    "Exp": "Exp",
+    "Log": "Log",
+    "Sqrt": "Sqrt",
+    "Abs": "Abs",
+    "Neg": "Neg",
+    "Floor": "Floor",
+    "Ceil": "Ceil",
+    "Reciprocal": "Reciprocal",
+    "Softplus": "Softplus",
+    "LogicalNot": "Not",
+    "Sign": "Sign",
+    "Round": "Round",
+}
 
 
 @op(*UNARY, "Relu6", "LeakyRelu", "Rsqrt", "Square", "Cast")
@@ -188,10 +222,24 @@ def unary(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
     return [Val(y, dtype, x.perm)]  # elementwise: the pending layout carries over
 
 
-BINARY = {"Add": "Add", "AddV2": "Add", "Sub": "Sub", "Mul": "Mul", "RealDiv": "Div", "Div": "Div",
-          "Maximum": "Max", "Minimum": "Min", "Pow": "Pow", "Greater": "Greater", "Less": "Less",
-          "Equal": "Equal", "GreaterEqual": "GreaterOrEqual", "LessEqual": "LessOrEqual",
-          "LogicalAnd": "And", "LogicalOr": "Or"}
+BINARY = {
+    "Add": "Add",
+    "AddV2": "Add",
+    "Sub": "Sub",
+    "Mul": "Mul",
+    "RealDiv": "Div",
+    "Div": "Div",
+    "Maximum": "Max",
+    "Minimum": "Min",
+    "Pow": "Pow",
+    "Greater": "Greater",
+    "Less": "Less",
+    "Equal": "Equal",
+    "GreaterEqual": "GreaterOrEqual",
+    "LessEqual": "LessOrEqual",
+    "LogicalAnd": "And",
+    "LogicalOr": "Or",
+}
 COMPARISONS = {"Greater", "Less", "Equal", "GreaterEqual", "LessEqual", "LogicalAnd", "LogicalOr"}
 
 
@@ -249,10 +297,23 @@ def _floor_div(cv: Converter, node: TfNode, x: str, y: str, dtype: Any) -> str:
     return cv.emit1("Div", [cv.emit1("Sub", [x, mod], node.name), y], node.name)  # exact: x - mod is a multiple
 
 
-NUMPY_BINARY = {"Add": np.add, "AddV2": np.add, "Sub": np.subtract, "Mul": np.multiply, "Maximum": np.maximum,
-                "Minimum": np.minimum, "Pow": np.power, "Greater": np.greater, "Less": np.less, "Equal": np.equal,
-                "GreaterEqual": np.greater_equal, "LessEqual": np.less_equal, "LogicalAnd": np.logical_and,
-                "LogicalOr": np.logical_or, "FloorMod": np.mod}
+NUMPY_BINARY = {
+    "Add": np.add,
+    "AddV2": np.add,
+    "Sub": np.subtract,
+    "Mul": np.multiply,
+    "Maximum": np.maximum,
+    "Minimum": np.minimum,
+    "Pow": np.power,
+    "Greater": np.greater,
+    "Less": np.less,
+    "Equal": np.equal,
+    "GreaterEqual": np.greater_equal,
+    "LessEqual": np.less_equal,
+    "LogicalAnd": np.logical_and,
+    "LogicalOr": np.logical_or,
+    "FloorMod": np.mod,
+}
 
 
 @fold(*NUMPY_BINARY, "RealDiv", "Div", "FloorDiv", "SquaredDifference", "BiasAdd")
@@ -300,7 +361,9 @@ def batch_norm(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
     x = args[0]
     mul_node = TfNode(node.name, "Mul", [])
     scaled = binary(cv, mul_node, [x, Val.of(k.reshape(shape).astype(np.float32))])[0]
-    return binary(cv, TfNode(node.name, "Add", []), [scaled, Val.of((offset - mean * k).reshape(shape).astype(np.float32))])
+    return binary(
+        cv, TfNode(node.name, "Add", []), [scaled, Val.of((offset - mean * k).reshape(shape).astype(np.float32))]
+    )
 
 
 # --- shape and layout ---------------------------------------------------------------------------
@@ -327,8 +390,7 @@ def reshape(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
     else:
         shape = cv.emit1("Cast", [cv.tf(args[1], node.name)], node.name, to=_onnx_type(np.int64))
         allowzero = 0
-    return [Val(cv.emit1("Reshape", [cv.tf(args[0], node.name), shape], node.name, allowzero=allowzero),
-                args[0].dtype)]
+    return [Val(cv.emit1("Reshape", [cv.tf(args[0], node.name), shape], node.name, allowzero=allowzero), args[0].dtype)]
 
 
 @fold("Reshape")
@@ -480,8 +542,12 @@ def gather(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
     if node.attr_int("batch_dims", 0):
         raise TfjsError(f"node {node.name!r}: GatherV2 with batch_dims is not supported")
     axis = _axis(_const(node, args[2], "the axis"), None)
-    return [Val(cv.emit1("Gather", [cv.tf(args[0], node.name), cv.tf(args[1], node.name)], node.name, axis=axis),
-                args[0].dtype)]
+    return [
+        Val(
+            cv.emit1("Gather", [cv.tf(args[0], node.name), cv.tf(args[1], node.name)], node.name, axis=axis),
+            args[0].dtype,
+        )
+    ]
 
 
 @fold("GatherV2")
@@ -518,11 +584,17 @@ def reduce(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
 def matmul(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
     a, b = cv.tf(args[0], node.name), cv.tf(args[1], node.name)
     if node.attr_bool("transpose_a") or node.attr_bool("adj_x"):
-        a = cv.emit1("Transpose", [a], node.name, perm=[1, 0]) if node.op != "BatchMatMulV2" else \
-            cv.emit1("Einsum", [a], node.name, equation="...ij->...ji")
+        a = (
+            cv.emit1("Transpose", [a], node.name, perm=[1, 0])
+            if node.op != "BatchMatMulV2"
+            else cv.emit1("Einsum", [a], node.name, equation="...ij->...ji")
+        )
     if node.attr_bool("transpose_b") or node.attr_bool("adj_y"):
-        b = cv.emit1("Transpose", [b], node.name, perm=[1, 0]) if node.op != "BatchMatMulV2" else \
-            cv.emit1("Einsum", [b], node.name, equation="...ij->...ji")
+        b = (
+            cv.emit1("Transpose", [b], node.name, perm=[1, 0])
+            if node.op != "BatchMatMulV2"
+            else cv.emit1("Einsum", [b], node.name, equation="...ij->...ji")
+        )
     out = cv.emit1("MatMul", [a, b], node.name)
     fused = [s.lower() for s in node.attr_strs("fused_ops")]
     if fused:
@@ -555,7 +627,6 @@ def select(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
     return [Val(cv.emit1("Where", names, node.name), args[1].dtype)]
 
 
-
 # --- shapes known while converting, slicing, index generators -------------------------------------
 @op("Shape", "Size")
 def shape(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
@@ -585,8 +656,11 @@ def _slice_spec(node: TfNode, begin: np.ndarray, end: np.ndarray, strides: np.nd
         elif masks["shrink_axis_mask"] & bit:
             items.append(int(b))
         else:
-            items.append(slice(None if masks["begin_mask"] & bit else int(b),
-                               None if masks["end_mask"] & bit else int(e), int(s)))
+            items.append(
+                slice(
+                    None if masks["begin_mask"] & bit else int(b), None if masks["end_mask"] & bit else int(e), int(s)
+                )
+            )
     return items
 
 
@@ -619,8 +693,11 @@ def strided_slice(cv: Converter, node: TfNode, args: list[Val]) -> list[Val]:
             out += 1
         axes.append(dim)
         dim += 1
-    y = cv.emit1("Slice", [cv.tf(args[0], node.name), *(cv.constant(np.array(v, np.int64))
-                                                         for v in (starts, ends, axes, steps))], node.name)
+    y = cv.emit1(
+        "Slice",
+        [cv.tf(args[0], node.name), *(cv.constant(np.array(v, np.int64)) for v in (starts, ends, axes, steps))],
+        node.name,
+    )
     if shrunk:
         y = cv.emit1("Squeeze", [y, cv.constant(np.array(shrunk, np.int64))], node.name)
     if new_axes:

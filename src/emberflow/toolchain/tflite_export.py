@@ -77,8 +77,10 @@ class _Lowering:
         """For a float input of a compute node: its DequantizeLinear and what that reads."""
         dq = self.producer.get(name)
         if dq is None or dq.op_type != "DequantizeLinear":
-            raise ExportError(f"{node.op_type} {node.name}: input {name} is not dequantized int8; quantize the model "
-                              "with `emberflow quantize` (QDQ) first")
+            raise ExportError(
+                f"{node.op_type} {node.name}: input {name} is not dequantized int8; quantize the model "
+                "with `emberflow quantize` (QDQ) first"
+            )
         return dq, dq.input[0]
 
     def output_q(self, node):
@@ -110,15 +112,24 @@ class _Lowering:
         xi = self.activation(x)
         depthwise = group > 1
         if depthwise and not (group == cout and cin_g == 1):
-            raise ExportError(f"Conv {node.name}: grouped convolution with {group} groups is not supported (only depthwise)")
+            raise ExportError(
+                f"Conv {node.name}: grouped convolution with {group} groups is not supported (only depthwise)"
+            )
         if depthwise:
             wt = w.transpose(1, 2, 3, 0)  # (C,1,kh,kw) -> (1,kh,kw,C)
             w_axis = 3
         else:
             wt = w.transpose(0, 2, 3, 1)  # OIHW -> OHWI
             w_axis = 0
-        wi = self.b.tensor(f"{node.name}/weights", wt.shape, S.TensorType.INT8, wt.astype(np.int8), w_scale,
-                           np.zeros(len(w_scale), int), w_axis)
+        wi = self.b.tensor(
+            f"{node.name}/weights",
+            wt.shape,
+            S.TensorType.INT8,
+            wt.astype(np.int8),
+            w_scale,
+            np.zeros(len(w_scale), int),
+            w_axis,
+        )
         inputs = [xi, wi, self._bias(node, 2, cout)]
         yi = self.activation(self.output_q(node))
         if depthwise:
@@ -140,18 +151,22 @@ class _Lowering:
         if same and all(s == 1 for s in strides) and kh % 2 and kw % 2:
             return S.Padding.SAME
         h, w = self.shapes[node.input[0]][2:] if node.input[0] in self.shapes else (None, None)
-        raise ExportError(f"{node.op_type} {node.name}: padding {pads} with strides {strides} has no TFLite SAME/VALID "
-                          f"equivalent here (input {h}x{w}); pad explicitly before export")
+        raise ExportError(
+            f"{node.op_type} {node.name}: padding {pads} with strides {strides} has no TFLite SAME/VALID "
+            f"equivalent here (input {h}x{w}); pad explicitly before export"
+        )
 
     def _bias(self, node, i: int, n: int) -> int:
         if len(node.input) <= i or not node.input[i]:
-            return self.b.tensor(f"{node.name}/bias", (n,), S.TensorType.INT32, np.zeros(n, np.int32),
-                                 np.ones(n), np.zeros(n, int))
+            return self.b.tensor(
+                f"{node.name}/bias", (n,), S.TensorType.INT32, np.zeros(n, np.int32), np.ones(n), np.zeros(n, int)
+            )
         dq, src = self.dq_source(node.input[i], node)
         scale, _ = self.qparams(dq)
         data = self.consts[src].astype(np.int32)
-        return self.b.tensor(f"{node.name}/bias", data.shape, S.TensorType.INT32, data, np.atleast_1d(scale),
-                             np.zeros(data.size, int))
+        return self.b.tensor(
+            f"{node.name}/bias", data.shape, S.TensorType.INT32, data, np.atleast_1d(scale), np.zeros(data.size, int)
+        )
 
     def pool(self, node) -> None:
         attrs = {a.name: a for a in node.attribute}
@@ -179,7 +194,9 @@ class _Lowering:
             return
         # TFLM pools keep the input's scale; requantize to the QDQ output range with QUANTIZE.
         y_shape = self.b.tensors[yi].shape
-        tmp = self.b.tensor(f"{node.name}/pooled", y_shape, S.TensorType.INT8, scale=x_q.scale, zero_point=x_q.zeroPoint)
+        tmp = self.b.tensor(
+            f"{node.name}/pooled", y_shape, S.TensorType.INT8, scale=x_q.scale, zero_point=x_q.zeroPoint
+        )
         self.b.op(code, [xi], [tmp], S.BuiltinOptions.Pool2DOptions, opt)
         self.b.op(S.BuiltinOperator.QUANTIZE, [tmp], [yi])
 
@@ -188,7 +205,9 @@ class _Lowering:
         y = self.output_q(node)
         out_shape = self.shapes[y]
         if len(out_shape) != 2:
-            raise ExportError(f"{node.op_type} {node.name}: only flattening to 2-D (before a fully connected layer) is supported")
+            raise ExportError(
+                f"{node.op_type} {node.name}: only flattening to 2-D (before a fully connected layer) is supported"
+            )
         xi, yi = self.activation(x), self.activation(y)
         shape = self.b.tensor(f"{node.name}/shape", (2,), S.TensorType.INT32, np.array(out_shape, np.int32))
         opt = S.ReshapeOptionsT()
@@ -212,8 +231,15 @@ class _Lowering:
         if src is not None:  # the flatten ran on NHWC data: reorder the weight columns to match
             _, c, h, wd = src
             w = w.reshape(w.shape[0], c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
-        wi = self.b.tensor(f"{node.name}/weights", w.shape, S.TensorType.INT8, np.ascontiguousarray(w).astype(np.int8),
-                           w_scale, np.zeros(len(w_scale), int), 0)
+        wi = self.b.tensor(
+            f"{node.name}/weights",
+            w.shape,
+            S.TensorType.INT8,
+            np.ascontiguousarray(w).astype(np.int8),
+            w_scale,
+            np.zeros(len(w_scale), int),
+            0,
+        )
         inputs = [self.activation(x), wi, self._bias(node, 2, w.shape[0])]
         yi = self.activation(self.output_q(node))
         opt = S.FullyConnectedOptionsT()
@@ -228,16 +254,24 @@ class _Lowering:
     def run(self) -> bytes:
         g = self.model.graph
         handlers = {
-            "Conv": self.conv, "MaxPool": self.pool, "AveragePool": self.pool, "GlobalAveragePool": self.pool,
-            "Flatten": self.reshape, "Reshape": self.reshape, "Gemm": self.fully_connected,
-            "MatMul": self.fully_connected, "Add": self.add,
+            "Conv": self.conv,
+            "MaxPool": self.pool,
+            "AveragePool": self.pool,
+            "GlobalAveragePool": self.pool,
+            "Flatten": self.reshape,
+            "Reshape": self.reshape,
+            "Gemm": self.fully_connected,
+            "MatMul": self.fully_connected,
+            "Add": self.add,
         }
         for node in g.node:
             if node.op_type in ("QuantizeLinear", "DequantizeLinear", "Constant"):
                 continue
             if node.op_type not in handlers:
-                raise ExportError(f"op {node.op_type} ({node.name}) is not supported by the TFLite exporter; "
-                                  f"supported: {', '.join(handlers)}")
+                raise ExportError(
+                    f"op {node.op_type} ({node.name}) is not supported by the TFLite exporter; "
+                    f"supported: {', '.join(handlers)}"
+                )
             handlers[node.op_type](node)
         inputs = []
         for vi in g.input:
@@ -245,7 +279,9 @@ class _Lowering:
                 continue
             q = next((c for c in self.consumers.get(vi.name, []) if c.op_type == "QuantizeLinear"), None)
             if q is None:
-                raise ExportError(f"input {vi.name} is not quantized right away; quantize the model with `emberflow quantize`")
+                raise ExportError(
+                    f"input {vi.name} is not quantized right away; quantize the model with `emberflow quantize`"
+                )
             inputs.append(self.activation(q.output[0]))
         outputs = []
         for vi in g.output:

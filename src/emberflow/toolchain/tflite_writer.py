@@ -14,8 +14,12 @@ from emberflow.toolchain.graph import tflite_schema
 S = tflite_schema()
 
 TFL_TYPES = {
-    "float32": S.TensorType.FLOAT32, "int8": S.TensorType.INT8, "uint8": S.TensorType.UINT8,
-    "int16": S.TensorType.INT16, "int32": S.TensorType.INT32, "int64": S.TensorType.INT64,
+    "float32": S.TensorType.FLOAT32,
+    "int8": S.TensorType.INT8,
+    "uint8": S.TensorType.UINT8,
+    "int16": S.TensorType.INT16,
+    "int32": S.TensorType.INT32,
+    "int64": S.TensorType.INT64,
 }
 
 
@@ -34,8 +38,9 @@ class TfliteBuilder:
         q.quantizedDimension = axis
         return q
 
-    def tensor(self, name: str, shape, dtype: int, data: np.ndarray | None = None, scale=None, zero_point=0,
-               axis: int = 0) -> int:
+    def tensor(
+        self, name: str, shape, dtype: int, data: np.ndarray | None = None, scale=None, zero_point=0, axis: int = 0
+    ) -> int:
         """Add a tensor; `data` makes it a constant, `scale` gives it quantization parameters."""
         t = S.TensorT()
         t.name, t.shape, t.type, t.buffer = name, [int(d) for d in shape], dtype, 0
@@ -59,7 +64,13 @@ class TfliteBuilder:
 
     def build(self, inputs, outputs, description: str = "emberflow") -> bytes:
         sg = S.SubGraphT()
-        sg.tensors, sg.inputs, sg.outputs, sg.operators, sg.name = self.tensors, list(inputs), list(outputs), self.ops, "main"
+        sg.tensors, sg.inputs, sg.outputs, sg.operators, sg.name = (
+            self.tensors,
+            list(inputs),
+            list(outputs),
+            self.ops,
+            "main",
+        )
         m = S.ModelT()
         m.version, m.subgraphs, m.buffers, m.description = 3, [sg], self.buffers, description
         codes = []

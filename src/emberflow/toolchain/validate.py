@@ -57,10 +57,14 @@ def compare(ref: np.ndarray, cand: np.ndarray, name: str = "", samples: int = 1)
     if ref.ndim >= 1 and ref.shape[-1] > 1 and ref.size // ref.shape[-1] >= 1:
         acc = float(np.mean(ref.reshape(-1, ref.shape[-1]).argmax(-1) == cand.reshape(-1, cand.shape[-1]).argmax(-1)))
     return OutputMetrics(
-        name=name, samples=samples, acc=acc,
-        rmse=float(np.sqrt(np.mean(e**2))), mae=float(np.mean(np.abs(e))),
+        name=name,
+        samples=samples,
+        acc=acc,
+        rmse=float(np.sqrt(np.mean(e**2))),
+        mae=float(np.mean(np.abs(e))),
         l2r=float(np.linalg.norm(e) / nr) if nr else float(np.linalg.norm(e)),
-        mean=float(e.mean()), std=float(e.std()),
+        mean=float(e.mean()),
+        std=float(e.std()),
         nse=1.0 - float(np.sum(e**2)) / ss_ref if ss_ref else float(np.sum(e**2) == 0),
         cos=float(r @ c / (nr * nc)) if nr and nc else float(nr == nc),
         max_abs=float(np.max(np.abs(e))) if e.size else 0.0,
@@ -71,7 +75,7 @@ def compare(ref: np.ndarray, cand: np.ndarray, name: str = "", samples: int = 1)
 def adapt_layout(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """NCHW reference data for an NHWC candidate (a .tflite exported from ONNX)."""
     if x.ndim == 4 and len(spec.shape) == 4:
-        fits = lambda shape: all(w is None or w == g for w, g in zip(spec.shape, shape))  # noqa: E731
+        fits = lambda shape: all(w is None or w == g for w, g in zip(spec.shape, shape))
         if not fits(x.shape) and fits((x.shape[0], x.shape[2], x.shape[3], x.shape[1])):
             return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     return x
@@ -112,7 +116,8 @@ class ValidationResult:
 def run_pair(reference: Engine, candidate: Engine, samples: list[dict[str, np.ndarray]]) -> list[OutputMetrics]:
     if len(reference.outputs) != len(candidate.outputs):
         raise ValueError(
-            f"reference has {len(reference.outputs)} outputs, candidate {len(candidate.outputs)}: these are not the same model"
+            f"reference has {len(reference.outputs)} outputs, candidate {len(candidate.outputs)}: these are not the "
+            "same model"
         )
     refs: list[list[np.ndarray]] = [[] for _ in reference.outputs]
     cands: list[list[np.ndarray]] = [[] for _ in candidate.outputs]
@@ -130,7 +135,9 @@ def run_pair(reference: Engine, candidate: Engine, samples: list[dict[str, np.nd
                 info = np.iinfo(c.dtype)
                 rq = np.clip(np.round(r / q["scale"][0]) + q["zero_point"][0], info.min, info.max).astype(np.int64)
                 lsb[i].append(c.astype(np.int64).ravel() - rq.ravel())
-    metrics = [compare(_gather(refs[i]), _gather(cands[i]), reference.outputs[i].name, len(samples)) for i in range(len(refs))]
+    metrics = [
+        compare(_gather(refs[i]), _gather(cands[i]), reference.outputs[i].name, len(samples)) for i in range(len(refs))
+    ]
     for m, diffs in zip(metrics, lsb):
         if diffs:
             values, counts = np.unique(np.concatenate(diffs), return_counts=True)
@@ -193,8 +200,11 @@ def _tflite_values(path: str, sample: dict[str, np.ndarray]) -> dict[str, np.nda
     data = Path(path).read_bytes()
     inputs, _ = tflm_io_specs(data)
     with capture_native_output():
-        it = runtime.Interpreter.from_bytes(data, arena_size=max(1 << 20, 16 * len(data)),
-                                            intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+        it = runtime.Interpreter.from_bytes(
+            data,
+            arena_size=max(1 << 20, 16 * len(data)),
+            intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors,
+        )
         for i, (spec, x) in enumerate(zip(inputs, sample.values())):
             it.set_input(quantize_input(np.asarray(x), spec), i)
         it.invoke()
@@ -220,7 +230,9 @@ def _tflite_values(path: str, sample: dict[str, np.ndarray]) -> dict[str, np.nda
     return values
 
 
-def per_layer(reference: str, candidate: str, sample: dict[str, np.ndarray], tolerance: float = 0.99) -> tuple[list[dict], dict | None]:
+def per_layer(
+    reference: str, candidate: str, sample: dict[str, np.ndarray], tolerance: float = 0.99
+) -> tuple[list[dict], dict | None]:
     """Compare every intermediate tensor the two graphs share; name the first that diverges.
 
     The reference is ONNX; the candidate ONNX or a .tflite from `emberflow export-tflite`
@@ -254,16 +266,29 @@ def per_layer(reference: str, candidate: str, sample: dict[str, np.ndarray], tol
         if r.shape != c.shape or r.dtype.kind not in "fiu" or c.dtype.kind not in "fiu" or r.size == 0:
             continue
         m = compare(r, c, name)
-        row = {"tensor": name, "compared_with": cand_name, "shape": list(r.shape), "cos": m.cos, "max_abs": m.max_abs,
-               "rmse": m.rmse, "ok": bool(m.cos >= tolerance)}
+        row = {
+            "tensor": name,
+            "compared_with": cand_name,
+            "shape": list(r.shape),
+            "cos": m.cos,
+            "max_abs": m.max_abs,
+            "rmse": m.rmse,
+            "ok": bool(m.cos >= tolerance),
+        }
         rows.append(row)
         if first is None and not row["ok"]:
             first = row
     return rows, first
 
 
-def validate(reference: str | Path, candidate: str | Path, samples: list[dict[str, np.ndarray]], *,
-             per_layer_check: bool = False, tolerance: float = 0.99) -> ValidationResult:
+def validate(
+    reference: str | Path,
+    candidate: str | Path,
+    samples: list[dict[str, np.ndarray]],
+    *,
+    per_layer_check: bool = False,
+    tolerance: float = 0.99,
+) -> ValidationResult:
     # The reference runs with basic graph optimisations only: a QDQ reference then computes its
     # quantization exactly as written, not through onnxruntime's fused int8 kernels (which can
     # saturate on x86). The candidate runs as it would be deployed.

@@ -25,13 +25,13 @@ chunk assembly and index checks, base64 at the JSON edge, stream vs whole-messag
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Iterable, Iterator, Mapping, TypeVar
-
-from typing_extensions import TypeVar as DefaultTypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing_extensions import TypeVar as DefaultTypeVar
 
 from emberflow.protocol.envelope import RESOURCE_ACTIONS
 from emberflow.protocol.errors import Code, StackFlowError
@@ -105,6 +105,26 @@ class UnitParams(BaseModel):
     def streams_output(self) -> bool:
         return "stream" in self.response_format
 
+    @classmethod
+    def descriptor_only(cls) -> frozenset[str]:
+        """The fields declared with `descriptor_field`: a client's setup may not set them."""
+        return frozenset(
+            name
+            for name, f in cls.model_fields.items()
+            if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("descriptor_only")
+        )
+
+
+def descriptor_field(default: Any = "", description: str = "") -> Any:
+    """A setup parameter that only a model descriptor's `mode_param` sets, because it names files
+    or code on this machine (a tokenizer file, a label package, a projector): a client that
+    gives it in `setup` is refused, so no client can make a unit open a file of its choosing."""
+    return Field(
+        default,
+        description=f"{description} Set by the model descriptor only.".strip(),
+        json_schema_extra={"descriptor_only": True},
+    )
+
 
 class UnitError(StackFlowError):
     """Raise from a unit to fail with a specific StackFlow code, e.g.
@@ -118,9 +138,13 @@ class UnitError(StackFlowError):
 class TaskContext:
     """What the host gives each unit instance: identity, cancellation and a way to emit."""
 
-    def __init__(self, work_id: str, emit: Callable[..., None] | None = None,
-                 post: Callable[[Callable[[], Any]], None] | None = None,
-                 resources: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        work_id: str,
+        emit: Callable[..., None] | None = None,
+        post: Callable[[Callable[[], Any]], None] | None = None,
+        resources: Mapping[str, Any] | None = None,
+    ):
         self.work_id = work_id
         self.resources: Mapping[str, Any] = resources if resources is not None else {}  # by id, shared
         self.cancelled = threading.Event()  # set by pause/interrupt; long loops should check it
@@ -143,8 +167,9 @@ class TaskContext:
         else:
             self._post(fn)
 
-    def emit(self, object: str, data: Any = None, payload: bytes = b"", *, system: bool = False,
-             client: bool = True) -> None:
+    def emit(
+        self, object: str, data: Any = None, payload: bytes = b"", *, system: bool = False, client: bool = True
+    ) -> None:
         """Publish an extra output from inside infer/on_frame (e.g. a wake event found while
         feeding audio). `system=True` makes it a system frame: downstream tasks are interrupted
         and their queued input flushed, as on a wake word. `client=False` keeps it on the bus."""
@@ -223,8 +248,10 @@ class Unit(Generic[P]):
         for attr in dir(cls):
             member = getattr(cls, attr, None)
             if attr.startswith("on_action_") and not hasattr(member, "__emberflow_action__"):
-                raise TypeError(f"{cls.__name__}.{attr}: declare unit actions with a decorator: "
-                                f"`@action({attr[len('on_action_'):]!r})` (from emberflow.unit import action)")
+                raise TypeError(
+                    f"{cls.__name__}.{attr}: declare unit actions with a decorator: "
+                    f"`@action({attr[len('on_action_') :]!r})` (from emberflow.unit import action)"
+                )
             name = getattr(member, "__emberflow_action__", None)
             if isinstance(name, str):
                 (on_unit if getattr(member, "__emberflow_unit_level__", False) else on_task)[name] = attr
@@ -248,7 +275,7 @@ class Unit(Generic[P]):
         """
         raise UnitError(Code.NO_UNIT_ACTION, detail=f"unit {self.kind!r} does not implement infer()")
 
-    def on_frame(self, frame: "BusFrame") -> Any | Iterator[Any] | None:
+    def on_frame(self, frame: BusFrame) -> Any | Iterator[Any] | None:
         """A frame arrived from a linked upstream task. Return what `infer` would return, or None.
 
         Default: a complete upstream text becomes `infer` input. Text streams come in two styles
@@ -285,7 +312,7 @@ class Unit(Generic[P]):
     def streams_input(cls) -> bool:
         return cls.on_chunk is not Unit.on_chunk
 
-    def on_wake(self, frame: "BusFrame | None" = None) -> Any | Iterator[Any] | None:
+    def on_wake(self, frame: BusFrame | None = None) -> Any | Iterator[Any] | None:
         """A wake word (or another system frame) arrived. With `interrupt_on_wake` the host has
         already cancelled running work and flushed queued input (barge-in). May return output."""
 
@@ -318,8 +345,11 @@ class Unit(Generic[P]):
             return self.context.resources[res_id]
         except KeyError:
             loaded = ", ".join(sorted(self.context.resources)) or "none"
-            raise UnitError(Code.PARAMETER, detail=f"resource {res_id!r} is not loaded (loaded: {loaded}); send "
-                                                   f"action load_resource to work_id {self.kind!r} first") from None
+            raise UnitError(
+                Code.PARAMETER,
+                detail=f"resource {res_id!r} is not loaded (loaded: {loaded}); send "
+                f"action load_resource to work_id {self.kind!r} first",
+            ) from None
 
     # --- introspection -------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -332,8 +362,18 @@ class Unit(Generic[P]):
             return cls.resume is not Unit.resume
         if action in RESOURCE_ACTIONS:
             return cls.resource is not None
-        return action in ("setup", "exit", "pause", "link", "unlink", "taskinfo", "inference") or \
-            action in cls.custom_actions
+        return (
+            action in ("setup", "exit", "pause", "link", "unlink", "taskinfo", "inference")
+            or action in cls.custom_actions
+        )
+
+    @classmethod
+    def _client_params_schema(cls) -> dict[str, Any]:
+        """The Params schema without the fields only a model descriptor sets."""
+        schema = cls.Params.model_json_schema()
+        for name in cls.Params.descriptor_only():
+            schema.get("properties", {}).pop(name, None)
+        return schema
 
     @classmethod
     def schema(cls) -> dict[str, Any]:
@@ -342,14 +382,29 @@ class Unit(Generic[P]):
             "kind": cls.kind,
             "description": cls.description or (cls.__doc__ or "").strip().split("\n")[0],
             "max_tasks": cls.max_tasks,
-            "params": cls.Params.model_json_schema(),
+            "params": cls._client_params_schema(),
+            "descriptor_params": sorted(cls.Params.descriptor_only()),
             "inputs": {k: v.value for k, v in cls.inputs.items()},
             "outputs": {k: v.value for k, v in cls.outputs.items()},
             "result": cls.Result.model_json_schema() if cls.Result is not None else None,
             "streams_input": cls.streams_input(),
             "resource": cls.resource.value if cls.resource is not None else None,
-            "actions": [a for a in ("setup", "exit", "pause", "work", "link", "unlink", "taskinfo", "inference",
-                                    *RESOURCE_ACTIONS, *cls.custom_actions) if cls.supports(a)],
+            "actions": [
+                a
+                for a in (
+                    "setup",
+                    "exit",
+                    "pause",
+                    "work",
+                    "link",
+                    "unlink",
+                    "taskinfo",
+                    "inference",
+                    *RESOURCE_ACTIONS,
+                    *cls.custom_actions,
+                )
+                if cls.supports(a)
+            ],
             "unit_actions": sorted(cls.unit_actions),
             "singleton": cls.singleton,
             "system_frames": cls.system_frames,

@@ -48,6 +48,7 @@ def task_action(name: str) -> Callable[[TaskAction], TaskAction]:
     def register(fn: TaskAction) -> TaskAction:
         TASK_ACTIONS[name] = fn
         return fn
+
     return register
 
 
@@ -57,8 +58,17 @@ class UnitHost:
     besides ipc, so tasks on other machines can read this host's tasks (`TaskCreated.remote_addr`).
     `identity` names this host on the control socket: its kind, or `kind#N` for a replica."""
 
-    def __init__(self, unit_cls: type[Unit], control_addr: str, rundir: str, model_dirs: list[Path] | None = None,
-                 *, data_bind: str | None = None, remote_bind: str | None = None, identity: str | None = None):
+    def __init__(
+        self,
+        unit_cls: type[Unit],
+        control_addr: str,
+        rundir: str,
+        model_dirs: list[Path] | None = None,
+        *,
+        data_bind: str | None = None,
+        remote_bind: str | None = None,
+        identity: str | None = None,
+    ):
         self.unit_cls = unit_cls
         self.kind = unit_cls.kind
         self.rundir = rundir
@@ -83,8 +93,12 @@ class UnitHost:
         self.resources: dict[str, Any] = {}
         self._running = True
         self._handlers: dict[type[control.Message], Callable[[Any], None]] = {
-            control.Setup: self._setup, control.Action: self._action, control.Inference: self._inference,
-            control.Cancel: self._cancel, control.Shutdown: self._shutdown_requested}
+            control.Setup: self._setup,
+            control.Action: self._action,
+            control.Inference: self._inference,
+            control.Cancel: self._cancel,
+            control.Shutdown: self._shutdown_requested,
+        }
 
     # --- plumbing ----------------------------------------------------------------------------------
     # Only the main thread touches `control`, `tasks` and `subs`. Other threads (model loading,
@@ -220,10 +234,19 @@ class UnitHost:
         model_ref = self._resolve_model(req.data)
         params = self._params(req.data, model_ref)
         self.pending_setups += 1
-        threading.Thread(target=self._load, name=f"setup-{msg.work_id}", daemon=True,
-                         args=(msg, params, model_ref, None)).start()
+        threading.Thread(
+            target=self._load, name=f"setup-{msg.work_id}", daemon=True, args=(msg, params, model_ref, None)
+        ).start()
 
     def _params(self, data: dict[str, Any], model_ref: ModelRef | None) -> UnitParams:
+        refused = sorted(self.unit_cls.Params.descriptor_only() & set(data))
+        if refused:
+            raise StackFlowError(
+                Code.PARAMETER,
+                detail=f"{', '.join(refused)}: set by the model descriptor only, not by setup (they name files on "
+                "this machine); put them in the mode_param of a descriptor in ~/.config/emberflow/models and set up "
+                "that model by name",
+            )
         merged = {**(model_ref.mode_param if model_ref else {}), **data}
         try:
             return self.unit_cls.Params.model_validate(merged)
@@ -244,8 +267,9 @@ class UnitHost:
             params = self._params(req.data, None)
         except StackFlowError as e:
             raise StackFlowError(Code.PARAMETER, detail=e.detail) from None
-        threading.Thread(target=self._load, name=f"setup-{msg.work_id}", daemon=True,
-                         args=(msg, params, None, task)).start()
+        threading.Thread(
+            target=self._load, name=f"setup-{msg.work_id}", daemon=True, args=(msg, params, None, task)
+        ).start()
 
     def _load(self, msg: control.Setup, params: UnitParams, model_ref: ModelRef | None, replaces: Task | None) -> None:
         """Runs in a thread: model loading takes seconds and must not block other tasks' control."""
@@ -265,15 +289,23 @@ class UnitHost:
             error = StackFlowError(Code.MODEL_LOADING, detail=f"{type(e).__name__}: {e}")
         self._call_on_main(lambda: self._finish_setup(msg, params, model_ref, unit, error, replaces))
 
-    def _finish_setup(self, msg: control.Setup, params: UnitParams, model_ref: ModelRef | None, unit: Unit,
-                      error: StackFlowError | None, replaces: Task | None) -> None:
+    def _finish_setup(
+        self,
+        msg: control.Setup,
+        params: UnitParams,
+        model_ref: ModelRef | None,
+        unit: Unit,
+        error: StackFlowError | None,
+        replaces: Task | None,
+    ) -> None:
         req, work_id = msg.request, msg.work_id
         if replaces is None:
             self.pending_setups -= 1
         if error is not None:
             if replaces is not None:
-                self._answer(msg.conn, error_reply(req.request_id, work_id, StackFlowError(Code.PARAMETER,
-                                                                                           detail=error.detail)))
+                self._answer(
+                    msg.conn, error_reply(req.request_id, work_id, StackFlowError(Code.PARAMETER, detail=error.detail))
+                )
             else:
                 self._to_sys(control.SetupFailed(msg.conn, error_reply(req.request_id, req.unit, error), work_id))
             return
@@ -285,9 +317,17 @@ class UnitHost:
         also_bind = f"{self.remote_bind}:*" if self.remote_bind else None
         if replaces is not None:
             data_addr, also_bind = replaces.data_addr, replaces.remote_addr or also_bind
-        task = Task(unit, params, work_id, data_addr=data_addr, setup_request_id=req.request_id, ctx=self.ctx,
-                    model=model_ref.descriptor if model_ref else None, last_control=lambda: self.last_control,
-                    also_bind=also_bind)
+        task = Task(
+            unit,
+            params,
+            work_id,
+            data_addr=data_addr,
+            setup_request_id=req.request_id,
+            ctx=self.ctx,
+            model=model_ref.descriptor if model_ref else None,
+            last_control=lambda: self.last_control,
+            also_bind=also_bind,
+        )
         task.start()
         self.tasks[work_id] = task
         if replaces is not None:  # same links, same subscription socket
@@ -301,15 +341,24 @@ class UnitHost:
             sub.connect(addr)
             sub.setsockopt(zmq.SUBSCRIBE, topic_of(source))
             task.link_policy[source] = Policy(msg.policies.get(source, "lossless"))
-        self._to_sys(control.TaskCreated(msg.conn, reply(req.request_id, work_id), work_id, task.data_addr,
-                                         model_ref.name if model_ref else None, task.remote_addr))
+        self._to_sys(
+            control.TaskCreated(
+                msg.conn,
+                reply(req.request_id, work_id),
+                work_id,
+                task.data_addr,
+                model_ref.name if model_ref else None,
+                task.remote_addr,
+            )
+        )
 
     def _resolve_model(self, data: dict[str, Any]) -> ModelRef | None:
         if self.catalogue is None:
             return None
         try:
-            return self.catalogue.find(data.get("model"), self.unit_cls.model_type or self.kind,
-                                       path_roots=self.model_dirs)
+            return self.catalogue.find(
+                data.get("model"), self.unit_cls.model_type or self.kind, path_roots=self.model_dirs
+            )
         except ModelUnavailable as e:
             raise StackFlowError(Code.MODEL_LOADING, detail=str(e)) from None
 
@@ -324,8 +373,9 @@ class UnitHost:
             self._unit_action(msg)
             return
         if req.action == "taskinfo" and req.work_id not in self.tasks:
-            self._answer(msg.conn, reply(req.request_id, req.work_id, data=sorted(self.tasks),
-                                         object=f"{self.kind}.tasklist"))
+            self._answer(
+                msg.conn, reply(req.request_id, req.work_id, data=sorted(self.tasks), object=f"{self.kind}.tasklist")
+            )
             return
         task = self.tasks.get(req.work_id)
         if task is None:
@@ -363,8 +413,9 @@ class UnitHost:
                 answer = error_reply(req.request_id, self.kind, e)
             except Exception as e:
                 log.exception("unit action %s of %s failed", req.action, self.kind)
-                answer = error_reply(req.request_id, self.kind,
-                                     StackFlowError(Code.MODEL_RUN, detail=f"{type(e).__name__}: {e}"))
+                answer = error_reply(
+                    req.request_id, self.kind, StackFlowError(Code.MODEL_RUN, detail=f"{type(e).__name__}: {e}")
+                )
             self._call_on_main(lambda: self._answer(conn, answer))
 
         threading.Thread(target=run, name=f"action-{req.action}", daemon=True).start()
@@ -376,8 +427,9 @@ class UnitHost:
         if kind_of_data is None:
             raise StackFlowError(Code.NO_UNIT_ACTION, detail=f"unit {self.kind!r} takes no resources")
         if req.action == "list_resources":
-            self._answer(conn, reply(req.request_id, self.kind, data=sorted(self.resources),
-                                     object=f"{self.kind}.resources"))
+            self._answer(
+                conn, reply(req.request_id, self.kind, data=sorted(self.resources), object=f"{self.kind}.resources")
+            )
             return
         data = req.data if isinstance(req.data, dict) else {}
         res_id = data.get("id")
@@ -385,11 +437,18 @@ class UnitHost:
             raise StackFlowError(Code.PARAMETER, detail='data must be {"id": "<1-128 chars>", "data": <resource>}')
         if req.action == "unload_resource":
             if res_id not in self.resources:
-                raise StackFlowError(Code.PARAMETER, detail=f"resource {res_id!r} is not loaded",
-                                     reason=Reason.NOT_FOUND)
+                raise StackFlowError(
+                    Code.PARAMETER, detail=f"resource {res_id!r} is not loaded", reason=Reason.NOT_FOUND
+                )
             self._release(res_id, self.resources.pop(res_id))
-            self._to_sys(control.ResourceChanged(conn, reply(req.request_id, self.kind, data={"id": res_id},
-                                                             object=f"{self.kind}.resource"), res_id, False))
+            self._to_sys(
+                control.ResourceChanged(
+                    conn,
+                    reply(req.request_id, self.kind, data={"id": res_id}, object=f"{self.kind}.resource"),
+                    res_id,
+                    False,
+                )
+            )
             return
         value = _resource_value(kind_of_data, data.get("data"), req.payload)
 
@@ -407,16 +466,23 @@ class UnitHost:
 
         threading.Thread(target=load, name=f"resource-{res_id}", daemon=True).start()
 
-    def _resource_loaded(self, req: Request, conn: int, res_id: str, resource: Any,
-                         error: StackFlowError | None) -> None:
+    def _resource_loaded(
+        self, req: Request, conn: int, res_id: str, resource: Any, error: StackFlowError | None
+    ) -> None:
         if error is not None:
             self._to_sys(control.Answer(conn, error_reply(req.request_id, self.kind, error), error.reason))
             return
         if res_id in self.resources:
             self._release(res_id, self.resources[res_id])  # replaced by the new version
         self.resources[res_id] = resource
-        self._to_sys(control.ResourceChanged(conn, reply(req.request_id, self.kind, data={"id": res_id},
-                                                         object=f"{self.kind}.resource"), res_id, True))
+        self._to_sys(
+            control.ResourceChanged(
+                conn,
+                reply(req.request_id, self.kind, data={"id": res_id}, object=f"{self.kind}.resource"),
+                res_id,
+                True,
+            )
+        )
 
     def _release(self, res_id: str, resource: Any) -> None:
         try:
@@ -498,7 +564,7 @@ def _unlink_ipc(addr: str) -> None:
     """A task's ipc socket file goes with it (a SIGKILLed process leaves them: sys sweeps those)."""
     if addr.startswith("ipc://"):
         try:
-            os.unlink(addr[len("ipc://"):])
+            os.unlink(addr[len("ipc://") :])
         except OSError:
             pass
 
@@ -525,15 +591,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rundir", required=True)
     ap.add_argument("--unit-path", default=None, help="module:Class of a user unit")
     ap.add_argument("--model-dir", action="append", default=[], help="a directory model file paths may be under")
-    ap.add_argument("--remote-bind", default=None, help="tcp://ADDR: also bind task data sockets there, for "
-                                                        "tasks on other machines")
+    ap.add_argument(
+        "--remote-bind", default=None, help="tcp://ADDR: also bind task data sockets there, for tasks on other machines"
+    )
     args = ap.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("EMBERFLOW_LOG", "INFO"),
-                        format=f"%(asctime)s {args.kind} %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("EMBERFLOW_LOG", "INFO"), format=f"%(asctime)s {args.kind} %(levelname)s %(message)s"
+    )
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # sys owns our lifecycle
     unit_cls = load_unit_class(args.kind, args.unit_path)
-    UnitHost(unit_cls, args.control, args.rundir, [Path(d) for d in args.model_dir],
-             remote_bind=args.remote_bind).run()
+    UnitHost(unit_cls, args.control, args.rundir, [Path(d) for d in args.model_dir], remote_bind=args.remote_bind).run()
 
 
 if __name__ == "__main__":

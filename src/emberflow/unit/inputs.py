@@ -50,8 +50,9 @@ def fit_kind(data: Any, kinds: Collection[IO], unit_kind: str) -> Any:
         except UnicodeDecodeError:
             raise StackFlowError(Code.JSON_FORMAT, "json format error.", detail="text is not UTF-8") from None
     if text_only and not isinstance(data, str):
-        raise StackFlowError(Code.JSON_FORMAT, "json format error.",
-                             detail=f"{unit_kind} expects text, got {type(data).__name__}")
+        raise StackFlowError(
+            Code.JSON_FORMAT, "json format error.", detail=f"{unit_kind} expects text, got {type(data).__name__}"
+        )
     return data
 
 

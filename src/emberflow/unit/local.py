@@ -28,9 +28,11 @@ class LocalTask:
         self.emitted: list[tuple[str, Any, bytes]] = []
         self.unit = unit_cls()
         self.resources: dict[str, Any] = {}  # loaded with load_resource(), as the unit process keeps them
-        self.unit.context = TaskContext(work_id or f"{unit_cls.kind}.0",
-                                        emit=lambda o, d, p, s=False, c=True: self.emitted.append((o, d, p)),
-                                        resources=self.resources)
+        self.unit.context = TaskContext(
+            work_id or f"{unit_cls.kind}.0",
+            emit=lambda o, d, p, s=False, c=True: self.emitted.append((o, d, p)),
+            resources=self.resources,
+        )
         merged = data
         if unit_cls.needs_model and data.get("model"):
             from emberflow.models.catalogue import Catalogue, ModelUnavailable

@@ -55,10 +55,20 @@ class WorkItem:
 
 
 class Task:
-    def __init__(self, unit: Unit, params: UnitParams, work_id: str, *, data_addr: str,
-                 setup_request_id: str, ctx: zmq.Context[Any], model: dict[str, Any] | None,
-                 last_control: Callable[[], tuple[str, int]] = lambda: ("0", NO_CONN), queue_size: int = 64,
-                 also_bind: str | None = None):
+    def __init__(
+        self,
+        unit: Unit,
+        params: UnitParams,
+        work_id: str,
+        *,
+        data_addr: str,
+        setup_request_id: str,
+        ctx: zmq.Context[Any],
+        model: dict[str, Any] | None,
+        last_control: Callable[[], tuple[str, int]] = lambda: ("0", NO_CONN),
+        queue_size: int = 64,
+        also_bind: str | None = None,
+    ):
         self.unit = unit
         self.params = params
         self.work_id = work_id
@@ -82,8 +92,15 @@ class Task:
         self._out_index = 0  # output stream index; back to 0 after each finish chunk
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"task-{work_id}", daemon=True)
-        self.stats: dict[str, Any] = {"inferences": 0, "errors": 0, "outputs": 0, "aborted": 0, "last_ms": None,
-                                      "refused": 0, "frames_missed": 0}
+        self.stats: dict[str, Any] = {
+            "inferences": 0,
+            "errors": 0,
+            "outputs": 0,
+            "aborted": 0,
+            "last_ms": None,
+            "refused": 0,
+            "frames_missed": 0,
+        }
         self._published = 0  # frames this task numbered (BusFrame.seq)
         self._seen: dict[str, int] = {}  # upstream work id -> the last frame number read from it
         resources = unit.context.resources if hasattr(unit, "context") else None  # set by the host
@@ -94,8 +111,9 @@ class Task:
         self._thread.start()
         self._ready.wait(5)
 
-    def submit_inference(self, object: str, data: Any, payload: bytes | None, request_id: str, conn: int,
-                         hops: Hops) -> None:
+    def submit_inference(
+        self, object: str, data: Any, payload: bytes | None, request_id: str, conn: int, hops: Hops
+    ) -> None:
         """Decode one client inference message and queue the work once the input is complete.
         A full queue refuses the request at once (-21): the host loop must never wait."""
         value = self.input.feed(object, data, payload)
@@ -107,9 +125,12 @@ class Task:
             self.stats["refused"] += 1
             if kind == "chunk":
                 self.input.restart()
-            raise StackFlowError(Code.TASK_FULL, reason=Reason.QUEUE_FULL,
-                                 detail=f"{self.work_id} already has {self.queue.maxsize} requests waiting; "
-                                        "send the next one after an answer arrives")
+            raise StackFlowError(
+                Code.TASK_FULL,
+                reason=Reason.QUEUE_FULL,
+                detail=f"{self.work_id} already has {self.queue.maxsize} requests waiting; "
+                "send the next one after an answer arrives",
+            )
 
     def submit_frame(self, frame: BusFrame) -> None:
         """A frame from a linked task. System frames (declared by their unit, e.g. wake words)
@@ -131,8 +152,14 @@ class Task:
         if last is not None and frame.seq > last + 1:
             missed = frame.seq - last - 1
             self.stats["frames_missed"] += missed
-            log.warning("%s: %d frame(s) from %s never arrived (numbers %d-%d)", self.work_id, missed,
-                        frame.source, last + 1, frame.seq - 1)
+            log.warning(
+                "%s: %d frame(s) from %s never arrived (numbers %d-%d)",
+                self.work_id,
+                missed,
+                frame.source,
+                last + 1,
+                frame.seq - 1,
+            )
 
     def cancel(self, conn: int, request_id: str) -> bool:
         """The client of a request left: stop it if it runs, drop it if it waits."""
@@ -141,8 +168,9 @@ class Task:
             self._abort_current = True
             self.unit.context.cancelled.set()
             return True
-        dropped = self.queue.remove(lambda item: isinstance(item, WorkItem) and item.conn == conn
-                                    and item.request_id == request_id)
+        dropped = self.queue.remove(
+            lambda item: isinstance(item, WorkItem) and item.conn == conn and item.request_id == request_id
+        )
         self.stats["aborted"] += len(dropped)
         if any(item.ends_request for item in dropped):
             self._send(control.Done(self.work_id, conn, request_id))
@@ -185,8 +213,12 @@ class Task:
 
     def info(self) -> dict[str, Any]:
         p = self.params
-        out: dict[str, Any] = {"model": p.model, "response_format": p.response_format, "enoutput": p.enoutput,
-                               "inputs": list(self.inputs)}
+        out: dict[str, Any] = {
+            "model": p.model,
+            "response_format": p.response_format,
+            "enoutput": p.enoutput,
+            "inputs": list(self.inputs),
+        }
         # emberflow extensions; StackFlow clients read only the keys above
         if self.model:
             out["resolved_model"] = self.model.get("mode")
@@ -301,8 +333,9 @@ class Task:
         self._publish_and_send(fmt, data, hops, system=self.unit.system_frames)
         self.stats["outputs"] += 1
 
-    def _publish_and_send(self, object: str, data: Any, hops: Hops, system: bool = False,
-                          client: bool = True, payload: bytes = b"") -> None:
+    def _publish_and_send(
+        self, object: str, data: Any, hops: Hops, system: bool = False, client: bool = True, payload: bytes = b""
+    ) -> None:
         """Raw bytes travel as the frame payload on the bus and as the control message's binary
         part; base64 exists only at the JSON edge. An explicit `payload` keeps `data` beside it on
         the bus (e.g. PCM with its rate)."""
@@ -314,14 +347,14 @@ class Task:
                 payload = bytes(data["delta"])
                 bus_data = client_data = {**data, "delta": ""}  # the client's delta is the payload
         self._published += 1
-        frame = BusFrame(self.work_id, object, bus_data, payload, system=system, hops=list(hops),
-                         seq=self._published).stamp(self.work_id)
+        frame = BusFrame(
+            self.work_id, object, bus_data, payload, system=system, hops=list(hops), seq=self._published
+        ).stamp(self.work_id)
         self._publish(frame)
         if self.params.enoutput and client:
             item = self._item
             conn = item.conn if item is not None else NO_CONN
-            self._send(control.Output(self.work_id, conn, self.last_request_id, object, client_data,
-                                      payload or None))
+            self._send(control.Output(self.work_id, conn, self.last_request_id, object, client_data, payload or None))
 
     def _send(self, msg: control.Message) -> None:
         self._out.send_multipart(control.encode(msg))
@@ -332,8 +365,15 @@ class Task:
         self.stats["errors"] += 1
         rid, ctl_conn = self._last_control()
         conn = item.conn if item.conn != NO_CONN else ctl_conn
-        self._send(control.Failed(self.work_id, conn, item.request_id or self.last_request_id,
-                                  error_reply(rid, self.kind, err), err.reason))
+        self._send(
+            control.Failed(
+                self.work_id,
+                conn,
+                item.request_id or self.last_request_id,
+                error_reply(rid, self.kind, err),
+                err.reason,
+            )
+        )
 
     def _done(self, item: WorkItem) -> None:
         if item.ends_request and item.conn != NO_CONN:

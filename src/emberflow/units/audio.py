@@ -103,8 +103,9 @@ class AudioUnit(Unit[AudioParams]):
             data = bytes(indata)
             self.context.post(lambda: self._publish(data))
 
-        self._mic = sd.RawInputStream(samplerate=pcm.RATE, channels=1, dtype="int16", blocksize=pcm.FRAME,
-                                      callback=callback)
+        self._mic = sd.RawInputStream(
+            samplerate=pcm.RATE, channels=1, dtype="int16", blocksize=pcm.FRAME, callback=callback
+        )
         self._mic.start()
 
     def _file_loop(self, audio) -> None:
@@ -156,8 +157,9 @@ class AudioUnit(Unit[AudioParams]):
             stream.start()
             return stream
         if sink.startswith("file:"):
-            self._sink_file = open(Path(sink[5:]).expanduser(), "wb")
-            w = wave.open(self._sink_file, "wb")
+            # open for as long as the task plays; closed in close()
+            self._sink_file = open(Path(sink[5:]).expanduser(), "wb")  # noqa: SIM115
+            w = wave.open(self._sink_file, "wb")  # noqa: SIM115
             w.setnchannels(1)
             w.setsampwidth(2)
             w.setframerate(pcm.RATE)
@@ -229,7 +231,7 @@ class AudioUnit(Unit[AudioParams]):
                 with self._cond:
                     if not self.playing:
                         break  # barge-in
-                chunk = data[i:i + step]
+                chunk = data[i : i + step]
                 now = time.monotonic()
                 clock = now if clock is None or clock < now else clock
                 self._write(chunk)
@@ -261,9 +263,17 @@ class AudioUnit(Unit[AudioParams]):
             log.info("turn latency (ms): %s", ", ".join(f"{k}={v * 1000:.0f}" for k, v in breakdown.items()))
 
     def info(self) -> dict[str, Any]:
-        return {"source": self.source, "sink": self.sink, "captured_frames": self.seq,
-                "played_seconds": round(self.played_samples / pcm.RATE, 3), "playing": self.playing,
-                "barge_ins": len(self.stops), "stopped_at": self.stops[-20:], "stopped_by": self.stopped_by[-20:], "turns": list(self.turns)}
+        return {
+            "source": self.source,
+            "sink": self.sink,
+            "captured_frames": self.seq,
+            "played_seconds": round(self.played_samples / pcm.RATE, 3),
+            "playing": self.playing,
+            "barge_ins": len(self.stops),
+            "stopped_at": self.stops[-20:],
+            "stopped_by": self.stopped_by[-20:],
+            "turns": list(self.turns),
+        }
 
     def teardown(self) -> None:
         self._running = False

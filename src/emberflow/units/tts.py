@@ -39,8 +39,12 @@ class TTSParams(UnitParams):
     min_clause_chars: int = Field(12, ge=0, le=200, description="Clauses shorter than this wait for more text.")
     engine: str = Field("piper", description="'piper' or 'espeak' (set by the model descriptor).")
     voice: str = Field("en-us", description="espeak-ng voice, when engine is espeak.")
-    first_chunk_words: int = Field(4, ge=0, le=20, description="Speak the first words of an answer as soon as "
-                                                               "this many have arrived (0: wait for a clause).")
+    first_chunk_words: int = Field(
+        4,
+        ge=0,
+        le=20,
+        description="Speak the first words of an answer as soon as this many have arrived (0: wait for a clause).",
+    )
     cpu_threads: int = Field(0, ge=0, le=64, description="Piper's ONNX threads; 0 = all cores.")
     nice: int = Field(0, ge=0, le=19, description="Nice value (at least) of this unit process's threads.")
 
@@ -81,8 +85,12 @@ class TTSUnit(Unit[TTSParams]):
     # --- synthesis ------------------------------------------------------------------------
     def synth(self, text: str) -> bytes:
         if self.voice is None:
-            wav = subprocess.run(["espeak-ng", "--stdout", "-v", self.p.voice, "-s", str(int(175 * self.p.speed)),
-                                  text], capture_output=True, timeout=30, check=True).stdout
+            wav = subprocess.run(
+                ["espeak-ng", "--stdout", "-v", self.p.voice, "-s", str(int(175 * self.p.speed)), text],
+                capture_output=True,
+                timeout=30,
+                check=True,
+            ).stdout
             audio = pcm.decode(wav)
         else:
             import numpy as np
@@ -145,7 +153,7 @@ class TTSUnit(Unit[TTSParams]):
         for m in CLAUSE_END.finditer(self.pending):
             # the first clause of an answer goes at once, however short: it is what is waited for
             if m.end() - start >= self.p.min_clause_chars or (not self.answer_chunks and not out):
-                out.append(self.pending[start:m.end()].strip())
+                out.append(self.pending[start : m.end()].strip())
                 start = m.end()
         self.pending = self.pending[start:]
         if final and self.pending.strip():
@@ -201,8 +209,14 @@ class TTSUnit(Unit[TTSParams]):
 
     def info(self) -> dict[str, Any]:
         threads = self.voice.session.get_session_options().intra_op_num_threads if self.voice is not None else 0
-        return {"engine": self.p.engine, "clauses_spoken": self.spoken_clauses, "pending_chars": len(self.pending),
-                "chunks": self.chunks, "cpu_threads": threads, "nice": self.nice}
+        return {
+            "engine": self.p.engine,
+            "clauses_spoken": self.spoken_clauses,
+            "pending_chars": len(self.pending),
+            "chunks": self.chunks,
+            "cpu_threads": threads,
+            "nice": self.nice,
+        }
 
 
 def _load_piper(model_path: str, threads: int) -> Any:
@@ -218,8 +232,9 @@ def _load_piper(model_path: str, threads: int) -> Any:
     from emberflow.voice.cpu import onnx_options
 
     config = PiperConfig.from_dict(json.loads(Path(f"{model_path}.json").read_text(encoding="utf-8")))
-    session = onnxruntime.InferenceSession(model_path, sess_options=onnx_options(threads),
-                                           providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        model_path, sess_options=onnx_options(threads), providers=["CPUExecutionProvider"]
+    )
     return PiperVoice(config=config, session=session)
 
 

@@ -15,10 +15,20 @@ from emberflow.voice.endpointer import Endpointer
 class VADParams(UnitParams):
     response_format: str = "vad.bool"
     threshold: float = Field(0.5, gt=0, lt=1, validation_alias=AliasChoices("threshold", "silero_vad.threshold"))
-    min_silence: float = Field(0.5, ge=0.05, le=10, description="Seconds of silence that end a segment.",
-                               validation_alias=AliasChoices("min_silence", "silero_vad.min_silence_duration"))
-    min_speech: float = Field(0.1, ge=0.03, le=5, description="Seconds of speech that start one.",
-                              validation_alias=AliasChoices("min_speech", "silero_vad.min_speech_duration"))
+    min_silence: float = Field(
+        0.5,
+        ge=0.05,
+        le=10,
+        description="Seconds of silence that end a segment.",
+        validation_alias=AliasChoices("min_silence", "silero_vad.min_silence_duration"),
+    )
+    min_speech: float = Field(
+        0.1,
+        ge=0.03,
+        le=5,
+        description="Seconds of speech that start one.",
+        validation_alias=AliasChoices("min_speech", "silero_vad.min_speech_duration"),
+    )
 
 
 class VADUnit(Unit[VADParams]):
@@ -35,8 +45,9 @@ class VADUnit(Unit[VADParams]):
 
         self.p = params
         self.vad = SileroVAD(pcm.RATE)
-        self.ep = Endpointer(threshold=params.threshold, min_silence=params.min_silence,
-                             min_speech=params.min_speech, pre_roll=0.0)
+        self.ep = Endpointer(
+            threshold=params.threshold, min_silence=params.min_silence, min_speech=params.min_speech, pre_roll=0.0
+        )
         self.gated = any(i.startswith("kws") for i in params.input)
         self.listening = not self.gated
         self.segments = 0

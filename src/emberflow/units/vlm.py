@@ -27,15 +27,17 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from emberflow.unit import IO, Code, Unit, UnitError, UnitParams
+from emberflow.unit import IO, Code, Unit, UnitError, UnitParams, descriptor_field
 from emberflow.vision import frames
 from emberflow.vision.image import DEFAULT_MAX_PIXELS, decode
 
-GROUNDED_PROMPT = ("You answer questions about a camera image, but you cannot see it. Vision models looked at "
-                   "it and reported the facts below. Answer only from these facts, in one or two short sentences. "
-                   "If the facts do not tell, say that you cannot tell from what the camera models saw.")
+GROUNDED_PROMPT = (
+    "You answer questions about a camera image, but you cannot see it. Vision models looked at "
+    "it and reported the facts below. Answer only from these facts, in one or two short sentences. "
+    "If the facts do not tell, say that you cannot tell from what the camera models saw."
+)
 RESET_REPLY = "Context has been reset."
-NO_IMAGE = ("I have no image yet: send one (object vlm.jpeg.base64) or link a camera task, then ask again.")
+NO_IMAGE = "I have no image yet: send one (object vlm.jpeg.base64) or link a camera task, then ask again."
 
 
 class VLMParams(UnitParams):
@@ -53,8 +55,8 @@ class VLMParams(UnitParams):
     classifier: str = Field("efficientnet-lite0", description="Grounded: image classifier ('' to skip).")
     ocr: str = Field("ppocr-v5", description="Grounded: text reader ('' to skip).")
     faces: str = Field("blazeface", description="Grounded: face detector ('' to skip).")
-    mmproj_path: str = Field("", description="llama backend: the multimodal projector GGUF.")
-    chat_handler: str = Field("Llava15ChatHandler", description="llama backend: llama_cpp.llama_chat_format class.")
+    mmproj_path: str = descriptor_field("", "llama backend: the multimodal projector GGUF.")
+    chat_handler: str = descriptor_field("Llava15ChatHandler", "llama backend: llama_cpp.llama_chat_format class.")
     n_ctx: int = Field(4096, ge=512, le=131072)
 
 
@@ -89,20 +91,35 @@ class VLMUnit(Unit[VLMParams]):
         try:
             ref = cat.resolve(params.llm)
         except KeyError:
-            raise UnitError(Code.MODEL_LOADING, detail=f"the grounded backend's LLM {params.llm!r} is unknown") from None
+            raise UnitError(
+                Code.MODEL_LOADING, detail=f"the grounded backend's LLM {params.llm!r} is unknown"
+            ) from None
         path = cat.weights_path(ref.descriptor)
         if path is None:
-            raise UnitError(Code.MODEL_LOADING, detail=f"the grounded backend needs the LLM {ref.name}: run "
-                                                       f"`emberflow models install {ref.name}`")
-        self.analyser = SceneAnalyser({"detector": params.detector, "classifier": params.classifier,
-                                       "ocr": params.ocr, "faces": params.faces}, params.n_threads)
+            raise UnitError(
+                Code.MODEL_LOADING,
+                detail=f"the grounded backend needs the LLM {ref.name}: run `emberflow models install {ref.name}`",
+            )
+        self.analyser = SceneAnalyser(
+            {"detector": params.detector, "classifier": params.classifier, "ocr": params.ocr, "faces": params.faces},
+            params.n_threads,
+        )
         self.llm = LLMUnit()
         self.llm.model_path = path
         self.llm.context = self.context
-        self.llm.setup(LLMParams.model_validate({
-            **ref.mode_param, "model": ref.name, "prompt": params.prompt or GROUNDED_PROMPT,
-            "max_token_len": params.max_token_len, "temperature": params.temperature, "context": params.context,
-            "response_format": "llm.utf-8.stream"}))
+        self.llm.setup(
+            LLMParams.model_validate(
+                {
+                    **ref.mode_param,
+                    "model": ref.name,
+                    "prompt": params.prompt or GROUNDED_PROMPT,
+                    "max_token_len": params.max_token_len,
+                    "temperature": params.temperature,
+                    "context": params.context,
+                    "response_format": "llm.utf-8.stream",
+                }
+            )
+        )
 
     def _setup_llama(self, params: VLMParams) -> None:
         import os
@@ -110,14 +127,20 @@ class VLMUnit(Unit[VLMParams]):
         from llama_cpp import Llama, llama_chat_format
 
         if self.model_path is None or not params.mmproj_path or not os.path.isfile(params.mmproj_path):
-            raise UnitError(Code.MODEL_LOADING, detail="the llama backend needs mode_param model_path (the VLM GGUF) "
-                                                       "and mmproj_path (its projector), both existing files")
+            raise UnitError(
+                Code.MODEL_LOADING,
+                detail="the llama backend needs mode_param model_path (the VLM GGUF) "
+                "and mmproj_path (its projector), both existing files",
+            )
         handler_cls = getattr(llama_chat_format, params.chat_handler, None)
         if handler_cls is None:
             raise UnitError(Code.MODEL_LOADING, detail=f"llama_cpp has no chat handler {params.chat_handler!r}")
-        self.vlm = Llama(model_path=str(self.model_path), chat_handler=handler_cls(clip_model_path=params.mmproj_path,
-                                                                                  verbose=False),
-                         n_ctx=params.n_ctx, verbose=False)
+        self.vlm = Llama(
+            model_path=str(self.model_path),
+            chat_handler=handler_cls(clip_model_path=params.mmproj_path, verbose=False),
+            n_ctx=params.n_ctx,
+            verbose=False,
+        )
 
     def teardown(self) -> None:
         for name in ("llm", "vlm"):
@@ -205,9 +228,12 @@ class VLMUnit(Unit[VLMParams]):
 
     def _llama(self, messages: list[dict[str, Any]], data: dict[str, Any] | None = None) -> Iterator[str]:
         system = [{"role": "system", "content": self.params.prompt}] if self.params.prompt else []
-        stream = self.vlm.create_chat_completion(messages=system + messages, stream=True,
-                                                 max_tokens=(data or {}).get("max_tokens") or self.params.max_token_len,
-                                                 temperature=self.params.temperature)
+        stream = self.vlm.create_chat_completion(
+            messages=system + messages,
+            stream=True,
+            max_tokens=(data or {}).get("max_tokens") or self.params.max_token_len,
+            temperature=self.params.temperature,
+        )
         for chunk in stream:
             if self.context.cancelled.is_set():
                 return
@@ -217,9 +243,12 @@ class VLMUnit(Unit[VLMParams]):
                 yield piece
 
     def info(self) -> dict[str, Any]:
-        backend = ("llama.cpp multimodal (a real VLM)" if self.params.backend == "llama" else
-                   "grounded: NOT a vision-language model; the vision models' facts are given to the LLM "
-                   f"{self.params.llm}")
+        backend = (
+            "llama.cpp multimodal (a real VLM)"
+            if self.params.backend == "llama"
+            else "grounded: NOT a vision-language model; the vision models' facts are given to the LLM "
+            f"{self.params.llm}"
+        )
         image = "camera frame" if self.frame is not None else None
         if self.image is not None and self.frame is None:
             image = f"{self.image.shape[1]}x{self.image.shape[0]}"
@@ -235,8 +264,10 @@ class VLMUnit(Unit[VLMParams]):
 def _image_part(rgb: np.ndarray) -> dict[str, Any]:
     from emberflow.vision.image import encode_jpeg
 
-    return {"type": "image_url",
-            "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(rgb, 90)).decode()}}
+    return {
+        "type": "image_url",
+        "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(rgb, 90)).decode()},
+    }
 
 
 def _split_images(messages: Any) -> tuple[list[dict[str, Any]], list[bytes]]:

@@ -36,8 +36,9 @@ class YoloUnit(ImageUnit):
 
     def load(self, params: YoloParams) -> None:
         if self.model_path is None:
-            raise UnitError(Code.MODEL_LOADING, detail="model weights not found: run `emberflow models install "
-                                                       f"{params.model}`")
+            raise UnitError(
+                Code.MODEL_LOADING, detail=f"model weights not found: run `emberflow models install {params.model}`"
+            )
         if params.model_type == "pose":
             from emberflow.vision.pose import MoveNetMultiPose as Model
         elif params.model_type == "face":

@@ -28,11 +28,17 @@ class Detection:
     def stackflow(self, v2: bool = False) -> dict[str, Any]:
         x1, y1, x2, y2 = self.box
         if v2:
-            out: dict[str, Any] = {"class": self.label, "confidence": float(self.score),
-                                   "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)]}
+            out: dict[str, Any] = {
+                "class": self.label,
+                "confidence": float(self.score),
+                "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+            }
         else:
-            out = {"class": self.label, "confidence": round(float(self.score), 2),
-                   "bbox": [round(float(v), 2) for v in (x1, y1, x2, y2)]}
+            out = {
+                "class": self.label,
+                "confidence": round(float(self.score), 2),
+                "bbox": [round(float(v), 2) for v in (x1, y1, x2, y2)],
+            }
         if self.keypoints:
             flat = [float(v) for kp in self.keypoints for v in kp]
             out["kps"] = flat if v2 else [round(v, 2) for v in flat]
@@ -49,8 +55,9 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a + area_b - inter, 1e-9)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, classes: np.ndarray | None = None,
-        limit: int = 100) -> list[int]:
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, classes: np.ndarray | None = None, limit: int = 100
+) -> list[int]:
     """Indices kept by greedy NMS, best first. With `classes`, boxes of different classes never
     suppress each other (the usual offset trick: each class is moved to its own region)."""
     if len(boxes) == 0:

@@ -37,10 +37,17 @@ def open_source(source: str, width: int, height: int, fps: float, open_timeout_s
         path = source if source.startswith("/dev/") else f"/dev/video{source}"
         if not os.path.exists(path):
             found = list_devices()
-            raise UnitError(Code.MODEL_LOADING, detail=f"camera {path} does not exist; " + (
-                f"devices here: {', '.join(found)}" if found else
-                "this machine has no camera (no /dev/video*): use a video file path, an rtsp:// or http:// URL, "
-                "or push JPEG frames with input camera.jpeg.base64"))
+            raise UnitError(
+                Code.MODEL_LOADING,
+                detail=f"camera {path} does not exist; "
+                + (
+                    f"devices here: {', '.join(found)}"
+                    if found
+                    else "this machine has no camera (no /dev/video*): use a video file path, "
+                    "an rtsp:// or http:// URL, "
+                    "or push JPEG frames with input camera.jpeg.base64"
+                ),
+            )
         cap = cv2.VideoCapture(path, cv2.CAP_V4L2)
         cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
         cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
@@ -51,9 +58,16 @@ def open_source(source: str, width: int, height: int, fps: float, open_timeout_s
             raise UnitError(Code.MODEL_LOADING, detail=f"video file {source!r} does not exist")
         cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG)
     else:
-        cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG,
-                               [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout_s * 1000),
-                                cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(open_timeout_s * 1000)])
+        cap = cv2.VideoCapture(
+            source,
+            cv2.CAP_FFMPEG,
+            [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                int(open_timeout_s * 1000),
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                int(open_timeout_s * 1000),
+            ],
+        )
     if not cap.isOpened():
         raise UnitError(Code.MODEL_LOADING, detail=f"cannot open {kind} {source!r} (OpenCV/FFmpeg could not read it)")
     return cap
@@ -77,5 +91,7 @@ def fit(bgr: np.ndarray, width: int, height: int) -> np.ndarray:
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
     out = np.zeros((height, width, 3), np.uint8)
     x, y = (width - nw) // 2, (height - nh) // 2
-    out[y:y + nh, x:x + nw] = cv2.resize(bgr, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    out[y : y + nh, x : x + nw] = cv2.resize(
+        bgr, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    )
     return out

@@ -13,8 +13,7 @@ import numpy as np
 
 
 class EfficientNetLite:
-    def __init__(self, model_path: str | Path, labels: list[str], threads: int = 1, size: int = 224,
-                 resize: int = 256):
+    def __init__(self, model_path: str | Path, labels: list[str], threads: int = 1, size: int = 224, resize: int = 256):
         from emberflow.runtime import Engine
 
         if len(labels) != 1000:
@@ -30,7 +29,7 @@ class EfficientNetLite:
         nw, nh = max(self.size, round(w * scale)), max(self.size, round(h * scale))
         img = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         top, left = (nh - self.size) // 2, (nw - self.size) // 2
-        crop = img[top:top + self.size, left:left + self.size].astype(np.float32)
+        crop = img[top : top + self.size, left : left + self.size].astype(np.float32)
         return np.ascontiguousarray(((crop - 127.5) / 127.5).transpose(2, 0, 1)[None])
 
     def __call__(self, rgb: np.ndarray, top_k: int = 5) -> list[tuple[str, float]]:

@@ -46,8 +46,9 @@ class NanoDet:
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         return self.engine([x])
 
-    def postprocess(self, outputs: list[np.ndarray], lb: Any, score_threshold: float, iou_threshold: float,
-                    limit: int = 100) -> list[Detection]:
+    def postprocess(
+        self, outputs: list[np.ndarray], lb: Any, score_threshold: float, iou_threshold: float, limit: int = 100
+    ) -> list[Detection]:
         boxes, scores, classes = [], [], []
         for stride in STRIDES:
             g = self.size // stride

@@ -6,8 +6,18 @@ from typing import Any
 
 import numpy as np
 
-PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
+PALETTE = [
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+]
 
 
 def annotate(rgb: np.ndarray, detections: list[dict[str, Any]]) -> np.ndarray:
@@ -38,5 +48,7 @@ def describe(detections: list[dict[str, Any]]) -> str:
     """One line per image: `dog 0.67 [130, 207, 336, 542]; bicycle ...` or `nothing found`."""
     if not detections:
         return "nothing found"
-    return "; ".join(f"{d['class']} {float(d['confidence']):.2f} [{', '.join(str(round(float(v))) for v in d['bbox'])}]"
-                     for d in detections)
+    return "; ".join(
+        f"{d['class']} {float(d['confidence']):.2f} [{', '.join(str(round(float(v))) for v in d['bbox'])}]"
+        for d in detections
+    )

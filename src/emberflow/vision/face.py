@@ -40,10 +40,18 @@ class BlazeFace:
         x = (boxed.astype(np.float32) / 127.5 - 1.0)[None]
         outs = self.engine([x])
         n_fine = (self.size // 16) ** 2 * 2
-        regs = np.concatenate([next(o[0] for o in outs if o.shape[1] == n and o.shape[2] == 16)
-                               for n in (n_fine, len(self.anchors) - n_fine)])
-        logits = np.concatenate([next(o[0, :, 0] for o in outs if o.shape[1] == n and o.shape[2] == 1)
-                                 for n in (n_fine, len(self.anchors) - n_fine)])
+        regs = np.concatenate(
+            [
+                next(o[0] for o in outs if o.shape[1] == n and o.shape[2] == 16)
+                for n in (n_fine, len(self.anchors) - n_fine)
+            ]
+        )
+        logits = np.concatenate(
+            [
+                next(o[0, :, 0] for o in outs if o.shape[1] == n and o.shape[2] == 1)
+                for n in (n_fine, len(self.anchors) - n_fine)
+            ]
+        )
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -50.0, 50.0)))
         idx = np.nonzero(scores > score_threshold)[0]
         if idx.size == 0:
@@ -57,6 +65,12 @@ class BlazeFace:
             x2, y2 = lb.to_image(boxes[i, 2], boxes[i, 3])
             marks = r[i, 4:].reshape(6, 2) + a[i]
             mx, my = lb.to_image(marks[:, 0], marks[:, 1])
-            faces.append(Detection("face", float(scores[idx][i]), (float(x1), float(y1), float(x2), float(y2)),
-                                   [(float(u), float(v), 1.0) for u, v in zip(mx, my)]))
+            faces.append(
+                Detection(
+                    "face",
+                    float(scores[idx][i]),
+                    (float(x1), float(y1), float(x2), float(y2)),
+                    [(float(u), float(v), 1.0) for u, v in zip(mx, my)],
+                )
+            )
         return faces

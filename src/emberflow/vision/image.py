@@ -26,26 +26,39 @@ def decode(data: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(data, str):
-        raise UnitError(Code.JSON_FORMAT, "json format error.",
-                        detail="an image must be sent as base64 with an object containing 'base64' "
-                               "(e.g. yolo.jpeg.base64), or as a RAW frame")
+        raise UnitError(
+            Code.JSON_FORMAT,
+            "json format error.",
+            detail="an image must be sent as base64 with an object containing 'base64' "
+            "(e.g. yolo.jpeg.base64), or as a RAW frame",
+        )
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise UnitError(Code.JSON_FORMAT, "json format error.", detail=f"expected image bytes, got {type(data).__name__}")
+        raise UnitError(
+            Code.JSON_FORMAT, "json format error.", detail=f"expected image bytes, got {type(data).__name__}"
+        )
     if len(data) == 0:
         raise UnitError(Code.EMPTY_DATA, detail="the image is empty (0 bytes)")
     try:
         img: Any = Image.open(io.BytesIO(bytes(data)))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):  # no header PIL knows, or a cut one
-        raise UnitError(Code.MODEL_RUN, detail=f"the data ({len(data)} bytes, starting {bytes(data[:8]).hex()}) "
-                                                "is not an image (JPEG, PNG, BMP or WebP)") from None
+        raise UnitError(
+            Code.MODEL_RUN,
+            detail=f"the data ({len(data)} bytes, starting {bytes(data[:8]).hex()}) "
+            "is not an image (JPEG, PNG, BMP or WebP)",
+        ) from None
     w, h = img.size
     if w * h > max_pixels:
-        raise UnitError(Code.PARAMETER, detail=f"the image is {w}x{h} ({w * h / 1e6:.1f} MP); the limit is "
-                                               f"{max_pixels / 1e6:.1f} MP (setup key max_pixels)")
+        raise UnitError(
+            Code.PARAMETER,
+            detail=f"the image is {w}x{h} ({w * h / 1e6:.1f} MP); the limit is "
+            f"{max_pixels / 1e6:.1f} MP (setup key max_pixels)",
+        )
     try:
         img.load()  # PIL raises on truncated data, where OpenCV would silently fill the rest with grey
     except (OSError, SyntaxError, ValueError) as e:
-        raise UnitError(Code.MODEL_RUN, detail=f"the {img.format or 'image'} data is damaged or truncated: {e}") from None
+        raise UnitError(
+            Code.MODEL_RUN, detail=f"the {img.format or 'image'} data is damaged or truncated: {e}"
+        ) from None
     if img.mode != "RGB":
         img = img.convert("RGB")
     return np.asarray(img)
@@ -72,11 +85,15 @@ class Letterbox:
 
     def to_image(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Model-input pixel coordinates -> original image pixels, clipped to the image."""
-        return (np.clip((x - self.pad_x) / self.scale, 0, self.width),
-                np.clip((y - self.pad_y) / self.scale, 0, self.height))
+        return (
+            np.clip((x - self.pad_x) / self.scale, 0, self.width),
+            np.clip((y - self.pad_y) / self.scale, 0, self.height),
+        )
 
 
-def letterbox(rgb: np.ndarray, width: int, height: int, fill: tuple[int, int, int] = (0, 0, 0)) -> tuple[np.ndarray, Letterbox]:
+def letterbox(
+    rgb: np.ndarray, width: int, height: int, fill: tuple[int, int, int] = (0, 0, 0)
+) -> tuple[np.ndarray, Letterbox]:
     """Resize keeping the aspect ratio and pad to width x height (centred), so boxes map back exactly."""
     import cv2
 
@@ -87,5 +104,5 @@ def letterbox(rgb: np.ndarray, width: int, height: int, fill: tuple[int, int, in
     px, py = (width - nw) // 2, (height - nh) // 2
     out = np.empty((height, width, 3), np.uint8)
     out[:] = fill
-    out[py:py + nh, px:px + nw] = resized
+    out[py : py + nh, px : px + nw] = resized
     return out, Letterbox(scale, px, py, w, h)

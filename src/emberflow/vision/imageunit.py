@@ -24,8 +24,12 @@ FRAME_ERROR_EVERY_S = 5.0  # bad camera frames are all counted, but reported to 
 
 
 class ImageParams(UnitParams):
-    max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, le=200_000_000,
-                            description="Larger images are refused (-22) before they are decompressed.")
+    max_pixels: int = Field(
+        DEFAULT_MAX_PIXELS,
+        ge=1,
+        le=200_000_000,
+        description="Larger images are refused (-22) before they are decompressed.",
+    )
     n_threads: int = Field(1, ge=0, le=64, description="onnxruntime threads per run; 0 = one per core.")
 
 
@@ -93,5 +97,7 @@ class ImageUnit(Unit):
         self.context.post(lambda: result)
 
     def info(self) -> dict[str, Any]:
-        return {"images": self.images, "frames": {**self.frames.stats(), "bad": self.bad_frames,
-                                                  "last_error": self.last_frame_error}}
+        return {
+            "images": self.images,
+            "frames": {**self.frames.stats(), "bad": self.bad_frames, "last_error": self.last_frame_error},
+        }

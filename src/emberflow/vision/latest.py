@@ -72,8 +72,13 @@ class LatestOnly:
     def stats(self) -> dict[str, Any]:
         """Counters taken together: received == processed + dropped + failed + in_flight, always."""
         with self._cond:
-            counts = {"received": self.received, "processed": self.processed, "dropped": self.dropped,
-                      "failed": self.failed, "in_flight": int(self._waiting) + int(self._busy)}
+            counts = {
+                "received": self.received,
+                "processed": self.processed,
+                "dropped": self.dropped,
+                "failed": self.failed,
+                "in_flight": int(self._waiting) + int(self._busy),
+            }
         lat = sorted(self._latency)
 
         def pct(q: float) -> float | None:

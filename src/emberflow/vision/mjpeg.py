@@ -61,8 +61,11 @@ class MjpegServer:
                         data = server._jpeg()
                         if data is None:
                             continue
-                        self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                                         f"Content-Length: {len(data)}\r\n\r\n".encode() + data + b"\r\n")
+                        self.wfile.write(
+                            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                            + data
+                            + b"\r\n"
+                        )
                 except (BrokenPipeError, ConnectionResetError):
                     return
                 finally:

@@ -33,14 +33,27 @@ class TextLine:
     box: list[tuple[float, float]]  # four corners, clockwise from top-left, in image pixels
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "confidence": round(self.score, 4),
-                "box": [[round(x, 1), round(y, 1)] for x, y in self.box]}
+        return {
+            "text": self.text,
+            "confidence": round(self.score, 4),
+            "box": [[round(x, 1), round(y, 1)] for x, y in self.box],
+        }
 
 
 class PPOCR:
-    def __init__(self, det: str | Path, rec: str | Path, dictionary: str | Path, cls: str | Path | None = None,
-                 threads: int = 1, limit_side: int = 960, thresh: float = 0.3, box_thresh: float = 0.5,
-                 unclip_ratio: float = 1.6, drop_score: float = 0.5):
+    def __init__(
+        self,
+        det: str | Path,
+        rec: str | Path,
+        dictionary: str | Path,
+        cls: str | Path | None = None,
+        threads: int = 1,
+        limit_side: int = 960,
+        thresh: float = 0.3,
+        box_thresh: float = 0.5,
+        unclip_ratio: float = 1.6,
+        drop_score: float = 0.5,
+    ):
         from emberflow.runtime import Engine
 
         self.det = Engine(det, threads=threads, check_inputs=False)
@@ -92,8 +105,11 @@ class PPOCR:
             for i, alt in zip(flagged, turned):
                 if alt[1] > results[i][1]:
                     results[i] = alt
-        return [TextLine(text, score, [(float(x), float(y)) for x, y in q])
-                for q, (text, score) in zip(quads, results) if text.strip() and score >= self.drop_score]
+        return [
+            TextLine(text, score, [(float(x), float(y)) for x, y in q])
+            for q, (text, score) in zip(quads, results)
+            if text.strip() and score >= self.drop_score
+        ]
 
     def _upside_down(self, crops: list[np.ndarray]) -> list[int]:
         import cv2
@@ -113,7 +129,7 @@ class PPOCR:
         out: list[tuple[str, float]] = [("", 0.0)] * len(crops)
         order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / crops[i].shape[0])
         for start in range(0, len(order), batch):
-            ids = order[start:start + batch]
+            ids = order[start : start + batch]
             ratio = max(320 / REC_HEIGHT, *(crops[i].shape[1] / crops[i].shape[0] for i in ids))
             width = int(REC_HEIGHT * ratio)
             x = np.zeros((len(ids), 3, REC_HEIGHT, width), np.float32)
@@ -158,7 +174,7 @@ def _box_score(prob: np.ndarray, quad: np.ndarray) -> float:
     y0, y1 = int(np.clip(np.floor(quad[:, 1].min()), 0, h - 1)), int(np.clip(np.ceil(quad[:, 1].max()), 0, h - 1))
     mask = np.zeros((y1 - y0 + 1, x1 - x0 + 1), np.uint8)
     cv2.fillPoly(mask, [(quad - [x0, y0]).astype(np.int32)], 1)
-    return float(cv2.mean(prob[y0:y1 + 1, x0:x1 + 1], mask)[0])
+    return float(cv2.mean(prob[y0 : y1 + 1, x0 : x1 + 1], mask)[0])
 
 
 def _unclip(quad: np.ndarray, ratio: float) -> np.ndarray | None:

@@ -14,9 +14,25 @@ import numpy as np
 from emberflow.vision.boxes import Detection
 from emberflow.vision.image import letterbox
 
-KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
-             "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
-             "right_knee", "left_ankle", "right_ankle")
+KEYPOINTS = (
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+)
 
 
 class MoveNetMultiPose:
@@ -38,6 +54,12 @@ class MoveNetMultiPose:
             xs, ys = lb.to_image(kps[:, 1] * self.size, kps[:, 0] * self.size)
             x1, y1 = lb.to_image(row[52] * self.size, row[51] * self.size)
             x2, y2 = lb.to_image(row[54] * self.size, row[53] * self.size)
-            people.append(Detection("person", score, (float(x1), float(y1), float(x2), float(y2)),
-                                    [(float(x), float(y), float(s)) for x, y, s in zip(xs, ys, kps[:, 2])]))
+            people.append(
+                Detection(
+                    "person",
+                    score,
+                    (float(x1), float(y1), float(x2), float(y2)),
+                    [(float(x), float(y), float(s)) for x, y, s in zip(xs, ys, kps[:, 2])],
+                )
+            )
         return people  # the model already suppresses duplicates (its own NMS over centres)

@@ -40,17 +40,30 @@ class Scene:
         return f"{size}, {place}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"size": [self.width, self.height],
-                "objects": [{"class": d.label, "confidence": round(d.score, 2), "where": self.where(d),
-                             "bbox": [round(v, 1) for v in d.box]} for d in self.objects],
-                "classes": [{"class": c, "confidence": round(p, 3)} for c, p in self.classes],
-                "text": self.text, "faces": len(self.faces), "not_analysed": self.missing}
+        return {
+            "size": [self.width, self.height],
+            "objects": [
+                {
+                    "class": d.label,
+                    "confidence": round(d.score, 2),
+                    "where": self.where(d),
+                    "bbox": [round(v, 1) for v in d.box],
+                }
+                for d in self.objects
+            ],
+            "classes": [{"class": c, "confidence": round(p, 3)} for c, p in self.classes],
+            "text": self.text,
+            "faces": len(self.faces),
+            "not_analysed": self.missing,
+        }
 
     def facts(self) -> str:
         """Plain sentences, no percentages: a 135M LLM repeats numbers it does not understand."""
         lines = []
         if self.objects:
-            lines.append("Objects seen: " + "; ".join(f"a {d.label} ({self.where(d)})" for d in self.objects[:12]) + ".")
+            lines.append(
+                "Objects seen: " + "; ".join(f"a {d.label} ({self.where(d)})" for d in self.objects[:12]) + "."
+            )
         else:
             lines.append("Objects seen: none of the 80 everyday kinds of object the detector knows.")
         if self.classes and self.classes[0][1] >= 0.3:
@@ -69,15 +82,17 @@ class Scene:
     def summary(self) -> str:
         """One sentence from the facts alone: what was found, counted."""
         counts = Counter(d.label for d in self.objects)
-        parts = [f"{n} {label}{'s' if n > 1 and not label.endswith('s') else ''}" if n > 1 else f"a {label}"
-                 for label, n in counts.most_common(6)]
+        parts = [
+            f"{n} {label}{'s' if n > 1 and not label.endswith('s') else ''}" if n > 1 else f"a {label}"
+            for label, n in counts.most_common(6)
+        ]
         if self.faces:
             parts.append(f"{len(self.faces)} face{'s' if len(self.faces) > 1 else ''}")
         said = f"I can see {_join(parts)}" if parts else "I see none of the objects I know"
         if self.classes and self.classes[0][1] >= 0.3:
             said += f"; it looks like {self.classes[0][0]}"
         if self.text:
-            said += f"; it reads \"{' '.join(self.text)[:80]}\""
+            said += f'; it reads "{" ".join(self.text)[:80]}"'
         return said + "."
 
 
@@ -131,8 +146,13 @@ class SceneAnalyser:
 
             param = cat.resolve(models["ocr"]).mode_param
             # only confident lines: in a photo, a stray texture read as "ndaley" is not a fact
-            self.ocr = PPOCR(p / param.get("det", "det/det.onnx"), p / param.get("rec", "rec/rec.onnx"),
-                             p / param.get("dictionary", "ppocrv5_dict.txt"), threads=threads, drop_score=0.8)
+            self.ocr = PPOCR(
+                p / param.get("det", "det/det.onnx"),
+                p / param.get("rec", "rec/rec.onnx"),
+                p / param.get("dictionary", "ppocrv5_dict.txt"),
+                threads=threads,
+                drop_score=0.8,
+            )
         if (p := path("faces")) is not None:
             from emberflow.vision.face import BlazeFace
 

@@ -62,8 +62,9 @@ class BargeInDetector:
             return self.initial_gain
         return float(np.percentile(self._ratios, 90))
 
-    def feed(self, frame: bytes, prob: float, playing: bool, reference_rms: float,
-             playback_started: float = 0.0) -> int | None:
+    def feed(
+        self, frame: bytes, prob: float, playing: bool, reference_rms: float, playback_started: float = 0.0
+    ) -> int | None:
         """The frame index where the user's speech began, when this frame confirms a barge-in.
         `playback_started` tells answers apart (the microphone may be silent in between)."""
         index, self.frames = self.frames, self.frames + 1

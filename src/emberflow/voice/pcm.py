@@ -74,7 +74,7 @@ def frames(pcm: np.ndarray) -> list[bytes]:
     """Split into bus frames; the last one is zero-padded to a whole frame."""
     if len(pcm) % FRAME:
         pcm = np.concatenate([pcm, np.zeros(FRAME - len(pcm) % FRAME, np.int16)])
-    return [pcm[i:i + FRAME].tobytes() for i in range(0, len(pcm), FRAME)]
+    return [pcm[i : i + FRAME].tobytes() for i in range(0, len(pcm), FRAME)]
 
 
 def to_float(frame: bytes) -> np.ndarray:

@@ -78,8 +78,9 @@ class SmartTurn:
         from emberflow.voice.cpu import onnx_options
 
         # Idle onnxruntime workers spin by default: that would steal a core from Whisper and the LLM.
-        self.session: Any = ort.InferenceSession(str(model_path), sess_options=onnx_options(threads),
-                                                 providers=["CPUExecutionProvider"])
+        self.session: Any = ort.InferenceSession(
+            str(model_path), sess_options=onnx_options(threads), providers=["CPUExecutionProvider"]
+        )
         self.calls = 0
         self.probability(np.zeros(pcm.RATE, np.int16))  # warm up: the first run allocates
 

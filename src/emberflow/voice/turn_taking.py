@@ -40,8 +40,9 @@ class TurnTaking:
     check_words: bool = True  # False: the audio model alone decides
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="smart-turn"))
     # How each verdict came about, for taskinfo and tests.
-    counts: dict[str, int] = field(default_factory=lambda: {"asked": 0, "complete": 0, "incomplete_audio": 0,
-                                                            "incomplete_words": 0})
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"asked": 0, "complete": 0, "incomplete_audio": 0, "incomplete_words": 0}
+    )
     probabilities: list[float] = field(default_factory=list)  # recent model outputs
     pause: Pause | None = None
     model_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=20))

@@ -12,19 +12,23 @@ from __future__ import annotations
 import re
 
 # Words that cannot end a sentence, punctuated or not.
-_NEEDS_MORE = frozenset("""
+_NEEDS_MORE = frozenset(
+    """
 a an the my your his her our their some every each
 of to in into onto at by with from about between through during than
 and or but nor because if although though unless whether
 um uh er erm hmm very really quite
-""".split())  # noqa: SIM905 (a word list reads better as text)
+""".split()
+)
 # Words that rarely end a turn, unless the recogniser heard a full stop or a question there
 # ("How many legs does a spider have?", "Who is it for?").
-_NEEDS_MORE_UNPUNCTUATED = frozenset("""
+_NEEDS_MORE_UNPUNCTUATED = frozenset(
+    """
 is are was were am be been do does did have has had will would can could should shall may might must
 for on as like over under after before so when while until
 what which who where how why this that it i you he she we they
-""".split())  # noqa: SIM905
+""".split()
+)
 _UNFINISHED_END = re.compile(r"(,|\.\.\.|…|-|—)\s*$")
 _TERMINAL = re.compile(r"[.?!]\s*$")
 _WORD = re.compile(r"[a-z']+")

@@ -70,8 +70,12 @@ class UtteranceDecoder:
         from faster_whisper.tokenizer import Tokenizer
 
         self.model, self.beam_size, self.pad = model, beam_size, pad
-        self.tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
-                                   language=language if model.model.is_multilingual else None)
+        self.tokenizer = Tokenizer(
+            model.hf_tokenizer,
+            model.model.is_multilingual,
+            task="transcribe",
+            language=language if model.model.is_multilingual else None,
+        )
         self.verbatim = self.tokenizer.encode(" " + VERBATIM_PROMPT) if verbatim else []
 
     def decode(self, audio: bytes, hotwords: str | None = None) -> Transcript:
@@ -88,16 +92,29 @@ class UtteranceDecoder:
         previous = [] if hotwords else self.verbatim
         prompt = self.model.get_prompt(self.tokenizer, previous, without_timestamps=True, hotwords=hotwords)
         max_new = int(TOKENS_PER_SECOND * seconds) + 8
-        result = self.model.model.generate(encoded, [prompt], beam_size=self.beam_size,
-                                           max_length=len(prompt) + max_new, suppress_blank=True,
-                                           suppress_tokens=[-1], return_no_speech_prob=True)[0]
+        result = self.model.model.generate(
+            encoded,
+            [prompt],
+            beam_size=self.beam_size,
+            max_length=len(prompt) + max_new,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            return_no_speech_prob=True,
+        )[0]
         tokens = [t for t in result.sequences_ids[0] if t < self.tokenizer.eot]
         return Transcript(drop_repeats(self.tokenizer.decode(tokens).strip()), float(result.no_speech_prob))
 
     def _full(self, samples: np.ndarray, hotwords: str | None) -> Transcript:
-        segments, _ = self.model.transcribe(samples, language=self.tokenizer.language_code, beam_size=self.beam_size,
-                                            vad_filter=False, without_timestamps=True,
-                                            condition_on_previous_text=False, hotwords=hotwords)
+        segments, _ = self.model.transcribe(
+            samples,
+            language=self.tokenizer.language_code,
+            beam_size=self.beam_size,
+            vad_filter=False,
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            hotwords=hotwords,
+        )
         segments = list(segments)
-        return Transcript("".join(s.text for s in segments).strip(),
-                          min((s.no_speech_prob for s in segments), default=1.0))
+        return Transcript(
+            "".join(s.text for s in segments).strip(), min((s.no_speech_prob for s in segments), default=1.0)
+        )

@@ -32,5 +32,10 @@ def chunks(audio: bytes, timestamp_ms: int = 0) -> Iterator[AudioChunk]:
     """Unit PCM as audio-chunk events, each stamped with its offset in the stream (ms)."""
     step = SAMPLES_PER_CHUNK * WIDTH * CHANNELS
     for start in range(0, len(audio), step):
-        yield AudioChunk(rate=RATE, width=WIDTH, channels=CHANNELS, audio=audio[start:start + step],
-                         timestamp=timestamp_ms + start * 1000 // (RATE * WIDTH * CHANNELS))
+        yield AudioChunk(
+            rate=RATE,
+            width=WIDTH,
+            channels=CHANNELS,
+            audio=audio[start : start + step],
+            timestamp=timestamp_ms + start * 1000 // (RATE * WIDTH * CHANNELS),
+        )

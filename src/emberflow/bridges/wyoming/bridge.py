@@ -31,8 +31,7 @@ class Bridge:
         if (asr := self.models.pick("asr")) is not None:
             await self.tasks.warm(ASR_KINDS, {"model": asr, "response_format": "asr.utf-8"})
         if (voice := self.models.pick("tts")) is not None:
-            await self.tasks.warm(TTS_KINDS, {"model": voice, "response_format": "tts.pcm.stream",
-                                              "audio_rate": RATE})
+            await self.tasks.warm(TTS_KINDS, {"model": voice, "response_format": "tts.pcm.stream", "audio_rate": RATE})
 
     async def close(self) -> None:
         await self.tasks.close()

@@ -90,32 +90,59 @@ def build_info(models: Models) -> Info:
         """The fields every advertised model shares (an Artifact)."""
         desc = models.descriptors.get(name, {})
         about = desc.get("notes", "").split(". ")[0][:200] or name
-        return {"name": name, "attribution": Attribution(name=name, url=desc.get("homepage", "")),
-                "installed": True, "description": description or about, "version": None}
+        return {
+            "name": name,
+            "attribution": Attribution(name=name, url=desc.get("homepage", "")),
+            "installed": True,
+            "description": description or about,
+            "version": None,
+        }
 
     def program(service: str, description: str) -> dict[str, Any]:
-        return {"name": f"emberflow-{service}", "attribution": EMBERFLOW, "installed": True,
-                "description": description, "version": __version__}
+        return {
+            "name": f"emberflow-{service}",
+            "attribution": EMBERFLOW,
+            "installed": True,
+            "description": description,
+            "version": __version__,
+        }
 
     info = Info()
     if models.asr:
-        info.asr = [AsrProgram(**program("asr", "Whisper speech recognition (faster-whisper) on emberflow's asr unit"),
-                               models=[AsrModel(**model(m), languages=langs) for m, langs in models.asr.items()],
-                               supports_transcript_streaming=False)]
+        info.asr = [
+            AsrProgram(
+                **program("asr", "Whisper speech recognition (faster-whisper) on emberflow's asr unit"),
+                models=[AsrModel(**model(m), languages=langs) for m, langs in models.asr.items()],
+                supports_transcript_streaming=False,
+            )
+        ]
     if models.tts:
-        info.tts = [TtsProgram(**program("tts", "Piper speech synthesis on emberflow's tts unit, sentence by sentence"),
-                               voices=[TtsVoice(**model(m), languages=langs) for m, langs in models.tts.items()],
-                               supports_synthesize_streaming=True)]
+        info.tts = [
+            TtsProgram(
+                **program("tts", "Piper speech synthesis on emberflow's tts unit, sentence by sentence"),
+                voices=[TtsVoice(**model(m), languages=langs) for m, langs in models.tts.items()],
+                supports_synthesize_streaming=True,
+            )
+        ]
     if models.wake and models.wake_model:
         wake_model = models.wake_model
-        info.wake = [WakeProgram(**program("wake", "microWakeWord on emberflow's kws unit"), models=[
-            WakeModel(**{**model(wake_model, phrase), "name": kw}, languages=["en"], phrase=phrase)
-            for kw, phrase in models.wake.items()])]
+        info.wake = [
+            WakeProgram(
+                **program("wake", "microWakeWord on emberflow's kws unit"),
+                models=[
+                    WakeModel(**{**model(wake_model, phrase), "name": kw}, languages=["en"], phrase=phrase)
+                    for kw, phrase in models.wake.items()
+                ],
+            )
+        ]
     if models.handle:
-        info.handle = [HandleProgram(**program("llm", "emberflow's llm unit as a conversation agent"),
-                                     models=[HandleModel(**model(m), languages=langs)
-                                             for m, langs in models.handle.items()],
-                                     supports_handled_streaming=False)]
+        info.handle = [
+            HandleProgram(
+                **program("llm", "emberflow's llm unit as a conversation agent"),
+                models=[HandleModel(**model(m), languages=langs) for m, langs in models.handle.items()],
+                supports_handled_streaming=False,
+            )
+        ]
     return info
 
 

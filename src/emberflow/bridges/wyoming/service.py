@@ -40,8 +40,9 @@ async def start(router: Router, cfg: Config) -> Callable[[], Awaitable[None]] | 
     from emberflow.sys.daemon import _is_loopback
 
     if not _is_loopback(cfg.wyoming_host):
-        log.warning("Wyoming bound to %s: reachable beyond this machine, and Wyoming has no authentication",
-                    cfg.wyoming_host)
+        log.warning(
+            "Wyoming bound to %s: reachable beyond this machine, and Wyoming has no authentication", cfg.wyoming_host
+        )
     warming = asyncio.get_running_loop().create_task(bridge.warm())
     advertised = await _advertise(cfg, port) if cfg.wyoming_zeroconf else None
 

@@ -52,8 +52,9 @@ class Transcription:
             params["language"] = self.language
         conn = self.bridge.conn
         async with self.bridge.tasks.use(ASR_KINDS, params) as work_id:
-            rid = await conn.infer(work_id, "None", f"{work_id.split('.')[0]}.pcm",
-                                   payload=for_unit(bytes(self.audio), self.format))
+            rid = await conn.infer(
+                work_id, "None", f"{work_id.split('.')[0]}.pcm", payload=for_unit(bytes(self.audio), self.format)
+            )
             text = ""
             async for msg in conn.outputs(work_id, rid):
                 data = check(msg).get("data")

@@ -39,8 +39,9 @@ def check(msg: dict[str, Any]) -> dict[str, Any]:
     if err.get("code", 0) != 0:
         data = msg.get("data")
         detail = data.get("detail") if isinstance(data, dict) else None
-        raise BridgeError(f"{err.get('message', 'error')}" + (f": {detail}" if detail else ""),
-                          code=f"emberflow{err['code']}")
+        raise BridgeError(
+            f"{err.get('message', 'error')}" + (f": {detail}" if detail else ""), code=f"emberflow{err['code']}"
+        )
     return msg
 
 

@@ -76,7 +76,7 @@ class StreamingSynthesis:
         self.pending += text
         cut = 0
         for m in SENTENCE_END.finditer(self.pending):
-            self.sentences.put_nowait(self.pending[cut:m.end()].strip())
+            self.sentences.put_nowait(self.pending[cut : m.end()].strip())
             cut = m.end()
         self.pending = self.pending[cut:]
 
@@ -107,8 +107,7 @@ class StreamingSynthesis:
             try:
                 timestamp = 0
                 while (rid := await rids.get()) is not None:
-                    await self.write(AudioStart(rate=RATE, width=WIDTH, channels=CHANNELS,
-                                                timestamp=timestamp).event())
+                    await self.write(AudioStart(rate=RATE, width=WIDTH, channels=CHANNELS, timestamp=timestamp).event())
                     timestamp = await _speak(self.bridge, self.write, work_id, rid, timestamp)
                     await self.write(AudioStop(timestamp=timestamp).event())
                     self.spoken += 1

@@ -31,8 +31,12 @@ class WakeDetection:
             raise BridgeError("no wake word model is installed (emberflow models install micro-wakeword)")
         asked = [_keyword(n) for n in (request.names if request and request.names else [])]
         self.keyword = next((k for k in asked if k in known), next(iter(known)))
-        self.params = {"model": bridge.models.wake_model, "kws": self.keyword, "enwake_audio": False,
-                       "response_format": "kws.bool"}
+        self.params = {
+            "model": bridge.models.wake_model,
+            "kws": self.keyword,
+            "enwake_audio": False,
+            "response_format": "kws.bool",
+        }
         self.format: AudioFormat = UNIT_FORMAT
         self.heard_ms = 0
         self.detections = 0

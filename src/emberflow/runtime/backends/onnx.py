@@ -7,10 +7,19 @@ import numpy as np
 from emberflow.runtime.backends.base import Backend, TensorSpec
 
 _ORT_TYPES = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int16)": np.int16, "tensor(uint16)": np.uint16,
-    "tensor(int32)": np.int32, "tensor(uint32)": np.uint32, "tensor(int64)": np.int64, "tensor(uint64)": np.uint64,
-    "tensor(bool)": np.bool_, "tensor(string)": np.object_,  # numpy arrays of str or bytes (KServe BYTES)
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(int16)": np.int16,
+    "tensor(uint16)": np.uint16,
+    "tensor(int32)": np.int32,
+    "tensor(uint32)": np.uint32,
+    "tensor(int64)": np.int64,
+    "tensor(uint64)": np.uint64,
+    "tensor(bool)": np.bool_,
+    "tensor(string)": np.object_,  # numpy arrays of str or bytes (KServe BYTES)
 }
 
 
@@ -23,14 +32,25 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     formats = ("onnx",)
 
-    def __init__(self, model: bytes, device: str | None = None, *, threads: int = 0, profile: bool = False,
-                 optimization: str = "all", **options) -> None:
+    def __init__(
+        self,
+        model: bytes,
+        device: str | None = None,
+        *,
+        threads: int = 0,
+        profile: bool = False,
+        optimization: str = "all",
+        **options,
+    ) -> None:
         """`optimization`: "all" (default, fused kernels), "basic" (keeps QDQ as float math: exact
         quantization semantics, used as a validation reference) or "none"."""
         import onnxruntime as ort
 
-        levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                  "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
+        levels = {
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        }
         if optimization not in levels:
             raise ValueError(f"optimization must be one of {', '.join(levels)}, not {optimization!r}")
         opts = ort.SessionOptions()

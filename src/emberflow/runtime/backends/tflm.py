@@ -79,7 +79,9 @@ class TFLiteMicroBackend(Backend):
         try:
             import tflite_micro  # noqa: F401
         except ImportError as exc:
-            raise RuntimeError("the TFLite-Micro backend needs `pip install tflite-micro` (in emberflow[toolchain])") from exc
+            raise RuntimeError(
+                "the TFLite-Micro backend needs `pip install tflite-micro` (in emberflow[toolchain])"
+            ) from exc
         self.inputs, self.outputs = tflm_io_specs(model)
         size = arena_size or max(64 * 1024, 4 * len(model))
         while True:
@@ -88,10 +90,13 @@ class TFLiteMicroBackend(Backend):
                 break
             except TflmLoadError as exc:
                 if not exc.out_of_memory:  # a kernel rejected the model: more memory will not help
-                    raise RuntimeError(f"TFLite-Micro rejected the model: {' | '.join(exc.log.splitlines()[-4:])}") from exc
+                    raise RuntimeError(
+                        f"TFLite-Micro rejected the model: {' | '.join(exc.log.splitlines()[-4:])}"
+                    ) from exc
                 if arena_size or size >= 512 * 1024 * 1024:
                     raise RuntimeError(
-                        f"TFLite-Micro could not allocate the model in a {size}-byte arena ({exc.log.splitlines()[-1]}); "
+                        f"TFLite-Micro could not allocate the model in a {size}-byte arena "
+                        f"({exc.log.splitlines()[-1]}); "
                         "pass a larger arena_size (emberflow analyze shows the activation arena)"
                     ) from exc
                 size *= 2

@@ -109,7 +109,9 @@ def build_router(gateway: Gateway) -> APIRouter:
                 status_code=503,
                 headers=PAGE_HEADERS,
             )
-        page = (STATIC / "index.html").read_text().replace("{{TOKEN_REQUIRED}}", "1" if gateway.cfg.auth_required else "0")
+        page = (
+            (STATIC / "index.html").read_text().replace("{{TOKEN_REQUIRED}}", "1" if gateway.cfg.auth_required else "0")
+        )
         return HTMLResponse(page, headers=PAGE_HEADERS)
 
     @router.get("/dashboard/static/{name:path}")

@@ -17,8 +17,10 @@ SAMPLE_TEXT = "The quick brown fox jumps over the lazy dog."
 
 def create_project(name: str, parent: Path) -> Path:
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name):
-        raise ValueError(f"{name!r}: use lower-case letters, digits and '_', starting with a letter "
-                         "(it becomes the unit kind and the StackFlow work_id prefix)")
+        raise ValueError(
+            f"{name!r}: use lower-case letters, digits and '_', starting with a letter "
+            "(it becomes the unit kind and the StackFlow work_id prefix)"
+        )
     root = parent / name
     if root.exists():
         raise FileExistsError(f"{root} already exists: pick another name or remove it")
@@ -31,19 +33,34 @@ def create_project(name: str, parent: Path) -> Path:
     png, wav = _png(4, 3), _wav(0.5)
     (root / "sample" / "sample.png").write_bytes(png)
     (root / "sample" / "sample.wav").write_bytes(wav)
-    (root / "sample" / "request.json").write_text(json.dumps({
-        "text": SAMPLE_TEXT, "image": base64.b64encode(png).decode(), "audio": base64.b64encode(wav).decode(),
-        "options": {"source": "sample"}}, indent=1) + "\n")
+    (root / "sample" / "request.json").write_text(
+        json.dumps(
+            {
+                "text": SAMPLE_TEXT,
+                "image": base64.b64encode(png).decode(),
+                "audio": base64.b64encode(wav).decode(),
+                "options": {"source": "sample"},
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     return root
 
 
 def _png(width: int, height: int) -> bytes:
     """A tiny grey RGB PNG, written with zlib only."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     rows = b"".join(b"\x00" + b"\x80\x80\x80" * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _wav(seconds: float, rate: int = 16000) -> bytes:

@@ -67,12 +67,17 @@ def parse_placement(raw: Any, ray_address: str | None) -> dict[str, Placement]:
             raise ValueError(f"{where}.replicas: expected a whole number >= 1, got {replicas!r}")
         resources = spec.get("resources", ())
         resources = (resources,) if isinstance(resources, dict) else tuple(resources)
-        if not all(isinstance(r, dict) and all(isinstance(k, str) and isinstance(v, int | float) and v > 0
-                                               for k, v in r.items()) for r in resources):
+        if not all(
+            isinstance(r, dict)
+            and all(isinstance(k, str) and isinstance(v, int | float) and v > 0 for k, v in r.items())
+            for r in resources
+        ):
             raise ValueError(f"{where}.resources: expected {{name: amount > 0}} or a list of them, one per replica")
         if len(resources) > 1 and len(resources) != replicas:
-            raise ValueError(f"{where}.resources: {len(resources)} entries for {replicas} replica(s); give one "
-                             "for all or one per replica")
+            raise ValueError(
+                f"{where}.resources: {len(resources)} entries for {replicas} replica(s); give one "
+                "for all or one per replica"
+            )
         num_cpus, max_restarts = spec.get("num_cpus", 0.0), spec.get("max_restarts", 3)
         if not isinstance(num_cpus, int | float) or num_cpus < 0:
             raise ValueError(f"{where}.num_cpus: expected a number >= 0, got {num_cpus!r}")
@@ -83,8 +88,10 @@ def parse_placement(raw: Any, ray_address: str | None) -> dict[str, Placement]:
             raise ValueError(f"{where}.labels: expected {{label: value}} strings, got {labels!r}")
         placement = Placement(backend, resources, replicas, float(num_cpus), max_restarts, dict(labels))
         if placement.remote and not ray_address:
-            raise ValueError(f"{where}: backend {backend!r} needs a cluster to join: set ray_address "
-                             "(or `emberflow up --ray ADDRESS`)")
+            raise ValueError(
+                f"{where}: backend {backend!r} needs a cluster to join: set ray_address "
+                "(or `emberflow up --ray ADDRESS`)"
+            )
         if not placement.remote and (replicas > 1 or resources or labels):
             raise ValueError(f"{where}: replicas, resources and labels need backend: ray")
         out[kind] = placement

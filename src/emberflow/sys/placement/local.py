@@ -38,6 +38,16 @@ class LocalProcess:
 
 
 async def start_local(kind: str, path: str, control_addr: str, host_args: list[str]) -> LocalProcess:
-    cmd = [sys.executable, "-m", "emberflow.unit.host", "--kind", kind, "--control", control_addr,
-           "--unit-path", path, *host_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "emberflow.unit.host",
+        "--kind",
+        kind,
+        "--control",
+        control_addr,
+        "--unit-path",
+        path,
+        *host_args,
+    ]
     return LocalProcess(await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.DEVNULL))

@@ -47,12 +47,25 @@ class RayBackend:
         if not ray.is_initialized():
             # _node_ip_address: Ray otherwise advertises this box's routable address, which a
             # cluster bound to loopback (tests, one-box setups) cannot reach.
-            ray.init(address=self.address, _node_ip_address=self.node_ip, namespace="emberflow",
-                     log_to_driver=False, configure_logging=False)
+            ray.init(
+                address=self.address,
+                _node_ip_address=self.node_ip,
+                namespace="emberflow",
+                log_to_driver=False,
+                configure_logging=False,
+            )
             log.info("joined Ray cluster at %s: %s", self.address, ray.cluster_resources())
 
-    async def start(self, host: str, kind: str, path: str, placement: Placement, replica: int,
-                    control_addr: str, model_dirs: list[str]) -> RayUnit:
+    async def start(
+        self,
+        host: str,
+        kind: str,
+        path: str,
+        placement: Placement,
+        replica: int,
+        control_addr: str,
+        model_dirs: list[str],
+    ) -> RayUnit:
         await self._join()
         make = lambda: self._new_actor(host, placement, replica)
         if host not in self.actors:
@@ -62,8 +75,12 @@ class RayBackend:
     def _new_actor(self, host: str, placement: Placement, replica: int) -> Any:
         from emberflow.sys.placement.ray_actor import RemoteUnitHost
 
-        options: dict[str, Any] = {"num_cpus": placement.num_cpus, "max_restarts": placement.max_restarts,
-                                   "max_task_retries": 0, "resources": placement.resources_of(replica)}
+        options: dict[str, Any] = {
+            "num_cpus": placement.num_cpus,
+            "max_restarts": placement.max_restarts,
+            "max_task_retries": 0,
+            "resources": placement.resources_of(replica),
+        }
         if placement.labels:
             options["label_selector"] = dict(placement.labels)
         actor = RemoteUnitHost.options(**options).remote()
@@ -133,8 +150,13 @@ class RayUnit:
                     self.actor = self._make_actor()
             self._pid = info["pid"]
             self._where = {"backend": "ray", "state": "running", **info}
-            log.info("unit %s placed on Ray node %s (%s, pid %s)", self.host, info["node_id"][:12], info["node_ip"],
-                     info["pid"])
+            log.info(
+                "unit %s placed on Ray node %s (%s, pid %s)",
+                self.host,
+                info["node_id"][:12],
+                info["node_ip"],
+                info["pid"],
+            )
             rc = await self.actor.serve.remote(*self._serve_args)
             self._end(int(rc), None)
         except RayActorError as e:

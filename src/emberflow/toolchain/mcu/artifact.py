@@ -131,9 +131,7 @@ class Artifact:
     def open(cls, path: str | Path) -> Artifact:
         d = Path(path).resolve()
         if not (d / MANIFEST).is_file():
-            raise BuildError(
-                f"{d} is not a compiled model folder (no {MANIFEST}); run `emberflow compile` first"
-            )
+            raise BuildError(f"{d} is not a compiled model folder (no {MANIFEST}); run `emberflow compile` first")
         return cls(d)
 
     @cached_property

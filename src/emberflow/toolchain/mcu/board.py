@@ -69,9 +69,7 @@ _MPS2_M4 = Board(
 )
 BOARDS = {
     "qemu-m4": _MPS2_M4,
-    "qemu-m7": replace(
-        _MPS2_M4, key="qemu-m7", machine="mps2-an500", core=CORES["cortex-m7"]
-    ),
+    "qemu-m7": replace(_MPS2_M4, key="qemu-m7", machine="mps2-an500", core=CORES["cortex-m7"]),
     "qemu-m33": Board(
         "qemu-m33",
         "mps2-an505",
@@ -106,9 +104,7 @@ def _first(target: Target, holds: str, kinds: tuple[str, ...]) -> MemoryRegion:
     for region in target.memory:
         if holds in region.holds and region.kind in kinds:
             return region
-    raise CompileError(
-        f"target {target.name} has no {'/'.join(kinds)} region that holds {holds}"
-    )
+    raise CompileError(f"target {target.name} has no {'/'.join(kinds)} region that holds {holds}")
 
 
 def flash_region(target: Target) -> MemoryRegion:
@@ -125,6 +121,4 @@ def region_origins(target: Target) -> dict[str, int]:
     if not target.path:
         return {}
     data = tomllib.loads(Path(target.path).read_text(encoding="utf-8"))
-    return {
-        m["name"]: int(m["origin"]) for m in data.get("memory", []) if "origin" in m
-    }
+    return {m["name"]: int(m["origin"]) for m in data.get("memory", []) if "origin" in m}

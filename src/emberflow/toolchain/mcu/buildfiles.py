@@ -18,9 +18,7 @@ from emberflow.toolchain.mcu.board import (
 )
 
 
-def memory_block(
-    flash_origin: int, flash_bytes: int, ram_origin: int, ram_bytes: int
-) -> str:
+def memory_block(flash_origin: int, flash_bytes: int, ram_origin: int, ram_bytes: int) -> str:
     return (
         "MEMORY\n{\n"
         f"  FLASH (rx)  : ORIGIN = {flash_origin:#010x}, LENGTH = {flash_bytes}\n"

@@ -41,9 +41,7 @@ class ExactResult:
 
     @property
     def bit_exact(self) -> bool:
-        return self.differing_outputs == 0 and all(
-            x.differing == 0 for x in self.layers
-        )
+        return self.differing_outputs == 0 and all(x.differing == 0 for x in self.layers)
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -55,11 +53,7 @@ def _differing(mine: np.ndarray, want: np.ndarray) -> int:
     """Elements whose bytes differ: integer and float tensors alike, no tolerance (a float
     NaN equals the same NaN)."""
     a = np.ascontiguousarray(mine).view(np.uint8).reshape(mine.size, -1)
-    b = (
-        np.ascontiguousarray(want.astype(mine.dtype))
-        .view(np.uint8)
-        .reshape(want.size, -1)
-    )
+    b = np.ascontiguousarray(want.astype(mine.dtype)).view(np.uint8).reshape(want.size, -1)
     return int(np.count_nonzero(~(a == b).all(axis=1)))
 
 
@@ -79,9 +73,7 @@ def random_inputs(art: Artifact, count: int, seed: int = 0) -> list[list[np.ndar
                 sample.append(x.astype(s["dtype"]))
                 continue
             info = np.iinfo(np.dtype(s["dtype"]))
-            sample.append(
-                rng.integers(info.min, int(info.max) + 1, s["shape"]).astype(s["dtype"])
-            )
+            sample.append(rng.integers(info.min, int(info.max) + 1, s["shape"]).astype(s["dtype"]))
         samples.append(sample)
     return samples
 
@@ -103,9 +95,7 @@ def npz_inputs(art: Artifact, path: str) -> list[list[np.ndarray]]:
             info = np.iinfo(np.dtype(s["dtype"]))
             if s["scale"]:
                 x = np.round(x / s["scale"]) + s["zero_point"]
-            row.append(
-                np.clip(x, info.min, info.max).astype(s["dtype"]).reshape(s["shape"])
-            )
+            row.append(np.clip(x, info.min, info.max).astype(s["dtype"]).reshape(s["shape"]))
         out.append(row)
     return out
 
@@ -120,9 +110,7 @@ def validate_compiled(
 ) -> ExactResult:
     art = Artifact.open(compiled)
     reference_model = Path(art.dir / f"{art.name}.tflite")
-    if (
-        not reference_model.is_file()
-    ):  # compiled straight from a .tflite: that file is the reference
+    if not reference_model.is_file():  # compiled straight from a .tflite: that file is the reference
         reference_model = Path(model)
     ref = TflmReference(reference_model)
     layer_outs = art.layer_outputs()
@@ -143,41 +131,29 @@ def validate_compiled(
     try:
         for sample in samples:
             got, layers, ticks = runner.run(sample)
-            want, values = ref.run(
-                sample, n_out, [t for _, _, t in layer_outs] if per_layer else []
-            )
+            want, values = ref.run(sample, n_out, [t for _, _, t in layer_outs] if per_layer else [])
             if ticks is not None:
                 result.ticks.append(ticks)
             for i in range(n_out):
                 refs[i].append(want[i])
                 gots[i].append(got[i])
-                result.differing_outputs += _differing(
-                    np.asarray(got[i]).ravel(), np.asarray(want[i]).ravel()
-                )
+                result.differing_outputs += _differing(np.asarray(got[i]).ravel(), np.asarray(want[i]).ravel())
             if per_layer:
                 for layer, k, t in layer_outs:
                     check = checks[(layer, k)]
                     expected = values[t]
-                    mine = np.frombuffer(
-                        layers.get((layer, k), b""), dtype=expected.dtype
-                    )
+                    mine = np.frombuffer(layers.get((layer, k), b""), dtype=expected.dtype)
                     check.elements += expected.size
                     if mine.size != expected.size:
                         check.differing += expected.size
                         continue
                     want_flat = expected.ravel()
                     check.differing += _differing(mine, want_flat)
-                    diff = np.abs(
-                        mine.astype(np.float64) - want_flat.astype(np.float64)
-                    )
-                    check.max_abs_diff = max(
-                        check.max_abs_diff, float(np.nan_to_num(diff).max(initial=0))
-                    )
+                    diff = np.abs(mine.astype(np.float64) - want_flat.astype(np.float64))
+                    check.max_abs_diff = max(check.max_abs_diff, float(np.nan_to_num(diff).max(initial=0)))
     finally:
         runner.close()
     for i, spec in enumerate(art.manifest["outputs"]):
-        result.outputs.append(
-            compare(np.stack(refs[i]), np.stack(gots[i]), spec["name"], len(samples))
-        )
+        result.outputs.append(compare(np.stack(refs[i]), np.stack(gots[i]), spec["name"], len(samples)))
     result.layers = list(checks.values()) if per_layer else []
     return result

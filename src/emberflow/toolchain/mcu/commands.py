@@ -45,18 +45,14 @@ def compile_to(
     from emberflow.toolchain.mcu.compile import compile_model
 
     try:
-        art = compile_model(
-            model, target, output, name=name, kernels=kernels, shared_arena=shared_arena
-        )
+        art = compile_model(model, target, output, name=name, kernels=kernels, shared_arena=shared_arena)
     except _errors() as exc:
         return _fail(str(exc))
     m = art.manifest
     if as_json:
         typer.echo(json.dumps({"output": str(art.dir), **m}, indent=2))
         return 0
-    typer.echo(
-        f"wrote {art.dir}: {m['name']}.c/.h, {m['name']}_data.c, ef_runtime/, {m['name']}.mk/.cmake/_memory.ld"
-    )
+    typer.echo(f"wrote {art.dir}: {m['name']}.c/.h, {m['name']}_data.c, ef_runtime/, {m['name']}.mk/.cmake/_memory.ld")
     typer.echo(
         f"  {len(m['layers'])} layers, {fmt_count(m['macc'])} MACC, arena {fmt_bytes(m['arena_bytes'])} "
         f"(planner lower bound {fmt_bytes(m['arena_lower_bound'])}), state {fmt_bytes(m['state_bytes'])}, "
@@ -70,9 +66,7 @@ def compile_to(
             f"{fmt_bytes(b['runtime_and_kernels'])}; kernel stack {b['kernel_stack']} B"
         )
     else:
-        typer.echo(
-            "  (no arm-none-eabi-gcc: flash is not measured; `make mcu-tools` installs the toolchain)"
-        )
+        typer.echo("  (no arm-none-eabi-gcc: flash is not measured; `make mcu-tools` installs the toolchain)")
     return 0
 
 
@@ -94,9 +88,7 @@ def validate_on(
     try:
         art = Artifact.open(compiled)
         if inputs.startswith("random"):
-            samples = random_inputs(
-                art, int(inputs.split(":", 1)[1]) if ":" in inputs else 8
-            )
+            samples = random_inputs(art, int(inputs.split(":", 1)[1]) if ":" in inputs else 8)
         else:
             samples = npz_inputs(art, inputs)
         result = validate_compiled(reference, compiled, samples, on=on, per_layer=True)
@@ -120,13 +112,9 @@ def validate_on(
                 first_divergence=None,
             )
         )
-        shown = (
-            result.layers if per_layer else [x for x in result.layers if x.differing]
-        )
+        shown = result.layers if per_layer else [x for x in result.layers if x.differing]
         for x in shown:
-            typer.echo(
-                f"  layer {x.layer:3d} {x.op:<18} {x.tensor[:40]:<40} {x.differing}/{x.elements} differ"
-            )
+            typer.echo(f"  layer {x.layer:3d} {x.op:<18} {x.tensor[:40]:<40} {x.differing}/{x.elements} differ")
         total = sum(x.elements for x in result.layers)
         verdict = "bit-exact" if result.bit_exact else "NOT bit-exact"
         typer.echo(
@@ -158,7 +146,8 @@ def profile_on(compiled: Path, on: str, kernels: str | None, as_json: bool) -> i
     s = prof.sizes
     typer.echo(
         f"flash: weights+params {fmt_bytes(s['weights'])}, model code {fmt_bytes(s['model_code'])}, runtime+kernels "
-        f"{fmt_bytes(s['runtime_and_kernels'])} (model total {fmt_bytes(s['model_flash'])}), app {fmt_bytes(s['app_code'])}"
+        f"{fmt_bytes(s['runtime_and_kernels'])} (model total {fmt_bytes(s['model_flash'])}), app "
+        f"{fmt_bytes(s['app_code'])}"
     )
     typer.echo(
         f"RAM: arena {fmt_bytes(s['arena'])}, state {fmt_bytes(s['state'])}, data+bss {fmt_bytes(s['data_bss'])}, "

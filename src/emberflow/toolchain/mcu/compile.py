@@ -57,9 +57,7 @@ def _tflite_input(model: Path, work: Path) -> Path:
         except (ExportError, KeyError) as exc:
             raise CompileError(f"{model.name}: {exc}") from None
         return out
-    raise ModelError(
-        f"{model.name}: compile reads int8 .tflite or emberflow's int8 ONNX (from `emberflow quantize`)"
-    )
+    raise ModelError(f"{model.name}: compile reads int8 .tflite or emberflow's int8 ONNX (from `emberflow quantize`)")
 
 
 def _tensor_entry(program: Program, index: int) -> TensorEntry:
@@ -125,10 +123,7 @@ def manifest(
             )
             for pos, layer in enumerate(program.layers)
         ],
-        variables=[
-            VariableEntry(name=v.name, offset=v.offset, bytes=v.nbytes)
-            for v in program.variables
-        ],
+        variables=[VariableEntry(name=v.name, offset=v.offset, bytes=v.nbytes) for v in program.variables],
     )
 
 
@@ -189,14 +184,10 @@ def compile_model(
     if not model.is_file():
         raise ModelError(f"model file not found: {model}")
     if output.exists() and not (output / MANIFEST).is_file() and any(output.iterdir()):
-        raise CompileError(
-            f"{output} exists and is not a compiled model folder; choose another -o"
-        )
+        raise CompileError(f"{output} exists and is not a compiled model folder; choose another -o")
     cname = c_name(name or output.name or model.stem)
     output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(
-        prefix=f".{output.name}-", dir=output.parent
-    ) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".{output.name}-", dir=output.parent) as tmp:
         work = Path(tmp)
         tflite = _tflite_input(model, work)
         program = build_program(load_tflite(tflite), cname)

@@ -33,28 +33,21 @@ def cross_gcc() -> str:
 
 
 def have_cross_toolchain() -> bool:
-    return (
-        shutil.which("arm-none-eabi-gcc") is not None
-        and Path("/usr/lib/arm-none-eabi/newlib").exists()
-    )
+    return shutil.which("arm-none-eabi-gcc") is not None and Path("/usr/lib/arm-none-eabi/newlib").exists()
 
 
 @dataclass
 class Sizes:
     """Bytes by what they hold; flash = text + rodata + data initialisers, RAM = data + bss + stack."""
 
-    weights: int = (
-        0  # .nn_weights: weights, biases, multipliers, layer parameter structs
-    )
+    weights: int = 0  # .nn_weights: weights, biases, multipliers, layer parameter structs
     model_code: int = 0  # the generated run function and API
     runtime_code: int = 0  # ef_kernels.o: the shared kernels
     libc_code: int = 0  # memcpy/memset and friends the kernels call
     app_code: int = 0  # the SystemPerformance/Validation app and startup
     arena: int = 0
     state: int = 0
-    model_data_bss: int = (
-        0  # .data/.bss of the model and runtime objects (0: all const)
-    )
+    model_data_bss: int = 0  # .data/.bss of the model and runtime objects (0: all const)
     data_bss: int = 0  # .data/.bss of everything else (the app, libc)
     stack_reserved: int = 0
     kernel_stack: int = 0  # deepest kernel frame from -fstack-usage
@@ -79,13 +72,7 @@ class Sizes:
     @property
     def ram(self) -> int:
         """RAM of the whole build: the model, the app's data/bss and the reserved stack."""
-        return (
-            self.arena
-            + self.state
-            + self.model_data_bss
-            + self.data_bss
-            + self.stack_reserved
-        )
+        return self.arena + self.state + self.model_data_bss + self.data_bss + self.stack_reserved
 
     def to_record(self) -> SizesRecord:
         return SizesRecord(
@@ -114,10 +101,7 @@ class DoesNotFit(BuildError):
 
     def __init__(self, over: dict[str, int]) -> None:
         self.over = over
-        super().__init__(
-            "does not fit: "
-            + "; ".join(f"region {r} overflowed by {n} bytes" for r, n in over.items())
-        )
+        super().__init__("does not fit: " + "; ".join(f"region {r} overflowed by {n} bytes" for r, n in over.items()))
 
 
 @dataclass
@@ -183,9 +167,7 @@ def build_app(
             cwd=out,
         )
         if res.returncode != 0:
-            raise BuildError(
-                f"arm-none-eabi-gcc failed on {src.name}:\n{res.stderr.strip()[-2000:]}"
-            )
+            raise BuildError(f"arm-none-eabi-gcc failed on {src.name}:\n{res.stderr.strip()[-2000:]}")
         objects.append(obj)
     elf, map_file = out / f"{app}.elf", out / f"{app}.map"
     link = [

@@ -45,17 +45,14 @@ class Footprint:
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
-        d.update(
-            exact=self.exact, flash_bytes=self.flash_bytes, ram_bytes=self.ram_bytes
-        )
+        d.update(exact=self.exact, flash_bytes=self.flash_bytes, ram_bytes=self.ram_bytes)
         return d
 
 
 def _estimate(why: str) -> Footprint:
     return Footprint(
         "estimate",
-        "estimate from the graph (weights and the planned arena; no code, no stack): "
-        + why,
+        "estimate from the graph (weights and the planned arena; no code, no stack): " + why,
     )
 
 
@@ -86,9 +83,7 @@ def _from_folder(model: Path, target: Target, compiled: Path) -> Footprint:
             record,
             str(art.dir),
         )
-    why = (
-        "recorded by an older emberflow" if stale else "compiled without the toolchain"
-    )
+    why = "recorded by an older emberflow" if stale else "compiled without the toolchain"
     if have_cross_toolchain():
         return Footprint(
             "build",
@@ -97,8 +92,7 @@ def _from_folder(model: Path, target: Target, compiled: Path) -> Footprint:
             str(art.dir),
         )
     return _estimate(
-        f"{art.dir} has no usable build record ({why}) and arm-none-eabi-gcc is "
-        "missing (`make mcu-tools` installs it)"
+        f"{art.dir} has no usable build record ({why}) and arm-none-eabi-gcc is missing (`make mcu-tools` installs it)"
     )
 
 
@@ -125,9 +119,7 @@ def model_footprint(
     if compiled is not None:
         return _from_folder(model, target, Path(compiled))
     if target.kind != "mcu":
-        return _estimate(
-            f"{target.name} is not a microcontroller (`emberflow compile` builds for MCU targets)"
-        )
+        return _estimate(f"{target.name} is not a microcontroller (`emberflow compile` builds for MCU targets)")
     if not build:
         return _estimate("asked for with --no-build")
     if model.suffix.lower() not in COMPILABLE:
@@ -139,9 +131,7 @@ def model_footprint(
         )
     with tempfile.TemporaryDirectory(prefix="emberflow-footprint-") as tmp:
         try:
-            art = compile_model(
-                model, target.path or target.name, Path(tmp) / model.stem, fit=False
-            )
+            art = compile_model(model, target.path or target.name, Path(tmp) / model.stem, fit=False)
         except (CompileError, ModelError) as exc:
             return _estimate(f"`emberflow compile` does not take this model: {exc}")
         record = art.manifest.get("build")

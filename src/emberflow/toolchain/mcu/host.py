@@ -31,15 +31,11 @@ OBSERVER = ctypes.CFUNCTYPE(
 def host_compiler() -> str:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
-        raise BuildError(
-            "no C compiler on this machine: install gcc (apt-get install gcc)"
-        )
+        raise BuildError("no C compiler on this machine: install gcc (apt-get install gcc)")
     return cc
 
 
-def build_host_library(
-    art: Artifact, kernels: str = "portable", out_dir: Path | None = None
-) -> Path:
+def build_host_library(art: Artifact, kernels: str = "portable", out_dir: Path | None = None) -> Path:
     """Compile the model and the runtime into `<dir>/host/lib<name>-<kernels>.so` (cached by content)."""
     sources = [*art.c_sources(), runtime_dir() / "ef_kernels.c"]
     flags = [
@@ -67,9 +63,7 @@ def build_host_library(
         cmd = [host_compiler(), *flags, *map(str, sources), "-o", str(lib)]
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if res.returncode != 0:
-            raise BuildError(
-                f"host build of {art.name} failed:\n{res.stderr.strip()[-2000:]}"
-            )
+            raise BuildError(f"host build of {art.name} failed:\n{res.stderr.strip()[-2000:]}")
     return lib
 
 
@@ -86,9 +80,7 @@ class HostModel:
             ctypes.c_void_p,
             ctypes.c_void_p,
         ]
-        self._create.restype = (
-            ctypes.c_int64
-        )  # ai_error {int32 type, int32 code} returned in one register
+        self._create.restype = ctypes.c_int64  # ai_error {int32 type, int32 code} returned in one register
         self._run = getattr(self.lib, f"ai_{n}_run")
         self._run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
         self._run.restype = ctypes.c_int32
@@ -99,17 +91,13 @@ class HostModel:
         self.handle = ctypes.c_void_p()
         err = self._create(ctypes.byref(self.handle), None, None)
         if err & 0xFFFFFFFF:
-            raise BuildError(
-                f"ai_{n}_create_and_init failed (error type {err & 0xFFFFFFFF:#x})"
-            )
+            raise BuildError(f"ai_{n}_create_and_init failed (error type {err & 0xFFFFFFFF:#x})")
         self.captured: dict[tuple[int, int], bytes] = {}
         # kept alive as long as the library may call it
         self._callback = OBSERVER(self._on_layer)
         self._observe(self.handle, self._callback, None)
 
-    def _on_layer(
-        self, _ctx: int | None, layer: int, output: int, data: int | None, nbytes: int
-    ) -> None:
+    def _on_layer(self, _ctx: int | None, layer: int, output: int, data: int | None, nbytes: int) -> None:
         if data and nbytes:
             self.captured[(layer, output)] = ctypes.string_at(data, nbytes)
 
@@ -118,9 +106,7 @@ class HostModel:
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         specs_in, specs_out = self.art.manifest["inputs"], self.art.manifest["outputs"]
-        bufs_in = [
-            np.ascontiguousarray(x, dtype=s["dtype"]) for x, s in zip(inputs, specs_in)
-        ]
+        bufs_in = [np.ascontiguousarray(x, dtype=s["dtype"]) for x, s in zip(inputs, specs_in)]
         bufs_out = [np.zeros(s["shape"], dtype=s["dtype"]) for s in specs_out]
         arr_in = (ctypes.c_void_p * len(bufs_in))(*[b.ctypes.data for b in bufs_in])
         arr_out = (ctypes.c_void_p * len(bufs_out))(*[b.ctypes.data for b in bufs_out])

@@ -85,9 +85,7 @@ def _arr(values: Iterable[int]) -> str:
     return "{" + ", ".join(str(int(v)) for v in values) + "}"
 
 
-def _requant_init(
-    prefix: str, mults: list[int], shifts: list[int]
-) -> tuple[str, list[ConstArray]]:
+def _requant_init(prefix: str, mults: list[int], shifts: list[int]) -> tuple[str, list[ConstArray]]:
     per_channel = len(set(zip(mults, shifts, strict=True))) > 1
     if not per_channel:
         mults, shifts = mults[:1], shifts[:1]
@@ -98,9 +96,7 @@ def _requant_init(
     return f"{{{prefix}_mult, {prefix}_shift, {int(per_channel)}}}", consts
 
 
-def _padding(
-    padding: int, in_size: int, k: int, stride: int, dilation: int, out_size: int
-) -> int:
+def _padding(padding: int, in_size: int, k: int, stride: int, dilation: int, out_size: int) -> int:
     """TFLite SAME (0) puts the odd padding pixel at the end; VALID (1) has none."""
     if padding == 1:
         return 0
@@ -131,9 +127,7 @@ class Lowering:
 
     def fail(self, op: Op, why: str) -> CompileError:
         out = self.t(op.outputs[0]).name if op.outputs else ""
-        return CompileError(
-            f"{op.op_type} {op.name}{f' ({out})' if out else ''}: {why}"
-        )
+        return CompileError(f"{op.op_type} {op.name}{f' ({out})' if out else ''}: {why}")
 
     def const(self, op: Op, i: int, what: str) -> npt.NDArray[np.generic]:
         """The contents of input tensor `i`, which must be constant."""
@@ -151,19 +145,14 @@ class Lowering:
                     "(`emberflow quantize` then `emberflow export-tflite`, or the TFLite converter)",
                 )
             if x.dtype != "int8":
-                raise self.fail(
-                    op, f"{x.dtype} tensor {x.name} is not supported (int8 only)"
-                )
+                raise self.fail(op, f"{x.dtype} tensor {x.name} is not supported (int8 only)")
 
     def lower(self, op: Op) -> Layer:
-        handler: Callable[[Op], Layer] | None = getattr(
-            self, "op_" + op.op_type.lower(), None
-        )
+        handler: Callable[[Op], Layer] | None = getattr(self, "op_" + op.op_type.lower(), None)
         if op.op_type not in SUPPORTED_OPS or handler is None:
             raise self.fail(
                 op,
-                f"op {op.op_type} is not supported by emberflow compile; supported: "
-                f"{', '.join(SUPPORTED_OPS)}",
+                f"op {op.op_type} is not supported by emberflow compile; supported: {', '.join(SUPPORTED_OPS)}",
             )
         return handler(op)
 
@@ -215,9 +204,7 @@ class Lowering:
         if w.dtype != "int8" or not w.is_const:
             raise self.fail(op, "weights must be constant int8")
         if any(z != 0 for z in w.zero_point):
-            raise self.fail(
-                op, "weights must be symmetric (zero point 0), as TFLite int8 specifies"
-            )
+            raise self.fail(op, "weights must be symmetric (zero point 0), as TFLite int8 specifies")
         bias = np.zeros(n, np.int64)
         if len(op.inputs) > 2 and op.inputs[2] >= 0:
             if self.t(op.inputs[2]).dtype != "int32":
@@ -262,10 +249,7 @@ class Lowering:
         k = kh * kw * cin
         contiguous = dw == 1 and (kh == 1 or (kw == in_w and dh == 1))
         inside = (
-            pt == 0
-            and pl == 0
-            and (out_h - 1) * sh + (kh - 1) * dh < in_h
-            and (out_w - 1) * sw + (kw - 1) * dw < in_w
+            pt == 0 and pl == 0 and (out_h - 1) * sh + (kh - 1) * dh < in_h and (out_w - 1) * sw + (kw - 1) * dw < in_w
         )
         scratch = 0 if contiguous and inside else 2 * k
         return self.kernel(
@@ -290,9 +274,7 @@ class Lowering:
                 f"input of {x.size} elements is not a multiple of the {k} weight columns",
             )
         weights = self.const(op, op.inputs[1], "weights")
-        gemm, consts = self._gemm(
-            op, x, w, y, weights, op.int_opt("fusedActivationFunction", 0)
-        )
+        gemm, consts = self._gemm(op, x, w, y, weights, op.int_opt("fusedActivationFunction", 0))
         batches = x.size // k
         init = f"{{{gemm}, {batches}}}"
         return self.kernel(
@@ -327,9 +309,7 @@ class Lowering:
             bias = self.const(op, op.inputs[2], "bias").astype(np.int64).ravel()
         mults, shifts = qm.per_channel_multipliers(x.sc, w.scale, y.sc, out_c)
         rq, rq_consts = _requant_init(name, mults, shifts)
-        lo, hi = qm.activation_range(
-            o("fusedActivationFunction", 0), y.sc, y.zp, y.dtype
-        )
+        lo, hi = qm.activation_range(o("fusedActivationFunction", 0), y.sc, y.zp, y.dtype)
         consts = [
             ConstArray(f"{name}_w", "int8_t", weights.astype(np.int64).ravel()),
             ConstArray(f"{name}_b", "int32_t", bias),
@@ -355,22 +335,16 @@ class Lowering:
         x, y = self.t(op.inputs[0]), self.t(op.outputs[0])
         self.need_int8(op, x, y)
         if (x.sc, x.zp) != (y.sc, y.zp):
-            raise self.fail(
-                op, "input and output quantization differ (TFLM pools keep the input's)"
-            )
+            raise self.fail(op, "input and output quantization differ (TFLM pools keep the input's)")
         o = op.int_opt
         n, in_h, in_w, c = x.shape
         _, out_h, out_w, _ = y.shape
         kh, kw, sh, sw = o("filterHeight"), o("filterWidth"), o("strideH"), o("strideW")
         pt = _padding(o("padding"), in_h, kh, sh, 1, out_h)
         pl = _padding(o("padding"), in_w, kw, sw, 1, out_w)
-        lo, hi = qm.activation_range(
-            o("fusedActivationFunction", 0), y.sc, y.zp, y.dtype
-        )
+        lo, hi = qm.activation_range(o("fusedActivationFunction", 0), y.sc, y.zp, y.dtype)
         init = f"{{{in_h}, {in_w}, {c}, {out_h}, {out_w}, {n}, {kh}, {kw}, {sh}, {sw}, {pt}, {pl}, {lo}, {hi}}}"
-        return self.kernel(
-            op, kernel, "ef_pool_params", init, [x], y, macc=y.size * kh * kw
-        )
+        return self.kernel(op, kernel, "ef_pool_params", init, [x], y, macc=y.size * kh * kw)
 
     def op_average_pool_2d(self, op: Op) -> Layer:
         return self._pool(op, "ef_avgpool_s8")
@@ -384,17 +358,13 @@ class Lowering:
         axes_data = self.const(op, op.inputs[1], "axes")
         axes = sorted({int(a) % len(x.shape) for a in axes_data.ravel()})
         if axes != list(range(axes[0], axes[-1] + 1)):
-            raise self.fail(
-                op, f"reducing over non-adjacent axes {axes} is not supported"
-            )
+            raise self.fail(op, f"reducing over non-adjacent axes {axes} is not supported")
         outer = int(np.prod(x.shape[: axes[0]], dtype=np.int64))
         reduce = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
         inner = int(np.prod(x.shape[axes[-1] + 1 :], dtype=np.int64))
         mult, shift = qm.mean_multiplier(x.sc, y.sc, reduce)
         init = f"{{{outer}, {reduce}, {inner}, {x.zp}, {y.zp}, {mult}, {shift}, -128, 127}}"
-        return self.kernel(
-            op, "ef_mean_s8", "ef_mean_params", init, [x], y, macc=x.size
-        )
+        return self.kernel(op, "ef_mean_s8", "ef_mean_params", init, [x], y, macc=x.size)
 
     # ---------------------------------------------------------------- elementwise
     def _binary(self, op: Op, kernel: str, params: dict[str, int]) -> Layer:
@@ -407,13 +377,9 @@ class Lowering:
         def strides(t: Tensor) -> list[int]:
             shape = (1,) * (4 - len(t.shape)) + tuple(t.shape)
             dense = [int(np.prod(shape[i + 1 :], dtype=np.int64)) for i in range(4)]
-            return [
-                0 if shape[i] == 1 and out_shape[i] != 1 else dense[i] for i in range(4)
-            ]
+            return [0 if shape[i] == 1 and out_shape[i] != 1 else dense[i] for i in range(4)]
 
-        lo, hi = qm.activation_range(
-            op.int_opt("fusedActivationFunction", 0), y.sc, y.zp, y.dtype
-        )
+        lo, hi = qm.activation_range(op.int_opt("fusedActivationFunction", 0), y.sc, y.zp, y.dtype)
         p = params
         init = (
             f"{{{_arr(out_shape)}, {_arr(strides(a))}, {_arr(strides(b))}, {-a.zp}, {-b.zp}, {y.zp}, "
@@ -444,18 +410,14 @@ class Lowering:
         p = qm.softmax_params(op.float_opt("beta", 1.0), x.sc)
         depth = x.shape[-1]
         init = f"{{{x.size // depth}, {depth}, {p['input_multiplier']}, {p['input_left_shift']}, {p['diff_min']}}}"
-        return self.kernel(
-            op, "ef_softmax_s8", "ef_softmax_params", init, [x], y, macc=4 * x.size
-        )
+        return self.kernel(op, "ef_softmax_s8", "ef_softmax_params", init, [x], y, macc=4 * x.size)
 
     def op_logistic(self, op: Op) -> Layer:
         x, y = self.t(op.inputs[0]), self.t(op.outputs[0])
         self._q8_output(op, x, y)
         p = qm.logistic_params(x.sc)
         init = f"{{{x.size}, {x.zp}, {p['range_radius']}, {p['input_multiplier']}, {p['input_left_shift']}}}"
-        return self.kernel(
-            op, "ef_logistic_s8", "ef_logistic_params", init, [x], y, macc=x.size
-        )
+        return self.kernel(op, "ef_logistic_s8", "ef_logistic_params", init, [x], y, macc=x.size)
 
     def op_quantize(self, op: Op) -> Layer:
         x, y = self.t(op.inputs[0]), self.t(op.outputs[0])
@@ -463,31 +425,22 @@ class Lowering:
             if y.dtype != "int8":
                 raise self.fail(op, f"float32 to {y.dtype} is not supported")
             init = f"{{{x.size}, {y.zp}, {y.sc!r}f}}"
-            return self.kernel(
-                op, "ef_quantize_f32", "ef_float_params", init, [x], y, macc=x.size
-            )
+            return self.kernel(op, "ef_quantize_f32", "ef_float_params", init, [x], y, macc=x.size)
         integers = ("int8", "uint8", "int16")
         if x.dtype not in integers or y.dtype not in integers:
             raise self.fail(op, f"{x.dtype} to {y.dtype} is not supported")
         mult, shift = qm.quantize_multiplier(x.sc / y.sc)
         same_scale = mult == 1 << 30 and shift == 1
-        flip = same_scale and (
-            (x.dtype, y.dtype, x.zp - y.zp)
-            in (("int8", "uint8", -128), ("uint8", "int8", 128))
-        )
+        flip = same_scale and ((x.dtype, y.dtype, x.zp - y.zp) in (("int8", "uint8", -128), ("uint8", "int8", 128)))
         init = f"{{{x.size}, {x.zp}, {y.zp}, {mult}, {shift}, {C_TYPES[x.dtype]}, {C_TYPES[y.dtype]}, {int(flip)}}}"
-        return self.kernel(
-            op, "ef_requantize", "ef_requantize_params", init, [x], y, macc=x.size
-        )
+        return self.kernel(op, "ef_requantize", "ef_requantize_params", init, [x], y, macc=x.size)
 
     def op_dequantize(self, op: Op) -> Layer:
         x, y = self.t(op.inputs[0]), self.t(op.outputs[0])
         if x.dtype != "int8" or y.dtype != "float32":
             raise self.fail(op, f"{x.dtype} to {y.dtype} is not supported")
         init = f"{{{x.size}, {x.zp}, {x.sc!r}f}}"
-        return self.kernel(
-            op, "ef_dequantize_s8", "ef_float_params", init, [x], y, macc=x.size
-        )
+        return self.kernel(op, "ef_dequantize_s8", "ef_float_params", init, [x], y, macc=x.size)
 
     # ---------------------------------------------------------------- data movement
     def _copy_init(
@@ -510,14 +463,10 @@ class Lowering:
 
     def op_strided_slice(self, op: Op) -> Layer:
         x, y = self.t(op.inputs[0]), self.t(op.outputs[0])
-        begin, end, strides = (
-            self.const(op, i, "begin, end and strides") for i in op.inputs[1:4]
-        )
+        begin, end, strides = (self.const(op, i, "begin, end and strides") for i in op.inputs[1:4])
         o = op.int_opt
         if o("ellipsisMask", 0) or o("newAxisMask", 0) or o("offset", 0):
-            raise self.fail(
-                op, "ellipsis, new-axis masks and offset mode are not supported"
-            )
+            raise self.fail(op, "ellipsis, new-axis masks and offset mode are not supported")
         starts, counts, steps = [], [], []
         for axis, size in enumerate(x.shape):
             bit = 1 << axis
@@ -550,8 +499,7 @@ class Lowering:
         if len(sizes) != len(op.outputs) or sum(sizes) != x.shape[axis]:
             raise self.fail(
                 op,
-                f"{len(op.outputs)} outputs of sizes {sizes} do not split the "
-                f"axis of {x.shape[axis]}",
+                f"{len(op.outputs)} outputs of sizes {sizes} do not split the axis of {x.shape[axis]}",
             )
         calls, params, offset = [], [], 0
         for j, (out_i, size) in enumerate(zip(op.outputs, sizes, strict=True)):
@@ -622,9 +570,7 @@ class Lowering:
         rank = len(x.shape)
         if rank > MAX_RANK:
             raise self.fail(op, f"more than {MAX_RANK} dimensions are not supported")
-        out_dense = [
-            int(np.prod(y.shape[i + 1 :], dtype=np.int64)) for i in range(rank)
-        ]
+        out_dense = [int(np.prod(y.shape[i + 1 :], dtype=np.int64)) for i in range(rank)]
         start = sum(int(pads[i][0]) * out_dense[i] for i in range(rank))
         count = [1] * (MAX_RANK - rank) + list(x.shape)
         stride = [0] * (MAX_RANK - rank) + out_dense

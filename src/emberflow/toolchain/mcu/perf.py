@@ -49,9 +49,7 @@ class McuProfile:
         return asdict(self)
 
 
-def profile_compiled(
-    compiled: str | Path, on: str = "qemu-m4", kernels: str | None = None
-) -> McuProfile:
+def profile_compiled(compiled: str | Path, on: str = "qemu-m4", kernels: str | None = None) -> McuProfile:
     art = Artifact.open(compiled)
     b = board(on)
     kernels = kernels or art.manifest["kernels"]
@@ -67,12 +65,8 @@ def profile_compiled(
     total = re.search(r"EFPERF total (\d+)", run.console)
     stack = re.search(r"EFPERF stack (\d+)", run.console)
     if total is None:
-        raise BuildError(
-            f"SystemPerformance printed no total: {run.console.strip()[-400:]}"
-        )
-    per_layer = {
-        int(i): int(t) for i, t in re.findall(r"EFPERF layer (\d+) (\d+)", run.console)
-    }
+        raise BuildError(f"SystemPerformance printed no total: {run.console.strip()[-400:]}")
+    per_layer = {int(i): int(t) for i, t in re.findall(r"EFPERF layer (\d+) (\d+)", run.console)}
     layers = [
         LayerPerf(
             layer["index"],
@@ -93,9 +87,7 @@ def profile_compiled(
         layers=layers,
         sizes=build.sizes.to_record(),
         stack_used=int(stack.group(1)) if stack else 0,
-        notes=[
-            "emulated instructions (QEMU -icount), not cycles: no pipeline, caches or flash wait states"
-        ],
+        notes=["emulated instructions (QEMU -icount), not cycles: no pipeline, caches or flash wait states"],
     )
 
 
@@ -116,7 +108,5 @@ def build_record(art: Artifact, *, roomy: bool = False) -> BuildRecord:
     core = target_core(target)
     memory = ROOMY_MEMORY if roomy else target_memory(target)
     with tempfile.TemporaryDirectory(prefix="emberflow-size-") as tmp:
-        build = build_app(
-            [art], core, memory, "perf", Path(tmp), kernels=art.manifest["kernels"]
-        )
+        build = build_app([art], core, memory, "perf", Path(tmp), kernels=art.manifest["kernels"])
     return BuildRecord(core=core.name, **build.sizes.to_record())

@@ -39,14 +39,10 @@ class Program:
     name: str
     model: TfliteModel
     layers: list[Layer]
-    storage: dict[
-        int, tuple[str, int]
-    ]  # tensor -> ("arena" | "state" | "const", offset or -1)
+    storage: dict[int, tuple[str, int]]  # tensor -> ("arena" | "state" | "const", offset or -1)
     plan: MemoryPlan
     variables: list[Variable] = field(default_factory=list)
-    scratch_offsets: dict[int, int] = field(
-        default_factory=dict
-    )  # layer position -> arena offset
+    scratch_offsets: dict[int, int] = field(default_factory=dict)  # layer position -> arena offset
     const_tensors: list[ConstArray] = field(default_factory=list)
 
     @property
@@ -115,27 +111,17 @@ def build_program(model: TfliteModel, name: str) -> Program:
         nonlocal state_end
         if key not in variables:
             init = inits.get(key)
-            data = (
-                init.astype(like.dtype).tobytes()
-                if init is not None
-                else bytes(like.nbytes)
-            )
+            data = init.astype(like.dtype).tobytes() if init is not None else bytes(like.nbytes)
             if len(data) != like.nbytes:
-                raise CompileError(
-                    f"variable {key}: initial value has {len(data)} bytes, the graph uses {like.nbytes}"
-                )
-            variables[key] = Variable(
-                key, state_end, like.nbytes, np.frombuffer(data, np.uint8)
-            )
+                raise CompileError(f"variable {key}: initial value has {len(data)} bytes, the graph uses {like.nbytes}")
+            variables[key] = Variable(key, state_end, like.nbytes, np.frombuffer(data, np.uint8))
             state_end = _align(state_end + like.nbytes)
         return variables[key]
 
     lowering = Lowering(sg, f"ai_{name}")
     storage: dict[int, tuple[str, int]] = {}
     layers: list[Layer] = []
-    alias_nodes: list[
-        tuple[int, Op]
-    ] = []  # (position among layers, op) for the planner
+    alias_nodes: list[tuple[int, Op]] = []  # (position among layers, op) for the planner
     # the last op index reading each tensor, to know whether a variable read can alias the state
     last_read: dict[int, int] = {}
     for op in sg.ops:
@@ -155,9 +141,7 @@ def build_program(model: TfliteModel, name: str) -> Program:
         if op.op_type in ("READ_VARIABLE", "ASSIGN_VARIABLE"):
             key = handle_of.get(op.inputs[0])
             if key is None:
-                raise CompileError(
-                    f"{op.op_type} {op.name}: its resource does not come from a VAR_HANDLE"
-                )
+                raise CompileError(f"{op.op_type} {op.name}: its resource does not come from a VAR_HANDLE")
             reads = op.op_type == "READ_VARIABLE"
             t = sg.tensors[op.outputs[0] if reads else op.inputs[1]]
             var = variable(key, t)
@@ -174,9 +158,7 @@ def build_program(model: TfliteModel, name: str) -> Program:
         if op.op_type in ALIAS_OPS:
             src, dst = sg.tensors[op.inputs[0]], sg.tensors[op.outputs[0]]
             if src.nbytes != dst.nbytes:
-                raise CompileError(
-                    f"{op.op_type} {op.name}: input and output sizes differ"
-                )
+                raise CompileError(f"{op.op_type} {op.name}: input and output sizes differ")
             if src.index in storage:  # state or flash: the view lives there too
                 storage[dst.index] = storage[src.index]
             elif src.is_const:
@@ -211,9 +193,7 @@ def build_program(model: TfliteModel, name: str) -> Program:
     )
     for i in list(sg.inputs) + list(sg.outputs):
         if storage.get(i, ("", 0))[0] != "arena":
-            raise CompileError(
-                f"graph input/output {sg.tensors[i].name} is not an activation; cannot compile"
-            )
+            raise CompileError(f"graph input/output {sg.tensors[i].name} is not an activation; cannot compile")
     return program
 
 
@@ -233,9 +213,7 @@ def _plan(
         if key not in tensors:
             t = sg.tensors[i]
             outside = i in storage or t.is_const or t.itemsize == 0
-            tensors[key] = TensorInfo(
-                key, t.shape, t.dtype if t.itemsize else "resource", is_const=outside
-            )
+            tensors[key] = TensorInfo(key, t.shape, t.dtype if t.itemsize else "resource", is_const=outside)
         return key
 
     aliases = iter(alias_nodes)
@@ -244,9 +222,7 @@ def _plan(
         # the reshape aliases before this layer (or after the last one)
         while pending is not None and pending[0] == pos:
             op = pending[1]
-            nodes.append(
-                Node(op.name, op.op_type, [info(op.inputs[0])], [info(op.outputs[0])])
-            )
+            nodes.append(Node(op.name, op.op_type, [info(op.inputs[0])], [info(op.outputs[0])]))
             pending = next(aliases, None)
         if pos == len(layers):
             break
@@ -256,9 +232,7 @@ def _plan(
             key = f"scratch{pos}"
             tensors[key] = TensorInfo(key, (layer.scratch,), "int8")
             outs.append(key)
-        nodes.append(
-            Node(layer.op.name, layer.op.op_type, [info(i) for i in layer.reads], outs)
-        )
+        nodes.append(Node(layer.op.name, layer.op.op_type, [info(i) for i in layer.reads], outs))
     graph = Graph(
         name="program",
         format="tflite",

@@ -55,9 +55,7 @@ def frame(kind: int, payload: bytes) -> bytes:
 class Link:
     """A framed, CRC-checked link to the Validation app."""
 
-    def __init__(
-        self, url: str, timeout: float = 120.0, baudrate: int = 115200
-    ) -> None:
+    def __init__(self, url: str, timeout: float = 120.0, baudrate: int = 115200) -> None:
         import serial
 
         try:
@@ -74,9 +72,7 @@ class Link:
         while len(data) < n:
             chunk = self.port.read(n - len(data))
             if not chunk:
-                raise ProtocolError(
-                    f"no answer from the device on {self.url} (timed out)"
-                )
+                raise ProtocolError(f"no answer from the device on {self.url} (timed out)")
             data += chunk
         return bytes(data)
 
@@ -94,9 +90,7 @@ class Link:
         if crc != zlib.crc32(head + payload):
             raise ProtocolError("a frame from the device failed its CRC check")
         if kind == ERROR:
-            raise ProtocolError(
-                f"device error {payload[0]}: {payload[1:].decode(errors='replace')}"
-            )
+            raise ProtocolError(f"device error {payload[0]}: {payload[1:].decode(errors='replace')}")
         return kind, payload
 
     def hello(self) -> list[DeviceModel]:
@@ -105,9 +99,7 @@ class Link:
         if kind != HELLO_ACK:
             raise ProtocolError(f"expected HELLO_ACK, got frame type {kind}")
         if p[0] != PROTOCOL_VERSION:
-            raise ProtocolError(
-                f"device speaks protocol version {p[0]}, this emberflow speaks {PROTOCOL_VERSION}"
-            )
+            raise ProtocolError(f"device speaks protocol version {p[0]}, this emberflow speaks {PROTOCOL_VERSION}")
         models, at = [], 2
         for _ in range(p[1]):
             n = p[at]
@@ -134,9 +126,7 @@ class Link:
                 outputs[p[0]] = p[1:]
             elif kind == DONE:
                 _, lo, hi = struct.unpack("<iII", p)
-                return DeviceResult(
-                    [outputs[i] for i in sorted(outputs)], layers, lo | hi << 32
-                )
+                return DeviceResult([outputs[i] for i in sorted(outputs)], layers, lo | hi << 32)
             else:
                 raise ProtocolError(f"unexpected frame type {kind} during RUN")
 

@@ -67,9 +67,7 @@ def run_console(board: Board, elf: Path, timeout: float = 600) -> QemuRun:
             timeout=timeout,
         )
     except subprocess.TimeoutExpired as exc:
-        raise BuildError(
-            f"{elf.name} did not finish under {board.machine} within {timeout:.0f} s"
-        ) from exc
+        raise BuildError(f"{elf.name} did not finish under {board.machine} within {timeout:.0f} s") from exc
     return QemuRun(res.returncode, res.stdout + res.stderr)
 
 

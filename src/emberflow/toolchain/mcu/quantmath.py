@@ -54,22 +54,16 @@ def quantize_f32(value: float, scale: float, zero_point: int) -> int:
     return zero_point + round_half_away(float(np.float32(value) / np.float32(scale)))
 
 
-def activation_range(
-    activation: int, scale: float, zero_point: int, dtype: str
-) -> tuple[int, int]:
+def activation_range(activation: int, scale: float, zero_point: int, dtype: str) -> tuple[int, int]:
     """CalculateActivationRangeQuantized for a fused activation (0 none, 1 relu, 2 relu_n1_to_1, 3 relu6)."""
     info = np.iinfo(np.dtype(dtype))
     qmin, qmax = int(info.min), int(info.max)
     if activation == 1:
         return max(qmin, quantize_f32(0.0, scale, zero_point)), qmax
     if activation == 3:
-        return max(qmin, quantize_f32(0.0, scale, zero_point)), min(
-            qmax, quantize_f32(6.0, scale, zero_point)
-        )
+        return max(qmin, quantize_f32(0.0, scale, zero_point)), min(qmax, quantize_f32(6.0, scale, zero_point))
     if activation == 2:
-        return max(qmin, quantize_f32(-1.0, scale, zero_point)), min(
-            qmax, quantize_f32(1.0, scale, zero_point)
-        )
+        return max(qmin, quantize_f32(-1.0, scale, zero_point)), min(qmax, quantize_f32(1.0, scale, zero_point))
     if activation == 0:
         return qmin, qmax
     raise ValueError(f"fused activation {activation} is not supported")
@@ -108,18 +102,11 @@ def mul_params(s1: float, s2: float, s_out: float) -> dict[str, int]:
 
 def input_radius(integer_bits: int, left_shift: int, total_bits: int = 31) -> int:
     """CalculateInputRadius: the largest input whose rescaled value does not saturate."""
-    max_rescaled = (
-        1.0
-        * ((1 << integer_bits) - 1)
-        * (1 << (total_bits - integer_bits))
-        / (1 << left_shift)
-    )
+    max_rescaled = 1.0 * ((1 << integer_bits) - 1) * (1 << (total_bits - integer_bits)) / (1 << left_shift)
     return math.floor(max_rescaled)
 
 
-def softmax_params(
-    beta: float, in_scale: float, single_rounding: bool = False
-) -> dict[str, int]:
+def softmax_params(beta: float, in_scale: float, single_rounding: bool = False) -> dict[str, int]:
     """PreprocessSoftmaxScaling with 5 integer bits for the scaled difference (Q5.26)."""
     integer_bits = 5
     max_real = float((1 << 30) - 1) if single_rounding else float((1 << 31) - 1)

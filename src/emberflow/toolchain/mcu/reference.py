@@ -59,7 +59,5 @@ class TflmReference:
         values: dict[int, np.ndarray] = {}
         for i in tensors or []:
             got = self.it.GetTensor(i, 0)
-            values[i] = np.array(got["tensor_data"]).reshape(
-                [int(d) for d in got["shape"]]
-            )
+            values[i] = np.array(got["tensor_data"]).reshape([int(d) for d in got["shape"]])
         return outputs, values

@@ -38,10 +38,7 @@ class Runner:
 
 
 def _arrays(art: Artifact, raw: list[bytes]) -> list[np.ndarray]:
-    return [
-        np.frombuffer(b, dtype=s["dtype"]).reshape(s["shape"]).copy()
-        for b, s in zip(raw, art.manifest["outputs"])
-    ]
+    return [np.frombuffer(b, dtype=s["dtype"]).reshape(s["shape"]).copy() for b, s in zip(raw, art.manifest["outputs"])]
 
 
 class HostRunner(Runner):
@@ -74,16 +71,11 @@ class DeviceRunner(Runner):
         names = [m.name for m in models]
         if art.name not in names:
             self.close()
-            raise ProtocolError(
-                f"the device runs {names}, not {art.name}: flash the Validation app built for it"
-            )
+            raise ProtocolError(f"the device runs {names}, not {art.name}: flash the Validation app built for it")
         self.index = names.index(art.name)
 
     def run(self, inputs: list[np.ndarray]) -> RunResult:
-        raw = [
-            np.ascontiguousarray(x, dtype=s["dtype"]).tobytes()
-            for x, s in zip(inputs, self.art.manifest["inputs"])
-        ]
+        raw = [np.ascontiguousarray(x, dtype=s["dtype"]).tobytes() for x, s in zip(inputs, self.art.manifest["inputs"])]
         res = self.link.run(self.index, raw, per_layer=True)
         return RunResult(_arrays(self.art, res.outputs), res.layers, res.ticks)
 
@@ -150,15 +142,9 @@ def open_runner(art: Artifact, on: str, host_kernels: str = "portable") -> Runne
 
                 time.sleep(0.05)
         if link is None:
-            out = (
-                proc.communicate()[0].decode(errors="replace")
-                if proc.poll() is not None
-                else ""
-            )
+            out = proc.communicate()[0].decode(errors="replace") if proc.poll() is not None else ""
             proc.kill()
             tmp.cleanup()
-            raise BuildError(
-                f"could not connect to QEMU's UART for {on}: {out.strip()[-300:]}"
-            )
+            raise BuildError(f"could not connect to QEMU's UART for {on}: {out.strip()[-300:]}")
         return DeviceRunner(art, link, proc, tmp)
     raise BuildError(f"--on {on!r}: choose one of {', '.join(PLACES)}")

@@ -33,11 +33,7 @@ class Tensor:
 
     @property
     def itemsize(self) -> int:
-        return (
-            0
-            if self.dtype in ("resource", "variant", "string")
-            else np.dtype(self.dtype).itemsize
-        )
+        return 0 if self.dtype in ("resource", "variant", "string") else np.dtype(self.dtype).itemsize
 
     @property
     def nbytes(self) -> int:
@@ -130,19 +126,13 @@ def load_tflite(path: str | Path) -> TfliteModel:
         model = read_tflite_model(buf)
     except ModelError as exc:
         raise ModelError(f"{path.name}: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - a corrupt flatbuffer fails deep inside the parser, any type
-        raise ModelError(
-            f"{path.name}: corrupt .tflite file ({type(exc).__name__}: {exc})"
-        ) from None
+    except Exception as exc:
+        raise ModelError(f"{path.name}: corrupt .tflite file ({type(exc).__name__}: {exc})") from None
     try:
         op_types = tflite_op_types(model)
-        return TfliteModel(
-            str(path), [_subgraph(model, sg, op_types) for sg in model.subgraphs or []]
-        )
+        return TfliteModel(str(path), [_subgraph(model, sg, op_types) for sg in model.subgraphs or []])
     except (IndexError, ValueError, TypeError, AttributeError) as exc:
-        raise ModelError(
-            f"{path.name}: corrupt .tflite file ({type(exc).__name__}: {exc})"
-        ) from None
+        raise ModelError(f"{path.name}: corrupt .tflite file ({type(exc).__name__}: {exc})") from None
 
 
 def _subgraph(model: Any, sg: Any, op_types: list[str]) -> Subgraph:
@@ -155,11 +145,7 @@ def _subgraph(model: Any, sg: Any, op_types: list[str]) -> Subgraph:
         q = t.quantization
         if q is not None and q.scale is not None and len(q.scale):
             tensor.scale = [float(s) for s in q.scale]
-            tensor.zero_point = (
-                [int(z) for z in q.zeroPoint]
-                if q.zeroPoint is not None
-                else [0] * len(q.scale)
-            )
+            tensor.zero_point = [int(z) for z in q.zeroPoint] if q.zeroPoint is not None else [0] * len(q.scale)
             tensor.quant_axis = int(q.quantizedDimension)
         buffer = model.buffers[t.buffer] if t.buffer < len(model.buffers) else None
         if (
@@ -169,9 +155,7 @@ def _subgraph(model: Any, sg: Any, op_types: list[str]) -> Subgraph:
             and dtype not in ("resource", "string", "unknown")
         ):
             raw = np.asarray(buffer.data, dtype=np.uint8).tobytes()
-            tensor.data = (
-                np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape).copy()
-            )
+            tensor.data = np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(shape).copy()
         tensors.append(tensor)
     ops = []
     for i, op in enumerate(sg.operators or []):

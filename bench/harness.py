@@ -30,6 +30,7 @@ class Daemon:
         # would also clash with other daemons here).
         self.config = {
             "rundir": f"{self.tmp.name}/run",
+            "sandbox": f"{self.tmp.name}/files",  # not the user's own sandbox
             "log_level": "WARNING",
             "http_port": None,
             "grpc_port": None,

@@ -198,7 +198,7 @@ def main() -> int:
             break
         raw.append(fit(bgr, 640, 480))
     results: dict[str, list[tuple[float, float]]] = {"direct": [], "tcp1": [], "tcp2": [], "raw1": [], "direct_raw": []}
-    with Daemon() as d, d.server.client(timeout=300) as c:
+    with Daemon({"media_dirs": [str(tmp)]}) as d, d.server.client(timeout=300) as c:  # the clip's directory
         pid = d.proc.pid
         yolo = c.setup(
             "yolo",

@@ -25,6 +25,8 @@ class Server(Launched):
         cfg = {
             "rundir": str(tmp / "run"),
             "sandbox": str(tmp / "files"),
+            # the tests' own files (videos, answer recordings) are in this session's temp tree
+            "media_dirs": [str(tmp.parent)],
             "port": 0,
             "http_port": 0,
             "grpc_port": 0,

@@ -8,9 +8,11 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from emberflow.client import ServerError
 from support import Server
@@ -312,3 +314,24 @@ def test_parameters_that_name_files_come_from_model_descriptors_only(server):
     wid = c.setup("embed", {"model": "minilm-l6-v2-int8"})  # the descriptor's tokenizer
     rid = c.infer(wid, {"texts": ["hello"]}, object="embed.json")
     assert len(next(c.outputs(wid, rid))["data"]["embeddings"][0]) == 384
+
+
+def test_files_a_client_names_for_units_must_be_under_the_file_roots(server, tmp_path):
+    """An audio `file:` sink or source and a camera's video file, named by a client: outside the
+    sandbox and `media_dirs` they are refused (-22) before the unit opens anything; the daemon's
+    own configured audio sink (config `audio:`) is trusted, and files in the sandbox work."""
+    c = server.client()
+    victim = Path.home() / ".emberflow-test-victim.wav"
+    for kind, params in (
+        ("audio", {"sink": f"file:{victim}"}),
+        ("audio", {"source": "file:/etc/passwd"}),
+        ("audio", {"sink": "file:relative.wav"}),
+        ("camera", {"response_format": "camera.raw", "input": "/etc/passwd"}),
+        ("camera", {"response_format": "camera.raw", "input": "/dev/../etc/passwd"}),
+    ):
+        with pytest.raises(ServerError) as e:
+            c.setup(kind, params)
+        assert e.value.code == -22 and "files a client names" in e.value.msg["data"]["detail"], (kind, params)
+    assert not victim.exists()
+    inside = Path(yaml.safe_load(server.config_path.read_text())["sandbox"]) / "answer.wav"
+    assert c.setup("audio", {"source": "push", "sink": f"file:{inside}"}) == "audio"

@@ -58,6 +58,9 @@ class Setup(Message):
     work_id: str
     links: dict[str, str] = field(default_factory=dict)  # upstream work_id -> its data address
     policies: dict[str, str] = field(default_factory=dict)  # upstream work_id -> queue policy
+    # The daemon's configured defaults for this kind (config `audio:`): trusted, unlike the
+    # request's own keys, which override them.
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,7 +102,9 @@ def run_voice_demo(
     audio_params = {"source": "push" if input else "mic", "sink": f"file:{output.resolve()}" if output else "auto"}
     flow = load(flow_name)
     with console.status("starting emberflow and loading the models ..."):
-        server = Launched({"port": 0, "http_port": None, "grpc_port": None, "audio": audio_params})
+        # the answer file is named by this client too (the flow's overrides): allow its directory
+        media = [str(output.resolve().parent)] if output else []
+        server = Launched({"port": 0, "http_port": None, "grpc_port": None, "audio": audio_params, "media_dirs": media})
     try:
         with server.client(timeout=300) as client:
             with console.status("loading the models ..."):

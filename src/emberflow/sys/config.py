@@ -51,6 +51,9 @@ class Config:
     # Directories an absolute file path given as `model` may point into, besides the user models
     # directory, the model cache and the sandbox (a client must not make units read any file).
     model_dirs: list[str] = field(default_factory=list)
+    # Directories, besides the sandbox, where a client may name media files for units (an audio
+    # `file:` source or sink, a video file as camera input).
+    media_dirs: list[str] = field(default_factory=list)
     restart_backoff: tuple[float, float] = (0.5, 10.0)  # first and max delay between restarts
     flow: str | None = None
     audio: dict[str, Any] = field(default_factory=dict)  # defaults for the audio unit: source, sink, ...
@@ -112,7 +115,9 @@ class Config:
         return Path(self.rundir)
 
     def model_path_roots(self) -> list[Path]:
-        return [Path(d).expanduser() for d in self.model_dirs] + [self.resolved_sandbox()]
+        """Where files a client names may be (models, media): unit processes refuse others."""
+        dirs = [*self.model_dirs, *self.media_dirs]
+        return [Path(d).expanduser() for d in dirs] + [self.resolved_sandbox()]
 
     def resolved_sandbox(self) -> Path:
         p = Path(self.sandbox or Path.home() / ".local" / "share" / "emberflow" / "files")

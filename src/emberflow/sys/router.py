@@ -274,10 +274,9 @@ class Router:
                     self.tasks.counter += 1
             else:
                 pending.work_id = self.tasks.next_work_id(kind)  # consumed even if the setup fails
-            if isinstance(req.data, dict):
-                req.data = {**self.setup_defaults.get(kind, {}), **req.data}
             links, policies = await self._resolve_inputs(kind, req.data)
-            await self._send_unit(up.host, control.Setup(req, conn.conn_id, pending.work_id, links, policies))
+            defaults = self.setup_defaults.get(kind, {})
+            await self._send_unit(up.host, control.Setup(req, conn.conn_id, pending.work_id, links, policies, defaults))
         except StackFlowError as e:
             self.tasks.take_pending(kind, conn.conn_id, req.request_id)
             if e.code == Code.LINK:

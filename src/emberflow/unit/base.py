@@ -309,6 +309,13 @@ class Unit(Generic[P]):
         raise NotImplementedError  # never called: the host checks `streams_input()` first
 
     @classmethod
+    def client_files(cls, data: dict[str, Any]) -> list[str]:
+        """The files a client's setup `data` names for this unit to open (e.g. an audio sink
+        `file:<path>`); the host refuses any outside the configured file roots. Units that open
+        files named in setup override this."""
+        return []
+
+    @classmethod
     def streams_input(cls) -> bool:
         return cls.on_chunk is not Unit.on_chunk
 

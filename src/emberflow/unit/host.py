@@ -85,7 +85,8 @@ class UnitHost:
         self.subs: dict[str, zmq.Socket[bytes]] = {}  # work_id -> its SUB socket for upstream links
         self.pending_setups = 0
         self.catalogue = Catalogue() if unit_cls.needs_model else None
-        self.model_dirs = list(model_dirs or [])  # where a file path given as `model` may point
+        # Where files a client names may be: a `model` path, an audio file, a video file.
+        self.file_roots = list(model_dirs or [])
         # Last control request: inference-data errors go there (StackFlow §3.4).
         self.last_control: tuple[str, int] = ("0", NO_CONN)
         self._main_calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
@@ -232,13 +233,18 @@ class UnitHost:
         if len(self.tasks) + self.pending_setups >= self.unit_cls.max_tasks:
             raise StackFlowError(Code.TASK_FULL, detail=f"{self.kind} allows {self.unit_cls.max_tasks} task(s)")
         model_ref = self._resolve_model(req.data)
-        params = self._params(req.data, model_ref)
+        params = self._params(req.data, model_ref, msg.defaults)
         self.pending_setups += 1
         threading.Thread(
             target=self._load, name=f"setup-{msg.work_id}", daemon=True, args=(msg, params, model_ref, None)
         ).start()
 
-    def _params(self, data: dict[str, Any], model_ref: ModelRef | None) -> UnitParams:
+    def _params(
+        self, data: dict[str, Any], model_ref: ModelRef | None, defaults: dict[str, Any] | None = None
+    ) -> UnitParams:
+        """The task's params: the model's mode_param, then the daemon's configured defaults, then
+        the client's own keys, which may not name descriptor-only fields or files outside the roots."""
+        self._check_client_files(data)
         refused = sorted(self.unit_cls.Params.descriptor_only() & set(data))
         if refused:
             raise StackFlowError(
@@ -247,11 +253,31 @@ class UnitHost:
                 "this machine); put them in the mode_param of a descriptor in ~/.config/emberflow/models and set up "
                 "that model by name",
             )
-        merged = {**(model_ref.mode_param if model_ref else {}), **data}
+        merged = {**(model_ref.mode_param if model_ref else {}), **(defaults or {}), **data}
         try:
             return self.unit_cls.Params.model_validate(merged)
         except ValidationError as e:
             raise StackFlowError(Code.MODEL_LOADING, detail=_validation_text(e)) from None
+
+    def _check_client_files(self, data: dict[str, Any]) -> None:
+        """Files a client's setup names for the unit to read or write (an audio file sink, a video
+        file as camera input) must be under the file roots (the sandbox, `model_dirs`,
+        `media_dirs`): no client makes a unit open a file of its choosing."""
+        try:
+            named = self.unit_cls.client_files(data)
+        except (TypeError, AttributeError, ValueError):
+            return  # malformed values: the params' own validation explains them
+        roots = [r.resolve() for r in self.file_roots]
+        for name in named:
+            path = Path(name).expanduser()
+            resolved = path.resolve() if path.is_absolute() else None
+            if resolved is None or not any(resolved == r or r in resolved.parents for r in roots):
+                raise StackFlowError(
+                    Code.PARAMETER,
+                    detail=f"file {name!r}: files a client names must be absolute paths under "
+                    f"{', '.join(str(r) for r in roots)} (sys.push puts files in the sandbox; add a directory "
+                    "to `media_dirs` in the config to allow more)",
+                )
 
     def _reconfigure(self, msg: control.Setup, task: Task) -> None:
         """A repeated setup of a singleton task (the audio device): StackFlow acks it; keys of the
@@ -264,7 +290,7 @@ class UnitHost:
             self._answer(msg.conn, reply(req.request_id, msg.work_id))
             return
         try:
-            params = self._params(req.data, None)
+            params = self._params(req.data, None, msg.defaults)
         except StackFlowError as e:
             raise StackFlowError(Code.PARAMETER, detail=e.detail) from None
         threading.Thread(
@@ -357,7 +383,7 @@ class UnitHost:
             return None
         try:
             return self.catalogue.find(
-                data.get("model"), self.unit_cls.model_type or self.kind, path_roots=self.model_dirs
+                data.get("model"), self.unit_cls.model_type or self.kind, path_roots=self.file_roots
             )
         except ModelUnavailable as e:
             raise StackFlowError(Code.MODEL_LOADING, detail=str(e)) from None
@@ -590,7 +616,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--control", required=True)
     ap.add_argument("--rundir", required=True)
     ap.add_argument("--unit-path", default=None, help="module:Class of a user unit")
-    ap.add_argument("--model-dir", action="append", default=[], help="a directory model file paths may be under")
+    ap.add_argument("--model-dir", action="append", default=[], help="a directory files named by clients may be under")
     ap.add_argument(
         "--remote-bind", default=None, help="tcp://ADDR: also bind task data sockets there, for tasks on other machines"
     )

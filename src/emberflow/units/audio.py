@@ -57,6 +57,12 @@ class AudioUnit(Unit[AudioParams]):
     inputs = {"pcm": IO.AUDIO_PCM}
     outputs = {"pcm": IO.AUDIO_PCM}
 
+    @classmethod
+    def client_files(cls, data: dict[str, Any]) -> list[str]:
+        """An audio file to play from (`source: file:<wav>`) or record the answers into (`sink`)."""
+        named = (data.get("source"), data.get("sink"))
+        return [v[5:] for v in named if isinstance(v, str) and v.startswith("file:")]
+
     def setup(self, params: AudioParams) -> None:
         self.p = params
         self.seq = 0

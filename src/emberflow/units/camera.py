@@ -50,6 +50,16 @@ class CameraUnit(Unit[CameraParams]):
     inputs = {"image": IO.IMAGE}
     outputs = {"frame": IO.IMAGE}
 
+    @classmethod
+    def client_files(cls, data: dict[str, Any]) -> list[str]:
+        """A video file named as input (devices are /dev/videoN or N; streams are URLs)."""
+        entries = data.get("input", [])
+        return [
+            e
+            for e in ([entries] if isinstance(entries, str) else entries)
+            if isinstance(e, str) and not e.startswith("camera") and capture.names_a_file(e)
+        ]
+
     def setup(self, params: CameraParams) -> None:
         self.params = params
         self.size = (params.frame_width, params.frame_height)

@@ -20,6 +20,18 @@ def list_devices() -> list[str]:
     return sorted(glob.glob("/dev/video*"), key=lambda p: int(re.sub(r"\D", "", p) or 0))
 
 
+_DEVICE = re.compile(r"^(/dev/video\d+|\d+)$")
+_TASK = re.compile(r"^[\w-]+(\.\d+)?$")  # a work id or kind name (a link), not a file
+
+
+def names_a_file(source: str) -> bool:
+    """Whether opening `source` opens a file (what a client may only name under the file roots);
+    a device path that is not /dev/videoN counts as a file."""
+    if source.startswith(STREAM_SCHEMES):
+        return False
+    return not _DEVICE.match(source) and not _TASK.match(source)
+
+
 def kind_of(source: str) -> str:
     if source.startswith(STREAM_SCHEMES):
         return "stream"

@@ -1,13 +1,20 @@
 """The Ray backend: each unit host placed on Ray is one actor (`ray_actor.UnitHostActor`).
 
-The sys daemon is the Ray driver and owns the actors, so they die with it. An actor is created
-once per host and kept across restarts: when it dies, Ray restarts it (`max_restarts`, on any
-node whose resources fit, once one does), and the supervisor calls `serve` on the same handle
-again, which Ray holds until the actor is back. Only an actor Ray gave up on is replaced.
+The sys daemon is the Ray driver and owns the actors, so they die with it.
 
 A host that dies is reported as the supervisor expects of a process: `wait()` returns -9, with
-`exit_detail()` saying whether Ray lost the actor or its node. Its clients are answered by the
-router as for any crash (-11), and the heartbeat watchdog covers a node that just goes silent.
+`exit_detail()` saying how it was lost. Its clients are answered by the router as for any crash
+(-11), and the heartbeat watchdog covers a node that just goes silent. The death is noticed by
+whichever comes first:
+
+- its control connection to sys closes (`connection_lost`, told by the router): at once when
+  the actor's worker or its whole node is killed, while Ray reports a lost actor to its owner
+  only ~1.4 s later. The actor is then killed for good (it cannot come back beside the next
+  one under the same identity) and the next start makes a new one, placed like the first;
+- Ray reports the actor lost (a host that died before it connected, or a node cut off without
+  its connections closing). Ray restarts it (`max_restarts`, on any node whose resources fit,
+  once one does) and the next start calls `serve` on the same handle again, which Ray holds
+  until the actor is back; only an actor Ray gave up on is replaced.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ class RayBackend:
         self.address = address
         self.node_ip = node_ip
         self.log_level = log_level
-        self.actors: dict[str, Any] = {}  # host -> actor handle, kept across restarts
+        self.actors: dict[str, Any] = {}  # host -> actor handle, kept across the restarts Ray makes
         self._connected = asyncio.Lock()
         self._joined = False
 
@@ -181,13 +188,24 @@ class RayUnit:
 
     def terminate(self) -> None:
         """Stop on purpose: the actor goes for good (a later start makes a new one)."""
+        self._drop_actor()
+        self._end(STOPPED, None)
+
+    def connection_lost(self) -> None:
+        """The host's control connection closed: its worker is gone (or cut off from sys). Ray
+        would say so only later; end now, and kill the actor for good so that Ray does not
+        restart it beside the new one that the next start makes."""
+        self._drop_actor()
+        where = self._where.get("node_ip", "?")
+        self._end(KILLED, f"lost its Ray actor on node {where} (its control connection to sys closed)")
+
+    def _drop_actor(self) -> None:
         import ray
 
         self.backend.forget(self.host, self.actor)
         with contextlib.suppress(Exception):
             ray.kill(self.actor, no_restart=True)
         self._run_task.cancel()
-        self._end(STOPPED, None)
 
     def kill(self) -> None:
         """The watchdog found it hung: Ray may restart the actor (its `max_restarts`)."""

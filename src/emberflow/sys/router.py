@@ -17,6 +17,7 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from emberflow.bus import control
 from emberflow.bus.control import NO_CONN
@@ -55,18 +56,23 @@ class Router:
         # one (on a machine that vanished) still looks open.
         self.control.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.control.setsockopt(zmq.LINGER, 0)
+        self._monitor: zmq.asyncio.Socket | None = None
         self.control_addr = f"ipc://{cfg.resolved_rundir()}/control"
         self.control.bind(self.control_addr)
         self.supervisor = Supervisor(cfg, self.control_addr, units, self._on_unit_exit)
         if self.supervisor.has_remote:  # hosts on other machines reach the same socket over tcp
             self.control.bind(f"tcp://{cfg.bus_host}:{cfg.bus_port or '*'}")
             self.supervisor.remote_control_addr = self.control.getsockopt_string(zmq.LAST_ENDPOINT)
+            # A remote host's connection closes the moment its process dies, well before Ray tells
+            # its owner that the actor is gone: each closed connection is told to the supervisor.
+            self._monitor = self.control.get_monitor_socket(zmq.EVENT_DISCONNECTED)
             if cfg.bus_host not in ("127.0.0.1", "::1", "localhost"):
                 log.warning(
                     "unit control socket on %s: it has no authentication; keep the cluster on a trusted network",
                     self.supervisor.remote_control_addr,
                 )
         self.conns: dict[int, ClientConnection] = {}
+        self._remote_fds: dict[int, str] = {}  # socket fd of a remote host's control connection -> host
         self.sys_actions: dict[str, SysAction] = dict(sys_actions or {})
         self.started = time.time()
         self._next_tcp_id = 8000  # StackFlow numbers TCP connections from 8000
@@ -319,13 +325,49 @@ class Router:
 
     # --- unit side: handlers get the sending host's identity (its kind, or `kind#N` of a replica) ---
     async def serve_units(self) -> None:
+        if self._monitor is not None:
+            self.spawn(self._watch_connections(self._monitor))
         while True:
-            ident, *parts = await self.control.recv_multipart()
+            fd = None
+            if self._monitor is None:
+                ident, *parts = await self.control.recv_multipart()
+            else:  # the frames say which connection (socket fd) they came by
+                frames = await self.control.recv_multipart(copy=False)
+                ident, parts, fd = frames[0].bytes, [f.bytes for f in frames[1:]], frames[0].get(zmq.SRCFD)
             try:
                 msg = control.decode(parts)
+                if fd is not None and type(msg) is control.Ready:
+                    self._connected(ident.decode(), fd)
                 self._on[type(msg)](ident.decode(), msg)
             except Exception:
                 log.exception("bad message from unit %s", ident)
+
+    # --- control connections of remote hosts: a closed one is a host gone -----------------------------
+    def _connected(self, host: str, fd: int) -> None:
+        """A host said `ready` by the connection with this socket fd. The closes the monitor has
+        already reported are handled first: one of an earlier connection that had the same fd
+        number is not this host's."""
+        assert self._monitor is not None
+        pending: zmq.Socket[bytes] = zmq.Socket.shadow(self._monitor.underlying)  # read without waiting
+        while True:
+            try:
+                self._on_connection_event(pending.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                break
+        self._remote_fds = {f: h for f, h in self._remote_fds.items() if h != host}
+        if self.supervisor.is_remote(self.supervisor.kind_of(host)):
+            self._remote_fds[fd] = host
+
+    async def _watch_connections(self, monitor: zmq.asyncio.Socket) -> None:
+        while True:
+            self._on_connection_event(await monitor.recv_multipart())
+
+    def _on_connection_event(self, event: list[bytes]) -> None:
+        fd = parse_monitor_message(event)["value"]  # EVENT_DISCONNECTED: the fd of the closed connection
+        host = self._remote_fds.pop(fd, None)
+        if host is not None:
+            log.info("unit %s: its control connection closed", host)
+            self.supervisor.connection_lost(host)
 
     def _on_ready(self, kind: str, msg: control.Ready) -> None:
         self.supervisor.mark_ready(kind, msg.schema)
@@ -507,6 +549,9 @@ class Router:
 
     async def close(self) -> None:
         await self.supervisor.close()
+        if self._monitor is not None:
+            self.control.disable_monitor()
+            self._monitor.close(0)
         self.control.close(0)
         self.ctx.term()
 

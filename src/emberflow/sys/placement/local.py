@@ -27,6 +27,9 @@ class LocalProcess:
     def exit_detail(self) -> str | None:
         return None  # the exit code or signal says it
 
+    def connection_lost(self) -> None:
+        pass  # wait() sees the exit itself, at once
+
     async def wait(self) -> int:
         return await self.proc.wait()
 

@@ -1,13 +1,23 @@
 """The Ray backend: each unit host placed on Ray is one actor (`ray_actor.UnitHostActor`).
 
-The sys daemon is the Ray driver and owns the actors, so they die with it. An actor is created
-once per host and kept across restarts: when it dies, Ray restarts it (`max_restarts`, on any
-node whose resources fit, once one does), and the supervisor calls `serve` on the same handle
-again, which Ray holds until the actor is back. Only an actor Ray gave up on is replaced.
+The sys daemon is the Ray driver and owns the actors, so they die with it.
 
 A host that dies is reported as the supervisor expects of a process: `wait()` returns -9, with
-`exit_detail()` saying whether Ray lost the actor or its node. Its clients are answered by the
-router as for any crash (-11), and the heartbeat watchdog covers a node that just goes silent.
+`exit_detail()` saying how it was lost. Its clients are answered by the router as for any crash
+(-11), and the heartbeat watchdog covers a node that just goes silent. The death is noticed by
+whichever comes first:
+
+- its control connection to sys closes (`connection_lost`, told by the router): at once when
+  the actor's worker or its whole node is killed, while Ray reports a lost actor to its owner
+  only ~1.4 s later. The actor is then killed for good (it cannot come back beside the next
+  one under the same identity) and the next start takes the host's spare: an idle actor placed
+  like it, made with each start so that a restart needs no new Ray worker (1-2 s to start on a
+  busy small box). A spare costs an idle worker with emberflow imported, and hosts nothing
+  until its `serve` is called: never a second host under the same identity;
+- Ray reports the actor lost (a host that died before it connected, or a node cut off without
+  its connections closing). Ray restarts it (`max_restarts`, on any node whose resources fit,
+  once one does) and the next start calls `serve` on the same handle again, which Ray holds
+  until the actor is back; only an actor Ray gave up on is replaced.
 """
 
 from __future__ import annotations
@@ -31,7 +41,10 @@ class RayBackend:
         self.address = address
         self.node_ip = node_ip
         self.log_level = log_level
-        self.actors: dict[str, Any] = {}  # host -> actor handle, kept across restarts
+        self.actors: dict[str, Any] = {}  # host -> actor handle, kept across the restarts Ray makes
+        # host -> an idle actor placed like it, ready to take over: a new Ray worker takes 1-2 s to
+        # start on a busy small box, a restart of the host in a warm one tens of ms.
+        self.spares: dict[str, Any] = {}
         self._connected = asyncio.Lock()
         self._joined = False
 
@@ -70,9 +83,18 @@ class RayBackend:
         make = lambda: self._new_actor(host, placement, replica)
         if host not in self.actors:
             self.actors[host] = make()
-        return RayUnit(self, host, make, (host, kind, path, control_addr, model_dirs, self.log_level))
+        unit = RayUnit(self, host, make, (host, kind, path, control_addr, model_dirs, self.log_level))
+        if host not in self.spares:
+            self.spares[host] = self._create(placement, replica)
+        return unit
 
     def _new_actor(self, host: str, placement: Placement, replica: int) -> Any:
+        """The host's next actor: its spare when it has one (placed and warm already)."""
+        actor = self.spares.pop(host, None) or self._create(placement, replica)
+        self.actors[host] = actor
+        return actor
+
+    def _create(self, placement: Placement, replica: int) -> Any:
         from emberflow.sys.placement.ray_actor import RemoteUnitHost
 
         options: dict[str, Any] = {
@@ -83,9 +105,7 @@ class RayBackend:
         }
         if placement.labels:
             options["label_selector"] = dict(placement.labels)
-        actor = RemoteUnitHost.options(**options).remote()
-        self.actors[host] = actor
-        return actor
+        return RemoteUnitHost.options(**options).remote()  # Ray places it and starts its worker now
 
     def forget(self, host: str, actor: Any) -> None:
         if self.actors.get(host) is actor:
@@ -94,10 +114,11 @@ class RayBackend:
     async def close(self) -> None:
         import ray
 
-        for actor in self.actors.values():
+        for actor in [*self.actors.values(), *self.spares.values()]:
             with contextlib.suppress(Exception):  # already dead
                 ray.kill(actor, no_restart=True)
         self.actors.clear()
+        self.spares.clear()
         if self._joined:
             await asyncio.to_thread(ray.shutdown)
             self._joined = False
@@ -181,13 +202,24 @@ class RayUnit:
 
     def terminate(self) -> None:
         """Stop on purpose: the actor goes for good (a later start makes a new one)."""
+        self._drop_actor()
+        self._end(STOPPED, None)
+
+    def connection_lost(self) -> None:
+        """The host's control connection closed: its worker is gone (or cut off from sys). Ray
+        would say so only later; end now, and kill the actor for good so that Ray does not
+        restart it beside the new one that the next start makes."""
+        self._drop_actor()
+        where = self._where.get("node_ip", "?")
+        self._end(KILLED, f"lost its Ray actor on node {where} (its control connection to sys closed)")
+
+    def _drop_actor(self) -> None:
         import ray
 
         self.backend.forget(self.host, self.actor)
         with contextlib.suppress(Exception):
             ray.kill(self.actor, no_restart=True)
         self._run_task.cancel()
-        self._end(STOPPED, None)
 
     def kill(self) -> None:
         """The watchdog found it hung: Ray may restart the actor (its `max_restarts`)."""

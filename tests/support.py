@@ -6,7 +6,10 @@ Lives here, not in conftest.py: tests/<area>/conftest.py files would shadow `fro
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -16,6 +19,27 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 EXAMPLES = SHARED / "spec" / "stackflow-examples"
 TESTS = Path(__file__).resolve().parent
+
+
+T = TypeVar("T")
+
+# How long a test waits for something to happen before it calls it a hang: far above any wait on
+# a loaded CI machine, below pytest-timeout's 300 s. A bound that ends a stuck test, never a
+# claim about speed: what tests assert is what happened.
+HANG_GUARD = 240.0
+
+
+def eventually(
+    condition: Callable[[], T], explain: Callable[[], Any] = lambda: "", timeout: float = HANG_GUARD, step: float = 0.05
+) -> T:
+    """Poll `condition` until it gives something true, and return that; `explain()` says what was
+    seen if it never comes (a hang)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {explain()}")
+        time.sleep(step)
+    return value
 
 
 class Server(Launched):

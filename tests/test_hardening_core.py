@@ -15,7 +15,7 @@ import requests
 import yaml
 
 from emberflow.client import ServerError
-from support import Server
+from support import Server, eventually
 
 pytestmark = pytest.mark.slow
 TOKEN = "k"
@@ -88,10 +88,14 @@ def test_read_only_actions_never_steal_a_stream_and_others_cannot_drive_it(tmp_p
         first.start()
         with s.client(timeout=30) as c:
             c.request("sys", "auth", data=TOKEN)
-            deadline = time.monotonic() + 60
-            while not any(kind == "chunk" and e["choices"][0]["delta"].get("content") for kind, e in events):
-                assert time.monotonic() < deadline and first.is_alive(), events
-                time.sleep(0.05)
+            eventually(
+                lambda: (
+                    any(kind == "chunk" and e["choices"][0]["delta"].get("content") for kind, e in events)
+                    or not first.is_alive()
+                ),
+                lambda: events,
+            )
+            assert first.is_alive(), events
             (llm,) = [t["work_id"] for t in c.request("sys", "lstask")["data"]["tasks"] if t["unit"] == "llm"]
             assert c.request(llm, "taskinfo")["data"]["model"] == "smollm2-135m-instruct"  # reading is open
             for action in ("exit", "pause"):
@@ -139,10 +143,7 @@ def test_http_streams_on_a_dead_unit_end_with_an_error_or_complete(tmp_path):
         threads = [threading.Thread(target=_sse, args=(url, {**CHAT, "max_tokens": 300}, out)) for out in runs]
         for t in threads:
             t.start()
-        deadline = time.monotonic() + 90
-        while not any(kind == "chunk" for out in runs for kind, _ in out[1:]):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        eventually(lambda: any(kind == "chunk" for out in runs for kind, _ in out[1:]), lambda: runs)
         os.kill(s.unit_pid("llm"), signal.SIGKILL)
         for t in threads:
             t.join(120)
@@ -180,10 +181,12 @@ def test_abandoned_streams_are_cancelled_running_or_queued(tmp_path):
             last: list = []
             _sse(url, {**CHAT, "max_tokens": 8}, last)
             assert last[-1][0] == "done"
-            deadline = time.monotonic() + 30
-            while (info := c.request(llm, "taskinfo")["data"])["stats"]["aborted"] - before["aborted"] < 4:
-                assert time.monotonic() < deadline, info["stats"]
-                time.sleep(0.1)
+
+            def aborted_all() -> dict | None:
+                info = c.request(llm, "taskinfo")["data"]
+                return info if info["stats"]["aborted"] - before["aborted"] >= 4 else None
+
+            info = eventually(aborted_all, lambda: c.request(llm, "taskinfo")["data"]["stats"], step=0.1)
             assert max(info["unit"]["generated_tokens"]) < 400  # none ran to its end
     finally:
         s.stop()
@@ -243,10 +246,7 @@ def test_a_killed_unit_leaves_no_ipc_files(fresh_server):
     assert (rundir / f"{echo}.pub").exists()
     os.kill(fresh_server.unit_pid("echo"), signal.SIGKILL)
     c.next_message(lambda m: m["error"]["code"] == -11, timeout=30)
-    deadline = time.monotonic() + 10
-    while list(rundir.glob("echo.*.pub")):
-        assert time.monotonic() < deadline, list(rundir.glob("*.pub"))
-        time.sleep(0.1)
+    eventually(lambda: not list(rundir.glob("echo.*.pub")), lambda: list(rundir.glob("*.pub")), step=0.1)
 
 
 def test_after_a_crash_the_http_pool_holds_no_dead_slots(tmp_path):
@@ -262,29 +262,25 @@ def test_after_a_crash_the_http_pool_holds_no_dead_slots(tmp_path):
         def health() -> int:
             return requests.get(f"{url}/health", timeout=30).status_code
 
-        deadline = time.monotonic() + 120
-        while health() != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        eventually(lambda: health() == 200, step=0.2)
         two = [[] for _ in range(2)]  # two chats at once: the pool grows to both of llm's slots
         threads = [threading.Thread(target=_sse, args=(chat, {**CHAT, "max_tokens": 300}, out)) for out in two]
         for t in threads:
             t.start()
         with s.client(timeout=60) as c:
             c.request("sys", "auth", data=TOKEN)
-            while sum(1 for out in two if len(out) > 2) < 2:  # both answering
-                assert time.monotonic() < deadline + 120 and all(t.is_alive() for t in threads), two
-                time.sleep(0.05)
+            eventually(  # both answering (or one ended: checked below)
+                lambda: sum(1 for out in two if len(out) > 2) == 2 or not all(t.is_alive() for t in threads),
+                lambda: two,
+            )
+            assert all(t.is_alive() for t in threads), two
             llm = [t for t in c.request("sys", "lstask")["data"]["tasks"] if t["unit"] == "llm"]
             assert len(llm) == 2, llm
             os.kill(s.unit_pid("llm"), signal.SIGKILL)  # mid-answer: both were busy
             for t in threads:
                 t.join(300)
-            seen = []
-            while (code := health()) != 200 or not seen:  # 503 while the warm task is gone or loading
-                seen.append(code)
-                assert time.monotonic() < deadline + 120, seen[-5:]
-                time.sleep(0.05)
+            seen: list[int] = []
+            eventually(lambda: seen.append(health()) or (len(seen) > 1 and seen[-1] == 200), lambda: seen[-5:])
             assert 503 in seen
             mine = c.setup("llm", {"model": "smollm2-135m-instruct", "max_token_len": 8})  # the free slot
             assert c.ask(mine, "Say hi.")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import time
 
 import pytest
 import zmq
@@ -15,6 +14,7 @@ from emberflow.client import ServerError
 from emberflow.unit import IO, Chunk, Unit
 from emberflow.unit.local import LocalTask
 from emberflow.unit.task import Task
+from support import eventually
 from units_for_tests import EchoUnit, TallyUnit
 
 OBJ = "tally.utf-8.stream"
@@ -133,28 +133,21 @@ def test_resources_survive_a_unit_crash(fresh_server):
     c = fresh_server.client()
     c.request("tally", "load_resource", "tally.resource", {"id": "en", "data": "the"})
     os.kill(fresh_server.unit_pid("tally"), signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while True:  # the supervisor restarts the process and sys loads the resource into it again
+
+    def listed() -> list | None:  # the supervisor restarts the process and sys loads the resource again
         try:
-            listed = c.request("tally", "list_resources", timeout=5)["data"]
-            assert listed == ["en"]  # never an empty list: requests wait until resources are back
-            break
+            return c.request("tally", "list_resources", timeout=5)["data"]
         except (ServerError, TimeoutError):
-            pass  # the process is down (-9) until the supervisor notices and restarts it
-        assert time.monotonic() < deadline, "the resource was not reloaded after the restart"
-        time.sleep(0.05)
+            return None  # the process is down (-9) until the supervisor notices and restarts it
+
+    # never an empty list: requests wait until resources are back
+    got = eventually(lambda: (v := listed()) is not None and (v,), lambda: "the unit never came back")
+    assert got == (["en"],)
     tally = c.setup("tally", {"stopwords": "en", "response_format": "tally.json"})
     c.infer(tally, "the end", object="tally.utf-8")
     assert c.next_message(lambda m: m.get("work_id") == tally)["data"] == {"words": 1, "chunks": 1}
     c.request("sys", "reset")  # reset forgets resources: a fresh process has none
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            assert c.request("tally", "list_resources", timeout=5)["data"] == []
-            break
-        except (ServerError, TimeoutError):
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+    assert eventually(lambda: (v := listed()) is not None and (v,), step=0.2) == ([],)
 
 
 def test_local_task_sessions_and_resources():

@@ -6,7 +6,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import time
+
+from support import eventually
 
 
 class Wire:
@@ -51,14 +52,7 @@ class Wire:
         self.sock.close()
 
 
-def wait_until(predicate, timeout: float = 20.0, step: float = 0.05) -> bool:
-    """Poll `predicate` (a bound on the wait, not an assertion about time)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
+wait_until = eventually  # tests here read better with the old name
 
 
 def ping(rid: str = "p") -> dict:

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from conftest import Server
+from support import eventually
 
 
 def test_health_is_503_while_loading_then_200(tmp_path, monkeypatch):
@@ -26,10 +27,7 @@ def test_health_is_503_while_loading_then_200(tmp_path, monkeypatch):
         assert first.json()["error"]["type"] == "unavailable_error" and "slowstart" in first.json()["error"]["message"]
         assert requests.get(url + "/v2/health/ready", timeout=5).status_code == 503
         assert requests.get(url + "/v2/health/live", timeout=5).status_code == 200
-        deadline = time.monotonic() + 30
-        while requests.get(url + "/health", timeout=5).status_code != 200:
-            assert time.monotonic() < deadline, "never became healthy"
-            time.sleep(0.2)
+        eventually(lambda: requests.get(url + "/health", timeout=5).status_code == 200, step=0.2)
         assert requests.get(url + "/v2/health/ready", timeout=5).status_code == 200
     finally:
         s.stop()
@@ -48,11 +46,16 @@ def test_preloaded_llm_is_warm_before_health_says_ok(tmp_path, monkeypatch):
     try:
         url = f"http://127.0.0.1:{s.http_port}"
         seen = []
-        deadline = time.monotonic() + 60
-        while (r := requests.get(url + "/health", timeout=5)).status_code != 200:
-            assert r.status_code == 503 and time.monotonic() < deadline, r.text
+
+        def healthy() -> bool:
+            r = requests.get(url + "/health", timeout=5)
+            if r.status_code == 200:
+                return True
+            assert r.status_code == 503, r.text  # starting: unavailable, never an error
             seen.append(r.json()["error"]["message"])
-            time.sleep(0.05)
+            return False
+
+        eventually(healthy, lambda: seen[-3:])
         assert seen and any("task llm smollm2-135m-instruct" in m for m in seen), seen
         with Client("127.0.0.1", s.port) as c:
             c.request("sys", "auth", data="k")
@@ -94,12 +97,14 @@ def test_a_crashed_preloaded_llm_is_loaded_again_and_health_says_so(tmp_path, mo
     url = f"http://127.0.0.1:{s.http_port}"
 
     def wait_healthy() -> list[int]:
-        codes, deadline = [], time.monotonic() + 60
-        while (code := requests.get(url + "/health", timeout=5).status_code) != 200 or not codes:
-            codes.append(code)
-            assert time.monotonic() < deadline, codes[-5:]
-            time.sleep(0.05)
-        return codes
+        codes: list[int] = []
+        eventually(
+            lambda: (
+                codes.append(requests.get(url + "/health", timeout=5).status_code) or (codes[1:] and codes[-1] == 200)
+            ),
+            lambda: codes[-5:],
+        )
+        return codes[:-1]  # the codes before the first 200 that followed one
 
     try:
         wait_healthy()

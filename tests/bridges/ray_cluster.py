@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -77,19 +76,6 @@ class LoopbackCluster:
         with contextlib.suppress(Exception):  # its processes are already gone
             self.cluster.remove_node(node, allow_graceful=False)
         return [p.pid for p in victims]
-
-    def wait_dead(self, node_id: str, timeout: float = 30.0) -> None:
-        """Until the head's GCS has declared the node dead (then Ray can restart its actors elsewhere)."""
-        import ray
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not ray.is_initialized():
-                ray.init(address=self.address, _node_ip_address=LOOPBACK, log_to_driver=False)
-            if any(n["NodeID"] == node_id and not n["Alive"] for n in ray.nodes()):
-                return
-            time.sleep(0.25)
-        raise TimeoutError(f"Ray did not declare node {node_id} dead in {timeout} s")
 
     def shutdown(self) -> None:
         import ray

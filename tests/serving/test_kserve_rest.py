@@ -4,7 +4,6 @@ equal to running the Engine directly), dynamic batching, the repository API, hot
 from __future__ import annotations
 
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import tritonclient.http as th
 from tritonclient.utils import InferenceServerException
 
 from serving.repo_models import DIGITS, add_model, digits_inputs, make_count_model, make_slow_model
-from support import Server
+from support import Server, eventually
 
 API_KEY = "sk-kserve"
 
@@ -154,16 +153,16 @@ def test_repository_unload_load_and_hot_reload(client, repo_server, engine):
     _wait(lambda: not client.is_model_ready("digits2", headers=auth()))
 
 
-def _wait(cond, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait(cond) -> None:
+    """Until `cond()` holds; the server may refuse while it reloads the repository."""
+
+    def holds() -> bool:
         try:
-            if cond():
-                return
+            return bool(cond())
         except InferenceServerException:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
+            return False
+
+    eventually(holds, step=0.1)
 
 
 def test_overload_is_refused_with_retry_after_and_nothing_hangs(repo_server):

@@ -4,7 +4,6 @@ StackFlow's camera_yolo sequence links them, and its other sources and outputs."
 from __future__ import annotations
 
 import base64
-import time
 import urllib.request
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from visionkit import DOG_JPG, b64, best, free_port, iou, photo, video
 
 from emberflow.client import ServerError
-from support import examples
+from support import eventually, examples
 
 pytestmark = pytest.mark.slow
 
@@ -157,10 +156,7 @@ def test_vlm_answers_about_the_latest_camera_frame(vision_server, tmp_path):
         {"model": "smolvlm-256M-ax630c", "response_format": "vlm.utf-8.stream", "input": ["vlm.utf-8", cam]},
         timeout=180,
     )
-    deadline = time.monotonic() + 60
-    while c.request(vlm, "taskinfo")["data"]["unit"]["image"] is None:  # until a frame has arrived
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    eventually(lambda: c.request(vlm, "taskinfo")["data"]["unit"]["image"] is not None, step=0.2)  # a frame came
     answer = c.ask(vlm, "What is in front of the camera?", timeout=180)
     assert "dog" in answer.lower(), answer
     c.exit(vlm)
@@ -181,10 +177,12 @@ def test_camera_detect_flow_prints_detections_per_frame(tmp_path):
     assert [u.name for u in load(path).order()] == ["camera", "yolo"]
     server = Server(tmp_path, config={"http_port": None, "grpc_port": None}, args=[str(path)])
     try:
-        deadline = time.monotonic() + 120
-        while sum(": dog " in line for line in server.log) < 3:  # e.g. "yolo.1001: dog 0.66 [52, 146, 221, 399]; ..."
-            assert time.monotonic() < deadline and server.proc.poll() is None, "".join(server.log[-30:])
-            time.sleep(0.2)
+        eventually(  # e.g. "yolo.1001: dog 0.66 [52, 146, 221, 399]; ..."
+            lambda: sum(": dog " in line for line in server.log) >= 3 or server.proc.poll() is not None,
+            lambda: "".join(server.log[-30:]),
+            step=0.2,
+        )
+        assert server.proc.poll() is None, "".join(server.log[-30:])
         c = server.client(timeout=60)
         yolo = c.request("yolo", "taskinfo")["data"][0]
         info = c.request(yolo, "taskinfo")["data"]

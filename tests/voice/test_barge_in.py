@@ -16,6 +16,7 @@ from emberflow.units.audio import ECHO_WINDOW
 from emberflow.units.bargein import BargeInUnit
 from emberflow.voice import pcm
 from emberflow.voice.bargein import rms
+from support import eventually
 
 pytestmark = pytest.mark.slow
 ANNOUNCEMENT = (
@@ -66,10 +67,7 @@ def test_speech_over_the_answer_stops_playback(voice_server):
         },
     )
     c.infer(tts, ANNOUNCEMENT, object="tts.utf-8")
-    deadline = time.monotonic() + 30
-    while not c.request("audio", "taskinfo")["data"]["unit"]["playing"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: c.request("audio", "taskinfo")["data"]["unit"]["playing"])
     # the microphone hears 0.8 s of the room while it plays (no echo: the speaker is a file),
     # then somebody talks over the answer, in real time
     push(c, utterance(0.8, "Wait, stop please.", 0.5), speed=1.0)

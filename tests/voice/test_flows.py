@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from voicekit import push, read_wav, transcribe
 from emberflow.flows.spec import BUILTIN, FlowError, load
 from emberflow.unit.registry import known_units
 from emberflow.voice import pcm
-from support import Server
+from support import Server, eventually
 
 
 def write(tmp_path, text: str):
@@ -51,15 +50,10 @@ def test_shipped_flows_are_valid_and_ordered():
 def test_up_with_the_transcribe_flow_prints_what_it_hears(tmp_path):
     server = Server(tmp_path, config={"http_port": None, "grpc_port": None}, args=[str(BUILTIN / "transcribe.yaml")])
     try:
-        deadline = time.monotonic() + 120
-        while not any("flow transcribe running" in line for line in server.log):
-            assert time.monotonic() < deadline, "".join(server.log)
-            time.sleep(0.2)
+        eventually(lambda: any("flow transcribe running" in line for line in server.log), lambda: "".join(server.log))
         with server.client(timeout=60) as mic:
             push(mic, utterance(0.3, "The weather is lovely today.", 1.2))
-        while not any(line.startswith("heard:") for line in server.log):
-            assert time.monotonic() < deadline, "".join(server.log)
-            time.sleep(0.2)
+        eventually(lambda: any(line.startswith("heard:") for line in server.log), lambda: "".join(server.log))
         heard = next(line for line in server.log if line.startswith("heard:"))
         assert "weather" in heard.lower()
     finally:

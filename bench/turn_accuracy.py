@@ -1,6 +1,7 @@
 """Accuracy of the semantic end of turn on the test questions: early cut-offs and hesitations.
 
-    python bench/turn_accuracy.py [--pause 0.5] [--thresholds 0.3,0.5,0.7] [--json]
+    python bench/turn_accuracy.py [--pause 0.5] [--thresholds 0.3,0.5,0.7] [--turn-pauses 0.064,0.15]
+        [--turn-repeats 0,0.25] [--json]
 
 The ASR unit runs in-process on the real models (Whisper tiny.en, Silero, Smart Turn v3.2), fed
 frame by frame like a microphone (emberflow.voice.replay), with background work settled before
@@ -41,11 +42,18 @@ PARAMS = {
 }
 
 
-def run(threshold: float, pause: float, words: bool) -> dict:
+def run(threshold: float, pause: float, words: bool, turn_pause: float, turn_repeat: float) -> dict:
     complete = {"verdict": 0, "long_silence": 0, "cut": 0}
     hesitations = {"kept": 0, "cut": 0}
     cut_at: list[str] = []
-    with LocalTask(ASRUnit, {**PARAMS, "turn_threshold": threshold, "turn_words": words}) as task:
+    params = {
+        **PARAMS,
+        "turn_threshold": threshold,
+        "turn_words": words,
+        "turn_pause": turn_pause,
+        "turn_repeat": turn_repeat,
+    }
+    with LocalTask(ASRUnit, params) as task:
         replay = LiveReplay(task)
         for q in QUESTIONS:
             before = dict(task.unit.ended_by)
@@ -64,6 +72,8 @@ def run(threshold: float, pause: float, words: bool) -> dict:
                     cut_at.append(" ".join(q.split()[:k]) + " | " + " / ".join(str(t) for _, t in out))
     return {
         "threshold": threshold,
+        "turn_pause": turn_pause,
+        "turn_repeat": turn_repeat,
         "words_checked": words,
         "complete": complete,
         "hesitations": hesitations,
@@ -75,29 +85,41 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pause", type=float, default=0.5)
     ap.add_argument("--thresholds", default="0.5")
+    ap.add_argument("--turn-pauses", default="0.15", help="silences (s) at which the verdict is asked")
+    ap.add_argument("--turn-repeats", default="0.25", help="further silences (s) after which it is asked again")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    results = [run(float(t), args.pause, words) for t in args.thresholds.split(",") for words in (True, False)]
+    results = [
+        run(float(t), args.pause, words, float(tp), float(tr))
+        for tp in args.turn_pauses.split(",")
+        for tr in args.turn_repeats.split(",")
+        for t in args.thresholds.split(",")
+        for words in (True, False)
+    ]
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
     n_q = len(QUESTIONS)
     print(f"{n_q} questions; hesitations of {args.pause} s after each word but the last")
     print(
-        "| threshold | words checked | complete: ended on the verdict | complete: long silence | complete: cut "
-        "| hesitations kept whole | hesitations cut |"
+        "| asked at (s) | asked again after (s) | threshold | words checked | complete: ended on the verdict "
+        "| complete: long silence | complete: cut | hesitations kept whole | hesitations cut |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         c, h = r["complete"], r["hesitations"]
         total = h["kept"] + h["cut"]
         print(
-            f"| {r['threshold']} | {'yes' if r['words_checked'] else 'no (audio only)'} | {c['verdict']}/{n_q} "
+            f"| {r['turn_pause']} | {r['turn_repeat'] or 'never'} | {r['threshold']} "
+            f"| {'yes' if r['words_checked'] else 'no (audio only)'} | {c['verdict']}/{n_q} "
             f"| {c['long_silence']}/{n_q} | {c['cut']}/{n_q} | {h['kept']}/{total} | {h['cut']}/{total} |"
         )
     for r in results:
         for cut in r["cut_at"]:
-            print(f"  threshold {r['threshold']}, words {'on' if r['words_checked'] else 'off'}: cut after {cut}")
+            print(
+                f"  asked at {r['turn_pause']} s, again {r['turn_repeat']}, threshold {r['threshold']}, "
+                f"words {'on' if r['words_checked'] else 'off'}: cut after {cut}"
+            )
     return 0
 
 

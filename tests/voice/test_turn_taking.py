@@ -17,10 +17,10 @@ from emberflow.voice.replay import LiveReplay
 
 pytestmark = pytest.mark.slow
 
-SEMANTIC = {
+SEMANTIC = {  # as the shipped voice-assistant flow sets it
     "model": "whisper-tiny.en",
     "endpointing": "semantic",
-    "turn_pause": 0.15,
+    "turn_pause": 0.064,
     "min_silence": 1.0,
     "partial_interval": 0,
     "response_format": "asr.utf-8.stream",
@@ -61,6 +61,25 @@ def test_a_complete_question_ends_on_the_verdict_not_the_silence(semantic):
     # recognition was done before the endpoint: the background transcript was reused as it was
     reused = after["transcripts"]["reused"] - before["transcripts"]["reused"]
     assert reused == 1 and after["transcripts"]["decoded"] == before["transcripts"]["decoded"]
+
+
+def test_a_pause_judged_unfinished_is_judged_again_as_the_silence_grows():
+    """`turn_repeat`: a "not yet" is asked about again after more silence, while no verdict is
+    pending; the words still hold a hesitation open ("the capital of ..." is unfinished however
+    often it is asked), so the question stays one turn."""
+    question = "What is the capital of France?"
+    audio = np.concatenate([silence(0.5), hesitation(question, 5, 0.8), silence(1.5)])
+    asked = {}
+    for repeat in (0.0, 0.2):
+        with LocalTask(ASRUnit, {**SEMANTIC, "turn_repeat": repeat}) as task:
+            out = LiveReplay(task).feed(audio)
+            info = task.unit.info()
+        assert len(out) == 1 and "capital of" in out[0][1].lower(), out
+        asked[repeat] = info["turn_verdicts"]["asked"]
+        assert info["turn_verdicts"]["complete"] == 1, info["turn_verdicts"]
+    # the 0.8 s hesitation is asked about at 0.064 s, and with repeats again at about 0.26, 0.46
+    # and 0.66 s (the same audio: any dip of the voice between words counts in both)
+    assert asked[0.2] >= asked[0.0] + 2, asked
 
 
 def test_fixed_silence_mode_is_still_a_setting():

@@ -7,8 +7,8 @@ endpointing.
   `false` event also ends the utterance.
 - End of turn: `endpointing: silence` ends an utterance after `min_silence` of silence;
   `endpointing: semantic` asks Smart Turn and the words heard so far at each short pause
-  (`turn_pause`) and ends the turn at once when both say it is complete, else keeps listening
-  up to `min_silence` (voice/turn_taking.py).
+  (`turn_pause`, and again every `turn_repeat` of further silence) and ends the turn at once
+  when both say it is complete, else keeps listening up to `min_silence` (voice/turn_taking.py).
 - Recognition done before the endpoint: the utterance so far is decoded in the background at
   every pause (voice/live_transcript.py), on the utterance's own length instead of Whisper's
   30 s window (voice/utterance_decoder.py); at the endpoint a transcript that covers every voiced
@@ -82,6 +82,13 @@ class ASRParams(UnitParams):
     )
     turn_pause: float = Field(
         0.15, ge=0.05, le=2, description="Semantic mode: silence (s) at which the end of turn is judged."
+    )
+    turn_repeat: float = Field(
+        0.0,
+        ge=0,
+        le=2,
+        description="Semantic mode: a pause judged unfinished by the audio model is judged again after this "
+        "much more silence (its opinion firms up as the silence grows); 0 = once per pause.",
     )
     turn_threshold: float = Field(
         0.5, gt=0, lt=1, description="Semantic mode: Smart Turn probability of a complete turn that ends it."
@@ -160,7 +167,8 @@ class ASRUnit(Unit[ASRParams]):
         self.live = LiveTranscript(self._decode_live, self.pool, on_ready=lambda: self.context.post(self._decoded))
         self.turns = self._turn_taking(params)
         self.decode_after = DECODE_AFTER[params.endpointing]
-        self.partial_at, self.partial_sent, self.asked_at = 0.0, "", -1
+        self.partial_at, self.partial_sent = 0.0, ""
+        self.asked_at: tuple[int, float] = (-1, 0.0)  # (voiced frames, silence) of the last verdict asked
         self.threads = params.cpu_threads or os.cpu_count() or 1
         self.ended_by: collections.Counter[str] = collections.Counter()
         self.after_endpoint_ms: collections.deque[float] = collections.deque(maxlen=20)
@@ -239,7 +247,7 @@ class ASRUnit(Unit[ASRParams]):
         self.live.reset()
         if self.turns is not None:
             self.turns.forget()
-        self.partial_at, self.partial_sent, self.asked_at = 0.0, "", -1
+        self.partial_at, self.partial_sent, self.asked_at = 0.0, "", (-1, 0.0)
 
     def on_frame(self, frame) -> Any:
         if frame.source.startswith("vad"):
@@ -288,11 +296,20 @@ class ASRUnit(Unit[ASRParams]):
             return None
         if silence >= self.decode_after:  # the user may be done: have the transcript ready
             self.live.request(voiced, self.ep.current_audio(voiced + DECODE_TAIL_FRAMES))
-        if self.turns is not None and silence >= self.p.turn_pause and self.asked_at != voiced:
-            self.asked_at = voiced  # once per pause (a pause is known by the speech before it)
+        if self.turns is not None and silence >= self.p.turn_pause and self._verdict_due(voiced, silence):
+            self.asked_at = (voiced, silence)  # a pause is known by the speech before it
             audio = np.frombuffer(self.ep.current_audio(), dtype="<i2")
             self.turns.ask(voiced, audio).add_done_callback(lambda f: self.context.post(self._decoded))
         return self._judge()
+
+    def _verdict_due(self, voiced: int, silence: float) -> bool:
+        """Once at each new pause; again every `turn_repeat` of further silence while no verdict
+        is pending (the last one said "not yet": maybe the audio model now hears the end)."""
+        frames, asked_silence = self.asked_at
+        if frames != voiced:
+            return True
+        repeat = self.p.turn_repeat
+        return bool(repeat) and silence - asked_silence >= repeat and not self.turns.pending()
 
     def _decoded(self) -> Any:
         """A background decode or a turn verdict finished (task thread)."""

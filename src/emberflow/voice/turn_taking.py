@@ -6,7 +6,10 @@ The turn is complete only when the model says so *and* the words do not stop mid
 either "no" keeps the endpointer listening, up to its longest silence. The first "no" that
 arrives decides: nobody waits for the other opinion to hear "keep listening".
 
-One `Pause` per pause: when the user speaks again, the pending opinions are forgotten.
+One `Pause` per question asked: when the user speaks again, the pending opinions are forgotten.
+A pause the audio model judged unfinished may be asked about again as the silence grows (the
+ASR unit's `turn_repeat`): its opinion firms up with the silence, and a "not yet" at 0.15 s
+would otherwise cost the whole longest wait.
 """
 
 from __future__ import annotations
@@ -59,6 +62,10 @@ class TurnTaking:
         self.counts["asked"] += 1
         self.pause = Pause(frames, self.pool.submit(self._timed, audio))
         return self.pause.probability
+
+    def pending(self) -> bool:
+        """A verdict was asked for and has not been given."""
+        return self.pause is not None
 
     def forget(self) -> None:
         self.pause = None

@@ -3,7 +3,9 @@ zero-weight fallback.
 
 Text is synthesised as it streams in from a linked LLM: the first chunk of each answer as soon
 as it has `first_chunk_words` words (or reaches a comma), so the first words play while the LLM
-is still writing, then clause by clause. Piper's ONNX session uses `cpu_threads` threads that
+is still writing, then clause by clause; and when the audio already sent is about to run out
+(`min_runway`), the complete words waiting are spoken without waiting for the clause's end, so
+the answer does not stop mid-sentence while the LLM writes. Piper's ONNX session uses `cpu_threads` threads that
 sleep when idle, so synthesis and llama.cpp share the two cores without spinning.
 `response_format: sys.pcm` plays on the audio unit (the router links it); stream formats return
 base64 PCM chunks (16 kHz S16LE mono); other formats return one base64 payload (a WAV file when
@@ -16,6 +18,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,6 +48,13 @@ class TTSParams(UnitParams):
         le=20,
         description="Speak the first words of an answer as soon as this many have arrived (0: wait for a clause).",
     )
+    min_runway: float = Field(
+        0.4,
+        ge=0,
+        le=30,
+        description="When the audio sent will have played out within this many seconds, the complete "
+        "words waiting are spoken at once instead of waiting for the clause to end (0: always wait).",
+    )
     cpu_threads: int = Field(0, ge=0, le=64, description="Piper's ONNX threads; 0 = all cores.")
     nice: int = Field(0, ge=0, le=19, description="Nice value (at least) of this unit process's threads.")
 
@@ -68,6 +78,8 @@ class TTSUnit(Unit[TTSParams]):
         self.chunks: list[dict[str, Any]] = []  # recent chunks: words, and whether the text had ended
         self.answer_chunks = 0  # chunks cut from the current answer's text
         self.upstream_finished = False
+        self.speaking_until = 0.0  # when the audio sent so far will have played out (monotonic)
+        self.runway_chunks = 0  # chunks cut at a word because the speaker was about to run dry
         self.nice = renice_process(params.nice)
         if params.engine == "espeak":
             if not shutil.which("espeak-ng"):
@@ -108,9 +120,14 @@ class TTSUnit(Unit[TTSParams]):
         if not audio:
             return
         self.spoken_clauses += 1
-        import time
-
-        chunk = {"words": len(clause.split()), "upstream_finished": self.upstream_finished, "at": time.monotonic()}
+        now = time.monotonic()
+        self.speaking_until = max(now, self.speaking_until) + len(audio) / 2 / self.p.audio_rate
+        chunk = {
+            "text": clause[:80],
+            "words": len(clause.split()),
+            "upstream_finished": self.upstream_finished,
+            "at": now,
+        }
         self.chunks = [*self.chunks[-19:], chunk]
         self.context.mark("chunk")
         fmt = self.p.response_format
@@ -156,6 +173,11 @@ class TTSUnit(Unit[TTSParams]):
                 out.append(self.pending[start : m.end()].strip())
                 start = m.end()
         self.pending = self.pending[start:]
+        if not out and not final and self._running_dry():
+            words = self._complete_words()
+            if words:
+                out.append(words)
+                self.runway_chunks += 1
         if final and self.pending.strip():
             rest = self.pending.strip()
             out.append(rest if rest[-1] in ".!?。！？" else rest + ".")
@@ -163,6 +185,21 @@ class TTSUnit(Unit[TTSParams]):
         out = [c for c in out if c]
         self.answer_chunks += len(out)
         return out
+
+    def _running_dry(self) -> bool:
+        """The speaker will have played everything sent within `min_runway`, mid-answer."""
+        runway = self.p.min_runway
+        return bool(runway and self.answer_chunks) and self.speaking_until - time.monotonic() < runway
+
+    def _complete_words(self) -> str | None:
+        """Take the complete words pending, up to the last one that does not need the next one."""
+        words = WORD_END.findall(self.pending)
+        for k in range(len(words), 0, -1):
+            if not needs_continuation(words[k - 1]):
+                cut = sum(len(w) for w in words[:k])
+                chunk, self.pending = self.pending[:cut].strip(), self.pending[cut:]
+                return chunk
+        return None
 
     # --- inputs ---------------------------------------------------------------------------
     def infer(self, text: str) -> Iterator[Any]:
@@ -203,6 +240,7 @@ class TTSUnit(Unit[TTSParams]):
         """Barge-in: forget unspoken text and tell the audio unit to stop at once."""
         self.pending = ""
         self.collected = []
+        self.speaking_until = 0.0  # the audio unit drops what it had queued
         if self.p.response_format.startswith("sys"):
             self.context.emit("sys.pcm.stop", None, system=True)
         return None
@@ -214,6 +252,7 @@ class TTSUnit(Unit[TTSParams]):
             "clauses_spoken": self.spoken_clauses,
             "pending_chars": len(self.pending),
             "chunks": self.chunks,
+            "runway_chunks": self.runway_chunks,
             "cpu_threads": threads,
             "nice": self.nice,
         }

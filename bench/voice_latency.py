@@ -192,6 +192,7 @@ def run_flow(args, questions, say, overrides: dict[str, dict]) -> dict:
                         cuts.append({"question": q, "heard": heard})
                     turns.append({"question": q, "heard": heard, **info["turns"][-1]})
                     time.sleep(0.3)
+            gaps = audio_info(client).get("answer_gaps_ms", [])
         stop.set()
     e2e = [t["end_to_end"] for t in turns]
     overhead_share = [t["framework_overhead"] / t["end_to_end"] for t in turns if "framework_overhead" in t]
@@ -207,6 +208,7 @@ def run_flow(args, questions, say, overrides: dict[str, dict]) -> dict:
         "p90_end_to_end_s": percentile(e2e, 90) if e2e else None,
         "framework_overhead_share_p50": percentile(overhead_share, 50) if overhead_share else None,
         "peak_rss_mib": round(max(rss), 1) if rss else None,
+        "answer_gaps_ms": gaps,
         "per_turn": turns,
     }
 
@@ -236,6 +238,11 @@ def print_run(name: str, r: dict, rounds: int) -> None:
         )
     if r["framework_overhead_share_p50"] is not None:
         print(f"framework overhead: p50 {100 * r['framework_overhead_share_p50']:.1f} % of end-to-end (target <= 5 %)")
+    gaps = r["answer_gaps_ms"]
+    print(
+        f"silences inside answers (the next chunk came after the last had played out): {len(gaps)}"
+        + (f", longest {max(gaps):.0f} ms, median {percentile(gaps, 50):.0f} ms" if gaps else "")
+    )
     print(f"peak RSS of the running flow (daemon + unit processes): {r['peak_rss_mib']} MiB")
 
 

@@ -77,6 +77,10 @@ class AudioUnit(Unit[AudioParams]):
         self.playing = False
         self.playback_started = 0.0  # when the current run of playback began (a new answer)
         self._last_stop_origin: Any = None  # first hop of the interruption last handled
+        # Silences inside an answer: the next chunk of the same turn came after the last one had
+        # played out (the TTS fell behind). Ran dry at, for which turn.
+        self.answer_gaps_ms: collections.deque[float] = collections.deque(maxlen=50)
+        self._dry: tuple[float, float] | None = None
         self._played_levels: collections.deque[tuple[float, float]] = collections.deque(maxlen=64)  # (t, rms)
         self._sink = self._open_sink(params.sink)
         self._player = threading.Thread(target=self._play_loop, name="audio-play", daemon=True)
@@ -231,6 +235,10 @@ class AudioUnit(Unit[AudioParams]):
                 if clock is None:  # was idle: a new answer starts
                     self.playback_started = time.monotonic()
                 self.playing = True
+            turn = _speech_end(hops)
+            if self._dry is not None and turn is not None and self._dry[1] == turn:
+                self.answer_gaps_ms.append(round((time.monotonic() - self._dry[0]) * 1000, 1))
+            self._dry = None
             if hops:
                 self._note_turn(hops)
             for i in range(0, len(data), step):
@@ -247,6 +255,10 @@ class AudioUnit(Unit[AudioParams]):
                 delay = clock - time.monotonic()
                 if delay > 0 and self.sink != "speaker":  # the speaker paces itself
                     time.sleep(delay)
+            else:  # played out (not stopped): if nothing else is queued, the sink runs dry now
+                with self._cond:
+                    if not self._queue and turn is not None:
+                        self._dry = (max(clock or 0.0, time.monotonic()), turn)
 
     def _write(self, chunk: bytes) -> None:
         sink = self._sink
@@ -259,7 +271,7 @@ class AudioUnit(Unit[AudioParams]):
             sink.write(chunk)
 
     def _note_turn(self, hops: list) -> None:
-        speech_end = next((t for w, t in hops if w.endswith(".speech_end")), None)
+        speech_end = _speech_end(hops)
         if speech_end is None or speech_end == self._turn_key:
             return
         self._turn_key = speech_end
@@ -279,6 +291,7 @@ class AudioUnit(Unit[AudioParams]):
             "stopped_at": self.stops[-20:],
             "stopped_by": self.stopped_by[-20:],
             "turns": list(self.turns),
+            "answer_gaps_ms": list(self.answer_gaps_ms),
         }
 
     def teardown(self) -> None:
@@ -291,6 +304,11 @@ class AudioUnit(Unit[AudioParams]):
         self._player.join(timeout=2)
         if self._sink is not None:
             self._sink.close()
+
+
+def _speech_end(hops: list | None) -> float | None:
+    """The turn a chunk answers: the ASR's `speech_end` stamp on its trail."""
+    return next((t for w, t in hops if w.endswith(".speech_end")), None) if hops else None
 
 
 # The marks a wake word or a barge-in detection leaves on the frame's hop trail (`context.mark`).

@@ -261,7 +261,9 @@ class Task:
                 self._done(item)
             return
         self._abort_current = False
-        self.unit.context.cancelled.clear()
+        flag = self.unit.context.cancelled
+        if flag.is_set():  # is_set() takes no lock: the common case costs nothing
+            flag.clear()
         started = time.monotonic()
         if item.request_id:
             self.last_request_id = item.request_id
@@ -284,10 +286,11 @@ class Task:
 
     @staticmethod
     def _hops_of(item: WorkItem) -> Hops:
+        """The item's stamps so far (not a copy: `_handle` builds a new list from them)."""
         if item.kind in ("infer", "chunk"):
-            return list(item.hops)
+            return item.hops
         frame = item.value if item.kind in ("frame", "wake") else None
-        return list(frame.hops) if frame is not None else []
+        return frame.hops if frame is not None else []
 
     def _produce(self, item: WorkItem, hops: Hops) -> None:
         stream = self.params.streams_output

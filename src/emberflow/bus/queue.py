@@ -37,6 +37,9 @@ class LinkQueue:
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
         self._closed = False
+        # Set while the worker sleeps somewhere else than on `_not_empty` (its zmq poll over the
+        # links it reads itself): the next put or close calls it once to wake the worker there.
+        self._waker: Callable[[], None] | None = None
         self.dropped: dict[str, int] = {}  # per link: superseded by a newer item
         self.flushed = 0
         self.high_water = 0
@@ -71,7 +74,35 @@ class LinkQueue:
             if len(self._data) > self.high_water:
                 self.high_water = len(self._data)
             self._not_empty.notify()  # one consumer: the task's worker
+            self._wake_sleeper()
             return True
+
+    def arm(self, waker: Callable[[], None]) -> bool:
+        """The consumer is about to sleep outside this queue: True if it is open and empty, and
+        then the next put or close calls `waker`. `disarm` when awake again."""
+        with self._lock:
+            if self._closed or self._system or self._data:
+                return False
+            self._waker = waker
+            return True
+
+    def disarm(self) -> None:
+        with self._lock:
+            self._waker = None
+
+    def _wake_sleeper(self) -> None:  # with the lock held
+        if self._waker is not None:
+            waker, self._waker = self._waker, None
+            waker()
+
+    def system_waiting(self) -> bool:
+        """A system item (wake, action) is queued: it goes before frames read elsewhere."""
+        return bool(self._system)
+
+    def count_flushed(self, n: int) -> None:
+        """Input discarded on purpose outside the queue (frames waiting on a link at an interrupt)."""
+        with self._lock:
+            self.flushed += n
 
     @property
     def closed(self) -> bool:
@@ -127,6 +158,7 @@ class LinkQueue:
             self._closed = True
             self._not_empty.notify_all()
             self._not_full.notify_all()
+            self._wake_sleeper()
 
     def __len__(self) -> int:
         return len(self._data) + len(self._system)

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from emberflow.bus import control
 from emberflow.bus.control import NO_CONN
-from emberflow.bus.frame import BusFrame, topic_of
+from emberflow.bus.frame import BusFrame, system_topic_of, topic_of
 from emberflow.bus.queue import Policy
 from emberflow.models.catalogue import Catalogue, ModelRef, ModelUnavailable
 from emberflow.protocol.envelope import NONE, RESOURCE_ACTIONS, Request, decode_base64, error_reply, reply
@@ -376,17 +376,18 @@ class UnitHost:
         )
         task.start()
         self.tasks[work_id] = task
-        if replaces is not None:  # same links, same subscription socket
+        if replaces is not None:  # same links, same subscription socket; the new worker reads its own
             task.link_policy, task.inputs = dict(replaces.link_policy), list(replaces.inputs)
+            task.local_links = set(replaces.local_links)
+            for source, addr in replaces.direct.sources.items():
+                task.direct.link(source, addr)
             self._answer(msg.conn, reply(req.request_id, work_id))
             return
         sub = self.subs[work_id] = self.ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.RCVHWM, 256)
         sub.setsockopt(zmq.LINGER, 0)
         for source, addr in msg.links.items():
-            sub.connect(addr)
-            sub.setsockopt(zmq.SUBSCRIBE, topic_of(source))
-            task.link_policy[source] = Policy(msg.policies.get(source, "lossless"))
+            self._link_source(task, source, addr, Policy(msg.policies.get(source, "lossless")))
         self._read(work_id)
         self._to_sys(
             control.TaskCreated(
@@ -436,6 +437,23 @@ class UnitHost:
             self._answer(msg.conn, reply(req.request_id, req.work_id))
         else:
             raise StackFlowError(Code.NO_UNIT_ACTION)
+
+    def _link_source(self, task: Task, source: str, addr: str, policy: Policy) -> None:
+        """The data frames of a lossless link from this machine are read by the task's worker
+        itself (no hand-off between threads: `unit.direct`). Read here, on the main thread: the
+        system frames of every link (a wake must interrupt a busy task), `latest` links (conflated
+        while the task works) and links from other machines (see `Task._direct_frame`)."""
+        task.link_policy[source] = policy
+        sub = self.subs[task.work_id]
+        sub.connect(addr)
+        sub.setsockopt(zmq.SUBSCRIBE, system_topic_of(source))
+        here = not addr.startswith("tcp://")
+        if here:
+            task.local_links.add(source)
+        if policy is Policy.LOSSLESS and here:
+            task.direct.link(source, addr)
+        else:
+            sub.setsockopt(zmq.SUBSCRIBE, topic_of(source))
 
     def _remove_task(self, work_id: str) -> None:
         self._unread(work_id)
@@ -580,10 +598,7 @@ def _link(host: UnitHost, task: Task, msg: control.Action) -> None:
     if target in task.inputs and target in task.link_policy:
         host._answer(msg.conn, ack)  # already linked: a second connection would duplicate every frame
         return
-    sub = host.subs[req.work_id]
-    sub.connect(msg.addr)
-    sub.setsockopt(zmq.SUBSCRIBE, topic_of(target))
-    task.link_policy[target] = Policy(msg.policy)
+    host._link_source(task, target, msg.addr, Policy(msg.policy))
     if target not in task.inputs:
         task.inputs.append(target)
     task.post_action(lambda: task.unit.on_link(target, True))
@@ -596,8 +611,11 @@ def _unlink(host: UnitHost, task: Task, msg: control.Action) -> None:
     target = req.data
     if not isinstance(target, str) or target not in task.inputs:
         raise StackFlowError(Code.LINK)
+    task.direct.unlink(target)
+    task.local_links.discard(target)
     sub = host.subs[req.work_id]
-    sub.setsockopt(zmq.UNSUBSCRIBE, topic_of(target))
+    sub.setsockopt(zmq.UNSUBSCRIBE, system_topic_of(target))
+    sub.setsockopt(zmq.UNSUBSCRIBE, topic_of(target))  # not subscribed when direct: zmq ignores it
     if msg.addr:
         try:
             sub.disconnect(msg.addr)

@@ -144,7 +144,11 @@ class Task:
     def submit_frame(self, frame: BusFrame) -> None:
         """A frame from a linked task. System frames (declared by their unit, e.g. wake words)
         interrupt; the host reads a lossless link only while the queue has room."""
-        self._count_missed(frame)
+        if frame.source not in self.direct.sources:
+            # A direct link's numbers are split between two readers (its system frames come
+            # here, its data to the worker), so gaps would be no loss; and it is a link on this
+            # machine, with no connection to break: counting is for links from other machines.
+            self._count_missed(frame)
         if frame.system:
             self.wake(frame)
             return
@@ -306,7 +310,6 @@ class Task:
         frame = BusFrame.from_parts(parts)
         published = frame.hops[-1][1] if frame.hops else float("inf")  # unstamped: never stale
         frame.stamp(f"{self.work_id}.recv")
-        self._count_missed(frame)
         if published < self._interrupted_at:
             self.queue.count_flushed(1)
             return None

@@ -1,7 +1,9 @@
 """Bus frames: a small JSON header plus raw bytes, stamped with monotonic time at every hop.
 
 On the wire a frame is a ZeroMQ multipart message `[topic, header, payload]`. The topic is
-`<work_id>|` so a subscription to `llm.100|` can never match `llm.1000|` (ZMQ matches prefixes).
+`<work_id>|` so a subscription to `llm.100|` can never match `llm.1000|` (ZMQ matches prefixes);
+a system frame's is `<work_id>!`, so that a reader can take system frames on another socket than
+data (the host's main thread reads them, to interrupt a busy task; its worker reads the data).
 CLOCK_MONOTONIC is system-wide on Linux, so stamps from different unit processes compare directly.
 """
 
@@ -15,6 +17,10 @@ from typing import Any
 
 def topic_of(work_id: str) -> bytes:
     return work_id.encode() + b"|"
+
+
+def system_topic_of(work_id: str) -> bytes:
+    return work_id.encode() + b"!"
 
 
 @dataclass(slots=True)
@@ -39,7 +45,8 @@ class BusFrame:
             header["sys"] = 1
         if self.seq:
             header["seq"] = self.seq
-        return [topic_of(self.source), json.dumps(header, separators=(",", ":")).encode(), self.payload]
+        topic = system_topic_of(self.source) if self.system else topic_of(self.source)
+        return [topic, json.dumps(header, separators=(",", ":")).encode(), self.payload]
 
     @classmethod
     def from_parts(cls, parts: list[bytes]) -> BusFrame:

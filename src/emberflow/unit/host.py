@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from emberflow.bus import control
 from emberflow.bus.control import NO_CONN
-from emberflow.bus.frame import BusFrame, topic_of
+from emberflow.bus.frame import BusFrame, system_topic_of, topic_of
 from emberflow.bus.queue import Policy
 from emberflow.models.catalogue import Catalogue, ModelRef, ModelUnavailable
 from emberflow.protocol.envelope import NONE, RESOURCE_ACTIONS, Request, decode_base64, error_reply, reply
@@ -83,6 +83,13 @@ class UnitHost:
         self.outbox.bind(OUTBOX)
         self.tasks: dict[str, Task] = {}
         self.subs: dict[str, zmq.Socket[bytes]] = {}  # work_id -> its SUB socket for upstream links
+        # The poller is kept current when something changes (a task comes or goes, a queue fills
+        # or gets room), not rebuilt every turn: a frame's hand-over is followed straight by poll.
+        self._poller = zmq.Poller()
+        self._poller.register(self.control, zmq.POLLIN)
+        self._poller.register(self.outbox, zmq.POLLIN)
+        self._readers: dict[zmq.Socket[bytes], str] = {}  # SUB sockets in the poller -> their work_id
+        self._held: set[str] = set()  # work ids whose SUB is out of the poller: their queue is full
         self.pending_setups = 0
         self.catalogue = Catalogue() if unit_cls.needs_model else None
         # Where files a client names may be: a `model` path, an audio file, a video file.
@@ -117,24 +124,15 @@ class UnitHost:
 
     def run(self) -> None:
         self._to_sys(control.Ready(self.kind, os.getpid(), self.unit_cls.schema()))
-        poller = zmq.Poller()
-        poller.register(self.control, zmq.POLLIN)
-        poller.register(self.outbox, zmq.POLLIN)
-        polled: set[zmq.Socket[bytes]] = set()  # SUB sockets currently in the poller
         next_beat = 0.0
         while self._running:
             now = time.monotonic()
             if now >= next_beat:
                 self._to_sys(control.Heartbeat(sorted(self.tasks)))
                 next_beat = now + control.HEARTBEAT_S
-            # A task whose lossless queue is full stops being read: backpressure reaches the publisher.
-            wanted = {sub for wid, sub in self.subs.items() if wid in self.tasks and not self.tasks[wid].queue.full()}
-            for sub in polled - wanted:
-                poller.unregister(sub)
-            for sub in wanted - polled:
-                poller.register(sub, zmq.POLLIN)
-            polled = wanted
-            for sock, _ in poller.poll(100):
+            if self._held:
+                self._resume_held()
+            for sock, _ in self._poller.poll(100):
                 if sock is self.control:
                     self._on_control(self.control.recv_multipart())
                 elif sock is self.outbox:
@@ -142,6 +140,28 @@ class UnitHost:
                 else:
                     self._on_frame(sock)
         self._shutdown()
+
+    def _read(self, work_id: str) -> None:
+        """Put the task's SUB socket (back) in the poller."""
+        sub = self.subs[work_id]
+        if sub not in self._readers:
+            self._poller.register(sub, zmq.POLLIN)
+            self._readers[sub] = work_id
+
+    def _unread(self, work_id: str) -> None:
+        sub = self.subs.get(work_id)
+        if sub is not None and self._readers.pop(sub, None) is not None:
+            self._poller.unregister(sub)
+
+    def _resume_held(self) -> None:
+        """Tasks whose full queue got room are read again (checked each turn, at most 100 ms apart)."""
+        for work_id in list(self._held):
+            task = self.tasks.get(work_id)
+            if task is None:
+                self._held.discard(work_id)
+            elif not task.queue.full():
+                self._held.discard(work_id)
+                self._read(work_id)
 
     def _drain_outbox(self, at_most: int | None = None) -> None:
         """Forward what task threads sent (already-encoded control messages) to sys."""
@@ -158,15 +178,15 @@ class UnitHost:
                 self.control.send_multipart(parts)
 
     def _on_frame(self, sock: zmq.Socket[bytes]) -> None:
-        for wid, sub in self.subs.items():
-            if sub is sock:
-                task = self.tasks.get(wid)
-                if task is not None and task.queue.full():
-                    return  # leave it in the socket: read once the task has room (never dropped)
-                frame = BusFrame.from_parts(sock.recv_multipart()).stamp(f"{wid}.recv")
-                if task is not None:
-                    task.submit_frame(frame)
-                return
+        wid = self._readers[sock]
+        task = self.tasks[wid]
+        if task.queue.full():
+            # A task whose lossless queue is full stops being read: the frame stays in the socket
+            # (never dropped) and backpressure reaches the publisher, until the queue has room.
+            self._unread(wid)
+            self._held.add(wid)
+            return
+        task.submit_frame(BusFrame.from_parts(sock.recv_multipart()).stamp(f"{wid}.recv"))
 
     def _shutdown(self) -> None:
         for work_id in list(self.tasks):
@@ -356,17 +376,19 @@ class UnitHost:
         )
         task.start()
         self.tasks[work_id] = task
-        if replaces is not None:  # same links, same subscription socket
+        if replaces is not None:  # same links, same subscription socket; the new worker reads its own
             task.link_policy, task.inputs = dict(replaces.link_policy), list(replaces.inputs)
+            task.local_links = set(replaces.local_links)
+            for source, addr in replaces.direct.sources.items():
+                task.direct.link(source, addr)
             self._answer(msg.conn, reply(req.request_id, work_id))
             return
         sub = self.subs[work_id] = self.ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.RCVHWM, 256)
         sub.setsockopt(zmq.LINGER, 0)
         for source, addr in msg.links.items():
-            sub.connect(addr)
-            sub.setsockopt(zmq.SUBSCRIBE, topic_of(source))
-            task.link_policy[source] = Policy(msg.policies.get(source, "lossless"))
+            self._link_source(task, source, addr, Policy(msg.policies.get(source, "lossless")))
+        self._read(work_id)
         self._to_sys(
             control.TaskCreated(
                 msg.conn,
@@ -416,7 +438,26 @@ class UnitHost:
         else:
             raise StackFlowError(Code.NO_UNIT_ACTION)
 
+    def _link_source(self, task: Task, source: str, addr: str, policy: Policy) -> None:
+        """The data frames of a lossless link from this machine are read by the task's worker
+        itself (no hand-off between threads: `unit.direct`). Read here, on the main thread: the
+        system frames of every link (a wake must interrupt a busy task), `latest` links (conflated
+        while the task works) and links from other machines (see `Task._direct_frame`)."""
+        task.link_policy[source] = policy
+        sub = self.subs[task.work_id]
+        sub.connect(addr)
+        sub.setsockopt(zmq.SUBSCRIBE, system_topic_of(source))
+        here = not addr.startswith("tcp://")
+        if here:
+            task.local_links.add(source)
+        if policy is Policy.LOSSLESS and here:
+            task.direct.link(source, addr)
+        else:
+            sub.setsockopt(zmq.SUBSCRIBE, topic_of(source))
+
     def _remove_task(self, work_id: str) -> None:
+        self._unread(work_id)
+        self._held.discard(work_id)
         task = self.tasks.pop(work_id, None)
         sub = self.subs.pop(work_id, None)
         if sub is not None:
@@ -557,10 +598,7 @@ def _link(host: UnitHost, task: Task, msg: control.Action) -> None:
     if target in task.inputs and target in task.link_policy:
         host._answer(msg.conn, ack)  # already linked: a second connection would duplicate every frame
         return
-    sub = host.subs[req.work_id]
-    sub.connect(msg.addr)
-    sub.setsockopt(zmq.SUBSCRIBE, topic_of(target))
-    task.link_policy[target] = Policy(msg.policy)
+    host._link_source(task, target, msg.addr, Policy(msg.policy))
     if target not in task.inputs:
         task.inputs.append(target)
     task.post_action(lambda: task.unit.on_link(target, True))
@@ -573,8 +611,11 @@ def _unlink(host: UnitHost, task: Task, msg: control.Action) -> None:
     target = req.data
     if not isinstance(target, str) or target not in task.inputs:
         raise StackFlowError(Code.LINK)
+    task.direct.unlink(target)
+    task.local_links.discard(target)
     sub = host.subs[req.work_id]
-    sub.setsockopt(zmq.UNSUBSCRIBE, topic_of(target))
+    sub.setsockopt(zmq.UNSUBSCRIBE, system_topic_of(target))
+    sub.setsockopt(zmq.UNSUBSCRIBE, topic_of(target))  # not subscribed when direct: zmq ignores it
     if msg.addr:
         try:
             sub.disconnect(msg.addr)

@@ -1,7 +1,9 @@
 """A task: one unit instance with its input queue, worker thread and output channel.
 
 The worker thread owns the task's XPUB data socket (ZMQ sockets are single-threaded), so a
-slow subscriber backpressures exactly the task that produces (XPUB_NODROP), nobody else.
+slow subscriber backpressures exactly the task that produces (XPUB_NODROP), nobody else. It
+also reads the data frames of its lossless links on this machine itself (`unit.direct`): no
+hand-off from the host's thread on the way to `on_frame`.
 Outputs for clients go to the host's main loop as encoded control messages, through a
 per-thread PUSH to `inproc://outbox`; the main loop forwards them to sys unchanged.
 
@@ -29,6 +31,7 @@ from emberflow.bus.queue import LinkQueue, Policy
 from emberflow.protocol.envelope import error_reply
 from emberflow.protocol.errors import Code, Reason, StackFlowError
 from emberflow.unit.base import Chunk, TaskContext, Unit, UnitParams, collect
+from emberflow.unit.direct import DirectLinks
 from emberflow.unit.inputs import INCOMPLETE, InputAssembler
 from emberflow.unit.outputs import ChunkShaper, Out, cancelled, shape
 
@@ -81,6 +84,12 @@ class Task:
         self.link_policy: dict[str, Policy] = {}
         self.last_request_id = setup_request_id  # outputs carry the last inference's, else setup's
         self.queue = LinkQueue(queue_size)
+        self.direct = DirectLinks(ctx)  # lossless data links the worker reads itself
+        self._frame_turn = False  # the worker's next turn goes to a direct frame before queued data
+        self._stash: list[bytes] | None = None  # a direct frame read while sleeping, not yet taken
+        self._interrupted_at = 0.0  # direct frames published before it are stale (monotonic)
+        # Links from this machine (kept by the host): their publishers' stamps are on our clock.
+        self.local_links: set[str] = set()
         self.input = InputAssembler(self.kind, unit.inputs.values(), type(unit).streams_input())
         self._last_control = last_control  # StackFlow answers inference errors with it (§3.4)
         self._ctx = ctx
@@ -135,7 +144,11 @@ class Task:
     def submit_frame(self, frame: BusFrame) -> None:
         """A frame from a linked task. System frames (declared by their unit, e.g. wake words)
         interrupt; the host reads a lossless link only while the queue has room."""
-        self._count_missed(frame)
+        if frame.source not in self.direct.sources:
+            # A direct link's numbers are split between two readers (its system frames come
+            # here, its data to the worker), so gaps would be no loss; and it is a link on this
+            # machine, with no connection to break: counting is for links from other machines.
+            self._count_missed(frame)
         if frame.system:
             self.wake(frame)
             return
@@ -176,10 +189,12 @@ class Task:
             self._send(control.Done(self.work_id, conn, request_id))
         return bool(dropped)
 
-    def interrupt(self) -> None:
+    def interrupt(self, since: float | None = None) -> None:
         """Barge-in: cancel running work and everything queued. Queued client inferences stay in
-        the queue only to be answered as cancelled, so no caller waits forever."""
+        the queue only to be answered as cancelled, so no caller waits forever. Frames waiting on
+        direct links go if published before `since` (the wake's own publishing; default now)."""
         self._epoch += 1
+        self._interrupted_at = max(self._interrupted_at, time.monotonic() if since is None else since)
         self.unit.context.cancelled.set()
         self.queue.flush(keep=lambda item: item.kind in ("infer", "chunk"))
         self.input.restart()
@@ -191,8 +206,18 @@ class Task:
 
     def wake(self, frame: BusFrame | None = None) -> None:
         if self.unit.interrupt_on_wake:
-            self.interrupt()
+            # What its publisher sent after the wake is kept, as it was when every frame came
+            # through the queue in the order it arrived (a ticker's result right after its tick).
+            self.interrupt(since=self._published_at(frame))
         self.queue.put(WorkItem("wake", frame, self._epoch), system=True)
+
+    def _published_at(self, frame: BusFrame | None) -> float | None:
+        if frame is None or frame.source not in self.local_links:
+            return None  # another machine's clock: no use here
+        for where, at in reversed(frame.hops):
+            if where == frame.source:
+                return at
+        return None
 
     def _post(self, fn: Callable[[], Any]) -> None:
         self.queue.put(WorkItem("call", fn, self._epoch))  # from a unit's own thread: may wait
@@ -206,6 +231,8 @@ class Task:
         self.interrupt()
         self.queue.close()
         self._thread.join(timeout=5)  # the host loop waits here: keep it shorter than the watchdog
+        if not self._thread.is_alive():
+            self.direct.close_bell()  # a hung worker keeps its fd: it may still poll it
         try:
             self.unit.teardown()
         except Exception:  # teardown must not take the process down
@@ -243,13 +270,50 @@ class Task:
         self._out = self._ctx.socket(zmq.PUSH)
         self._out.setsockopt(zmq.LINGER, 0)
         self._out.connect(OUTBOX)
+        self.direct.open()
         self._ready.set()
         try:
-            while (item := self.queue.get()) is not None:
+            while (item := self._next()) is not None:
                 self._handle(item)
         finally:
+            self.direct.close()
             self._pub.close()
             self._out.close()
+
+    def _next(self) -> WorkItem | None:
+        """The next thing to do: system items first, then direct frames and queued items in
+        turn (neither starves the other); None once the queue is closed and drained. In between,
+        the worker sleeps in `direct.wait`, woken by a frame on its links or by the queue."""
+        while True:
+            if self._frame_turn and not self.queue.system_waiting() and not self.queue.closed:
+                self._frame_turn = False
+                if (item := self._direct_frame()) is not None:
+                    return item
+            queued: WorkItem | None = self.queue.get(timeout=0)
+            if queued is not None:
+                self._frame_turn = True
+                return queued
+            if self.queue.closed:
+                return None
+            if (item := self._direct_frame()) is not None:
+                return item
+            self._stash = self.direct.wait(self.queue)  # a frame: taken on the next turn
+
+    def _direct_frame(self) -> WorkItem | None:
+        """A frame from a direct link, as the host would have queued it. One published before
+        the last interrupt (a wake) is flushed, as the interrupt flushed the queued ones: the
+        host thread may not touch our socket to do it. Direct links are links on this machine,
+        so the publisher's stamp and ours are on one clock."""
+        parts, self._stash = self._stash, None
+        if parts is None and (parts := self.direct.recv()) is None:
+            return None
+        frame = BusFrame.from_parts(parts)
+        published = frame.hops[-1][1] if frame.hops else float("inf")  # unstamped: never stale
+        frame.stamp(f"{self.work_id}.recv")
+        if published < self._interrupted_at:
+            self.queue.count_flushed(1)
+            return None
+        return WorkItem("frame", frame, self._epoch)
 
     def _handle(self, item: WorkItem) -> None:
         self._item = item
@@ -261,7 +325,9 @@ class Task:
                 self._done(item)
             return
         self._abort_current = False
-        self.unit.context.cancelled.clear()
+        flag = self.unit.context.cancelled
+        if flag.is_set():  # is_set() takes no lock: the common case costs nothing
+            flag.clear()
         started = time.monotonic()
         if item.request_id:
             self.last_request_id = item.request_id
@@ -284,10 +350,11 @@ class Task:
 
     @staticmethod
     def _hops_of(item: WorkItem) -> Hops:
+        """The item's stamps so far (not a copy: `_handle` builds a new list from them)."""
         if item.kind in ("infer", "chunk"):
-            return list(item.hops)
+            return item.hops
         frame = item.value if item.kind in ("frame", "wake") else None
-        return list(frame.hops) if frame is not None else []
+        return frame.hops if frame is not None else []
 
     def _produce(self, item: WorkItem, hops: Hops) -> None:
         stream = self.params.streams_output

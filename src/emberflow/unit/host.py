@@ -44,6 +44,9 @@ TaskAction = Callable[["UnitHost", Task, control.Action], None]
 TASK_ACTIONS: dict[str, TaskAction] = {}
 
 
+LINK_HANDSHAKE_S = 2.0  # longest wait for a link's connection to another machine (see _await_handshake)
+
+
 def task_action(name: str) -> Callable[[TaskAction], TaskAction]:
     def register(fn: TaskAction) -> TaskAction:
         TASK_ACTIONS[name] = fn
@@ -445,15 +448,18 @@ class UnitHost:
         while the task works) and links from other machines (see `Task._direct_frame`)."""
         task.link_policy[source] = policy
         sub = self.subs[task.work_id]
+        here = not addr.startswith("tcp://")
+        monitor = None if here else sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         sub.connect(addr)
         sub.setsockopt(zmq.SUBSCRIBE, system_topic_of(source))
-        here = not addr.startswith("tcp://")
         if here:
             task.local_links.add(source)
         if policy is Policy.LOSSLESS and here:
             task.direct.link(source, addr)
         else:
             sub.setsockopt(zmq.SUBSCRIBE, topic_of(source))
+        if monitor is not None:
+            _await_handshake(sub, monitor, addr)
 
     def _remove_task(self, work_id: str) -> None:
         self._unread(work_id)
@@ -625,6 +631,25 @@ def _unlink(host: UnitHost, task: Task, msg: control.Action) -> None:
     task.link_policy.pop(target, None)
     task.post_action(lambda: task.unit.on_link(target, False))
     host._to_sys(control.Linked(msg.conn, reply(req.request_id, req.work_id), req.work_id, target, False))
+
+
+def _await_handshake(sub: zmq.Socket[bytes], monitor: zmq.Socket[bytes], addr: str) -> None:
+    """Until the connection to another machine's publisher is up. ZMQ connects in the background
+    and a publisher sends only to the subscriptions it has heard of, so frames published between
+    the link's ack and the handshake would be lost (a loaded machine or a slow network takes
+    milliseconds there); over ipc it is microseconds. Bounded: the link works once it is up."""
+    from zmq.utils.monitor import recv_monitor_message
+
+    deadline = time.monotonic() + LINK_HANDSHAKE_S
+    try:
+        while (left := deadline - time.monotonic()) > 0 and monitor.poll(left * 1000):
+            event = recv_monitor_message(monitor)
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:  # the monitor began with this connect
+                return
+        log.warning("link to %s: no handshake within %.0f s; frames sent before it are lost", addr, LINK_HANDSHAKE_S)
+    finally:
+        sub.disable_monitor()
+        monitor.close(0)
 
 
 def _unlink_ipc(addr: str) -> None:

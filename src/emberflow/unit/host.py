@@ -642,7 +642,7 @@ def _await_handshake(sub: zmq.Socket[bytes], monitor: zmq.Socket[bytes], addr: s
 
     deadline = time.monotonic() + LINK_HANDSHAKE_S
     try:
-        while (left := deadline - time.monotonic()) > 0 and monitor.poll(left * 1000):
+        while (left := deadline - time.monotonic()) > 0 and monitor.poll(int(left * 1000) + 1):
             event = recv_monitor_message(monitor)
             if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:  # the monitor began with this connect
                 return

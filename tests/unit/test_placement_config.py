@@ -22,6 +22,12 @@ def test_a_ray_placement_with_replicas_and_per_replica_resources():
     assert [placed["embed"].resources_of(i) for i in range(2)] == [{"a": 1}, {"b": 0.5}]
     assert placed["tts"] == LOCAL and not placed["tts"].remote
     assert placed["llm"].num_cpus == 0.0  # by default a unit reserves no CPU: it sizes its own threads
+    assert placed["llm"].spare  # an idle actor is kept for a fast restart unless told otherwise
+
+
+def test_a_ray_placement_may_keep_no_spare_actor():
+    placed = parse_placement({"tts": {"backend": "ray", "spare": False}}, ray_address="auto")
+    assert not placed["tts"].spare
 
 
 @pytest.mark.parametrize(
@@ -35,6 +41,8 @@ def test_a_ray_placement_with_replicas_and_per_replica_resources():
         ({"llm": {"backend": "ray", "max_restarts": -2}}, "max_restarts: expected a whole number >= -1"),
         ({"llm": {"backend": "ray", "labels": {"zone": 1}}}, "labels: expected {label: value} strings"),
         ({"llm": {"replicas": 2}}, "need backend: ray"),
+        ({"llm": {"spare": False}}, "need backend: ray"),
+        ({"llm": {"backend": "ray", "spare": "no"}}, "spare: expected true or false"),
         ({"llm": ["ray"]}, "expected a mapping such as {backend: ray}"),
     ],
 )

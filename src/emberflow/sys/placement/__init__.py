@@ -3,6 +3,7 @@
     placement:
       llm:   {backend: ray, resources: {gpu_box: 1}, max_restarts: 3}
       embed: {backend: ray, replicas: 2, resources: [{node_a: 1}, {node_b: 1}]}
+      tts:   {backend: ray, spare: false}      # no idle actor kept for a fast restart
 
 Either way the host is the same `UnitHost` loop running the same unit class and speaking the
 same control messages, so the router treats a remote task exactly like a local one. What
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 BACKENDS = ("local", "ray")
-_KEYS = {"backend", "resources", "replicas", "num_cpus", "max_restarts", "labels"}
+_KEYS = {"backend", "resources", "replicas", "num_cpus", "max_restarts", "labels", "spare"}
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class Placement:
     num_cpus: float = 0.0
     max_restarts: int = 3  # Ray restarts a dead actor this often before the supervisor makes a new one
     labels: dict[str, str] = field(default_factory=dict)  # Ray node labels the actor must land on
+    # Keep an idle actor placed like each host, so a restart needs no new Ray worker (1-2 s on a
+    # small box); false saves that idle worker's memory on a node short of it.
+    spare: bool = True
 
     @property
     def remote(self) -> bool:
@@ -86,14 +90,17 @@ def parse_placement(raw: Any, ray_address: str | None) -> dict[str, Placement]:
         labels = spec.get("labels", {})
         if not (isinstance(labels, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())):
             raise ValueError(f"{where}.labels: expected {{label: value}} strings, got {labels!r}")
-        placement = Placement(backend, resources, replicas, float(num_cpus), max_restarts, dict(labels))
+        spare = spec.get("spare", True)
+        if not isinstance(spare, bool):
+            raise ValueError(f"{where}.spare: expected true or false, got {spare!r}")
+        placement = Placement(backend, resources, replicas, float(num_cpus), max_restarts, dict(labels), spare)
         if placement.remote and not ray_address:
             raise ValueError(
                 f"{where}: backend {backend!r} needs a cluster to join: set ray_address "
                 "(or `emberflow up --ray ADDRESS`)"
             )
-        if not placement.remote and (replicas > 1 or resources or labels):
-            raise ValueError(f"{where}: replicas, resources and labels need backend: ray")
+        if not placement.remote and (replicas > 1 or resources or labels or "spare" in spec):
+            raise ValueError(f"{where}: replicas, resources, labels and spare need backend: ray")
         out[kind] = placement
     return out
 

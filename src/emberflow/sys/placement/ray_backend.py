@@ -13,7 +13,8 @@ whichever comes first:
   one under the same identity) and the next start takes the host's spare: an idle actor placed
   like it, made with each start so that a restart needs no new Ray worker (1-2 s to start on a
   busy small box). A spare costs an idle worker with emberflow imported, and hosts nothing
-  until its `serve` is called: never a second host under the same identity;
+  until its `serve` is called: never a second host under the same identity (`spare: false` in
+  the placement keeps none: a restart then waits for a new worker);
 - Ray reports the actor lost (a host that died before it connected, or a node cut off without
   its connections closing). Ray restarts it (`max_restarts`, on any node whose resources fit,
   once one does) and the next start calls `serve` on the same handle again, which Ray holds
@@ -84,7 +85,7 @@ class RayBackend:
         if host not in self.actors:
             self.actors[host] = make()
         unit = RayUnit(self, host, make, (host, kind, path, control_addr, model_dirs, self.log_level))
-        if host not in self.spares:
+        if placement.spare and host not in self.spares:
             self.spares[host] = self._create(placement, replica)
         return unit
 

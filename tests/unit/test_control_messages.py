@@ -27,8 +27,11 @@ EXAMPLES: list[control.Message] = [
         "llm.1000",
         {"audio": "ipc:///tmp/x/audio.pub"},
         {"audio": "latest"},
+        ["audio"],
     ),
-    control.Action(Request("a1", "llm.1000", "link", "work_id", "kws.1001"), 8000, "ipc:///tmp/x/kws.pub", "latest"),
+    control.Action(
+        Request("a1", "llm.1000", "link", "work_id", "kws.1001"), 8000, "ipc:///tmp/x/kws.pub", "latest", True
+    ),
     control.Action(Request("a2", "tally", "load_resource", "tally.resource", {"id": "en"}, b"\x00\xffbinary"), 8001),
     control.Inference(REQ, 8000, [("tcp.recv", 12.5), ("llm.1000.start", 12.6)]),
     control.Inference(RAW, 8002),

@@ -147,8 +147,10 @@ def test_the_host_reads_latest_links_system_frames_and_other_machines(tmp_path: 
     try:
         host._link_source(task, "cam.1003", "inproc://cam.1003", Policy.LATEST)  # conflated while busy
         host._link_source(task, "echo.1004", "tcp://127.0.0.1:1", Policy.LOSSLESS)  # another clock
+        # a wake word's task: all its frames in order on one reader, so its chime never overtakes the wake
+        host._link_source(task, "kws.1005", "inproc://kws.1005", Policy.LOSSLESS, system=True)
         host._link_source(task, SOURCE, SOURCE_ADDR, Policy.LOSSLESS)
         assert task.direct.sources == {SOURCE: SOURCE_ADDR}
-        assert task.local_links == {"cam.1003", SOURCE}
+        assert task.local_links == {"cam.1003", "kws.1005", SOURCE}
     finally:
         host._shutdown()

@@ -58,6 +58,9 @@ class Setup(Message):
     work_id: str
     links: dict[str, str] = field(default_factory=dict)  # upstream work_id -> its data address
     policies: dict[str, str] = field(default_factory=dict)  # upstream work_id -> queue policy
+    # Upstream tasks whose unit declares system frames (a wake word): the host reads all of
+    # their frames itself, in order, so what follows a wake (its chime) is never ahead of it.
+    system_sources: list[str] = field(default_factory=list)
     # The daemon's configured defaults for this kind (config `audio:`): trusted, unlike the
     # request's own keys, which override them.
     defaults: dict[str, Any] = field(default_factory=dict)
@@ -66,13 +69,15 @@ class Setup(Message):
 @dataclass(frozen=True, slots=True)
 class Action(Message):
     """Any other unit action (exit, pause, work, taskinfo, link, unlink, resources, custom ones).
-    For link/unlink, `addr` and `policy` describe the upstream task."""
+    For link/unlink, `addr`, `policy` and `system_source` (see `Setup.system_sources`) describe
+    the upstream task."""
 
     binary: ClassVar[str | None] = "request"
     request: Request
     conn: int
     addr: str | None = None
     policy: str = "lossless"
+    system_source: bool = False
 
 
 @dataclass(frozen=True, slots=True)

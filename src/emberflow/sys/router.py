@@ -255,7 +255,11 @@ class Router:
             if cycle is not None:
                 raise StackFlowError(Code.LINK, detail="linking would make a cycle: " + " <- ".join(cycle))
         return control.Action(
-            req, conn.conn_id, self._data_addr_for(rec.kind, target), req.extra.get("policy") or target.output_policy
+            req,
+            conn.conn_id,
+            self._data_addr_for(rec.kind, target),
+            req.extra.get("policy") or target.output_policy,
+            target.system_frames,
         )
 
     def _data_addr_for(self, reader_kind: str, source: TaskRecord) -> str:
@@ -280,9 +284,11 @@ class Router:
                     self.tasks.counter += 1
             else:
                 pending.work_id = self.tasks.next_work_id(kind)  # consumed even if the setup fails
-            links, policies = await self._resolve_inputs(kind, req.data)
+            links, policies, system = await self._resolve_inputs(kind, req.data)
             defaults = self.setup_defaults.get(kind, {})
-            await self._send_unit(up.host, control.Setup(req, conn.conn_id, pending.work_id, links, policies, defaults))
+            await self._send_unit(
+                up.host, control.Setup(req, conn.conn_id, pending.work_id, links, policies, system, defaults)
+            )
         except StackFlowError as e:
             self.tasks.take_pending(kind, conn.conn_id, req.request_id)
             if e.code == Code.LINK:
@@ -295,15 +301,16 @@ class Router:
             1 for p in self.tasks.pending.get(kind, []) if p.host == host and p.request.action == "setup"
         )
 
-    async def _resolve_inputs(self, kind: str, data: Any) -> tuple[dict[str, str], dict[str, str]]:
+    async def _resolve_inputs(self, kind: str, data: Any) -> tuple[dict[str, str], dict[str, str], list[str]]:
         """Data addresses and queue policies of the live tasks a setup's `input` names (StackFlow
-        §8.2); `input_policy` may key a policy by the entry as written (`sys.pcm`)."""
+        §8.2), and which of them send system frames; `input_policy` may key a policy by the entry
+        as written (`sys.pcm`)."""
         if not isinstance(data, dict):
-            return {}, {}
+            return {}, {}, []
         inputs = data.get("input", [])
         inputs = [inputs] if isinstance(inputs, str) else inputs if isinstance(inputs, list) else []
         wanted: dict[str, Any] = data["input_policy"] if isinstance(data.get("input_policy"), dict) else {}
-        links, policies = {}, {}
+        links, policies, system = {}, {}, []
         for entry in inputs:
             if not isinstance(entry, str):
                 continue
@@ -311,7 +318,9 @@ class Router:
             if rec is not None:
                 links[rec.work_id] = self._data_addr_for(kind, rec)
                 policies[rec.work_id] = wanted.get(entry, rec.output_policy)
-        return links, policies
+                if rec.system_frames:
+                    system.append(rec.work_id)
+        return links, policies, system
 
     async def _send_unit(self, host: str, msg: control.Message, before_resources: bool = False) -> None:
         await self.supervisor.ensure(host)

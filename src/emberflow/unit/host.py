@@ -390,7 +390,8 @@ class UnitHost:
         sub.setsockopt(zmq.RCVHWM, 256)
         sub.setsockopt(zmq.LINGER, 0)
         for source, addr in msg.links.items():
-            self._link_source(task, source, addr, Policy(msg.policies.get(source, "lossless")))
+            policy = Policy(msg.policies.get(source, "lossless"))
+            self._link_source(task, source, addr, policy, source in msg.system_sources)
         self._read(work_id)
         self._to_sys(
             control.TaskCreated(
@@ -441,11 +442,13 @@ class UnitHost:
         else:
             raise StackFlowError(Code.NO_UNIT_ACTION)
 
-    def _link_source(self, task: Task, source: str, addr: str, policy: Policy) -> None:
+    def _link_source(self, task: Task, source: str, addr: str, policy: Policy, system: bool = False) -> None:
         """The data frames of a lossless link from this machine are read by the task's worker
         itself (no hand-off between threads: `unit.direct`). Read here, on the main thread: the
-        system frames of every link (a wake must interrupt a busy task), `latest` links (conflated
-        while the task works) and links from other machines (see `Task._direct_frame`)."""
+        system frames of every link (a wake must interrupt a busy task), every frame of a source that
+        sends system frames (`system`: in order, so a wake's chime never overtakes the wake),
+        `latest` links (conflated while the task works) and links from other machines (see
+        `Task._direct_frame`)."""
         task.link_policy[source] = policy
         sub = self.subs[task.work_id]
         here = not addr.startswith("tcp://")
@@ -454,7 +457,7 @@ class UnitHost:
         sub.setsockopt(zmq.SUBSCRIBE, system_topic_of(source))
         if here:
             task.local_links.add(source)
-        if policy is Policy.LOSSLESS and here:
+        if policy is Policy.LOSSLESS and here and not system:
             task.direct.link(source, addr)
         else:
             sub.setsockopt(zmq.SUBSCRIBE, topic_of(source))
@@ -604,7 +607,7 @@ def _link(host: UnitHost, task: Task, msg: control.Action) -> None:
     if target in task.inputs and target in task.link_policy:
         host._answer(msg.conn, ack)  # already linked: a second connection would duplicate every frame
         return
-    host._link_source(task, target, msg.addr, Policy(msg.policy))
+    host._link_source(task, target, msg.addr, Policy(msg.policy), msg.system_source)
     if target not in task.inputs:
         task.inputs.append(target)
     task.post_action(lambda: task.unit.on_link(target, True))

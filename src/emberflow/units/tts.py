@@ -155,12 +155,7 @@ class TTSUnit(Unit[TTSParams]):
         if not n or self.answer_chunks or CLAUSE_END.search(self.pending):
             return None
         words = WORD_END.findall(self.pending)
-        for k in range(n, min(len(words), FIRST_CHUNK_MAX_WORDS) + 1):
-            if not needs_continuation(words[k - 1]):
-                cut = sum(len(w) for w in words[:k])
-                chunk, self.pending = self.pending[:cut].strip(), self.pending[cut:]
-                return chunk
-        return None
+        return self._take_words(words, range(n, min(len(words), FIRST_CHUNK_MAX_WORDS) + 1))
 
     def _clauses(self, final: bool) -> list[str]:
         """Complete clauses from the pending text (all of it when final)."""
@@ -194,7 +189,12 @@ class TTSUnit(Unit[TTSParams]):
     def _complete_words(self) -> str | None:
         """Take the complete words pending, up to the last one that does not need the next one."""
         words = WORD_END.findall(self.pending)
-        for k in range(len(words), 0, -1):
+        return self._take_words(words, range(len(words), 0, -1))
+
+    def _take_words(self, words: list[str], counts: range) -> str | None:
+        """Cut the first k of the pending `words` off as a chunk, for the first k of `counts`
+        whose last word may end a chunk (not "of", "the", ...)."""
+        for k in counts:
             if not needs_continuation(words[k - 1]):
                 cut = sum(len(w) for w in words[:k])
                 chunk, self.pending = self.pending[:cut].strip(), self.pending[cut:]
